@@ -1,0 +1,42 @@
+"""`roster-pipeline` console script.
+
+Each sub-command lives in its own module, imported only when that command runs, so that starting the
+simulator does not pay for importing Dagster and the warehouse.  A command module exposes
+``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulator": ("roster_pipeline.simulator.command", "run a OneRoster 1.1 SIS (Infinite Campus layout) on loopback"),
+    "demo": ("roster_pipeline.demo", "start the simulator with two demo districts and the Dagster UI (or --once)"),
+    "bench": ("roster_pipeline.bench", "sync the large simulated district and print wall time, records/s, peak RSS"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roster-pipeline", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:
+            importlib.import_module(module_name).add_arguments(command_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    module_name, _ = COMMANDS[args.command]
+    return int(importlib.import_module(module_name).run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
