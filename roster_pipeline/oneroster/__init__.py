@@ -1,1 +1,30 @@
-"""oneroster"""
+"""OneRoster 1.1 REST client: OAuth2 client credentials, safe offset paging, retries, delta reads.
+
+Everything other modules need is importable from here; the submodules are implementation detail.
+"""
+
+from roster_pipeline.oneroster.client import OneRosterClient
+from roster_pipeline.oneroster.config import ClientConfig
+from roster_pipeline.oneroster.errors import (
+    AuthenticationError,
+    EnvelopeError,
+    ImsxStatus,
+    OneRosterError,
+    OneRosterHTTPError,
+    PagingInconsistentError,
+    RetriesExhaustedError,
+)
+from roster_pipeline.oneroster.stats import FetchStats
+
+__all__ = [
+    "AuthenticationError",
+    "ClientConfig",
+    "EnvelopeError",
+    "FetchStats",
+    "ImsxStatus",
+    "OneRosterClient",
+    "OneRosterError",
+    "OneRosterHTTPError",
+    "PagingInconsistentError",
+    "RetriesExhaustedError",
+]

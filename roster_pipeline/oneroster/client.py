@@ -1,0 +1,522 @@
+"""The OneRoster 1.1 REST client: streams a district's records out in ordered, de-duplicated batches.
+
+Concurrency model. Page 1 is fetched alone; its ``X-Total-Count`` says which offsets remain, and those
+are fetched by a thread pool of ``max_concurrency`` workers through a sliding window: at most
+``max_concurrency`` pages are being fetched or waiting to be handed out, and batches leave in offset
+order. Memory is therefore bounded by (max_concurrency + 1) pages whatever the district's size. A
+semaphore around every HTTP attempt keeps the per-district limit (Infinite Campus asks for at most 5)
+even when several pulls share one client. Without ``X-Total-Count`` the client pages sequentially by
+``Link: rel=next``, or by offset until a short or empty page.
+
+Completeness. Offset paging over a table that changes mid-pull skips or repeats records. Every page
+re-reports the total; if it moves, or a page comes back shorter than its offset range, the pass is
+abandoned and the collection re-read from offset 0 (``max_paging_restarts`` times), yielding only
+records not yet yielded; if it keeps moving, ``PagingInconsistentError``. A silently incomplete set
+is never returned, because downstream an absent record becomes a deletion.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from roster_pipeline.oneroster.auth import BearerAuth, TokenManager
+from roster_pipeline.oneroster.config import ClientConfig
+from roster_pipeline.oneroster.errors import (
+    AuthenticationError,
+    EnvelopeError,
+    ImsxStatus,
+    OneRosterError,
+    OneRosterHTTPError,
+    PagingInconsistentError,
+    RetriesExhaustedError,
+)
+from roster_pipeline.oneroster.paging import (
+    Endpoint,
+    Record,
+    SeenIds,
+    build_filter,
+    endpoint_for,
+    parse_link_header,
+    parse_total_count,
+)
+from roster_pipeline.oneroster.retry import RetryPolicy, TransientFailure, parse_retry_after
+from roster_pipeline.oneroster.stats import FetchStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Page:
+    offset: int
+    records: list[Record]
+    total: int | None
+    next_url: str | None
+    has_link: bool
+
+
+class _Drift(Exception):
+    """Internal signal: this pass cannot be proven complete; restart it."""
+
+    def __init__(self, reason: str, expected: int | None, observed: int | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.expected = expected
+        self.observed = observed
+
+
+class _Cancelled(Exception):
+    """Internal: the consumer stopped iterating, so queued page fetches give up quietly."""
+
+
+class OneRosterClient:
+    """One district's OneRoster API. Use as a context manager so connections are closed."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        timeout = httpx.Timeout(config.timeout_seconds)
+        headers = {"Accept": "application/json", "User-Agent": config.user_agent}
+        self._token_http = httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+        self._tokens = TokenManager(config, self._token_http)
+        self._auth = BearerAuth(self._tokens)
+        self._http = httpx.Client(
+            auth=self._auth,
+            timeout=timeout,
+            headers=headers,
+            follow_redirects=False,  # a redirect to another host must not carry our bearer token
+            limits=httpx.Limits(
+                max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
+            ),
+        )
+        self._base = httpx.URL(config.base_url + "/")
+        self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self._stats: dict[str, FetchStats] = {}
+        self._stats_lock = threading.Lock()
+        self._in_flight = 0
+        self.peak_in_flight = 0  # highest number of API attempts seen in flight at once (for tests/bench)
+
+    def __repr__(self) -> str:
+        return f"OneRosterClient(district_id={self.config.district_id!r}, base_url={self.config.base_url!r})"
+
+    def __enter__(self) -> OneRosterClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._token_http.close()
+
+    # ------------------------------------------------------------------ public API
+
+    def iter_batches(
+        self,
+        name: str,
+        since: datetime | None = None,
+        filter: str | None = None,
+        *,
+        fields: list[str] | None = None,
+    ) -> Iterator[list[Record]]:
+        """Yield the collection's records page by page (lists of record dicts), each record once.
+
+        ``name`` is a catalogue name (``academic_sessions``), a collection (``academicSessions``) or a
+        derived endpoint (``schools``, ``students``, ``teachers``, ``terms``, ``gradingPeriods``).
+        ``since`` (timezone-aware) adds ``dateLastModified>'…'`` to ``filter``. Arguments are checked
+        now, not at the first ``next()``, so a bad filter fails where it was written.
+        """
+        endpoint = endpoint_for(name)
+        combined_filter = build_filter(filter, since)
+        params: dict[str, str] = {}
+        if self.config.sort_field:
+            params["sort"] = self.config.sort_field
+            params["orderBy"] = "asc"
+        if combined_filter:
+            params["filter"] = combined_filter
+        if fields:
+            params["fields"] = ",".join(dict.fromkeys([*fields, "sourcedId"]))
+        stats = FetchStats(district_id=self.config.district_id, endpoint=self._label(endpoint))
+        with self._stats_lock:
+            self._stats[endpoint.collection] = stats
+        return self._pull(endpoint, params, stats)
+
+    def stats_for(self, name: str) -> FetchStats:
+        """A consistent copy of the latest pull's counters for that endpoint."""
+        endpoint = endpoint_for(name)
+        with self._stats_lock:
+            stats = self._stats.get(endpoint.collection)
+        if stats is None:
+            raise KeyError(f"district {self.config.district_id!r}: no pull of {endpoint.collection!r} yet")
+        return stats.snapshot()
+
+    def get_one(self, name: str, sourced_id: str) -> Record:
+        """One record by sourcedId (``GET /users/{id}``); an unknown id raises OneRosterHTTPError (404)."""
+        endpoint = endpoint_for(name)
+        label = f"{self._label(endpoint)}/{sourced_id}"
+        stats = FetchStats(district_id=self.config.district_id, endpoint=label)
+        url = self._base.join(f"{endpoint.collection}/{quote(sourced_id, safe='')}")
+        payload, _ = self._get_json(url, None, label, stats, threading.Event())
+        record = payload.get(endpoint.singular) if isinstance(payload, dict) else None
+        if not isinstance(record, dict):
+            raise EnvelopeError(
+                f"response has no {endpoint.singular!r} object",
+                district_id=self.config.district_id,
+                endpoint=label,
+                field=endpoint.singular,
+            )
+        return record
+
+    def current_school_year(self, today: date | None = None) -> int | None:
+        """The ending year of the schoolYear session containing today (else the latest one), or None.
+
+        One filtered request: a district has a handful of schoolYear sessions, far below a page.
+        """
+        today = today or datetime.now(timezone.utc).date()
+        endpoint = endpoint_for("academicSessions")
+        label = self._label(endpoint)
+        stats = FetchStats(district_id=self.config.district_id, endpoint=label)
+        params = {"filter": "type='schoolYear'", "limit": str(self.config.page_size), "offset": "0"}
+        url = self._base.join(endpoint.collection)
+        payload, response = self._get_json(url, params, label, stats, threading.Event())
+        years: list[tuple[int, date | None, date | None]] = []
+        for record in self._records_of(payload, endpoint, label):
+            try:
+                year = int(str(record.get("schoolYear", "")).strip())
+            except ValueError:
+                continue
+            years.append((year, _parse_date(record.get("startDate")), _parse_date(record.get("endDate"))))
+        if not years:
+            return None
+        for year, start, end in years:
+            if start and end and start <= today <= end:
+                return year
+        return max(year for year, _, _ in years)
+
+    # ------------------------------------------------------------------ paging
+
+    def _pull(self, endpoint: Endpoint, params: dict[str, str], stats: FetchStats) -> Iterator[list[Record]]:
+        started = time.perf_counter()
+        token_fetches_before = self._tokens.fetches
+        seen = SeenIds()
+        label = self._label(endpoint)
+        try:
+            restarts = 0
+            while True:
+                try:
+                    yield from self._one_pass(endpoint, params, seen, stats)
+                    break
+                except _Drift as drift:
+                    if restarts >= self.config.max_paging_restarts:
+                        raise PagingInconsistentError(
+                            f"the collection kept changing while it was paged ({drift.reason}); gave up after "
+                            f"{restarts + 1} passes so as not to return an incomplete set",
+                            district_id=self.config.district_id,
+                            endpoint=label,
+                            expected_total=drift.expected,
+                            observed_total=drift.observed,
+                        ) from None
+                    restarts += 1
+                    stats.add(restarts=1)
+                    log.warning(
+                        "district %s %s: %s; re-reading from offset 0 (restart %d of %d)",
+                        self.config.district_id, label, drift.reason, restarts, self.config.max_paging_restarts,
+                    )
+            stats.complete = True
+        finally:
+            stats.seconds = time.perf_counter() - started
+            stats.token_requests = self._tokens.fetches - token_fetches_before
+
+    def _one_pass(
+        self, endpoint: Endpoint, params: dict[str, str], seen: SeenIds, stats: FetchStats
+    ) -> Iterator[list[Record]]:
+        limit = self.config.page_size
+        cancel = threading.Event()
+        first = self._fetch_page(endpoint, params, 0, limit, stats, cancel)
+        stats.reported_total = first.total
+        yield from self._hand_out(first, seen, stats)
+        if self.config.concurrent_paging and first.total is not None:
+            yield from self._remaining_pages_concurrently(endpoint, params, first, seen, stats)
+        else:
+            yield from self._remaining_pages_sequentially(endpoint, params, first, seen, stats)
+
+    def _remaining_pages_concurrently(
+        self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenIds, stats: FetchStats
+    ) -> Iterator[list[Record]]:
+        total = first.total
+        assert total is not None
+        received = len(first.records)
+        if received >= total:
+            return
+        if received == 0:
+            raise _Drift(f"X-Total-Count is {total} but offset 0 returned no records", total, 0)
+        # A server that caps the page size (below what we asked) tells us its cap with page 1.
+        stride = min(self.config.page_size, received)
+        offsets = deque(range(stride, total, stride))
+        window = self.config.max_concurrency
+        cancel = threading.Event()
+        pool = ThreadPoolExecutor(
+            max_workers=min(window, len(offsets)), thread_name_prefix=f"oneroster-{self.config.district_id}"
+        )
+        pending: deque[tuple[int, Future[_Page]]] = deque()
+        try:
+            while offsets or pending:
+                while offsets and len(pending) < window:
+                    offset = offsets.popleft()
+                    pending.append(
+                        (offset, pool.submit(self._fetch_page, endpoint, params, offset, stride, stats, cancel))
+                    )
+                offset, future = pending.popleft()
+                page = future.result()
+                if page.total != total:
+                    raise _Drift(f"X-Total-Count moved from {total} to {page.total}", total, page.total)
+                expected = min(stride, total - offset)
+                if len(page.records) != expected:
+                    raise _Drift(
+                        f"offset {offset} returned {len(page.records)} records where {expected} were due",
+                        total,
+                        page.total,
+                    )
+                yield from self._hand_out(page, seen, stats)
+        finally:
+            cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _remaining_pages_sequentially(
+        self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenIds, stats: FetchStats
+    ) -> Iterator[list[Record]]:
+        limit = self.config.page_size
+        total = first.total
+        page = first
+        received = len(first.records)
+        largest_page = len(first.records)
+        visited: set[str] = set()
+        cancel = threading.Event()
+        while True:
+            if page.total != total:
+                raise _Drift(f"X-Total-Count moved from {total} to {page.total}", total, page.total)
+            if page.has_link:
+                # The server pages us; its rel=next is authoritative and its absence means the end.
+                if page.next_url is None:
+                    break
+                if page.next_url in visited:
+                    raise PagingInconsistentError(
+                        "Link rel=next points back to a page already read (paging loop)",
+                        district_id=self.config.district_id,
+                        endpoint=self._label(endpoint),
+                    )
+                visited.add(page.next_url)
+                page = self._fetch_page(endpoint, params, received, limit, stats, cancel, url=page.next_url)
+            else:
+                if not page.records:
+                    break
+                if total is not None and received >= total:
+                    break
+                # No total and no Link: a page shorter than the largest one seen is the last. (A page
+                # shorter than `limit` alone is not proof: the server may cap its page size.)
+                if total is None and len(page.records) < largest_page:
+                    break
+                page = self._fetch_page(endpoint, params, received, limit, stats, cancel)
+            received += len(page.records)
+            largest_page = max(largest_page, len(page.records))
+            yield from self._hand_out(page, seen, stats)
+        if total is not None and received != total:
+            raise _Drift(f"read {received} records where X-Total-Count promised {total}", total, received)
+
+    def _hand_out(self, page: _Page, seen: SeenIds, stats: FetchStats) -> Iterator[list[Record]]:
+        fresh, dropped = seen.keep_new(page.records)
+        stats.add(pages=1, records=len(fresh), duplicates_dropped=dropped)
+        if fresh:
+            yield fresh
+
+    def _fetch_page(
+        self,
+        endpoint: Endpoint,
+        params: dict[str, str],
+        offset: int,
+        limit: int,
+        stats: FetchStats,
+        cancel: threading.Event,
+        *,
+        url: str | None = None,
+    ) -> _Page:
+        label = self._label(endpoint)
+        if url is None:
+            target = self._base.join(endpoint.collection)
+            query: dict[str, str] | None = {**params, "limit": str(limit), "offset": str(offset)}
+        else:
+            target = self._same_origin(url, label)
+            query = None
+        payload, response = self._get_json(target, query, label, stats, cancel)
+        records = self._records_of(payload, endpoint, label)
+        links = parse_link_header(response.headers.get("Link"))
+        next_url = links.get("next")
+        log.debug(
+            "district %s %s offset=%d: %d records (X-Total-Count=%s)",
+            self.config.district_id, label, offset, len(records), response.headers.get("X-Total-Count"),
+        )
+        return _Page(
+            offset=offset,
+            records=records,
+            total=parse_total_count(response.headers.get("X-Total-Count")),
+            next_url=str(response.url.join(next_url)) if next_url else None,
+            has_link="Link" in response.headers,
+        )
+
+    def _records_of(self, payload: Any, endpoint: Endpoint, label: str) -> list[Record]:
+        district = self.config.district_id
+        if not isinstance(payload, dict) or endpoint.envelope not in payload:
+            raise EnvelopeError(
+                f"200 response without the {endpoint.envelope!r} key (refusing to read it as an empty list)",
+                district_id=district,
+                endpoint=label,
+                field=endpoint.envelope,
+            )
+        records = payload[endpoint.envelope]
+        if not isinstance(records, list):
+            raise EnvelopeError(
+                f"{endpoint.envelope!r} is a {type(records).__name__}, not a list",
+                district_id=district,
+                endpoint=label,
+                field=endpoint.envelope,
+            )
+        for index, record in enumerate(records):
+            if not isinstance(record, dict) or not isinstance(record.get("sourcedId"), str):
+                raise EnvelopeError(
+                    "record without a string sourcedId",
+                    district_id=district,
+                    endpoint=label,
+                    field=f"{endpoint.envelope}[{index}].sourcedId",
+                )
+        return records
+
+    def _same_origin(self, url: str, label: str) -> httpx.URL:
+        """Refuse a Link that leaves the district's API host: it would receive our bearer token."""
+        target = httpx.URL(url)
+        if (target.scheme, target.host, target.port) != (self._base.scheme, self._base.host, self._base.port):
+            raise PagingInconsistentError(
+                f"Link rel=next points to another origin ({target.scheme}://{target.host}); not following it",
+                district_id=self.config.district_id,
+                endpoint=label,
+            )
+        return target
+
+    # ------------------------------------------------------------------ one request, with retries
+
+    def _get_json(
+        self,
+        url: httpx.URL,
+        params: dict[str, str] | None,
+        label: str,
+        stats: FetchStats,
+        cancel: threading.Event,
+    ) -> tuple[Any, httpx.Response]:
+        district = self.config.district_id
+        policy = RetryPolicy(
+            max_retries=self.config.max_retries,
+            backoff_base_seconds=self.config.backoff_base_seconds,
+            backoff_max_seconds=self.config.backoff_max_seconds,
+            sleep=lambda seconds: _sleep_unless(cancel, seconds),
+        )
+        attempts = 0
+
+        def attempt() -> tuple[Any, httpx.Response]:
+            nonlocal attempts
+            if cancel.is_set():
+                raise _Cancelled()
+            attempts += 1
+            stats.add(requests=1)
+            response = self._send(url, params)
+            stats.add(bytes=len(response.content))
+            return self._decode(response, label), response
+
+        def on_retry(failure: TransientFailure, wait: float) -> None:
+            stats.add(retries=1)
+            log.warning(
+                "district %s %s: %s; retry %d of %d in %.2fs",
+                district, label, failure.reason, attempts, self.config.max_retries, wait,
+            )
+
+        try:
+            return policy.run(attempt, on_retry=on_retry)
+        except TransientFailure as failure:
+            raise RetriesExhaustedError(
+                f"gave up after {attempts} attempts; last failure: {failure.reason}",
+                district_id=district,
+                endpoint=label,
+                attempts=attempts,
+                last_failure=failure.reason,
+                status=failure.status,
+            ) from None
+
+    def _send(self, url: httpx.URL, params: dict[str, str] | None) -> httpx.Response:
+        """One attempt, inside a concurrency slot; transient transport failures become TransientFailure."""
+        with self._slots:
+            with self._stats_lock:
+                self._in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            try:
+                return self._http.get(url, params=params)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+                # Class names only: httpx messages can quote the URL, never headers, but stay minimal.
+                raise TransientFailure(type(exc).__name__) from None
+            finally:
+                with self._stats_lock:
+                    self._in_flight -= 1
+
+    def _decode(self, response: httpx.Response, label: str) -> Any:
+        status = response.status_code
+        district = self.config.district_id
+        if status in self.config.retry_statuses:
+            raise TransientFailure(
+                f"HTTP {status}", status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+            )
+        if status >= 300:
+            imsx = ImsxStatus.from_body(_json_or_none(response.content))
+            summary = f"HTTP {status}" + (f" ({imsx.summary()})" if imsx else "")
+            if status == 401:
+                raise AuthenticationError(
+                    f"{summary}: the API refused a freshly issued token; check the application's permissions",
+                    district_id=district,
+                    endpoint=label,
+                    status=status,
+                )
+            raise OneRosterHTTPError(summary, district_id=district, endpoint=label, status=status, imsx=imsx)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise TransientFailure("invalid JSON in the response body (truncated?)", status=status) from None
+
+    @staticmethod
+    def _label(endpoint: Endpoint) -> str:
+        return f"/{endpoint.collection}"
+
+
+def _sleep_unless(cancel: threading.Event, seconds: float) -> None:
+    if cancel.wait(seconds):
+        raise _Cancelled()
+
+
+def _json_or_none(content: bytes) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _parse_date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+

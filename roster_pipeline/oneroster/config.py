@@ -1,0 +1,51 @@
+"""How to reach one district's OneRoster API, and how hard to push it.
+
+A frozen pydantic model so a config can be shared between threads and logged safely: the client
+secret is a ``SecretStr``, which prints as ``**********`` in repr, str and ``model_dump``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+#: Statuses that mean "the server is busy or a proxy hiccupped", where the same request later may work.
+DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
+
+
+class ClientConfig(BaseModel):
+    """Connection, paging and retry settings for one district."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    district_id: str = Field(min_length=1)
+    base_url: str = Field(min_length=1, description="e.g. https://host/campus/api/oneroster/v1p1/APP/ims/oneroster/v1p1")
+    token_url: str = Field(min_length=1, description="e.g. https://host/campus/oauth2/token?appName=APP")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    token_auth: Literal["basic", "form"] = "basic"
+    page_size: int = Field(default=1000, ge=1, le=1_000_000)
+    max_concurrency: int = Field(default=5, ge=1, le=64)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0, description="retries after the first attempt, per request")
+    backoff_base_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, ge=0, description="cap on any single wait, Retry-After included")
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+    token_renew_margin_seconds: float = Field(
+        default=60.0, ge=0, description="renew the token this long before expires_in runs out"
+    )
+    max_paging_restarts: int = Field(
+        default=2, ge=0, description="how often a pull whose total shifted is re-read before giving up"
+    )
+    concurrent_paging: bool = Field(
+        default=True,
+        description="fetch pages in parallel when X-Total-Count is known; False forces Link/short-page paging",
+    )
+    sort_field: str | None = Field(default="sourcedId", description="stable order makes offset paging safe")
+    user_agent: str = "roster-pipeline OneRoster client"
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")

@@ -1,0 +1,144 @@
+"""The pure parts of paging: endpoints and envelopes, query parameters, Link headers, and dedupe.
+
+Kept free of I/O so the rules that decide whether a pull is complete can be tested in isolation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from roster_pipeline.resources import RESOURCES_BY_COLLECTION, resource
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A OneRoster list endpoint and the keys its responses use."""
+
+    collection: str  # path segment under the base URL, e.g. "academicSessions" or "schools"
+    envelope: str  # plural key of list responses
+    singular: str  # key of single-record responses
+
+
+# Derived endpoints answer with their base collection's envelope (GUIDE §4).
+_DERIVED: dict[str, str] = {
+    "schools": "orgs",
+    "students": "users",
+    "teachers": "users",
+    "terms": "academicSessions",
+    "gradingPeriods": "academicSessions",
+}
+
+
+def endpoint_for(name: str) -> Endpoint:
+    """Accept a catalogue name (``academic_sessions``), a collection (``academicSessions``) or a derived
+    endpoint (``schools``, ``students``, ``teachers``, ``terms``, ``gradingPeriods``)."""
+    if name in _DERIVED:
+        base = RESOURCES_BY_COLLECTION[_DERIVED[name]]
+        return Endpoint(name, base.envelope, base.singular)
+    found = resource(name)
+    return Endpoint(found.collection, found.envelope, found.singular)
+
+
+def format_since(since: datetime) -> str:
+    """The UTC timestamp form OneRoster servers compare ``dateLastModified`` against.
+
+    A naive datetime is refused: guessing its zone would silently shift a delta window by hours and
+    miss changes.
+    """
+    if since.tzinfo is None or since.tzinfo.utcoffset(since) is None:
+        raise ValueError("since must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
+    utc = since.astimezone(timezone.utc)
+    if utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_LOGICAL = re.compile(r"\s(AND|OR)\s")
+
+
+def build_filter(filter: str | None, since: datetime | None) -> str | None:
+    """Combine the caller's filter with the delta predicate ``dateLastModified>'…'``.
+
+    OneRoster 1.1 allows at most two predicates joined by one AND or OR, so a caller filter that
+    already has two predicates cannot take a third; that is refused here rather than sent and
+    rejected (or worse, misread) by the SIS.
+    """
+    delta = f"dateLastModified>'{format_since(since)}'" if since is not None else None
+    caller = filter.strip() if filter else None
+    if not caller:
+        return delta
+    if delta is None:
+        return caller
+    if _LOGICAL.search(_strip_quoted(caller)):
+        raise ValueError(
+            f"cannot add the delta predicate to filter {caller!r}: OneRoster 1.1 allows at most two "
+            "predicates per filter"
+        )
+    return f"{caller} AND {delta}"
+
+
+def _strip_quoted(text: str) -> str:
+    """Blank out quoted values so an ``' AND '`` inside a value is not taken for the operator."""
+    return re.sub(r"'[^']*'", "''", text)
+
+
+_LINK_PART = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
+
+
+def parse_link_header(value: str | None) -> dict[str, str]:
+    """Map each ``rel`` of an RFC 8288 Link header to its URL (``{"next": url, "last": url}``)."""
+    links: dict[str, str] = {}
+    if not value:
+        return links
+    for match in _LINK_PART.finditer(value):
+        url, params = match.group(1).strip(), match.group(2)
+        for param in params.split(";"):
+            key, _, raw = param.partition("=")
+            if key.strip().lower() != "rel":
+                continue
+            for rel in raw.strip().strip('"').split():
+                links.setdefault(rel.lower(), url)
+    return links
+
+
+def parse_total_count(value: str | None) -> int | None:
+    """X-Total-Count as an int, or None when the server omits it or sends something unusable."""
+    if value is None:
+        return None
+    try:
+        total = int(value.strip())
+    except ValueError:
+        return None
+    return total if total >= 0 else None
+
+
+class SeenIds:
+    """sourcedIds already yielded in this pull, so overlapping pages never yield a record twice.
+
+    Holds the id strings the records already carry (no copies), which is the one per-pull cost that
+    grows with district size: about 100 bytes per record.
+    """
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def keep_new(self, records: list[Record]) -> tuple[list[Record], int]:
+        """The records not seen before (first occurrence wins) and how many duplicates were dropped."""
+        fresh: list[Record] = []
+        dropped = 0
+        for record in records:
+            sourced_id = record.get("sourcedId")
+            if sourced_id in self._ids:
+                dropped += 1
+                continue
+            self._ids.add(sourced_id)
+            fresh.append(record)
+        return fresh, dropped

@@ -1,0 +1,63 @@
+"""Counters for one pull, shaped for Dagster materialization metadata.
+
+Updated from the page-fetching threads, hence the lock; read with ``snapshot()`` to get a consistent,
+immutable copy.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass
+class FetchStats:
+    """What one ``iter_batches`` call cost.
+
+    ``requests`` counts API attempts, retries included (token requests are counted in
+    ``token_requests``); ``bytes`` is response body bytes received; ``seconds`` is wall time from the
+    first request to the last batch, which includes time the consumer spent between batches.
+    """
+
+    district_id: str
+    endpoint: str
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    records: int = 0
+    duplicates_dropped: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    restarts: int = 0
+    reported_total: int | None = None
+    token_requests: int = 0
+    complete: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **increments: int) -> None:
+        with self._lock:
+            for name, value in increments.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def snapshot(self) -> FetchStats:
+        with self._lock:
+            return replace(self, _lock=threading.Lock())
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Plain values for ``MaterializeResult(metadata=...)``."""
+        snap = self.snapshot()
+        return {
+            "endpoint": snap.endpoint,
+            "pages": snap.pages,
+            "requests": snap.requests,
+            "retries": snap.retries,
+            "records": snap.records,
+            "duplicates_dropped": snap.duplicates_dropped,
+            "bytes": snap.bytes,
+            "seconds": round(snap.seconds, 3),
+            "paging_restarts": snap.restarts,
+            "reported_total": snap.reported_total,
+            "token_requests": snap.token_requests,
+            "complete": snap.complete,
+        }
