@@ -1,1 +1,26 @@
-"""warehouse"""
+"""The roster warehouse: staging → diff → one-transaction publish, with soft deletes and history.
+
+SQLAlchemy 2 Core on Postgres (production, COPY bulk loads) or a SQLite file (the embedded default).
+"""
+
+from .columns import RESOURCE_COLUMNS, columns_for, flattener
+from .core import ImportRun, Warehouse, WarehouseError
+from .counts import ChangeCounts
+from .engine import DEFAULT_SQLITE_PATH, ENV_DATABASE_URL
+from .load import StagingError
+from .schema import SCHEMA_VERSION, TABLES
+
+__all__ = [
+    "DEFAULT_SQLITE_PATH",
+    "ENV_DATABASE_URL",
+    "RESOURCE_COLUMNS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "ChangeCounts",
+    "ImportRun",
+    "StagingError",
+    "Warehouse",
+    "WarehouseError",
+    "columns_for",
+    "flattener",
+]

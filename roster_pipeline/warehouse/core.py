@@ -1,0 +1,306 @@
+"""The Warehouse facade: imports, staging, diff and the one-transaction publish.
+
+An import is the unit the rest of the product reasons about: it is opened for a district and school
+year, receives batches of records per resource into staging, is diffed and checked, and is then either
+published (all its resources in ONE transaction) or failed/discarded — the published tables never see
+a partial snapshot.  Every method opens its own short transaction, so the object can be shared by
+Dagster steps running in separate processes against the same database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from roster_pipeline.resources import RESOURCES, Resource, resource
+
+from . import diff as sql
+from .counts import ChangeCounts
+from .engine import make_engine, resolve_url
+from .load import build_rows, copy_rows
+from .schema import TABLES, create_schema, import_resource_counts, import_runs
+
+SYNC_MODES = ("full", "delta")
+OPEN_STATUSES = ("running", "staged")
+
+
+class WarehouseError(RuntimeError):
+    """An import is used in a way its state does not allow (unknown, already published, ...)."""
+
+
+@dataclass(frozen=True)
+class ImportRun:
+    import_id: int
+    district_id: str
+    run_id: str | None
+    school_year: int
+    sync_mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Warehouse:
+    """The roster warehouse. ``url=None``: ``ROSTER_DATABASE_URL``, else the embedded SQLite file."""
+
+    def __init__(self, url: str | None = None, engine: sa.Engine | None = None) -> None:
+        self.url = resolve_url(url) if engine is None else engine.url.render_as_string(hide_password=False)
+        self.engine: sa.Engine = engine if engine is not None else make_engine(self.url)
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def create_schema(self) -> int:
+        """Create missing tables and record the schema version; idempotent."""
+        return create_schema(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- imports ---------------------------------------------------------------------------------
+
+    def begin_import(self, district_id: str, run_id: str | None, school_year: int, sync_mode: str = "full") -> int:
+        if sync_mode not in SYNC_MODES:
+            raise ValueError(f"sync_mode must be one of {SYNC_MODES}, got {sync_mode!r}")
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                import_runs.insert()
+                .values(
+                    district_id=district_id,
+                    run_id=run_id,
+                    school_year=int(school_year),
+                    sync_mode=sync_mode,
+                    status="running",
+                    started_at=_now(),
+                )
+                .returning(import_runs.c.import_id)
+            )
+            return int(result.scalar_one())
+
+    def get_import(self, import_id: int) -> ImportRun:
+        with self.engine.connect() as conn:
+            return self._import(conn, import_id)
+
+    def import_for_run(self, district_id: str, run_id: str) -> int | None:
+        """The latest import a Dagster run opened for a district, if any."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.max(import_runs.c.import_id)).where(
+                    import_runs.c.district_id == district_id, import_runs.c.run_id == run_id
+                )
+            ).scalar()
+
+    def last_published_import(self, district_id: str, sync_mode: str | None = None) -> ImportRun | None:
+        """The latest published import (delta syncs start from its ``started_at``)."""
+        query = sa.select(sa.func.max(import_runs.c.import_id)).where(
+            import_runs.c.district_id == district_id, import_runs.c.status == "published"
+        )
+        if sync_mode is not None:
+            query = query.where(import_runs.c.sync_mode == sync_mode)
+        with self.engine.connect() as conn:
+            import_id = conn.execute(query).scalar()
+            return None if import_id is None else self._import(conn, import_id)
+
+    def mark_staged(self, import_id: int) -> None:
+        """Every resource is staged; the import now waits for its checks."""
+        self._set_status(import_id, "staged", finished=False)
+
+    def fail_import(self, import_id: int, error: str) -> None:
+        """Mark the import failed. Its staging rows are kept for review (``discard_import`` clears them)."""
+        self._set_status(import_id, "failed", error=error[:10_000])
+
+    def discard_import(self, import_id: int) -> None:
+        """Drop an unpublished import's staging rows; the published tables are untouched."""
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id, lock=True)
+            if run.status == "published":
+                raise WarehouseError(f"import {import_id} is already published; it cannot be discarded")
+            self._clear_staging(conn, import_id)
+            conn.execute(
+                import_runs.update()
+                .where(import_runs.c.import_id == import_id)
+                .values(status="discarded", finished_at=run.finished_at or _now())
+            )
+
+    # -- staging -----------------------------------------------------------------------------------
+
+    def stage(self, import_id: int, resource_name: str, records: Sequence[Mapping[str, Any]]) -> int:
+        """Load one batch into staging (COPY on Postgres). An empty batch still marks the resource staged."""
+        res = resource(resource_name)
+        tables = TABLES[res.name]
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id)
+            if run.status not in OPEN_STATUSES:
+                raise WarehouseError(f"import {import_id} is {run.status}; it cannot receive records")
+            rows = build_rows(tables, import_id, run.district_id, run.school_year, records)
+            copy_rows(conn, tables, rows)
+            self._bump_counts(conn, import_id, res.name, batches=1, fetched=len(rows))
+        return len(rows)
+
+    def record_fetch_stats(self, import_id: int, resource_name: str, pages: int, seconds: float) -> None:
+        res = resource(resource_name)
+        with self.engine.begin() as conn:
+            self._ensure_counts_row(conn, import_id, res.name)
+            conn.execute(
+                import_resource_counts.update()
+                .where(import_resource_counts.c.import_id == import_id, import_resource_counts.c.resource == res.name)
+                .values(pages=int(pages), seconds=float(seconds))
+            )
+
+    # -- diff and publish ----------------------------------------------------------------------
+
+    def diff(self, import_id: int, resource_name: str) -> ChangeCounts:
+        """What publishing would do to this resource, computed in SQL; nothing published changes."""
+        res = resource(resource_name)
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id)
+            return self._diff(conn, run, res)
+
+    def publish(self, import_id: int) -> dict[str, ChangeCounts]:
+        """Publish every staged resource of the import in ONE transaction; any error publishes nothing."""
+        now = _now()
+        results: dict[str, ChangeCounts] = {}
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id, lock=True)
+            if run.status not in OPEN_STATUSES:
+                raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports publish")
+            if conn.dialect.name == "postgresql":
+                # One publish per district at a time, whatever the orchestrator does.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317002, hashtext(:d))"), {"d": run.district_id})
+            scope = sql.Scope(import_id, run.district_id, run.school_year, full=run.sync_mode == "full")
+            for res in self._staged_resources(conn, import_id):
+                tables = TABLES[res.name]
+                counts = self._diff(conn, run, res)
+                updated, inserted, vanished = sql.apply_changes(conn, tables, scope, now)
+                expected_updates = counts.updated + counts.readded + (counts.deleted - vanished)
+                if (updated, inserted) != (expected_updates, counts.added - counts.readded):
+                    raise WarehouseError(
+                        f"{res.name}: publish touched {updated} updated/{inserted} inserted rows but the diff "
+                        f"expected {expected_updates}/{counts.added - counts.readded}; rolled back"
+                    )
+                conn.execute(
+                    import_resource_counts.update()
+                    .where(
+                        import_resource_counts.c.import_id == import_id,
+                        import_resource_counts.c.resource == res.name,
+                    )
+                    .values(
+                        duplicates=counts.duplicates,
+                        added=counts.added,
+                        updated=counts.updated,
+                        deleted=counts.deleted,
+                        unchanged=counts.unchanged,
+                        tobedeleted=counts.tobedeleted,
+                    )
+                )
+                results[res.name] = counts
+            self._clear_staging(conn, import_id)
+            conn.execute(
+                import_runs.update()
+                .where(import_runs.c.import_id == import_id)
+                .values(status="published", finished_at=_now(), error=None)
+            )
+        return results
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def current_counts(self, district_id: str, school_year: int | None = None) -> dict[str, int]:
+        """Not-deleted published rows per resource (year-scoped ones limited to ``school_year`` if given)."""
+        counts: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for res in RESOURCES:
+                p = TABLES[res.name].published
+                query = sa.select(sa.func.count()).select_from(p).where(
+                    p.c.district_id == district_id, p.c.deleted_at.is_(None)
+                )
+                if res.year_scoped and school_year is not None:
+                    query = query.where(p.c.school_year == school_year)
+                counts[res.name] = int(conn.execute(query).scalar_one())
+        return counts
+
+    def resource_counts(self, import_id: int) -> dict[str, dict[str, Any]]:
+        """The import_resource_counts rows of an import, by resource."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(import_resource_counts).where(import_resource_counts.c.import_id == import_id)
+            ).mappings()
+            return {row["resource"]: dict(row) for row in rows}
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _import(self, conn: sa.Connection, import_id: int, lock: bool = False) -> ImportRun:
+        query = sa.select(import_runs).where(import_runs.c.import_id == import_id)
+        if lock and conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
+        if row is None:
+            raise WarehouseError(f"unknown import {import_id}")
+        return ImportRun(**row)
+
+    def _set_status(self, import_id: int, status: str, error: str | None = None, finished: bool = True) -> None:
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id, lock=True)
+            if run.status in ("published", "discarded"):
+                raise WarehouseError(f"import {import_id} is {run.status}; it cannot become {status}")
+            values: dict[str, Any] = {"status": status}
+            if error is not None:
+                values["error"] = error
+            if finished:
+                values["finished_at"] = _now()
+            conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
+
+    def _diff(self, conn: sa.Connection, run: ImportRun, res: Resource) -> ChangeCounts:
+        tables = TABLES[res.name]
+        sql.deduplicate(conn, tables, run.import_id)
+        fetched = conn.execute(
+            sa.select(import_resource_counts.c.fetched).where(
+                import_resource_counts.c.import_id == run.import_id, import_resource_counts.c.resource == res.name
+            )
+        ).scalar()
+        scope = sql.Scope(run.import_id, run.district_id, run.school_year, full=run.sync_mode == "full")
+        return sql.count_changes(conn, tables, scope, int(fetched or 0))
+
+    def _staged_resources(self, conn: sa.Connection, import_id: int) -> list[Resource]:
+        staged = set(
+            conn.execute(
+                sa.select(import_resource_counts.c.resource).where(
+                    import_resource_counts.c.import_id == import_id, import_resource_counts.c.batches > 0
+                )
+            ).scalars()
+        )
+        return [r for r in RESOURCES if r.name in staged]
+
+    def _ensure_counts_row(self, conn: sa.Connection, import_id: int, resource_name: str) -> None:
+        exists = conn.execute(
+            sa.select(sa.literal(1)).where(
+                import_resource_counts.c.import_id == import_id, import_resource_counts.c.resource == resource_name
+            )
+        ).first()
+        if exists is None:
+            conn.execute(import_resource_counts.insert().values(import_id=import_id, resource=resource_name))
+
+    def _bump_counts(self, conn: sa.Connection, import_id: int, resource_name: str, batches: int, fetched: int) -> None:
+        self._ensure_counts_row(conn, import_id, resource_name)
+        c = import_resource_counts.c
+        conn.execute(
+            import_resource_counts.update()
+            .where(c.import_id == import_id, c.resource == resource_name)
+            .values(batches=c.batches + batches, fetched=c.fetched + fetched)
+        )
+
+    def _clear_staging(self, conn: sa.Connection, import_id: int) -> None:
+        for tables in TABLES.values():
+            conn.execute(sa.delete(tables.staging).where(tables.staging.c.import_id == import_id))

@@ -1,0 +1,32 @@
+"""ChangeCounts: what an import does (or would do) to one resource's published rows."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ChangeCounts:
+    """Counts for one resource of one import.
+
+    Over the import's distinct staged records: ``added + updated + unchanged + tobedeleted`` equals
+    ``fetched - duplicates``.  ``added`` includes ``readded`` (records that come back after having been
+    soft-deleted).  ``deleted`` is what gets soft-deleted: alive rows that arrived ``tobedeleted`` plus,
+    in a full import only, alive rows that vanished from the pull.
+    """
+
+    fetched: int = 0
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    tobedeleted: int = 0
+    duplicates: int = 0
+    readded: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.added + self.updated + self.deleted
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)

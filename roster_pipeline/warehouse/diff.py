@@ -1,0 +1,218 @@
+"""The diff between an import's staged snapshot and what is published, and the set-based publish.
+
+Everything here is one SQL statement per step (INSERT ... SELECT, UPDATE ... FROM, NOT EXISTS), scoped
+to one district (and one school year for year-scoped resources) by literal predicates on the published
+table, so two districts can never touch each other's rows and Postgres can use the primary key.
+
+Classification of a distinct staged record ``s`` against the published row ``p`` with the same key:
+
+=====================  ==========================  =============================================
+staged status          published row               outcome
+=====================  ==========================  =============================================
+active (anything but   none                        added (inserted)
+``tobedeleted``)       deleted                     added again: ``readded`` (deleted_at cleared)
+                       alive, same hash            unchanged (row not touched at all)
+                       alive, other hash           updated (old version → history)
+``tobedeleted``        alive                       deleted (soft; new content stored, old → history)
+                       none or already deleted     nothing to do (counted as tobedeleted only)
+=====================  ==========================  =============================================
+
+plus, for a FULL import only, alive published rows of the district (and school year) with no staged
+record: ``vanished`` → soft-deleted, status kept.  A delta never infers deletions from absence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from .counts import ChangeCounts
+from .schema import ResourceTables
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which published rows an import may touch."""
+
+    import_id: int
+    district_id: str
+    school_year: int
+    full: bool
+
+
+def _published_scope(t: ResourceTables, scope: Scope) -> list[sa.ColumnElement[bool]]:
+    p = t.published.c
+    conditions = [p.district_id == scope.district_id]
+    if t.resource.year_scoped:
+        conditions.append(p.school_year == scope.school_year)
+    return conditions
+
+
+def _joined(t: ResourceTables, scope: Scope) -> sa.ColumnElement[bool]:
+    return sa.and_(*_published_scope(t, scope), t.published.c.sourced_id == t.staging.c.sourced_id)
+
+
+def _tobedeleted(t: ResourceTables) -> sa.ColumnElement[bool]:
+    return sa.func.lower(sa.func.coalesce(t.staging.c.status, "")) == "tobedeleted"
+
+
+def _needs_update(t: ResourceTables) -> sa.ColumnElement[bool]:
+    """Staged record changes an existing published row (update, re-add or tobedeleted on an alive row)."""
+    p, s = t.published.c, t.staging.c
+    tbd = _tobedeleted(t)
+    return sa.or_(
+        sa.and_(sa.not_(tbd), sa.or_(p.deleted_at.is_not(None), p.record_hash != s.record_hash)),
+        sa.and_(tbd, p.deleted_at.is_(None)),
+    )
+
+
+def _vanished(t: ResourceTables, scope: Scope) -> sa.ColumnElement[bool]:
+    p, s = t.published.c, t.staging.c
+    staged = sa.select(sa.literal(1)).where(s.import_id == scope.import_id, s.sourced_id == p.sourced_id)
+    return sa.and_(*_published_scope(t, scope), p.deleted_at.is_(None), sa.not_(sa.exists(staged)))
+
+
+def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
+    """Keep the last staged copy of each sourcedId (paging over a changing table repeats records)."""
+    s = t.staging
+    latest = (
+        sa.select(s.c.sourced_id, sa.func.max(s.c.row_id).label("keep"))
+        .where(s.c.import_id == import_id)
+        .group_by(s.c.sourced_id)
+        .having(sa.func.count() > 1)
+        .subquery()
+    )
+    s2 = s.alias("dup")
+    doomed = (
+        sa.select(s2.c.row_id)
+        .join(latest, latest.c.sourced_id == s2.c.sourced_id)
+        .where(s2.c.import_id == import_id, s2.c.row_id != latest.c.keep)
+    )
+    result = conn.execute(sa.delete(s).where(s.c.row_id.in_(doomed)))
+    if conn.dialect.name == "postgresql":
+        # Freshly COPYed staging has no statistics; without them the planner guesses badly on joins.
+        conn.execute(sa.text(f'ANALYZE "{s.name}"'))
+    return int(result.rowcount or 0)
+
+
+def count_changes(conn: sa.Connection, t: ResourceTables, scope: Scope, fetched: int) -> ChangeCounts:
+    """What publishing would do, computed in SQL (call after ``deduplicate``)."""
+    p, s = t.published.c, t.staging.c
+    tbd = _tobedeleted(t)
+    active = sa.not_(tbd)
+    missing = p.sourced_id.is_(None)
+    alive = sa.and_(p.sourced_id.is_not(None), p.deleted_at.is_(None))
+
+    def n(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+    row = conn.execute(
+        sa.select(
+            sa.func.count().label("distinct"),
+            n(tbd).label("tobedeleted"),
+            n(sa.and_(active, sa.or_(missing, p.deleted_at.is_not(None)))).label("added"),
+            n(sa.and_(active, p.sourced_id.is_not(None), p.deleted_at.is_not(None))).label("readded"),
+            n(sa.and_(active, alive, p.record_hash != s.record_hash)).label("updated"),
+            n(sa.and_(active, alive, p.record_hash == s.record_hash)).label("unchanged"),
+            n(sa.and_(tbd, alive)).label("deleted"),
+        )
+        .select_from(t.staging.outerjoin(t.published, _joined(t, scope)))
+        .where(s.import_id == scope.import_id)
+    ).one()
+    vanished = 0
+    if scope.full:
+        vanished = conn.execute(sa.select(sa.func.count()).select_from(t.published).where(_vanished(t, scope))).scalar_one()
+    return ChangeCounts(
+        fetched=fetched,
+        added=int(row.added),
+        updated=int(row.updated),
+        deleted=int(row.deleted) + int(vanished),
+        unchanged=int(row.unchanged),
+        tobedeleted=int(row.tobedeleted),
+        duplicates=max(fetched - int(row.distinct), 0),
+        readded=int(row.readded),
+    )
+
+
+def _history_columns(t: ResourceTables) -> list[str]:
+    return [
+        *t.key,
+        "status",
+        "raw",
+        "record_hash",
+        "valid_from",
+        "valid_to",
+        "deleted_at",
+        "import_id",
+        "superseded_by_import_id",
+        "change",
+    ]
+
+
+def apply_changes(conn: sa.Connection, t: ResourceTables, scope: Scope, now: datetime) -> tuple[int, int, int]:
+    """Publish one resource's staged snapshot. Returns (rows updated, rows inserted, rows vanished)."""
+    p, s = t.published.c, t.staging.c
+    tbd = _tobedeleted(t)
+    at = sa.literal(now, type_=t.published.c.updated_at.type)
+    import_id = sa.literal(scope.import_id, type_=sa.BigInteger)
+
+    # 1. previous versions of rows this import changes, then the changes themselves.
+    change = sa.case((tbd, "deleted"), (p.deleted_at.is_not(None), "readded"), else_="updated")
+    conn.execute(
+        t.history.insert().from_select(
+            _history_columns(t),
+            sa.select(
+                *[p[k] for k in t.key],
+                p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id, change,
+            )
+            .select_from(t.published.join(t.staging, _joined(t, scope)))
+            .where(s.import_id == scope.import_id, _needs_update(t)),
+        )
+    )
+    updated = conn.execute(
+        sa.update(t.published)
+        .where(_joined(t, scope), s.import_id == scope.import_id, _needs_update(t))
+        .values(
+            **{c: s[c] for c in t.data_columns},
+            raw=s.raw,
+            record_hash=s.record_hash,
+            updated_at=at,
+            deleted_at=sa.case((tbd, at), else_=sa.null()),
+            last_import_id=import_id,
+        )
+    ).rowcount
+
+    # 2. full pull: alive rows that vanished are soft-deleted, status and content kept.
+    vanished = 0
+    if scope.full:
+        conn.execute(
+            t.history.insert().from_select(
+                _history_columns(t),
+                sa.select(
+                    *[p[k] for k in t.key],
+                    p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id,
+                    sa.literal("vanished"),
+                ).where(_vanished(t, scope)),
+            )
+        )
+        vanished = conn.execute(
+            sa.update(t.published).where(_vanished(t, scope)).values(deleted_at=at, last_import_id=import_id)
+        ).rowcount
+
+    # 3. new records. After step 1, so the UPDATE never sees them.
+    key_values = [sa.literal(scope.district_id, type_=sa.Text)]
+    if t.resource.year_scoped:
+        key_values.append(sa.literal(scope.school_year, type_=sa.Integer))
+    already = sa.select(sa.literal(1)).select_from(t.published).where(_joined(t, scope))
+    inserted = conn.execute(
+        t.published.insert().from_select(
+            [*t.key, *t.data_columns, "raw", "record_hash", "first_seen_at", "updated_at", "last_import_id"],
+            sa.select(
+                *key_values, s.sourced_id, *[s[c] for c in t.data_columns], s.raw, s.record_hash, at, at, import_id
+            ).where(s.import_id == scope.import_id, sa.not_(tbd), sa.not_(sa.exists(already))),
+        ),
+        execution_options={"preserve_rowcount": True},  # INSERT rowcount is not kept by default
+    ).rowcount
+    return int(updated or 0), int(inserted or 0), int(vanished or 0)

@@ -1,0 +1,202 @@
+"""Warehouse tables, generated from the resource catalogue and ``columns.py``, and the create step.
+
+Per resource there are three tables with the same flattened columns:
+
+* ``<resource>`` — what is published: keyed by district (+ school year when year-scoped) and sourcedId,
+  soft-deleted only (``deleted_at``), with the record hash used by the SQL diff;
+* ``stg_<resource>`` — one import's snapshot before checks; permissive (no NOT NULL on record fields,
+  duplicates allowed until the diff de-duplicates them) because bad SIS data must be *reported* there,
+  not bounce off a constraint mid-COPY;
+* ``<resource>_history`` — the previous version of every row an import changed or deleted.
+
+Published tables are stricter than staging (``status`` is NOT NULL): a record that slipped past the
+checks fails the publish transaction as a whole instead of being half-published.
+
+Why not Alembic: the schema is derived from code (the catalogue), it only grows additively so far, and
+operators get one explicit, idempotent ``create_schema`` with a ``schema_version`` row; numbered upgrade
+functions live in ``MIGRATIONS`` and can move to Alembic when a non-additive change arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from roster_pipeline.resources import RESOURCES, Resource
+
+from .columns import columns_for
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+# JSONB on Postgres (queryable, compact); JSON text on SQLite.
+RawJson = sa.JSON().with_variant(JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+# BIGINT identity on Postgres; SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+@dataclass(frozen=True)
+class ResourceTables:
+    resource: Resource
+    published: sa.Table
+    staging: sa.Table
+    history: sa.Table
+    key: tuple[str, ...]  # key columns of a published row, e.g. (district_id, school_year, sourced_id)
+    data_columns: tuple[str, ...]  # flattened record columns, in columns.py order
+
+
+def _record_columns(resource: Resource, strict: bool) -> list[sa.Column]:
+    cols = []
+    for spec in columns_for(resource.name):
+        nullable = not (strict and spec.column == "status")
+        cols.append(sa.Column(spec.column, sa.Text, nullable=nullable))
+    return cols
+
+
+def _key_columns(resource: Resource) -> list[sa.Column]:
+    cols = [sa.Column("district_id", sa.Text, nullable=False)]
+    if resource.year_scoped:
+        cols.append(sa.Column("school_year", sa.Integer, nullable=False))
+    cols.append(sa.Column("sourced_id", sa.Text, nullable=False))
+    return cols
+
+
+def _build(resource: Resource) -> ResourceTables:
+    name = resource.name
+    key = tuple(c.name for c in _key_columns(resource))
+    published = sa.Table(
+        name,
+        metadata,
+        *_key_columns(resource),
+        *_record_columns(resource, strict=True),
+        sa.Column("raw", RawJson, nullable=False),
+        sa.Column("record_hash", sa.Text, nullable=False),
+        sa.Column("first_seen_at", Timestamp, nullable=False),
+        sa.Column("updated_at", Timestamp, nullable=False),
+        sa.Column("deleted_at", Timestamp, nullable=True),
+        sa.Column("last_import_id", sa.BigInteger, nullable=False),
+        sa.PrimaryKeyConstraint(*key, name=f"pk_{name}"),
+    )
+    staging = sa.Table(
+        f"stg_{name}",
+        metadata,
+        sa.Column("row_id", BigId, primary_key=True, autoincrement=True),
+        sa.Column("import_id", sa.BigInteger, nullable=False),
+        *_key_columns(resource),
+        *_record_columns(resource, strict=False),
+        sa.Column("raw", RawJson, nullable=False),
+        sa.Column("record_hash", sa.Text, nullable=False),
+        sa.Index(f"ix_stg_{name}_import_sourced", "import_id", "sourced_id"),
+    )
+    history = sa.Table(
+        f"{name}_history",
+        metadata,
+        sa.Column("history_id", BigId, primary_key=True, autoincrement=True),
+        *_key_columns(resource),
+        sa.Column("status", sa.Text),
+        sa.Column("raw", RawJson, nullable=False),
+        sa.Column("record_hash", sa.Text, nullable=False),
+        sa.Column("valid_from", Timestamp, nullable=False),
+        sa.Column("valid_to", Timestamp, nullable=False),
+        sa.Column("deleted_at", Timestamp, nullable=True),
+        sa.Column("import_id", sa.BigInteger, nullable=False),  # the import that wrote this version
+        sa.Column("superseded_by_import_id", sa.BigInteger, nullable=False),
+        sa.Column("change", sa.Text, nullable=False),  # updated | deleted | vanished | readded
+        sa.Index(f"ix_{name}_history_key", *key),
+        sa.Index(f"ix_{name}_history_import", "superseded_by_import_id"),
+    )
+    data_columns = tuple(c.column for c in columns_for(name))
+    return ResourceTables(resource, published, staging, history, key, data_columns)
+
+
+TABLES: dict[str, ResourceTables] = {r.name: _build(r) for r in RESOURCES}
+
+import_runs = sa.Table(
+    "import_runs",
+    metadata,
+    sa.Column("import_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("district_id", sa.Text, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=True),
+    sa.Column("school_year", sa.Integer, nullable=False),
+    sa.Column("sync_mode", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.CheckConstraint("sync_mode IN ('full', 'delta')", name="ck_import_runs_sync_mode"),
+    sa.CheckConstraint(
+        "status IN ('running', 'staged', 'published', 'failed', 'discarded')", name="ck_import_runs_status"
+    ),
+    sa.Index("ix_import_runs_district", "district_id", "started_at"),
+    sa.Index("ix_import_runs_run", "run_id"),
+)
+
+import_resource_counts = sa.Table(
+    "import_resource_counts",
+    metadata,
+    sa.Column("import_id", sa.BigInteger, nullable=False),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("batches", sa.Integer, nullable=False, server_default="0"),  # stage() calls; >0 = staged
+    sa.Column("fetched", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("duplicates", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("added", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("deleted", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("unchanged", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("tobedeleted", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rejected", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_resource_counts"),
+)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", Timestamp, nullable=False),
+)
+
+# version -> upgrade step from version-1. Version 1 is the initial create_all.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+
+
+def _postgres_tuning(conn: sa.Connection) -> None:
+    """Staging is transient and re-fetchable: UNLOGGED skips WAL, which roughly halves COPY time."""
+    for tables in TABLES.values():
+        persistence = conn.execute(
+            sa.text("SELECT relpersistence FROM pg_class WHERE oid = to_regclass(:t)"), {"t": tables.staging.name}
+        ).scalar()
+        if persistence == "p":
+            conn.execute(sa.text(f'ALTER TABLE "{tables.staging.name}" SET UNLOGGED'))
+
+
+def create_schema(engine: sa.Engine) -> int:
+    """Create or upgrade the schema; safe to call from every process at start-up. Returns the version."""
+    from datetime import UTC, datetime
+
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Several Dagster steps may start at once: serialise DDL (released at commit).
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317001)"))
+        metadata.create_all(conn, checkfirst=True)
+        current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+        if current is None:
+            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION, applied_at=datetime.now(UTC)))
+            current = SCHEMA_VERSION
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"warehouse schema is version {current}, newer than this roster_pipeline ({SCHEMA_VERSION}); "
+                "upgrade the package"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](conn)
+            conn.execute(schema_version.insert().values(version=version, applied_at=datetime.now(UTC)))
+        if conn.dialect.name == "postgresql":
+            _postgres_tuning(conn)
+    return SCHEMA_VERSION
