@@ -11,6 +11,7 @@ object each, and records are built straight into the district's collections.
 
 from __future__ import annotations
 
+import gc
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -116,7 +117,13 @@ def generate_district(
     district = SimulatedDistrict(
         name=name or default_district_name(seed), seed=seed, size=size, school_year=year
     )
-    _Builder(district, SIZES[size], random.Random(seed)).build()
+    collector_was_enabled = gc.isenabled()
+    gc.disable()  # a million new dicts would trigger dozens of full collections that free nothing
+    try:
+        _Builder(district, SIZES[size], random.Random(seed)).build()
+    finally:
+        if collector_was_enabled:
+            gc.enable()
     return district
 
 
@@ -148,7 +155,7 @@ class _Builder:
 
     def build(self) -> None:
         rng = self.rng
-        calendar = build_calendar(rng, self.district.school_year, self.stamps[0])
+        calendar = build_calendar(lambda: new_sourced_id(rng), self.district.school_year, self.stamps[0])
         for record in calendar.records:
             self.sessions[record["sourcedId"]] = record
         district_id, district_ref = self.build_district_org()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -161,8 +161,11 @@ class SchoolCalendar:
     records: tuple[Record, ...]
 
 
-def build_calendar(rng: random.Random, school_year: int, stamp: str) -> SchoolCalendar:
-    """The academicSession records of one school year (schoolYear is the ENDING year, e.g. "2027")."""
+def build_calendar(new_id: Callable[[], str], school_year: int, stamp: str) -> SchoolCalendar:
+    """The academicSession records of one school year (schoolYear is the ENDING year, e.g. "2027").
+
+    ``new_id`` hands out sourcedIds: the generator draws from its RNG, a rollover also avoids ids in use.
+    """
     year_text = str(school_year)
     first, last = school_year - 1, school_year
 
@@ -178,7 +181,7 @@ def build_calendar(rng: random.Random, school_year: int, stamp: str) -> SchoolCa
         "q3": (day(last, 1, 5), day(last, 3, 19)),
         "q4": (day(last, 3, 22), day(last, 6, 11)),
     }
-    ids = {key: new_sourced_id(rng) for key in spans}
+    ids = {key: new_id() for key in spans}
     label = f"{first}-{str(last)[2:]}"
 
     def session(key: str, title: str, session_type: str, parent: str | None, children: list[str]) -> Record:
