@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from roster_pipeline.simulator.auth import TokenStore
 from roster_pipeline.simulator.district import SimulatedDistrict
-from roster_pipeline.simulator.endpoints import API_PREFIX, API_SUFFIX, TOKEN_PATH, Request, dispatch
+from roster_pipeline.simulator.endpoints import ADMIN_PREFIX, API_PREFIX, API_SUFFIX, TOKEN_PATH, Request, dispatch
 from roster_pipeline.simulator.faults import FaultRule, Faults
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response
 from roster_pipeline.simulator.views import IndexCache
@@ -255,14 +255,16 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
 
-        fault = sim.faults.take(self.command, path)
+        # The admin endpoint is exempt from faults and latency: it is how tests clear them.
+        is_admin = path.startswith(ADMIN_PREFIX)
+        fault = None if is_admin else sim.faults.take(self.command, path)
         if fault is not None and fault.kind == "reset":
             self._reset()
             self._log(sim, path, split.query, 0, None, fault, started)
             return
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay_seconds)
-        if sim.latency_ms:
+        if sim.latency_ms and not is_admin:
             time.sleep(sim.latency_ms / 1000)
 
         if fault is not None and fault.kind == "status":
