@@ -3,7 +3,8 @@
 Concurrency model. Page 1 is fetched alone; its ``X-Total-Count`` says which offsets remain, and those
 are fetched by a thread pool of ``max_concurrency`` workers through a sliding window: at most
 ``max_concurrency`` pages are being fetched or waiting to be handed out, and batches leave in offset
-order. Memory is therefore bounded by (max_concurrency + 1) pages whatever the district's size. A
+order. Memory is therefore bounded by (max_concurrency + 1) pages whatever the district's size (so
+with Infinite Campus's 50,000-record pages, choose the page size with that product in mind). A
 semaphore around every HTTP attempt keeps the per-district limit (Infinite Campus asks for at most 5)
 even when several pulls share one client. Without ``X-Total-Count`` the client pages sequentially by
 ``Link: rel=next``, or by offset until a short or empty page.
@@ -244,10 +245,10 @@ class OneRosterClient:
         cancel = threading.Event()
         first = self._fetch_page(endpoint, params, 0, limit, stats, cancel)
         stats.reported_total = first.total
-        yield from self._hand_out(first, seen, stats)
         if self.config.concurrent_paging and first.total is not None:
             yield from self._remaining_pages_concurrently(endpoint, params, first, seen, stats)
         else:
+            yield from self._hand_out(first, seen, stats)
             yield from self._remaining_pages_sequentially(endpoint, params, first, seen, stats)
 
     def _remaining_pages_concurrently(
@@ -257,6 +258,7 @@ class OneRosterClient:
         assert total is not None
         received = len(first.records)
         if received >= total:
+            yield from self._hand_out(first, seen, stats)
             return
         if received == 0:
             raise _Drift(f"X-Total-Count is {total} but offset 0 returned no records", total, 0)
@@ -269,16 +271,20 @@ class OneRosterClient:
             max_workers=min(window, len(offsets)), thread_name_prefix=f"oneroster-{self.config.district_id}"
         )
         pending: deque[tuple[int, Future[_Page]]] = deque()
+
+        def refill() -> None:
+            while offsets and len(pending) < window:
+                offset = offsets.popleft()
+                pending.append((offset, pool.submit(self._fetch_page, endpoint, params, offset, stride, stats, cancel)))
+
         try:
-            while offsets or pending:
-                while offsets and len(pending) < window:
-                    offset = offsets.popleft()
-                    pending.append(
-                        (offset, pool.submit(self._fetch_page, endpoint, params, offset, stride, stats, cancel))
-                    )
+            refill()  # the window is already fetching while the consumer works on page 1
+            yield from self._hand_out(first, seen, stats)
+            while pending:
                 offset, future = pending.popleft()
                 page = future.result()
-                if page.total != total:
+                refill()
+                if page.total is not None and page.total != total:
                     raise _Drift(f"X-Total-Count moved from {total} to {page.total}", total, page.total)
                 expected = min(stride, total - offset)
                 if len(page.records) != expected:
@@ -303,7 +309,7 @@ class OneRosterClient:
         visited: set[str] = set()
         cancel = threading.Event()
         while True:
-            if page.total != total:
+            if page.total is not None and page.total != total:
                 raise _Drift(f"X-Total-Count moved from {total} to {page.total}", total, page.total)
             if page.has_link:
                 # The server pages us; its rel=next is authoritative and its absence means the end.
