@@ -20,6 +20,7 @@ Rules every mutation follows:
 
 from __future__ import annotations
 
+import gc
 import random
 from collections import defaultdict
 from collections.abc import Iterable
@@ -211,11 +212,15 @@ class _Mutation:
 
     def __enter__(self) -> tuple[_Edit, random.Random]:
         self.district.lock.acquire()
+        # With a million records alive, every full GC pass costs about a second and frees nothing
+        # here; a rollover would trigger dozens of them.
+        self.collector_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             self.result = MutationResult(self.kind, self.district.version, _stamp_for(self.district, self.now))
             rng = random.Random(f"{self.kind}:{self.seed}:{self.district.version}")
         except BaseException:
-            self.district.lock.release()
+            self._release()
             raise
         return _Edit(self.district, self.result), rng
 
@@ -226,7 +231,12 @@ class _Mutation:
                 self.district.bump()
             self.result.version = self.district.version
         finally:
-            self.district.lock.release()
+            self._release()
+
+    def _release(self) -> None:
+        if self.collector_was_enabled:
+            gc.enable()
+        self.district.lock.release()
 
 
 def _invalid(kind: str, parameter: str, message: str) -> ValueError:
@@ -330,9 +340,9 @@ def _retire_users(edit: _Edit, user_ids: Iterable[str], mode: RetireMode) -> Non
     leaving = {user_id for user_id in user_ids if user_id in users}
     if not leaving:
         return
-    for enrollment_id, enrollment in list(district.collections["enrollments"].items()):
-        if enrollment["user"]["sourcedId"] in leaving:
-            edit.retire("enrollments", enrollment_id, mode)
+    theirs = [e_id for e_id, e in district.collections["enrollments"].items() if e["user"]["sourcedId"] in leaving]
+    for enrollment_id in theirs:
+        edit.retire("enrollments", enrollment_id, mode)
     orphaned_guardians: list[str] = []
     for guardian_id in sorted(users):
         agents = users[guardian_id].get("agents")
@@ -607,14 +617,22 @@ def delete_school(
         doomed_classes = {
             cid for cid, c in district.collections["classes"].items() if c["school"]["sourcedId"] == school_id
         }
-        for enrollment_id, enrollment in list(district.collections["enrollments"].items()):
-            if enrollment["school"]["sourcedId"] == school_id or enrollment["class"]["sourcedId"] in doomed_classes:
-                edit.retire("enrollments", enrollment_id, mode)
+        doomed_enrollments = [
+            enrollment_id
+            for enrollment_id, enrollment in district.collections["enrollments"].items()
+            if enrollment["school"]["sourcedId"] == school_id or enrollment["class"]["sourcedId"] in doomed_classes
+        ]
+        for enrollment_id in doomed_enrollments:
+            edit.retire("enrollments", enrollment_id, mode)
         for class_id in sorted(doomed_classes):
             edit.retire("classes", class_id, mode)
-        for course_id, course in list(district.collections["courses"].items()):
-            if course.get("org", {}).get("sourcedId") == school_id:
-                edit.retire("courses", course_id, mode)
+        doomed_courses = [
+            course_id
+            for course_id, course in district.collections["courses"].items()
+            if course.get("org", {}).get("sourcedId") == school_id
+        ]
+        for course_id in doomed_courses:
+            edit.retire("courses", course_id, mode)
 
         leaving: list[str] = []
         for user_id, user in district.collections["users"].items():
