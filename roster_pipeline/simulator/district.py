@@ -11,6 +11,7 @@ serving stays O(page) per request and a mutation invalidates exactly once.
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,18 @@ class SimulatedDistrict:
     def bump(self) -> None:
         """Record that the data changed (invalidates the server's caches)."""
         self.version += 1
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SimulatedDistrict:
+        """Tests copy one generated district instead of regenerating it; the copy gets its own lock."""
+        with self.lock:
+            return SimulatedDistrict(
+                name=self.name,
+                seed=self.seed,
+                size=self.size,
+                school_year=self.school_year,
+                collections=copy.deepcopy(self.collections, memo),
+                version=self.version,
+            )
 
     def count(self, collection: str) -> int:
         return len(self.collections[collection])
