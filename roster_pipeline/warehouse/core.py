@@ -184,7 +184,7 @@ class Warehouse:
             for res in self._staged_resources(conn, import_id):
                 tables = TABLES[res.name]
                 counts = self._diff(conn, run, res)
-                updated, inserted, vanished = sql.apply_changes(conn, tables, scope, now)
+                updated, inserted, vanished = sql.apply_changes(conn, tables, scope, now, counts)
                 expected_updates = counts.updated + counts.readded + (counts.deleted - vanished)
                 if (updated, inserted) != (expected_updates, counts.added - counts.readded):
                     raise WarehouseError(

@@ -175,49 +175,44 @@ def apply_changes(
     ``expected`` (the diff computed in the same transaction) lets steps with nothing to do be skipped:
     each step is a join over the whole district, and an unchanged nightly sync should cost one diff.
     """
-    p, s = t.published.c, t.staging.c
     if expected is None:
         expected = count_changes(conn, t, scope, 0)
-    # Conservative: a step runs whenever it might have work (tobedeleted ⊇ deletions by tobedeleted).
-    do_updates = expected.updated + expected.readded + expected.tobedeleted > 0
-    do_vanished = scope.full and expected.deleted > 0
-    do_inserts = expected.added > expected.readded
+    p, s = t.published.c, t.staging.c
     tbd = _tobedeleted(t)
     at = sa.literal(now, type_=t.published.c.updated_at.type)
     import_id = sa.literal(scope.import_id, type_=sa.BigInteger)
+    updated = inserted = vanished = 0
 
     # 1. previous versions of rows this import changes, then the changes themselves.
-    change = sa.case((tbd, "deleted"), (p.deleted_at.is_not(None), "readded"), else_="updated")
-    updated = 0
-    if do_updates:
-        _update_changed(conn, t, scope, at, import_id, change)
-    updated = 0 if not do_updates else _update_changed(conn, t, scope, at, import_id, change)
-        t.history.insert().from_select(
-            _history_columns(t),
-            sa.select(
-                *[p[k] for k in t.key],
-                p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id, change,
+    #    (Runs whenever it might have work: tobedeleted is a superset of deletions by tobedeleted.)
+    if expected.updated + expected.readded + expected.tobedeleted > 0:
+        change = sa.case((tbd, "deleted"), (p.deleted_at.is_not(None), "readded"), else_="updated")
+        conn.execute(
+            t.history.insert().from_select(
+                _history_columns(t),
+                sa.select(
+                    *[p[k] for k in t.key],
+                    p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id, change,
+                )
+                .select_from(t.published.join(t.staging, _joined(t, scope)))
+                .where(s.import_id == scope.import_id, _needs_update(t)),
             )
-            .select_from(t.published.join(t.staging, _joined(t, scope)))
-            .where(s.import_id == scope.import_id, _needs_update(t)),
         )
-    )
-    updated = conn.execute(
-        sa.update(t.published)
-        .where(_joined(t, scope), s.import_id == scope.import_id, _needs_update(t))
-        .values(
-            **{c: s[c] for c in t.data_columns},
-            raw=_raw(t, conn.dialect.name),
-            record_hash=s.record_hash,
-            updated_at=at,
-            deleted_at=sa.case((tbd, at), else_=sa.null()),
-            last_import_id=import_id,
-        )
-    ).rowcount
+        updated = conn.execute(
+            sa.update(t.published)
+            .where(_joined(t, scope), s.import_id == scope.import_id, _needs_update(t))
+            .values(
+                **{c: s[c] for c in t.data_columns},
+                raw=_raw(t, conn.dialect.name),
+                record_hash=s.record_hash,
+                updated_at=at,
+                deleted_at=sa.case((tbd, at), else_=sa.null()),
+                last_import_id=import_id,
+            )
+        ).rowcount
 
     # 2. full pull: alive rows that vanished are soft-deleted, status and content kept.
-    vanished = 0
-    if scope.full:
+    if scope.full and expected.deleted > 0:
         conn.execute(
             t.history.insert().from_select(
                 _history_columns(t),
@@ -233,17 +228,25 @@ def apply_changes(
         ).rowcount
 
     # 3. new records. After step 1, so the UPDATE never sees them.
-    key_values = [sa.literal(scope.district_id, type_=sa.Text)]
-    if t.resource.year_scoped:
-        key_values.append(sa.literal(scope.school_year, type_=sa.Integer))
-    already = sa.select(sa.literal(1)).select_from(t.published).where(_joined(t, scope))
-    inserted = conn.execute(
-        t.published.insert().from_select(
-            [*t.key, *t.data_columns, "raw", "record_hash", "first_seen_at", "updated_at", "last_import_id"],
-            sa.select(
-                *key_values, s.sourced_id, *[s[c] for c in t.data_columns], _raw(t, conn.dialect.name), s.record_hash, at, at, import_id
-            ).where(s.import_id == scope.import_id, sa.not_(tbd), sa.not_(sa.exists(already))),
-        ),
-        execution_options={"preserve_rowcount": True},  # INSERT rowcount is not kept by default
-    ).rowcount
+    if expected.added > expected.readded:
+        key_values = [sa.literal(scope.district_id, type_=sa.Text)]
+        if t.resource.year_scoped:
+            key_values.append(sa.literal(scope.school_year, type_=sa.Integer))
+        already = sa.select(sa.literal(1)).select_from(t.published).where(_joined(t, scope))
+        inserted = conn.execute(
+            t.published.insert().from_select(
+                [*t.key, *t.data_columns, "raw", "record_hash", "first_seen_at", "updated_at", "last_import_id"],
+                sa.select(
+                    *key_values,
+                    s.sourced_id,
+                    *[s[c] for c in t.data_columns],
+                    _raw(t, conn.dialect.name),
+                    s.record_hash,
+                    at,
+                    at,
+                    import_id,
+                ).where(s.import_id == scope.import_id, sa.not_(tbd), sa.not_(sa.exists(already))),
+            ),
+            execution_options={"preserve_rowcount": True},  # INSERT rowcount is not kept by default
+        ).rowcount
     return int(updated or 0), int(inserted or 0), int(vanished or 0)
