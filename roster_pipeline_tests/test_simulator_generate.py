@@ -127,9 +127,9 @@ def test_calendar_has_year_semesters_and_grading_periods(small: SimulatedDistric
         assert session["schoolYear"] == "2027"
         by_type[session["type"]].append(session)
     (year,) = by_type["schoolYear"]
-    assert len(by_type["semester"]) == 2 and len(by_type["gradingPeriod"]) == 4
-    assert all(s["parent"]["sourcedId"] == year["sourcedId"] for s in by_type["semester"])
-    semester_ids = {s["sourcedId"] for s in by_type["semester"]}
+    assert len(by_type["term"]) == 2 and len(by_type["gradingPeriod"]) == 4
+    assert all(s["parent"]["sourcedId"] == year["sourcedId"] for s in by_type["term"])
+    semester_ids = {s["sourcedId"] for s in by_type["term"]}
     assert all(g["parent"]["sourcedId"] in semester_ids for g in by_type["gradingPeriod"])
 
 

@@ -677,7 +677,7 @@ def advance_school_year(
 ) -> MutationResult:
     """Roll the district over to the next school year, as an SIS serving only the active year does.
 
-    - ``school_year`` + 1; a new calendar (schoolYear, two semesters, four grading periods) is added;
+    - ``school_year`` + 1; a new calendar (schoolYear, two semester terms, four grading periods) is added;
     - every active course and class is re-created for the new year with a new sourcedId (course
       ``schoolYear`` and class ``terms`` point at the new sessions); teachers keep their classes
       (new teacher enrollments, same primary flag);

@@ -151,7 +151,11 @@ class Term:
 
 @dataclass(frozen=True)
 class SchoolCalendar:
-    """One school year's sessions: the year, two semesters (fall, spring), and four grading periods."""
+    """One school year's sessions: the year, two semesters and four grading periods.
+
+    The semesters are typed ``term``, as Infinite Campus serves them: SDS reads ``/terms/{class.terms[0]}``
+    and a 1.1 provider serves only type ``term`` there.
+    """
 
     school_year: int
     year_id: str
@@ -203,8 +207,8 @@ def build_calendar(new_id: Callable[[], str], school_year: int, stamp: str) -> S
 
     records = (
         session("year", f"{label} School Year", "schoolYear", None, ["fall", "spring"]),
-        session("fall", f"Fall Semester {label}", "semester", "year", ["q1", "q2"]),
-        session("spring", f"Spring Semester {label}", "semester", "year", ["q3", "q4"]),
+        session("fall", f"Fall Semester {label}", "term", "year", ["q1", "q2"]),
+        session("spring", f"Spring Semester {label}", "term", "year", ["q3", "q4"]),
         session("q1", f"Quarter 1 {label}", "gradingPeriod", "fall", []),
         session("q2", f"Quarter 2 {label}", "gradingPeriod", "fall", []),
         session("q3", f"Quarter 3 {label}", "gradingPeriod", "spring", []),
