@@ -1,0 +1,31 @@
+"""The Dagster code location: builds the Definitions object from the district registry, nothing else.
+
+The registry (``ROSTER_DISTRICTS_FILE``, else the example in the package) is read when the code location
+loads, so adding a district or changing one takes effect on a reload, with no code change.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from roster_pipeline.defs.assets import build_roster_assets
+from roster_pipeline.defs.jobs import build_sync_job
+from roster_pipeline.defs.partitions import district_partitions
+from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
+from roster_pipeline.districts import Registry, load_registry
+
+
+def build_definitions(registry: Registry | None = None) -> dg.Definitions:
+    registry = registry or load_registry()
+    partitions_def = district_partitions(registry)
+    return dg.Definitions(
+        assets=build_roster_assets(partitions_def),
+        jobs=[build_sync_job(partitions_def)],
+        resources={
+            "warehouse": WarehouseResource(),
+            "registry": DistrictRegistryResource(),
+        },
+    )
+
+
+defs = build_definitions()

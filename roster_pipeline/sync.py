@@ -1,0 +1,157 @@
+"""The sync steps of one district, free of Dagster, so assets, the demo and the benchmark share them.
+
+A sync is: open an import (decides school year and mode), stage every resource page by page from the
+client into the warehouse's staging tables, diff each staged resource against what is published, then
+publish the whole import in one transaction.  Dagster assets call these functions one step each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from roster_pipeline.districts import District
+from roster_pipeline.oneroster import ClientConfig, OneRosterClient
+from roster_pipeline.resources import Resource
+from roster_pipeline.warehouse import ChangeCounts, Warehouse
+
+
+class SyncError(RuntimeError):
+    """A sync step cannot go on; the message names the district (and resource) concerned."""
+
+
+@dataclass(frozen=True)
+class ResourceStageResult:
+    """What staging one resource did: fetch figures plus what publishing it would change."""
+
+    district_id: str
+    resource: str
+    fetched: int
+    staged: int
+    pages: int
+    requests: int
+    retries: int
+    seconds: float
+    changes: ChangeCounts
+
+    @property
+    def records_per_second(self) -> float:
+        return self.fetched / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class DistrictSyncResult:
+    """The outcome of a whole district sync (used by the demo's table and the benchmark)."""
+
+    district_id: str
+    import_id: int
+    school_year: int
+    staged: dict[str, ResourceStageResult] = field(default_factory=dict)
+    published: dict[str, ChangeCounts] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def client_config_for(district: District, environ: Mapping[str, str] | None = None) -> ClientConfig:
+    """Build the client settings of a district, reading its credentials from the env vars it names."""
+    client_id, client_secret = district.credentials(os.environ if environ is None else environ)
+    return ClientConfig(
+        district_id=district.id,
+        base_url=district.base_url_resolved,
+        token_url=district.token_url_resolved,
+        client_id=client_id,
+        client_secret=client_secret,
+        token_auth=district.token_auth,
+        page_size=district.page_size,
+        max_concurrency=district.max_concurrency,
+        timeout_seconds=district.timeout_seconds,
+    )
+
+
+def school_year_for(district: District, client: OneRosterClient, today: dt.date | None = None) -> int:
+    """The school year an import belongs to.
+
+    A registry override wins; otherwise the SIS's own schoolYear session that contains today; and when
+    the SIS serves none, the school year that today falls in (July starts a new one, as in US districts).
+    """
+    if district.school_year is not None:
+        return district.school_year
+    served = client.current_school_year()
+    if served is not None:
+        return served
+    today = today or dt.date.today()
+    return today.year + 1 if today.month >= 7 else today.year
+
+
+def open_import(
+    warehouse: Warehouse, district: District, client: OneRosterClient, run_id: str, sync_mode: str = "full"
+) -> tuple[int, int]:
+    """Start an import for a run; returns (import_id, school_year)."""
+    if not district.enabled:
+        raise SyncError(f"district {district.id!r} is disabled (enabled: false in the registry); no import started")
+    school_year = school_year_for(district, client)
+    import_id = warehouse.begin_import(district.id, run_id, school_year, sync_mode)
+    return import_id, school_year
+
+
+def import_for_run(warehouse: Warehouse, district_id: str, run_id: str) -> int:
+    """The import a Dagster run opened for a district (its resource assets stage into it)."""
+    import_id = warehouse.import_for_run(district_id, run_id)
+    if import_id is None:
+        raise SyncError(
+            f"district {district_id!r}: run {run_id} opened no import; materialize 'roster_import' in the same "
+            "run (launch the district's sync job rather than a single resource)"
+        )
+    return import_id
+
+
+def stage_resource(
+    warehouse: Warehouse, client: OneRosterClient, import_id: int, district_id: str, resource: Resource
+) -> ResourceStageResult:
+    """Stream one resource from the SIS into staging, batch by batch, then diff it in SQL."""
+    started = time.perf_counter()
+    staged = 0
+    for batch in client.iter_batches(resource.collection):
+        staged += warehouse.stage(import_id, resource.name, batch)
+    seconds = time.perf_counter() - started
+    stats = client.stats_for(resource.collection)
+    warehouse.record_fetch_stats(import_id, resource.name, pages=stats.pages, seconds=seconds)
+    changes = warehouse.diff(import_id, resource.name)
+    return ResourceStageResult(
+        district_id=district_id,
+        resource=resource.name,
+        fetched=stats.records,
+        staged=staged,
+        pages=stats.pages,
+        requests=stats.requests,
+        retries=stats.retries,
+        seconds=seconds,
+        changes=changes,
+    )
+
+
+def sync_district(
+    warehouse: Warehouse,
+    district: District,
+    run_id: str,
+    resources: tuple[Resource, ...],
+    *,
+    sync_mode: str = "full",
+    environ: Mapping[str, str] | None = None,
+) -> DistrictSyncResult:
+    """Run every step for one district outside Dagster (benchmark and scripts); fails the import on error."""
+    started = time.perf_counter()
+    with OneRosterClient(client_config_for(district, environ)) as client:
+        import_id, school_year = open_import(warehouse, district, client, run_id, sync_mode)
+        result = DistrictSyncResult(district.id, import_id, school_year)
+        try:
+            for resource in resources:
+                result.staged[resource.name] = stage_resource(warehouse, client, import_id, district.id, resource)
+            result.published = warehouse.publish(import_id)
+        except BaseException as exc:
+            warehouse.fail_import(import_id, f"{type(exc).__name__}: {exc}")
+            raise
+    result.seconds = time.perf_counter() - started
+    return result
