@@ -92,6 +92,8 @@ def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
     s = t.staging
     if conn.dialect.name == "postgresql":
         # Freshly COPYed staging has no statistics; without them the planner guesses badly on joins.
+        # Hash joins/aggregates over a whole district also want more than the default 4MB work_mem.
+        conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
         conn.execute(sa.text(f'ANALYZE "{s.name}"'))
     latest = (
         sa.select(s.c.sourced_id, sa.func.max(s.c.row_id).label("keep"))
