@@ -128,7 +128,7 @@ def run_once(registry_path: Path) -> int:
 
 
 def print_table(rows: list[tuple[str, str, dict[str, object]]]) -> None:
-    columns = ("rows_fetched", "added", "updated", "deleted", "unchanged", "pages", "duration_seconds")
+    columns = ("rows_fetched", "added", "updated", "deleted", "unchanged", "tobedeleted", "pages", "duration_seconds")
     header = ("district", "resource", *columns)
     table = [header] + [(d, r, *(str(m.get(c, "")) for c in columns)) for d, r, m in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

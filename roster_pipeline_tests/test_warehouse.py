@@ -187,12 +187,25 @@ def test_vanished_in_delta_is_untouched(wh: Warehouse) -> None:
 def test_tobedeleted_is_soft_deleted_in_both_modes(wh: Warehouse, mode: str) -> None:
     sync(wh, {"enrollments": [enrollment(1), enrollment(2)]})
     counts = sync(wh, {"enrollments": [enrollment(1), enrollment(2, status="tobedeleted"), enrollment(3, status="tobedeleted")]}, mode=mode)
-    # enr-3 was never published: counted as tobedeleted, nothing to delete, nothing inserted.
-    assert counts["enrollments"] == ChangeCounts(fetched=3, unchanged=1, tobedeleted=2, deleted=1)
+    # enr-3 was never published: kept anyway, inserted already soft-deleted (nothing the SIS sent is lost).
+    assert counts["enrollments"] == ChangeCounts(fetched=3, unchanged=1, tobedeleted=2, deleted=1, new_tobedeleted=1)
     assert rows(wh, "enrollments", "sourced_id", "status", "deleted_at IS NOT NULL") == [
         ("enr-1", "active", False),
         ("enr-2", "tobedeleted", True),
+        ("enr-3", "tobedeleted", True),
     ]
+
+
+def test_moved_sis_host_is_not_an_update_but_a_changed_reference_is(wh: Warehouse) -> None:
+    sync(wh, {"enrollments": [enrollment(1), enrollment(2)]})
+    moved = [enrollment(n) for n in (1, 2)]
+    for record in moved:
+        for key in ("class", "user", "school"):
+            record[key] = {**record[key], "href": "https://new-host.example.org/v1p1" + record[key]["href"]}
+    moved[1]["class"] = ref("class", "cls-9")  # a real change: another class
+    counts = sync(wh, {"enrollments": moved})
+    assert (counts["enrollments"].unchanged, counts["enrollments"].updated) == (1, 1)
+    assert rows(wh, "enrollments", "sourced_id", "class_sourced_id") == [("enr-1", "cls-1"), ("enr-2", "cls-9")]
 
 
 def test_reappearing_record_is_added_again(wh: Warehouse) -> None:

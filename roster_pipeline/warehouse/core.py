@@ -186,10 +186,11 @@ class Warehouse:
                 counts = self._diff(conn, run, res)
                 updated, inserted, vanished = sql.apply_changes(conn, tables, scope, now, counts)
                 expected_updates = counts.updated + counts.readded + (counts.deleted - vanished)
-                if (updated, inserted) != (expected_updates, counts.added - counts.readded):
+                expected_inserts = counts.added - counts.readded + counts.new_tobedeleted
+                if (updated, inserted) != (expected_updates, expected_inserts):
                     raise WarehouseError(
                         f"{res.name}: publish touched {updated} updated/{inserted} inserted rows but the diff "
-                        f"expected {expected_updates}/{counts.added - counts.readded}; rolled back"
+                        f"expected {expected_updates}/{expected_inserts}; rolled back"
                     )
                 conn.execute(
                     import_resource_counts.update()

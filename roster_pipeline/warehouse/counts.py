@@ -12,7 +12,9 @@ class ChangeCounts:
     Over the import's distinct staged records: ``added + updated + unchanged + tobedeleted`` equals
     ``fetched - duplicates``.  ``added`` includes ``readded`` (records that come back after having been
     soft-deleted).  ``deleted`` is what gets soft-deleted: alive rows that arrived ``tobedeleted`` plus,
-    in a full import only, alive rows that vanished from the pull.
+    in a full import only, alive rows that vanished from the pull.  ``new_tobedeleted`` (part of
+    ``tobedeleted``) are records first seen as ``tobedeleted``: they are inserted soft-deleted, so the
+    warehouse keeps everything the SIS sent.
     """
 
     fetched: int = 0
@@ -23,6 +25,7 @@ class ChangeCounts:
     tobedeleted: int = 0
     duplicates: int = 0
     readded: int = 0
+    new_tobedeleted: int = 0  # arrived tobedeleted, never published: stored already soft-deleted
 
     @property
     def changed(self) -> int:

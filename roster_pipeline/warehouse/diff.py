@@ -14,7 +14,8 @@ active (anything but   none                        added (inserted)
                        alive, same hash            unchanged (row not touched at all)
                        alive, other hash           updated (old version → history)
 ``tobedeleted``        alive                       deleted (soft; new content stored, old → history)
-                       none or already deleted     nothing to do (counted as tobedeleted only)
+                       none                        inserted soft-deleted: ``new_tobedeleted``
+                       already deleted             nothing to do (counted as tobedeleted only)
 =====================  ==========================  =============================================
 
 plus, for a FULL import only, alive published rows of the district (and school year) with no staged
@@ -135,6 +136,7 @@ def count_changes(conn: sa.Connection, t: ResourceTables, scope: Scope, fetched:
             n(sa.and_(active, alive, p.record_hash != s.record_hash)).label("updated"),
             n(sa.and_(active, alive, p.record_hash == s.record_hash)).label("unchanged"),
             n(sa.and_(tbd, alive)).label("deleted"),
+            n(sa.and_(tbd, missing)).label("new_tobedeleted"),
         )
         .select_from(t.staging.outerjoin(t.published, _joined(t, scope)))
         .where(s.import_id == scope.import_id)
@@ -151,6 +153,7 @@ def count_changes(conn: sa.Connection, t: ResourceTables, scope: Scope, fetched:
         tobedeleted=int(row.tobedeleted),
         duplicates=max(fetched - int(row.distinct), 0),
         readded=int(row.readded),
+        new_tobedeleted=int(row.new_tobedeleted),
     )
 
 
@@ -229,15 +232,19 @@ def apply_changes(
             sa.update(t.published).where(_vanished(t, scope)).values(deleted_at=at, last_import_id=import_id)
         ).rowcount
 
-    # 3. new records. After step 1, so the UPDATE never sees them.
-    if expected.added > expected.readded:
+    # 3. new records, and records first seen as tobedeleted (inserted soft-deleted: nothing the SIS sent
+    #    is lost). After step 1, so the UPDATE never sees them.
+    if expected.added > expected.readded or expected.new_tobedeleted > 0:
         key_values = [sa.literal(scope.district_id, type_=sa.Text)]
         if t.resource.year_scoped:
             key_values.append(sa.literal(scope.school_year, type_=sa.Integer))
         already = sa.select(sa.literal(1)).select_from(t.published).where(_joined(t, scope))
         inserted = conn.execute(
             t.published.insert().from_select(
-                [*t.key, *t.data_columns, "raw", "record_hash", "first_seen_at", "updated_at", "last_import_id"],
+                [
+                    *t.key, *t.data_columns, "raw", "record_hash", "first_seen_at", "updated_at", "deleted_at",
+                    "last_import_id",
+                ],
                 sa.select(
                     *key_values,
                     s.sourced_id,
@@ -246,8 +253,9 @@ def apply_changes(
                     s.record_hash,
                     at,
                     at,
+                    sa.case((tbd, at), else_=sa.null()),
                     import_id,
-                ).where(s.import_id == scope.import_id, sa.not_(tbd), sa.not_(sa.exists(already))),
+                ).where(s.import_id == scope.import_id, sa.not_(sa.exists(already))),
             ),
             execution_options={"preserve_rowcount": True},  # INSERT rowcount is not kept by default
         ).rowcount

@@ -9,6 +9,7 @@ also what the record hash is computed from.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,20 @@ class StagingError(ValueError):
 def staging_columns(tables: ResourceTables) -> list[str]:
     """Columns a staging row is built with, in tuple order (row_id is left to its default)."""
     return [c.name for c in tables.staging.columns if c.name != "row_id"]
+
+
+_HREF = re.compile(rb'"href":"(?:[^"\\]|\\.)*"')
+
+
+def without_hrefs(raw: bytes) -> bytes:
+    """The record as hashed for change detection: reference ``href`` locators blanked.
+
+    An href is where the SIS serves the referenced record (its host and base URL plus the sourcedId),
+    not roster data: a district moving its SIS to a new host, or the simulator restarting on another
+    port, must not turn every record into an "update" and trip the change thresholds.  The raw column
+    keeps the hrefs as served.
+    """
+    return _HREF.sub(b'"href":""', raw)
 
 
 def build_rows(
@@ -46,7 +61,7 @@ def build_rows(
                 f"{tables.resource.name}: record #{index} of the batch has no sourcedId; it cannot be keyed"
             )
         raw = canonical_json(record)
-        append((*prefix, str(sourced_id), *flatten(record), raw.decode(), md5(raw).hexdigest()))
+        append((*prefix, str(sourced_id), *flatten(record), raw.decode(), md5(without_hrefs(raw)).hexdigest()))
     return rows
 
 

@@ -1,0 +1,57 @@
+"""The console commands a newcomer runs first: `roster-pipeline demo --once` and `roster-pipeline bench`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from roster_pipeline.resources import RESOURCES
+
+
+def run_command(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "roster_pipeline.cli", *args]
+    environ = {k: v for k, v in os.environ.items() if k not in ("ROSTER_DATABASE_URL", "ROSTER_DISTRICTS_FILE")}
+    return subprocess.run(command, cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=300)
+
+
+def test_demo_once_syncs_both_demo_districts_into_the_embedded_default(tmp_path: Path) -> None:
+    completed = run_command(["demo", "--once", "--workdir", str(tmp_path / "demo")], cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    table = [line.split() for line in completed.stdout.splitlines() if line.startswith(("riverside_usd", "lakeside_isd"))]
+    assert {(row[0], row[1]) for row in table} == {
+        (d, r.name) for d in ("riverside_usd", "lakeside_isd") for r in RESOURCES
+    }
+    assert all(int(row[2]) > 0 for row in table), "every resource of both districts fetched rows"
+
+    # The embedded SQLite file in the working folder holds both districts.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / '.roster_pipeline' / 'warehouse.sqlite'}")
+    with engine.connect() as conn:
+        districts = set(conn.execute(sa.text("SELECT DISTINCT district_id FROM enrollments")).scalars())
+    assert districts == {"riverside_usd", "lakeside_isd"}
+
+    # The registry it wrote names env vars, never secret values.
+    registry = (tmp_path / "demo" / "districts.yaml").read_text()
+    assert "client_secret_env: ROSTER_DEMO_RIVERSIDE_USD_SECRET" in registry
+    assert "client_secret:" not in registry
+
+    # A second run finds nothing changed.
+    again = run_command(["demo", "--once", "--workdir", str(tmp_path / "demo")], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = [line.split() for line in again.stdout.splitlines() if line.startswith(("riverside_usd", "lakeside_isd"))]
+    assert rows and all(row[3:6] == ["0", "0", "0"] for row in rows), again.stdout
+
+
+@pytest.mark.postgres
+def test_bench_runs_end_to_end_and_prints_figures(postgres_url: str, tmp_path: Path) -> None:
+    completed = run_command(["bench", "--size", "tiny", "--page-size", "50", "--database-url", postgres_url], cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert "records/s" in out and "peak RSS: sync process" in out
+    for resource in RESOURCES:
+        assert f"\n{resource.name} " in out
