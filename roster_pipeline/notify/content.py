@@ -1,0 +1,303 @@
+"""What the two emails show, as plain typed dataclasses.
+
+The Dagster sensor and assets build these from check metadata and warehouse queries; tests build them
+by hand.  Nothing here reads the environment, the database or Dagster, and nothing here carries a
+credential: a report is data about an import, never about how the SIS was reached.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from roster_pipeline.rejects import Reject
+
+if TYPE_CHECKING:  # pandas is heavy; only the type is needed here
+    import pandas as pd
+
+EmailKind = Literal["check_your_data", "import_results"]
+ThresholdStatus = Literal["OK", "EXCEEDED", "EXEMPT"]
+SyncMode = str  # "full" | "delta" (kept open: later SIS profiles may add modes)
+
+DAGSTER_URL_VARIABLE = "ROSTER_DAGSTER_URL"
+DEFAULT_DAGSTER_URL = "http://localhost:3000"  # `dagster dev`
+
+
+def pct(part: int, whole: int) -> float | None:
+    """``part`` as a percentage of ``whole``; None when there is nothing to compare with."""
+    if whole <= 0:
+        return None
+    return 100.0 * part / whole
+
+
+def dagster_run_url(run_id: str | None, base_url: str | None = None) -> str | None:
+    """The Dagster UI page of a run: ``{base}/runs/{run_id}``.
+
+    ``base_url`` falls back to ``ROSTER_DAGSTER_URL`` and then to ``dagster dev``'s address, so the
+    link works in the demo and points at the real webserver once an operator sets the variable.
+    """
+    if not run_id:
+        return None
+    base = base_url or os.environ.get(DAGSTER_URL_VARIABLE, "").strip() or DEFAULT_DAGSTER_URL
+    return f"{base.rstrip('/')}/runs/{run_id}"
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    """One blocking check that failed, in the words an admin can act on."""
+
+    name: str  # "enrollments_thresholds", "users_schema"
+    reason: str  # "62.0% of enrollments would be deleted (limit 10%)"
+
+
+@dataclass(frozen=True)
+class ResourceThresholdRow:
+    """One resource of a held snapshot against its thresholds.
+
+    Percentages default to the issue-4 rule (added/updated/deleted of the rows published before the
+    import; rejected of the rows fetched); the check code may pass its own if it computed them.
+    ``exceeded`` names the measures that tripped ("deleted", "rejected"), so they can be highlighted.
+    """
+
+    resource: str
+    published_before: int
+    fetched: int
+    added: int
+    updated: int
+    deleted: int
+    rejected: int
+    max_added_pct: float | None = None
+    max_updated_pct: float | None = None
+    max_deleted_pct: float | None = None
+    max_rejected_pct: float | None = None
+    status: ThresholdStatus = "OK"
+    exceeded: tuple[str, ...] = ()
+    added_pct: float | None = None
+    updated_pct: float | None = None
+    deleted_pct: float | None = None
+    rejected_pct: float | None = None
+
+    def __post_init__(self) -> None:
+        defaults = {
+            "added_pct": pct(self.added, self.published_before),
+            "updated_pct": pct(self.updated, self.published_before),
+            "deleted_pct": pct(self.deleted, self.published_before),
+            "rejected_pct": pct(self.rejected, self.fetched),
+        }
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class SchoolThresholdRow:
+    """A school whose users or enrollments would drop by more than its threshold."""
+
+    school_name: str
+    school_id: str
+    resource: str  # "users" | "enrollments"
+    before: int
+    after: int
+    threshold_pct: float
+    drop: int | None = None
+    drop_pct: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.drop is None:
+            object.__setattr__(self, "drop", self.before - self.after)
+        if self.drop_pct is None:
+            object.__setattr__(self, "drop_pct", pct(self.before - self.after, self.before))
+
+
+@dataclass(frozen=True)
+class TopError:
+    """A group of identical check failures: how many, and one example message."""
+
+    resource: str
+    check: str
+    field: str
+    count: int
+    example: str
+    severity: str = "error"
+
+
+def summarize_rejects(rejects: Iterable[Reject], limit: int = 10, severity: str | None = "error") -> list[TopError]:
+    """Group rejects by (resource, check, field), most frequent first, keeping the first message seen."""
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    examples: dict[tuple[str, str, str, str], str] = {}
+    for reject in rejects:
+        if severity is not None and reject.severity != severity:
+            continue
+        key = (reject.resource, reject.check, reject.field, reject.severity)
+        counts[key] += 1
+        examples.setdefault(key, reject.message)
+    return [
+        TopError(resource=r, check=c, field=f, count=n, example=examples[(r, c, f, s)], severity=s)
+        for (r, c, f, s), n in counts.most_common(limit)
+    ]
+
+
+@dataclass(frozen=True)
+class ReviewAction:
+    """One way out of a paused import, and how to launch it from the UI or the shell."""
+
+    action: Literal["approve", "reject", "reprocess"]
+    what_it_does: str
+    job_name: str
+    launchpad_config: str  # YAML an admin pastes into the Dagster launchpad
+    cli_command: str
+
+
+_ACTION_TEXT: dict[str, str] = {
+    "approve": "Publish the held snapshot as it is (the thresholds are overridden for this import only, "
+    "and the override is recorded), then resume scheduled imports.",
+    "reject": "Discard the held snapshot and keep the data published today, then resume scheduled imports "
+    "(or stay paused until the SIS is fixed).",
+    "reprocess": "Fetch everything again now (after the SIS data has been corrected) and run the checks again.",
+}
+
+
+def review_actions(district_id: str, import_id: int | str, reviewer: str = "YOUR NAME") -> list[ReviewAction]:
+    """The three review actions of issue 5 with their launchpad config and CLI form."""
+    actions: list[ReviewAction] = []
+    for action in ("approve", "reject", "reprocess"):
+        job = f"review_{action}"
+        config = (
+            "ops:\n"
+            f"  {job}:\n"
+            "    config:\n"
+            f'      district_id: "{district_id}"\n'
+            f"      import_id: {import_id}\n"
+            f'      reviewer: "{reviewer}"\n'
+            '      note: ""\n'
+        )
+        cli = f"roster-pipeline review {district_id} {action}"
+        actions.append(ReviewAction(action, _ACTION_TEXT[action], job, config, cli))  # type: ignore[arg-type]
+    return actions
+
+
+@dataclass
+class CheckYourDataReport:
+    """Everything the Check Your Data email says about one paused import.
+
+    ``rejected_rows`` / ``field_changes`` may be a bounded sample loaded from the warehouse: pass the
+    real totals in ``rejected_total`` / ``field_changes_total`` and the email says what was left out.
+    """
+
+    district_id: str
+    district_name: str
+    import_id: int
+    run_id: str | None
+    school_year: str | int | None
+    sync_mode: SyncMode
+    started_at: datetime | None
+    failed_checks: list[FailedCheck]
+    resources: list[ResourceThresholdRow] = field(default_factory=list)
+    schools: list[SchoolThresholdRow] = field(default_factory=list)
+    top_errors: list[TopError] = field(default_factory=list)
+    warnings_count: int = 0
+    rejected_rows: Sequence[Reject] = ()
+    rejected_total: int | None = None
+    field_changes: Any = None  # pd.DataFrame | Sequence[Mapping[str, Any]] | None
+    field_changes_total: int | None = None
+    run_url: str | None = None
+    timezone: str = "UTC"  # the district's, for the times shown
+    actions: list[ReviewAction] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.run_url is None:
+            self.run_url = dagster_run_url(self.run_id)
+        if not self.actions:
+            self.actions = review_actions(self.district_id, self.import_id)
+        if not self.top_errors and self.rejected_rows:
+            self.top_errors = summarize_rejects(self.rejected_rows)
+
+
+@dataclass(frozen=True)
+class ResourceCountsRow:
+    """One resource of a published import."""
+
+    resource: str
+    published_before: int
+    fetched: int
+    added: int
+    updated: int
+    deleted: int
+    unchanged: int
+    rejected: int
+
+    @property
+    def added_pct(self) -> float | None:
+        return pct(self.added, self.published_before)
+
+    @property
+    def updated_pct(self) -> float | None:
+        return pct(self.updated, self.published_before)
+
+    @property
+    def deleted_pct(self) -> float | None:
+        return pct(self.deleted, self.published_before)
+
+    @property
+    def unchanged_pct(self) -> float | None:
+        return pct(self.unchanged, self.published_before)
+
+    @property
+    def rejected_pct(self) -> float | None:
+        return pct(self.rejected, self.fetched)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An admin approved a held snapshot, overriding its thresholds (issue 5's ``approve``)."""
+
+    reviewer: str
+    approved_at: datetime | None = None
+    note: str = ""
+
+
+@dataclass
+class ImportResultsReport:
+    """Everything the Import Results email says about one published import."""
+
+    district_id: str
+    district_name: str
+    import_id: int
+    run_id: str | None
+    school_year: str | int | None
+    sync_mode: SyncMode
+    started_at: datetime | None
+    duration: timedelta | None
+    resources: list[ResourceCountsRow] = field(default_factory=list)
+    warnings_count: int = 0
+    top_warnings: list[TopError] = field(default_factory=list)
+    approval: Approval | None = None
+    run_url: str | None = None
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.run_url is None:
+            self.run_url = dagster_run_url(self.run_id)
+
+
+__all__ = [
+    "Approval",
+    "CheckYourDataReport",
+    "EmailKind",
+    "FailedCheck",
+    "ImportResultsReport",
+    "ResourceCountsRow",
+    "ResourceThresholdRow",
+    "ReviewAction",
+    "SchoolThresholdRow",
+    "ThresholdStatus",
+    "TopError",
+    "dagster_run_url",
+    "pct",
+    "review_actions",
+    "summarize_rejects",
+]
