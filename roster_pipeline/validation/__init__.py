@@ -1,0 +1,17 @@
+"""Record validation: pandera schemas per batch (before staging) and referential checks in SQL (after).
+
+``validate_batch`` splits each page of records into valid ones (to stage) and Rejects (to quarantine);
+``find_reference_failures`` / ``find_reference_warnings`` run once all resources of an import are staged.
+"""
+
+from .records import CHECKS, BatchValidation, validate_batch
+from .schemas import SCHEMAS
+from .warnings import STUDENT_WITHOUT_EMAIL
+
+__all__ = [
+    "CHECKS",
+    "SCHEMAS",
+    "STUDENT_WITHOUT_EMAIL",
+    "BatchValidation",
+    "validate_batch",
+]
