@@ -26,7 +26,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -51,7 +51,7 @@ def make_self_signed_cert(folder: Path, host: str = HOST) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "roster-pipeline test SMTP")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -89,7 +89,7 @@ class _Handler:
     def __init__(self, server: SmtpTestServer) -> None:
         self.server = server
 
-    async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         return self.server._accept(session, envelope)
 
 
@@ -165,7 +165,8 @@ class SmtpTestServer:
         ok = login == self.username and auth_data.password.decode("utf-8", "replace") == self.password
         with self._lock:
             self.auth_attempts.append((login, ok))
-        return AuthResult(success=ok, auth_data=login if ok else None)
+        # handled=False: aiosmtpd sends the 235 / 535 reply itself (True would mean "I already replied").
+        return AuthResult(success=ok, handled=False, auth_data=login if ok else None)
 
     def start(self) -> SmtpTestServer:
         kwargs: dict[str, Any] = {"server_hostname": "localhost"}
@@ -196,7 +197,7 @@ class SmtpTestServer:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> SmtpTestServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from roster_pipeline.rejects import Reject
-
-if TYPE_CHECKING:  # pandas is heavy; only the type is needed here
-    import pandas as pd
 
 EmailKind = Literal["check_your_data", "import_results"]
 ThresholdStatus = Literal["OK", "EXCEEDED", "EXEMPT"]

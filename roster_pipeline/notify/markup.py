@@ -12,7 +12,7 @@ import html
 import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 FONT = "font-family:Arial,Helvetica,sans-serif;font-size:14px;line-height:1.4;color:#1f2328"
 TABLE = "border-collapse:collapse;margin:8px 0 16px 0;font-size:13px"
@@ -72,18 +72,18 @@ def fmt_time(value: datetime | None, tz_name: str) -> str:
     if value is None:
         return "—"
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     try:
         local = value.astimezone(zoneinfo.ZoneInfo(tz_name))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        local = value.astimezone(timezone.utc)
+        local = value.astimezone(UTC)
     return local.strftime("%Y-%m-%d %H:%M %Z")
 
 
 def fmt_duration(value: timedelta | None) -> str:
     if value is None:
         return "—"
-    seconds = int(round(value.total_seconds()))
+    seconds = round(value.total_seconds())
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

@@ -11,11 +11,17 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate
 
 from roster_pipeline.notify import markup as m
-from roster_pipeline.notify.attachments import DEFAULT_MAX_ROWS, CsvAttachment, field_changes_csv, rejected_rows_csv
+from roster_pipeline.notify.attachments import (
+    DEFAULT_MAX_ROWS,
+    CsvAttachment,
+    field_changes_csv,
+    rejected_rows_csv,
+)
 from roster_pipeline.notify.content import (
     CheckYourDataReport,
     EmailKind,
@@ -26,6 +32,13 @@ from roster_pipeline.notify.content import (
 from roster_pipeline.notify.scrub import assert_no_secrets
 
 SUBJECT_PREFIX = "[roster_pipeline]"
+# Parts are encoded under BUILD_POLICY: 7-bit safe (quoted-printable/base64), lines of at most 78, so
+# old relays without 8BITMIME pass them untouched.  The finished message then carries EMAIL_POLICY,
+# which only changes how headers are folded: the stdlib folds a header mixing ASCII and encoded words
+# after the space, so "Schools — import" arrived as "Schools  — import"; headers stay on one line up to
+# RFC 5322's 998 characters instead.
+BUILD_POLICY = policy.SMTP.clone(cte_type="7bit")
+EMAIL_POLICY = policy.SMTP.clone(max_line_length=998)
 IDEMPOTENCY_HEADER = "X-Roster-Idempotency-Key"
 KIND_HEADER = "X-Roster-Kind"
 DISTRICT_HEADER = "X-Roster-District"
@@ -52,7 +65,7 @@ def _envelope(kind: EmailKind, district_id: str, import_id: int, subject: str, r
     recipients = [r.strip() for r in recipients if r and r.strip()]
     if not recipients:
         raise ValueError(f"district {district_id!r} has no admin_emails: nobody to send the {kind} email to")
-    message = EmailMessage()
+    message = EmailMessage(policy=BUILD_POLICY)
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Subject"] = m.one_line(subject)
@@ -74,6 +87,7 @@ def _finish(message: EmailMessage, text: str, html: str, attachments: Iterable[C
     for attachment in attachments:
         message.add_attachment(attachment.data, maintype="text", subtype="csv", filename=attachment.filename,
                                params={"charset": "utf-8"})
+    message.policy = EMAIL_POLICY  # headers only: the parts are already encoded (see BUILD_POLICY)
     assert_no_secrets(message, secret_env_names)
     return message
 
@@ -196,8 +210,8 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
         html.append(m.p(note))
 
     text += ["What to do next", "---------------",
-             "Review the attachments, then choose one of these actions (in the Dagster UI: Jobs → the job → "
-             "Launchpad, paste the config, fill in your name, Launch Run; or on the command line):", ""]
+             ("Review the attachments, then choose one of these actions (in the Dagster UI: Jobs → the job → "
+              "Launchpad, paste the config, fill in your name, Launch Run; or on the command line):"), ""]
     html += [m.h2("What to do next"),
              m.p("Review the attachments, then choose one of these actions. In the Dagster UI open ",
                  m.strong("Jobs"), ", pick the job, open the ", m.strong("Launchpad"),
@@ -305,6 +319,7 @@ def render_import_results(report: ImportResultsReport, recipients: Sequence[str]
 
 __all__ = [
     "DISTRICT_HEADER",
+    "EMAIL_POLICY",
     "IDEMPOTENCY_HEADER",
     "IMPORT_HEADER",
     "KIND_HEADER",

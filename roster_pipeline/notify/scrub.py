@@ -106,5 +106,12 @@ def secret_env_names_for(district: District | None = None, smtp: SmtpSettings | 
     return names
 
 
-__all__ = ["MIN_SECRET_LENGTH", "secret_env_names_for", "SecretInMessageError", "assert_no_secrets", "find_secret_leaks", "redact",
-           "secret_values"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "SecretInMessageError",
+    "assert_no_secrets",
+    "find_secret_leaks",
+    "redact",
+    "secret_env_names_for",
+    "secret_values",
+]

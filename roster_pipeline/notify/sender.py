@@ -18,8 +18,7 @@ import ssl
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from email import policy
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
@@ -198,7 +197,7 @@ class OutboxSender:
         return f"OutboxSender({str(self.folder)!r})"
 
     def filename_for(self, message: EmailMessage, now: datetime | None = None) -> str:
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
         district = _slug(str(message.get(DISTRICT_HEADER, "district")))
         kind = _slug(str(message.get(KIND_HEADER, "email")))
         import_id = _slug(str(message.get(IMPORT_HEADER, "0")))
@@ -208,7 +207,7 @@ class OutboxSender:
         assert_no_secrets(message, self.secret_env_names, self._environ)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / self.filename_for(message)
-        data = message.as_bytes(policy=policy.SMTP)
+        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
         # Write then rename: a reader (the demo, a test, a human) never sees a half-written file.
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".eml")
         try:
