@@ -3,7 +3,10 @@
 An import is the unit the rest of the product reasons about: it is opened for a district and school
 year, receives batches of records per resource into staging, is diffed and checked, and is then either
 published (all its resources in ONE transaction) or failed/discarded — the published tables never see
-a partial snapshot.  Every method opens its own short transaction, so the object can be shared by
+a partial snapshot.  An import whose checks fail is ``held`` (its snapshot stays in staging for the
+admin's review: approve publishes it with ``override=True``, reject discards it); a ``dry_run`` import
+is fetched, checked and diffed but can never be published.  Records failing a check are quarantined
+(``rejected_records``): never published, and never the cause of a deletion.  Every method opens its own short transaction, so the object can be shared by
 Dagster steps running in separate processes against the same database.
 """
 
@@ -18,14 +21,19 @@ import sqlalchemy as sa
 
 from roster_pipeline.resources import RESOURCES, Resource, resource
 
+from roster_pipeline.rejects import Reject
+
 from . import diff as sql
+from . import quarantine
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
 from .load import build_rows, copy_rows
 from .schema import TABLES, create_schema, import_resource_counts, import_runs
 
 SYNC_MODES = ("full", "delta")
-OPEN_STATUSES = ("running", "staged")
+OPEN_STATUSES = ("running", "staged")  # still receiving records / waiting for checks
+# statuses whose snapshot is still in staging (it can be diffed, summarised, reviewed)
+STAGED_STATUSES = ("running", "staged", "held", "dry_run", "failed")
 
 
 class WarehouseError(RuntimeError):
@@ -43,6 +51,10 @@ class ImportRun:
     started_at: datetime
     finished_at: datetime | None
     error: str | None
+    hold_reason: str | None = None  # why the checks held it (status 'held'; kept after approve/reject)
+    overridden_by: str | None = None  # who published it despite failed checks (approve)
+    override_reason: str | None = None
+    overridden_at: datetime | None = None
 
 
 def _now() -> datetime:
@@ -116,14 +128,47 @@ class Warehouse:
 
     def mark_staged(self, import_id: int) -> None:
         """Every resource is staged; the import now waits for its checks."""
-        self._set_status(import_id, "staged", finished=False)
+        self._set_status(import_id, "staged", finished=False, allowed=OPEN_STATUSES)
+
+    def hold_import(self, import_id: int, reason: str) -> None:
+        """Checks failed: keep the snapshot in staging for the admin (approve → ``publish(override=True)``,
+        reject → ``discard_import``). Holding again only updates the reason."""
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id, lock=True)
+            if run.status not in (*OPEN_STATUSES, "held"):
+                raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports can be held")
+            conn.execute(
+                import_runs.update()
+                .where(import_runs.c.import_id == import_id)
+                .values(status="held", hold_reason=reason[:10_000])
+            )
+
+    def mark_dry_run(self, import_id: int) -> None:
+        """Fetched and checked for preview only: staging is kept for the diff, publish always refuses."""
+        self._set_status(import_id, "dry_run", allowed=(*OPEN_STATUSES, "dry_run"))
+
+    def held_import(self, district_id: str) -> ImportRun | None:
+        """The district's latest held import (the one waiting for the admin), if any."""
+        with self.engine.connect() as conn:
+            import_id = conn.execute(
+                sa.select(sa.func.max(import_runs.c.import_id)).where(
+                    import_runs.c.district_id == district_id, import_runs.c.status == "held"
+                )
+            ).scalar()
+            return None if import_id is None else self._import(conn, import_id)
+
+    def is_first_import(self, district_id: str) -> bool:
+        """Nothing was ever published for the district (change thresholds do not apply to its first import)."""
+        return self.last_published_import(district_id) is None
 
     def fail_import(self, import_id: int, error: str) -> None:
         """Mark the import failed. Its staging rows are kept for review (``discard_import`` clears them)."""
         self._set_status(import_id, "failed", error=error[:10_000])
 
     def discard_import(self, import_id: int) -> None:
-        """Drop an unpublished import's staging rows; the published tables are untouched."""
+        """Drop an unpublished import's staging rows; the published tables are untouched.
+
+        Its rejects and field changes are kept: they explain why it was discarded."""
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
             if run.status == "published":
@@ -169,18 +214,35 @@ class Warehouse:
             run = self._import(conn, import_id)
             return self._diff(conn, run, res)
 
-    def publish(self, import_id: int) -> dict[str, ChangeCounts]:
-        """Publish every staged resource of the import in ONE transaction; any error publishes nothing."""
+    def publish(
+        self,
+        import_id: int,
+        override: bool = False,
+        overridden_by: str | None = None,
+        override_reason: str | None = None,
+    ) -> dict[str, ChangeCounts]:
+        """Publish every staged resource of the import in ONE transaction; any error publishes nothing.
+
+        A ``held`` import (its checks failed) publishes only with ``override=True`` — the admin's approve —
+        and the override is recorded on the import (who, why, when).  ``dry_run``, ``failed``,
+        ``discarded`` and ``published`` imports never publish.  Quarantined records are left out.
+        """
         now = _now()
         results: dict[str, ChangeCounts] = {}
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
-            if run.status not in OPEN_STATUSES:
+            if run.status == "held" and not override:
+                raise WarehouseError(
+                    f"import {import_id} is held (its checks failed: {run.hold_reason}); "
+                    "publish it only as an approve, with override=True"
+                )
+            if run.status not in (*OPEN_STATUSES, "held"):
                 raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports publish")
             if conn.dialect.name == "postgresql":
                 # One publish per district at a time, whatever the orchestrator does.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317002, hashtext(:d))"), {"d": run.district_id})
             scope = sql.Scope(import_id, run.district_id, run.school_year, full=run.sync_mode == "full")
+            rejected = quarantine.distinct_records(conn, import_id)
             for res in self._staged_resources(conn, import_id):
                 tables = TABLES[res.name]
                 counts = self._diff(conn, run, res)
@@ -205,16 +267,62 @@ class Warehouse:
                         deleted=counts.deleted,
                         unchanged=counts.unchanged,
                         tobedeleted=counts.tobedeleted,
+                        rejected=rejected.get(res.name, 0),
                     )
                 )
                 results[res.name] = counts
             self._clear_staging(conn, import_id)
-            conn.execute(
-                import_runs.update()
-                .where(import_runs.c.import_id == import_id)
-                .values(status="published", finished_at=_now(), error=None)
-            )
+            values: dict[str, Any] = {"status": "published", "finished_at": _now(), "error": None}
+            if run.status == "held":  # only a held import had thresholds to override
+                values.update(overridden_by=overridden_by, override_reason=override_reason, overridden_at=_now())
+            conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
         return results
+
+    # -- quarantine ------------------------------------------------------------------------------------
+
+    def record_rejects(self, import_id: int, rejects: Sequence[Reject]) -> int:
+        """Store failed checks of records that were kept out of staging (COPY on Postgres). Returns rows."""
+        if not rejects:
+            return 0
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id)
+            self._require_unpublished(run)
+            quarantine.insert_rows(conn, quarantine.build_rows(import_id, run.district_id, rejects, _now()))
+        return len(rejects)
+
+    def reject_staged(self, import_id: int, rejects: Sequence[Reject]) -> int:
+        """Quarantine records found bad after staging (referential checks); returns staging rows removed.
+
+        Each Reject is stored (with the staged record as ``raw`` when it carries none), and the staged rows
+        of every sourcedId with an *error* reject are deleted from the import's staging, in the same
+        transaction, so they can never be published.  Warnings are only stored.
+        """
+        if not rejects:
+            return 0
+        removed = 0
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id, lock=True)
+            self._require_unpublished(run)
+            completed = quarantine.with_staged_raw(conn, import_id, rejects)
+            quarantine.insert_rows(conn, quarantine.build_rows(import_id, run.district_id, completed, _now()))
+            for name in dict.fromkeys(resource(r.resource).name for r in rejects if r.severity == "error"):
+                removed += self._purge(conn, import_id, TABLES[name].resource)
+        return removed
+
+    def rejects(self, import_id: int, severity: str | None = None, limit: int | None = None) -> list[Reject]:
+        """The import's rejects (errors and warnings, or one ``severity``), in recording order."""
+        with self.engine.connect() as conn:
+            return quarantine.read(conn, import_id, severity, limit)
+
+    def reject_counts(self, import_id: int, severity: str | None = None) -> dict[str, dict[str, int]]:
+        """{resource: {check_name: rejects}} — failed checks, a record failing two checks counts twice."""
+        with self.engine.connect() as conn:
+            return quarantine.counts_by_check(conn, import_id, severity)
+
+    def rejected_record_counts(self, import_id: int, severity: str = "error") -> dict[str, int]:
+        """{resource: distinct records with a reject of ``severity``} (errors: the quarantined records)."""
+        with self.engine.connect() as conn:
+            return quarantine.distinct_records(conn, import_id, severity)
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -251,10 +359,17 @@ class Warehouse:
             raise WarehouseError(f"unknown import {import_id}")
         return ImportRun(**row)
 
-    def _set_status(self, import_id: int, status: str, error: str | None = None, finished: bool = True) -> None:
+    def _set_status(
+        self,
+        import_id: int,
+        status: str,
+        error: str | None = None,
+        finished: bool = True,
+        allowed: Sequence[str] | None = None,
+    ) -> None:
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
-            if run.status in ("published", "discarded"):
+            if run.status in ("published", "discarded") or (allowed is not None and run.status not in allowed):
                 raise WarehouseError(f"import {import_id} is {run.status}; it cannot become {status}")
             values: dict[str, Any] = {"status": status}
             if error is not None:
@@ -263,16 +378,35 @@ class Warehouse:
                 values["finished_at"] = _now()
             conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
 
+    def _require_unpublished(self, run: ImportRun) -> None:
+        if run.status in ("published", "discarded"):
+            raise WarehouseError(f"import {run.import_id} is {run.status}; its records can no longer be rejected")
+
+    def _purge(self, conn: sa.Connection, import_id: int, res: Resource) -> int:
+        """Withdraw quarantined records from staging and count them on the resource's counts row."""
+        removed = sql.purge_quarantined(conn, TABLES[res.name], import_id)
+        if removed:
+            self._ensure_counts_row(conn, import_id, res.name)
+            c = import_resource_counts.c
+            conn.execute(
+                import_resource_counts.update()
+                .where(c.import_id == import_id, c.resource == res.name)
+                .values(quarantined=c.quarantined + removed)
+            )
+        return removed
+
     def _diff(self, conn: sa.Connection, run: ImportRun, res: Resource) -> ChangeCounts:
         tables = TABLES[res.name]
         sql.deduplicate(conn, tables, run.import_id)
-        fetched = conn.execute(
-            sa.select(import_resource_counts.c.fetched).where(
+        self._purge(conn, run.import_id, res)
+        counts = conn.execute(
+            sa.select(import_resource_counts.c.fetched, import_resource_counts.c.quarantined).where(
                 import_resource_counts.c.import_id == run.import_id, import_resource_counts.c.resource == res.name
             )
-        ).scalar()
+        ).first()
+        fetched, quarantined = (int(counts[0]), int(counts[1])) if counts is not None else (0, 0)
         scope = sql.Scope(run.import_id, run.district_id, run.school_year, full=run.sync_mode == "full")
-        return sql.count_changes(conn, tables, scope, int(fetched or 0))
+        return sql.count_changes(conn, tables, scope, fetched, quarantined)
 
     def _staged_resources(self, conn: sa.Connection, import_id: int) -> list[Resource]:
         staged = set(

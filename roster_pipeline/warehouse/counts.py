@@ -10,7 +10,8 @@ class ChangeCounts:
     """Counts for one resource of one import.
 
     Over the import's distinct staged records: ``added + updated + unchanged + tobedeleted`` equals
-    ``fetched - duplicates``.  ``added`` includes ``readded`` (records that come back after having been
+    ``fetched - duplicates - quarantined``, where ``quarantined`` are staged rows withdrawn again by the
+    quarantine (``reject_staged``: a record that failed a check after staging is never published).  ``added`` includes ``readded`` (records that come back after having been
     soft-deleted).  ``deleted`` is what gets soft-deleted: alive rows that arrived ``tobedeleted`` plus,
     in a full import only, alive rows that vanished from the pull.  ``new_tobedeleted`` (part of
     ``tobedeleted``) are records first seen as ``tobedeleted``: they are inserted soft-deleted, so the
@@ -26,6 +27,7 @@ class ChangeCounts:
     duplicates: int = 0
     readded: int = 0
     new_tobedeleted: int = 0  # arrived tobedeleted, never published: stored already soft-deleted
+    quarantined: int = 0  # staged rows removed from staging by the quarantine (part of fetched)
 
     @property
     def changed(self) -> int:

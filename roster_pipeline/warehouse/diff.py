@@ -20,6 +20,10 @@ active (anything but   none                        added (inserted)
 
 plus, for a FULL import only, alive published rows of the district (and school year) with no staged
 record: ``vanished`` → soft-deleted, status kept.  A delta never infers deletions from absence.
+
+Quarantined records (an error reject in ``rejected_records`` for this import and resource) are never
+in staging (``purge_quarantined`` withdraws any that got there) and never count as vanished: a record
+the SIS served but that failed a check keeps its published version exactly as it was.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from .counts import ChangeCounts
-from .schema import ResourceTables
+from .schema import ResourceTables, rejected_records
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,58 @@ def _needs_update(t: ResourceTables) -> sa.ColumnElement[bool]:
     )
 
 
+def quarantined_ids(t: ResourceTables, import_id: int) -> sa.Select[tuple[str]]:
+    """sourcedIds of this resource with an error reject in the import (the records to keep out)."""
+    r = rejected_records.c
+    return sa.select(r.sourced_id).where(
+        r.import_id == import_id,
+        r.resource == t.resource.name,
+        r.severity == "error",
+        r.sourced_id.is_not(None),
+    )
+
+
+def _is_quarantined(t: ResourceTables, import_id: int, sourced_id: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    r = rejected_records.c
+    return sa.exists(
+        sa.select(sa.literal(1)).where(
+            r.import_id == import_id, r.resource == t.resource.name, r.severity == "error", r.sourced_id == sourced_id
+        )
+    )
+
+
 def _vanished(t: ResourceTables, scope: Scope) -> sa.ColumnElement[bool]:
+    """Alive published rows of the scope the full import neither staged nor quarantined."""
     p, s = t.published.c, t.staging.c
     staged = sa.select(sa.literal(1)).where(s.import_id == scope.import_id, s.sourced_id == p.sourced_id)
-    return sa.and_(*_published_scope(t, scope), p.deleted_at.is_(None), sa.not_(sa.exists(staged)))
+    return sa.and_(
+        *_published_scope(t, scope),
+        p.deleted_at.is_(None),
+        sa.not_(sa.exists(staged)),
+        sa.not_(_is_quarantined(t, scope.import_id, p.sourced_id)),
+    )
+
+
+def purge_quarantined(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
+    """Delete staged rows whose sourcedId has an error reject in this import; returns rows removed.
+
+    Batch checks keep bad records out of staging in the first place; this catches the records found bad
+    after staging (referential checks) and anything recorded as rejected yet staged anyway, so that a
+    quarantined record can never be published.  One indexed probe when there is nothing to purge.
+    """
+    r = rejected_records.c
+    any_reject = conn.execute(
+        sa.select(sa.literal(1))
+        .where(r.import_id == import_id, r.resource == t.resource.name, r.severity == "error")
+        .limit(1)
+    ).first()
+    if any_reject is None:
+        return 0
+    s = t.staging.c
+    removed = conn.execute(
+        sa.delete(t.staging).where(s.import_id == import_id, s.sourced_id.in_(quarantined_ids(t, import_id)))
+    ).rowcount
+    return int(removed or 0)
 
 
 def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
@@ -116,8 +168,13 @@ def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
     return len(doomed)
 
 
-def count_changes(conn: sa.Connection, t: ResourceTables, scope: Scope, fetched: int) -> ChangeCounts:
-    """What publishing would do, computed in SQL (call after ``deduplicate``)."""
+def count_changes(
+    conn: sa.Connection, t: ResourceTables, scope: Scope, fetched: int, quarantined: int = 0
+) -> ChangeCounts:
+    """What publishing would do, computed in SQL (call after ``deduplicate`` and ``purge_quarantined``).
+
+    ``quarantined``: staged rows withdrawn by the quarantine, so they are not mistaken for duplicates.
+    """
     p, s = t.published.c, t.staging.c
     tbd = _tobedeleted(t)
     active = sa.not_(tbd)
@@ -151,9 +208,10 @@ def count_changes(conn: sa.Connection, t: ResourceTables, scope: Scope, fetched:
         deleted=int(row.deleted) + int(vanished),
         unchanged=int(row.unchanged),
         tobedeleted=int(row.tobedeleted),
-        duplicates=max(fetched - int(row.distinct), 0),
+        duplicates=max(fetched - quarantined - int(row.distinct), 0),
         readded=int(row.readded),
         new_tobedeleted=int(row.new_tobedeleted),
+        quarantined=quarantined,
     )
 
 

@@ -12,14 +12,17 @@ Per resource there are three tables with the same flattened columns:
 Published tables are stricter than staging (``status`` is NOT NULL): a record that slipped past the
 checks fails the publish transaction as a whole instead of being half-published.
 
-Why not Alembic: the schema is derived from code (the catalogue), it only grows additively so far, and
-operators get one explicit, idempotent ``create_schema`` with a ``schema_version`` row; numbered upgrade
-functions live in ``MIGRATIONS`` and can move to Alembic when a non-additive change arrives.
+Control tables: ``import_runs`` (one row per import and its status), ``import_resource_counts``,
+``rejected_records`` (the quarantine: one row per failed check of one record) and
+``import_field_changes`` (the per-record, per-field diff of a staged snapshot, for review and emails).
+
+Why not Alembic: the schema is derived from code (the catalogue) and operators get one explicit,
+idempotent ``create_schema`` with a ``schema_version`` row; numbered upgrade steps live in
+``migrations.py`` (``MIGRATIONS``) and can move to Alembic when they get numerous.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -29,7 +32,17 @@ from roster_pipeline.resources import RESOURCES, Resource
 
 from .columns import columns_for
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Import lifecycle.  running → staged → published | held | dry_run | failed | discarded;
+# held → published (approve, thresholds overridden) | discarded (reject).
+IMPORT_STATUSES: tuple[str, ...] = ("running", "staged", "published", "failed", "discarded", "held", "dry_run")
+SEVERITIES: tuple[str, ...] = ("error", "warning")
+FIELD_CHANGES: tuple[str, ...] = ("added", "updated", "deleted", "readded")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 metadata = sa.MetaData()
 
@@ -130,10 +143,13 @@ import_runs = sa.Table(
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # v2: why an import was held, and who published it anyway (issue 5's approve).
+    sa.Column("hold_reason", sa.Text, nullable=True),
+    sa.Column("overridden_by", sa.Text, nullable=True),
+    sa.Column("override_reason", sa.Text, nullable=True),
+    sa.Column("overridden_at", Timestamp, nullable=True),
     sa.CheckConstraint("sync_mode IN ('full', 'delta')", name="ck_import_runs_sync_mode"),
-    sa.CheckConstraint(
-        "status IN ('running', 'staged', 'published', 'failed', 'discarded')", name="ck_import_runs_status"
-    ),
+    sa.CheckConstraint(_in("status", IMPORT_STATUSES), name="ck_import_runs_status"),
     sa.Index("ix_import_runs_district", "district_id", "started_at"),
     sa.Index("ix_import_runs_run", "run_id"),
 )
@@ -151,10 +167,53 @@ import_resource_counts = sa.Table(
     sa.Column("deleted", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("unchanged", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("tobedeleted", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("rejected", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rejected", sa.BigInteger, nullable=False, server_default="0"),  # distinct error records (at publish)
+    # v2: staged rows withdrawn by the quarantine (keeps ``duplicates`` honest after reject_staged)
+    sa.Column("quarantined", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
     sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_resource_counts"),
+)
+
+rejected_records = sa.Table(
+    "rejected_records",
+    metadata,
+    sa.Column("reject_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("import_id", sa.BigInteger, nullable=False),
+    sa.Column("district_id", sa.Text, nullable=False),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("sourced_id", sa.Text, nullable=True),
+    # sourced_id, or '#' + a hash of the raw record when it has none: "distinct records" counts use it,
+    # because one bad record failing three checks is three rows here.
+    sa.Column("record_key", sa.Text, nullable=False),
+    sa.Column("field", sa.Text, nullable=False),
+    sa.Column("check_name", sa.Text, nullable=False),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("raw", RawJson, nullable=True),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.CheckConstraint(_in("severity", SEVERITIES), name="ck_rejected_records_severity"),
+    # (import_id, resource) prefix serves the per-resource counts; sourced_id the NOT EXISTS probes of
+    # the diff (a quarantined record must never count as vanished).
+    sa.Index("ix_rejected_records_import_resource", "import_id", "resource", "sourced_id"),
+    sa.Index("ix_rejected_records_district", "district_id", "recorded_at"),
+)
+
+import_field_changes = sa.Table(
+    "import_field_changes",
+    metadata,
+    sa.Column("change_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("import_id", sa.BigInteger, nullable=False),
+    sa.Column("district_id", sa.Text, nullable=False),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("sourced_id", sa.Text, nullable=False),
+    sa.Column("change", sa.Text, nullable=False),
+    sa.Column("field", sa.Text, nullable=False),  # flattened column name; '*' for a whole added/deleted record
+    sa.Column("old_value", sa.Text, nullable=True),
+    sa.Column("new_value", sa.Text, nullable=True),
+    sa.CheckConstraint(_in("change", FIELD_CHANGES), name="ck_import_field_changes_change"),
+    sa.Index("ix_import_field_changes_import", "import_id", "resource", "sourced_id"),
 )
 
 schema_version = sa.Table(
@@ -163,10 +222,6 @@ schema_version = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("applied_at", Timestamp, nullable=False),
 )
-
-# version -> upgrade step from version-1. Version 1 is the initial create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
-
 
 def _postgres_tuning(conn: sa.Connection) -> None:
     """Staging is transient and re-fetchable: UNLOGGED skips WAL, which roughly halves COPY time."""
@@ -181,6 +236,8 @@ def _postgres_tuning(conn: sa.Connection) -> None:
 def create_schema(engine: sa.Engine) -> int:
     """Create or upgrade the schema; safe to call from every process at start-up. Returns the version."""
     from datetime import UTC, datetime
+
+    from .migrations import MIGRATIONS  # the steps need the tables above
 
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

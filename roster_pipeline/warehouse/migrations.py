@@ -1,0 +1,88 @@
+"""Numbered upgrade steps of the warehouse schema, run by ``create_schema`` in its own transaction.
+
+``create_schema`` first creates every missing table (so a step never creates a brand-new table), then
+runs ``MIGRATIONS[v]`` for each version above the recorded one.  A step must be safe on a database
+that is exactly the previous version, and must leave it exactly like a fresh ``create_all`` of this one.
+
+Version 2 (quarantine and review):
+* ``import_runs``: new statuses ``held`` and ``dry_run`` in the status CHECK constraint, and the nullable
+  columns ``hold_reason``, ``overridden_by``, ``override_reason``, ``overridden_at``.
+* ``import_resource_counts``: column ``quarantined``.
+
+SQLite cannot alter a CHECK constraint, so there the table is rebuilt the way the SQLite manual
+prescribes ("Making Other Kinds Of Table Schema Changes", lang_altertable.html#otheralter): create the
+new shape under a temporary name, copy the rows (keeping the import ids), drop the old table, rename,
+recreate the indexes.  Nothing references ``import_runs`` by foreign key, so the foreign-key steps of
+that procedure are moot.  On Postgres the constraint is dropped and re-added in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from .schema import import_resource_counts, import_runs
+
+
+def _columns(conn: sa.Connection, table_name: str) -> set[str]:
+    return {c["name"] for c in sa.inspect(conn).get_columns(table_name)}
+
+
+def add_missing_columns(conn: sa.Connection, table: sa.Table) -> list[str]:
+    """ALTER TABLE ... ADD COLUMN for each column of ``table`` the database lacks (nullable or defaulted)."""
+    present = _columns(conn, table.name)
+    preparer = conn.dialect.identifier_preparer
+    added = []
+    for column in table.columns:
+        if column.name in present:
+            continue
+        spec = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {spec}"))
+        added.append(column.name)
+    return added
+
+
+def rebuild_sqlite_table(conn: sa.Connection, table: sa.Table) -> None:
+    """Give an existing SQLite table exactly ``table``'s definition, rows kept (the manual's procedure)."""
+    preparer = conn.dialect.identifier_preparer
+    temp_name = f"{table.name}__rebuild"
+    temp = table.to_metadata(sa.MetaData(), name=temp_name)
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {preparer.quote(temp_name)}"))  # a crashed earlier attempt
+    conn.execute(sa.schema.CreateTable(temp))  # CreateTable emits no indexes: their names stay free
+    common = [c.name for c in table.columns if c.name in _columns(conn, table.name)]
+    cols = ", ".join(preparer.quote(c) for c in common)
+    conn.execute(
+        sa.text(f"INSERT INTO {preparer.quote(temp_name)} ({cols}) SELECT {cols} FROM {preparer.quote(table.name)}")
+    )
+    conn.execute(sa.text(f"DROP TABLE {preparer.quote(table.name)}"))  # drops its indexes too
+    conn.execute(sa.text(f"ALTER TABLE {preparer.quote(temp_name)} RENAME TO {preparer.quote(table.name)}"))
+    for index in table.indexes:
+        index.create(conn)
+
+
+def _replace_check(conn: sa.Connection, table: sa.Table, name: str) -> None:
+    """Postgres: swap a named CHECK constraint for the one ``table`` now defines."""
+    [check] = [c for c in table.constraints if isinstance(c, sa.CheckConstraint) and c.name == name]
+    preparer = conn.dialect.identifier_preparer
+    sqltext = check.sqltext.compile(dialect=conn.dialect)  # type: ignore[union-attr]
+    conn.execute(
+        sa.text(
+            f"ALTER TABLE {preparer.quote(table.name)} DROP CONSTRAINT IF EXISTS {preparer.quote(name)}, "
+            f"ADD CONSTRAINT {preparer.quote(name)} CHECK ({sqltext})"
+        )
+    )
+
+
+def upgrade_to_2(conn: sa.Connection) -> None:
+    """Statuses held/dry_run, override/hold columns on import_runs, quarantined count per resource."""
+    add_missing_columns(conn, import_resource_counts)
+    if conn.dialect.name == "sqlite":
+        rebuild_sqlite_table(conn, import_runs)
+    else:
+        add_missing_columns(conn, import_runs)
+        _replace_check(conn, import_runs, "ck_import_runs_status")
+
+
+# version -> the step that upgrades a database from version-1. Version 1 is the initial create_all.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: upgrade_to_2}
