@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+# The in-process SMTP server (aiosmtpd) fixtures: smtp_server, smtp_server_factory.
+pytest_plugins = ["roster_pipeline_tests.smtp_server"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("ROSTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SHARED_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "oneroster-reference"
