@@ -5,13 +5,25 @@
 """
 
 from .records import CHECKS, BatchValidation, validate_batch
+from .references import (
+    CLASS_WITHOUT_TEACHER,
+    REFERENCE_CHECK,
+    REFERENCES,
+    find_reference_failures,
+    find_reference_warnings,
+)
 from .schemas import SCHEMAS
 from .warnings import STUDENT_WITHOUT_EMAIL
 
 __all__ = [
     "CHECKS",
+    "CLASS_WITHOUT_TEACHER",
+    "REFERENCES",
+    "REFERENCE_CHECK",
     "SCHEMAS",
     "STUDENT_WITHOUT_EMAIL",
     "BatchValidation",
+    "find_reference_failures",
+    "find_reference_warnings",
     "validate_batch",
 ]
