@@ -13,10 +13,11 @@ Dagster steps running in separate processes against the same database.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 
 from roster_pipeline.resources import RESOURCES, Resource, resource
@@ -24,7 +25,7 @@ from roster_pipeline.resources import RESOURCES, Resource, resource
 from roster_pipeline.rejects import Reject
 
 from . import diff as sql
-from . import quarantine
+from . import field_diff, quarantine, summaries
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
 from .load import build_rows, copy_rows
@@ -324,6 +325,54 @@ class Warehouse:
         with self.engine.connect() as conn:
             return quarantine.distinct_records(conn, import_id, severity)
 
+    # -- summaries and the field diff (for threshold checks, review and emails) ----------------------
+
+    def change_summary(self, import_id: int) -> pd.DataFrame:
+        """Per resource (whole catalogue, in order): published_before, fetched, added, updated, deleted,
+        unchanged, tobedeleted, rejected and the %s the threshold checks compare (see ``summaries``)."""
+        with self.engine.begin() as conn:
+            run, scope = self._staged_import(conn, import_id)
+            counts = {res.name: self._diff(conn, run, res) for res in self._staged_resources(conn, import_id)}
+            return summaries.change_summary(conn, scope, counts, quarantine.distinct_records(conn, import_id))
+
+    def school_summary(self, import_id: int) -> pd.DataFrame:
+        """Per (school, resource) for users and enrollments: published_before, after, drop, drop_pct."""
+        with self.engine.begin() as conn:
+            run, scope = self._staged_import(conn, import_id)
+            staged = {res.name for res in self._staged_resources(conn, import_id)}
+            for name in staged & set(summaries.SCHOOL_RESOURCES):
+                self._prepare_staging(conn, run, TABLES[name].resource)
+            return summaries.school_summary(conn, scope, staged)
+
+    def build_field_diff(self, import_id: int) -> int:
+        """(Re)build the import's rows in ``import_field_changes``; returns how many were written."""
+        total = 0
+        with self.engine.begin() as conn:
+            run, scope = self._staged_import(conn, import_id)
+            field_diff.clear(conn, import_id)
+            for res in self._staged_resources(conn, import_id):
+                self._prepare_staging(conn, run, res)
+                total += field_diff.build_resource(conn, TABLES[res.name], scope)
+        return total
+
+    def field_changes(self, import_id: int, limit: int | None = None) -> pd.DataFrame:
+        """The per-record, per-field diff built by ``build_field_diff`` (columns: import_id, district_id,
+        resource, sourced_id, change, field, old_value, new_value)."""
+        with self.engine.connect() as conn:
+            return field_diff.read(conn, import_id, limit)
+
+    def import_summary(self, import_id: int) -> dict[str, Any]:
+        """Everything recorded about an import, for reports: the run, counts per resource, rejects."""
+        with self.engine.connect() as conn:
+            run = self._import(conn, import_id)
+        return {
+            "import": asdict(run),
+            "resources": self.resource_counts(import_id),
+            "reject_counts": self.reject_counts(import_id),
+            "rejected_records": self.rejected_record_counts(import_id),
+            "warning_records": self.rejected_record_counts(import_id, severity="warning"),
+        }
+
     # -- reading -------------------------------------------------------------------------------------
 
     def current_counts(self, district_id: str, school_year: int | None = None) -> dict[str, int]:
@@ -395,10 +444,21 @@ class Warehouse:
             )
         return removed
 
+    def _staged_import(self, conn: sa.Connection, import_id: int) -> tuple[ImportRun, sql.Scope]:
+        """The import and its scope, if its snapshot is still in staging (not published or discarded)."""
+        run = self._import(conn, import_id)
+        if run.status not in STAGED_STATUSES:
+            raise WarehouseError(f"import {import_id} is {run.status}; its snapshot is no longer staged")
+        return run, sql.Scope(import_id, run.district_id, run.school_year, full=run.sync_mode == "full")
+
+    def _prepare_staging(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
+        """Last copy of each record wins, quarantined records out: what every diff reads."""
+        sql.deduplicate(conn, TABLES[res.name], run.import_id)
+        self._purge(conn, run.import_id, res)
+
     def _diff(self, conn: sa.Connection, run: ImportRun, res: Resource) -> ChangeCounts:
         tables = TABLES[res.name]
-        sql.deduplicate(conn, tables, run.import_id)
-        self._purge(conn, run.import_id, res)
+        self._prepare_staging(conn, run, res)
         counts = conn.execute(
             sa.select(import_resource_counts.c.fetched, import_resource_counts.c.quarantined).where(
                 import_resource_counts.c.import_id == run.import_id, import_resource_counts.c.resource == res.name

@@ -1,0 +1,105 @@
+"""The per-record, per-field diff of a staged import (``import_field_changes``): old value → new value.
+
+An admin reviewing a held import needs to see *what* would change, not only how much; the Check Your
+Data email attaches it as CSV.  Built set-based: for updated records one INSERT ... SELECT per flattened
+column (``IS DISTINCT FROM``; ``IS NOT`` on SQLite), joined on this import's staging rows only, so the
+cost follows the size of the snapshot, not of the warehouse.  Added, re-added and deleted records get
+one row each with field ``*``; a record whose only change is outside the flattened columns gets one
+``raw`` row with both JSON versions.  The classification is the diff's own (``diff.py``), quarantined
+records excluded.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from roster_pipeline.resources import RESOURCES
+
+from . import diff as sql
+from .diff import Scope
+from .schema import ResourceTables, import_field_changes
+
+FIELD_CHANGE_COLUMNS: tuple[str, ...] = (
+    "import_id", "district_id", "resource", "sourced_id", "change", "field", "old_value", "new_value",
+)
+_INSERT_COLUMNS = list(FIELD_CHANGE_COLUMNS)
+
+
+def _text(column: sa.ColumnElement[object]) -> sa.ColumnElement[str]:
+    return sa.cast(column, sa.Text)
+
+
+def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope) -> int:
+    """Insert one resource's changes (call after ``deduplicate`` and ``purge_quarantined``). Returns rows."""
+    p, s = t.published.c, t.staging.c
+    ifc = import_field_changes
+    head = (
+        sa.literal(scope.import_id, type_=sa.BigInteger),
+        sa.literal(scope.district_id, type_=sa.Text),
+        sa.literal(t.resource.name, type_=sa.Text),
+    )
+    tbd = sql._tobedeleted(t)
+    active = sa.not_(tbd)
+    staged_here = s.import_id == scope.import_id
+    null = sa.null()
+    star = sa.literal("*", type_=sa.Text)
+    total = 0
+
+    def insert(select: sa.Select[tuple[object, ...]]) -> None:
+        nonlocal total
+        result = conn.execute(
+            ifc.insert().from_select(_INSERT_COLUMNS, select), execution_options={"preserve_rowcount": True}
+        )
+        total += int(result.rowcount or 0)
+
+    # added (no published row) and re-added (published row soft-deleted)
+    insert(
+        sa.select(
+            *head, s.sourced_id, sa.case((p.sourced_id.is_(None), "added"), else_="readded"), star, null, null
+        )
+        .select_from(t.staging.outerjoin(t.published, sql._joined(t, scope)))
+        .where(staged_here, active, sa.or_(p.sourced_id.is_(None), p.deleted_at.is_not(None)))
+    )
+    joined = t.staging.join(t.published, sql._joined(t, scope))
+    updated = sa.and_(staged_here, active, p.deleted_at.is_(None), p.record_hash != s.record_hash)
+    # updated: one statement per flattened column
+    for column in t.data_columns:
+        insert(
+            sa.select(*head, s.sourced_id, sa.literal("updated"), sa.literal(column), p[column], s[column])
+            .select_from(joined)
+            .where(updated, p[column].is_distinct_from(s[column]))
+        )
+    # updated outside the flattened columns (e.g. an extension field): the two raw versions
+    insert(
+        sa.select(*head, s.sourced_id, sa.literal("updated"), sa.literal("raw"), _text(p.raw), s.raw)
+        .select_from(joined)
+        .where(updated, *[p[c].is_not_distinct_from(s[c]) for c in t.data_columns])
+    )
+    # deleted: arrived tobedeleted while alive, or (full pull) vanished
+    insert(
+        sa.select(*head, s.sourced_id, sa.literal("deleted"), star, null, null)
+        .select_from(joined)
+        .where(staged_here, tbd, p.deleted_at.is_(None))
+    )
+    if scope.full:
+        insert(sa.select(*head, p.sourced_id, sa.literal("deleted"), star, null, null).where(sql._vanished(t, scope)))
+    return total
+
+
+def clear(conn: sa.Connection, import_id: int) -> None:
+    conn.execute(sa.delete(import_field_changes).where(import_field_changes.c.import_id == import_id))
+
+
+def read(conn: sa.Connection, import_id: int, limit: int | None = None) -> pd.DataFrame:
+    """The import's field changes in catalogue order, then by record and field."""
+    c = import_field_changes.c
+    order = sa.case({r.name: i for i, r in enumerate(RESOURCES)}, value=c.resource, else_=len(RESOURCES))
+    query = (
+        sa.select(*[c[name] for name in FIELD_CHANGE_COLUMNS])
+        .where(c.import_id == import_id)
+        .order_by(order, c.sourced_id, c.change, c.field)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return pd.DataFrame(conn.execute(query).all(), columns=list(FIELD_CHANGE_COLUMNS))

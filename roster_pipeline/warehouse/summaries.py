@@ -1,0 +1,201 @@
+"""Change summaries of a staged import, as the DataFrames the threshold checks read.
+
+``change_summary``: one row per resource (the whole catalogue, in order) — what publishing would add,
+update and delete, as counts and as % of what is published now, plus the quarantined share of what was
+fetched.  ``school_summary``: per school, how many users and enrollments it has now and would have
+after publishing, because one school vanishing is a disaster even when the district-wide % is small.
+
+Everything is counted in SQL; only per-resource / per-school aggregates come back to Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import sqlalchemy as sa
+
+from roster_pipeline.resources import RESOURCES
+
+from .counts import ChangeCounts
+from .diff import Scope
+from .schema import TABLES
+
+CHANGE_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "resource", "published_before", "fetched", "added", "updated", "deleted", "unchanged", "tobedeleted",
+    "rejected", "added_pct", "updated_pct", "deleted_pct", "rejected_pct",
+)
+SCHOOL_SUMMARY_COLUMNS: tuple[str, ...] = (
+    "school_sourced_id", "school_name", "resource", "published_before", "after", "drop", "drop_pct",
+)
+SCHOOL_RESOURCES: tuple[str, ...] = ("users", "enrollments")
+
+
+def pct(count: int, base: int) -> float:
+    """100 * count / base; 0.0 when there is no base (a first import trips no % threshold)."""
+    return 100.0 * count / base if base > 0 else 0.0
+
+
+def published_alive(conn: sa.Connection, scope: Scope) -> dict[str, int]:
+    """Alive published rows per resource in the import's scope (district; school year if year-scoped)."""
+    out = {}
+    for res in RESOURCES:
+        p = TABLES[res.name].published.c
+        query = sa.select(sa.func.count()).where(p.district_id == scope.district_id, p.deleted_at.is_(None))
+        if res.year_scoped:
+            query = query.where(p.school_year == scope.school_year)
+        out[res.name] = int(conn.execute(query).scalar_one())
+    return out
+
+
+def change_summary(
+    conn: sa.Connection, scope: Scope, counts: Mapping[str, ChangeCounts], rejected: Mapping[str, int]
+) -> pd.DataFrame:
+    """The per-resource frame. ``counts``: the import's diff per staged resource (others count as zero);
+    ``rejected``: distinct records with an error reject per resource.
+
+    ``fetched`` is every record the SIS served: rows staged, minus rows the quarantine withdrew again,
+    plus the distinct rejected records (whether they were kept out of staging or withdrawn from it).
+    """
+    before = published_alive(conn, scope)
+    rows = []
+    for res in RESOURCES:
+        c = counts.get(res.name, ChangeCounts())
+        n_rejected = int(rejected.get(res.name, 0))
+        fetched = max(c.fetched - c.quarantined, 0) + n_rejected
+        base = before[res.name]
+        rows.append(
+            {
+                "resource": res.name,
+                "published_before": base,
+                "fetched": fetched,
+                "added": c.added,
+                "updated": c.updated,
+                "deleted": c.deleted,
+                "unchanged": c.unchanged,
+                "tobedeleted": c.tobedeleted,
+                "rejected": n_rejected,
+                "added_pct": pct(c.added, base),
+                "updated_pct": pct(c.updated, base),
+                "deleted_pct": pct(c.deleted, base),
+                "rejected_pct": pct(n_rejected, fetched),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(CHANGE_SUMMARY_COLUMNS))
+    return frame.astype({c: "int64" for c in CHANGE_SUMMARY_COLUMNS[1:9]} | {c: "float64" for c in CHANGE_SUMMARY_COLUMNS[9:]})
+
+
+# -- per school ---------------------------------------------------------------------------------------
+
+
+def _memberships(conn: sa.Connection, resource_name: str, alias: str) -> tuple[str, str]:
+    """(FROM clause, school expression) giving one row per (record, school it belongs to).
+
+    Users belong to every org in ``org_sourced_ids`` (a JSON list; non-schools are filtered later),
+    enrollments to their ``school_sourced_id``.
+    """
+    table = TABLES[resource_name]
+    name = table.published.name if alias == "p" else table.staging.name
+    if resource_name == "enrollments":
+        return f'"{name}" {alias}', f"{alias}.school_sourced_id"
+    if conn.dialect.name == "postgresql":
+        return (
+            f'"{name}" {alias} CROSS JOIN LATERAL jsonb_array_elements_text(CAST({alias}.org_sourced_ids AS jsonb)) '
+            f"AS j(school)",
+            "j.school",
+        )
+    return f'"{name}" {alias}, json_each({alias}.org_sourced_ids) j', "j.value"
+
+
+def _published_where(resource_name: str) -> str:
+    year = " AND p.school_year = :year" if TABLES[resource_name].resource.year_scoped else ""
+    return f"p.district_id = :district{year} AND p.deleted_at IS NULL"
+
+
+def _per_school(conn: sa.Connection, sql: str, params: dict[str, object]) -> dict[str, int]:
+    return {school: int(n) for school, n in conn.execute(sa.text(sql), params) if school is not None}
+
+
+def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged: bool) -> tuple[dict[str, int], dict[str, int]]:
+    """({org: alive published records now}, {org: alive records after publishing}) for one resource."""
+    params: dict[str, object] = {"district": scope.district_id, "year": scope.school_year, "import_id": scope.import_id,
+                                 "resource": resource_name}
+    p_from, p_school = _memberships(conn, resource_name, "p")
+    before = _per_school(
+        conn,
+        f"SELECT {p_school}, count(DISTINCT p.sourced_id) FROM {p_from} WHERE {_published_where(resource_name)} "
+        f"GROUP BY {p_school}",
+        params,
+    )
+    if not staged:  # the import does not touch this resource
+        return before, dict(before)
+    s_from, s_school = _memberships(conn, resource_name, "s")
+    staging = TABLES[resource_name].staging.name
+    not_restaged = f'NOT EXISTS (SELECT 1 FROM "{staging}" x WHERE x.import_id = :import_id AND x.sourced_id = p.sourced_id)'
+    if scope.full:  # a full pull keeps only what it staged, and what the quarantine protects
+        not_restaged += (
+            " AND EXISTS (SELECT 1 FROM rejected_records r WHERE r.import_id = :import_id AND r.resource = :resource"
+            " AND r.severity = 'error' AND r.sourced_id = p.sourced_id)"
+        )
+    after = _per_school(
+        conn,
+        f"SELECT school, count(DISTINCT sourced_id) FROM ("
+        f" SELECT s.sourced_id AS sourced_id, {s_school} AS school FROM {s_from}"
+        f" WHERE s.import_id = :import_id AND lower(coalesce(s.status, '')) <> 'tobedeleted'"
+        f" UNION ALL"
+        f" SELECT p.sourced_id, {p_school} FROM {p_from} WHERE {_published_where(resource_name)} AND {not_restaged}"
+        f") a GROUP BY school",
+        params,
+    )
+    return before, after
+
+
+def school_names(conn: sa.Connection, scope: Scope) -> tuple[dict[str, str | None], set[str]]:
+    """({org: name}, {orgs of type school}) from published orgs of the district and this import's staging
+    (the staged version wins: a renamed school shows its new name)."""
+    t = TABLES["orgs"]
+    names: dict[str, str | None] = {}
+    schools: set[str] = set()
+    published = sa.select(t.published.c.sourced_id, t.published.c.name, t.published.c.type).where(
+        t.published.c.district_id == scope.district_id
+    )
+    staged = sa.select(t.staging.c.sourced_id, t.staging.c.name, t.staging.c.type).where(
+        t.staging.c.import_id == scope.import_id
+    ).order_by(t.staging.c.row_id)
+    for query in (published, staged):
+        for sourced_id, name, kind in conn.execute(query):
+            names[sourced_id] = name
+            if (kind or "").lower() == "school":
+                schools.add(sourced_id)
+    return names, schools
+
+
+def school_summary(conn: sa.Connection, scope: Scope, staged: set[str]) -> pd.DataFrame:
+    """One row per (school, resource) for users and enrollments, every school with records before or after.
+
+    A school is an org of type ``school`` or any enrollment's school; a user counts in each school of its
+    orgs.  ``drop`` = max(before - after, 0).  A school that vanished shows after = 0, drop = 100%.
+    """
+    names, schools = school_names(conn, scope)
+    counted = {name: school_counts(conn, scope, name, name in staged) for name in SCHOOL_RESOURCES}
+    enrollment_before, enrollment_after = counted["enrollments"]
+    schools |= set(enrollment_before) | set(enrollment_after)
+    rows = []
+    for resource_name in SCHOOL_RESOURCES:
+        before, after = counted[resource_name]
+        for school in sorted((set(before) | set(after)) & schools):
+            b, a = before.get(school, 0), after.get(school, 0)
+            drop = max(b - a, 0)
+            rows.append(
+                {
+                    "school_sourced_id": school,
+                    "school_name": names.get(school),
+                    "resource": resource_name,
+                    "published_before": b,
+                    "after": a,
+                    "drop": drop,
+                    "drop_pct": pct(drop, b),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=list(SCHOOL_SUMMARY_COLUMNS))
+    return frame.astype({"published_before": "int64", "after": "int64", "drop": "int64", "drop_pct": "float64"})
