@@ -12,6 +12,9 @@ from roster_pipeline.defs.assets import build_roster_assets
 from roster_pipeline.defs.jobs import build_sync_job
 from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
+from roster_pipeline.defs.review import build_review_jobs
+from roster_pipeline.defs.schedules import build_district_schedules
+from roster_pipeline.defs.sensors import build_control_sensor, district_status_spec
 from roster_pipeline.districts import Registry, load_registry
 
 
@@ -19,8 +22,10 @@ def build_definitions(registry: Registry | None = None) -> dg.Definitions:
     registry = registry or load_registry()
     partitions_def = district_partitions(registry)
     return dg.Definitions(
-        assets=build_roster_assets(partitions_def),
-        jobs=[build_sync_job(partitions_def)],
+        assets=[*build_roster_assets(partitions_def), district_status_spec()],
+        jobs=[build_sync_job(partitions_def), *build_review_jobs()],
+        schedules=build_district_schedules(registry),
+        sensors=[build_control_sensor()],
         resources={
             "warehouse": WarehouseResource(),
             "registry": DistrictRegistryResource(),

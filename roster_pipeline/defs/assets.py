@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from roster_pipeline.control.guard import refuse_if_paused
 from roster_pipeline.oneroster import OneRosterClient
 from roster_pipeline.resources import RESOURCES, Resource
 from roster_pipeline.sync import (
@@ -98,6 +99,7 @@ def build_roster_import_asset(partitions_def: dg.PartitionsDefinition) -> dg.Ass
     ) -> dg.MaterializeResult:
         district = registry.get().get(context.partition_key)
         wh = warehouse.get()
+        refuse_if_paused(wh.engine, district.id, context.run.tags)  # paused: only a review action may sync
         with OneRosterClient(client_config_for(district)) as client:
             import_id, school_year = open_import(wh, district, client, context.run.run_id, sync_mode="full")
         context.log.info(f"district {district.id}: import {import_id} opened for school year {school_year}")

@@ -10,6 +10,7 @@ import functools
 
 import dagster as dg
 
+from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.districts import Registry, load_registry
 from roster_pipeline.warehouse import Warehouse
 
@@ -19,6 +20,7 @@ def _warehouse(database_url: str | None) -> Warehouse:
     """One engine per URL and process; the schema is created (idempotently) the first time it is used."""
     warehouse = Warehouse(database_url)
     warehouse.create_schema()
+    create_control_schema(warehouse.engine)  # pause state, review audit, email ledger (same database)
     return warehouse
 
 

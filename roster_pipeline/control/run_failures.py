@@ -1,0 +1,76 @@
+"""A failed sync run (SIS down, bad credentials, a crash — not a held import): pause and tell the admins.
+
+The email is the Check Your Data layout with the run's error as the failed check, keyed in the ledger
+by the run's *root* run id (``<district>:run-<root_run_id>:run_failure``), so the retries of one run
+produce one email.  The ledger row doubles as the "already handled" marker: a reset sensor cursor
+re-reads old failures but never re-pauses a district an admin has resumed since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from roster_pipeline.control import audit, ledger
+from roster_pipeline.control.notifier import Delivery, send_once
+from roster_pipeline.control.reports import run_failure_report
+from roster_pipeline.control.settings import NotifySettings
+from roster_pipeline.control.state import SENSOR_ACTOR, pause_district
+from roster_pipeline.districts import District, Registry
+from roster_pipeline.notify import email_from, render_check_your_data
+from roster_pipeline.notify.scrub import secret_env_names_for
+from roster_pipeline.notify.sender import Sender
+from roster_pipeline.warehouse import Warehouse
+
+
+def run_failure_key(district_id: str, root_run_id: str) -> str:
+    return f"{district_id}:run-{root_run_id}:run_failure"
+
+
+def _send(warehouse: Warehouse, district: District, key: str, detail: dict, sender: Callable[[], Sender],
+          settings: NotifySettings, now: datetime | None) -> Delivery | None:
+    started = datetime.fromisoformat(detail["started_at"]) if detail.get("started_at") else None
+
+    def build():  # noqa: ANN202
+        report = run_failure_report(district, detail["run_id"], detail["error"], detail.get("import_id"), started)
+        return render_check_your_data(report, district.admin_emails, email_from(),
+                                      secret_env_names=secret_env_names_for(district))
+
+    return send_once(warehouse.engine, key, kind="run_failure", district_id=district.id,
+                     import_id=detail.get("import_id"), build=build, sender=sender, settings=settings, now=now,
+                     detail=detail)
+
+
+def handle_run_failure(warehouse: Warehouse, district: District, *, run_id: str, root_run_id: str, error: str,
+                       import_id: int | None, started_at: datetime | None, sender: Callable[[], Sender],
+                       settings: NotifySettings, now: datetime | None = None) -> list[str]:
+    key = run_failure_key(district.id, root_run_id)
+    if ledger.get(warehouse.engine, key) is not None:
+        return []
+    reason = f"sync run {run_id} failed: {error}"
+    lines = []
+    if pause_district(warehouse.engine, district.id, by=SENSOR_ACTOR, reason=reason, import_id=import_id,
+                      run_id=run_id):
+        audit.record_action(warehouse.engine, district.id, "pause", SENSOR_ACTOR, import_id=import_id,
+                            outcome=reason[:2000])
+        lines.append(f"district {district.id} paused: {reason}")
+    detail = {"run_id": run_id, "error": error[:4000], "import_id": import_id,
+              "started_at": started_at.isoformat() if started_at else None}
+    delivery = _send(warehouse, district, key, detail, sender, settings, now)
+    if delivery is not None:
+        lines.append(delivery.line())
+    return lines
+
+
+def retry_run_failure_emails(warehouse: Warehouse, registry: Registry, sender: Callable[[], Sender],
+                             settings: NotifySettings, now: datetime | None = None) -> list[Delivery]:
+    """Failed run_failure emails are rebuilt from the ledger's ``detail`` and retried when due."""
+    out = []
+    for row in ledger.retryable(warehouse.engine, "run_failure", settings.max_attempts):
+        district = registry.districts.get(row.district_id)
+        if district is None or not row.detail:
+            continue
+        delivery = _send(warehouse, district, row.idempotency_key, row.detail, sender, settings, now)
+        if delivery is not None:
+            out.append(delivery)
+    return out

@@ -1,0 +1,155 @@
+"""One pass of the control loop over the warehouse's imports (the Dagster sensor's main work, Dagster-free).
+
+For each import at or above the cursor's floor:
+
+- ``held`` → pause the district (who: the sensor, why: the hold reason, which import and run) and send
+  the Check Your Data email;
+- ``published`` → send the Import Results email, and resume a paused district whose reprocess import
+  this is (an import started after the pause and newer than the held one).
+
+The floor then moves up to the oldest import that is not settled yet (still running, held, or with an
+email still to send or retry), so every tick reads only a handful of rows, while the ledger's unique
+idempotency keys make the emails exactly-once whatever the cursor says (a reset cursor is harmless).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from roster_pipeline.control import audit, ledger
+from roster_pipeline.control.notifier import Delivery, send_once
+from roster_pipeline.control.reports import check_your_data_report, import_results_report
+from roster_pipeline.control.settings import NotifySettings
+from roster_pipeline.control.state import SENSOR_ACTOR, get_state, now_utc, pause_district, resume_district
+from roster_pipeline.districts import District, Registry
+from roster_pipeline.notify import email_from, idempotency_key, render_check_your_data, render_import_results
+from roster_pipeline.notify.scrub import secret_env_names_for
+from roster_pipeline.notify.sender import Sender
+from roster_pipeline.warehouse import ImportRun, Warehouse
+from roster_pipeline.warehouse.schema import import_runs
+
+log = logging.getLogger("roster_pipeline.control")
+
+UNSETTLED_STATUSES = ("running", "staged", "held")
+
+
+@dataclass
+class TickReport:
+    lines: list[str] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    changed: bool = False  # a district was paused or resumed
+    floor: int | None = None
+
+    @property
+    def failed(self) -> list[Delivery]:
+        return [d for d in self.deliveries if not d.ok]
+
+
+def _imports_from(engine: sa.Engine, floor: int | None, since: datetime) -> list[ImportRun]:
+    query = sa.select(import_runs).order_by(import_runs.c.import_id)
+    query = query.where(import_runs.c.import_id >= floor) if floor is not None else query.where(
+        import_runs.c.started_at >= since)
+    with engine.connect() as conn:
+        return [ImportRun(**row) for row in conn.execute(query).mappings()]
+
+
+def _settled(engine: sa.Engine, run: ImportRun, settings: NotifySettings) -> bool:
+    if run.status in UNSETTLED_STATUSES:
+        return False
+    if run.status != "published":
+        return True
+    row = ledger.get(engine, idempotency_key(run.district_id, run.import_id, "import_results"))
+    return row is not None and (row.status in ("sent", "sending") or row.attempts >= settings.max_attempts)
+
+
+def email_check_your_data(warehouse: Warehouse, district: District, run: ImportRun, sender: Callable[[], Sender],
+                          settings: NotifySettings, now: datetime | None = None) -> Delivery | None:
+    def build():  # noqa: ANN202
+        return render_check_your_data(check_your_data_report(warehouse, district, run), district.admin_emails,
+                                      email_from(), secret_env_names=secret_env_names_for(district))
+
+    return send_once(warehouse.engine, idempotency_key(district.id, run.import_id, "check_your_data"),
+                     kind="check_your_data", district_id=district.id, import_id=run.import_id, build=build,
+                     sender=sender, settings=settings, now=now)
+
+
+def email_import_results(warehouse: Warehouse, district: District, run: ImportRun, sender: Callable[[], Sender],
+                         settings: NotifySettings, now: datetime | None = None) -> Delivery | None:
+    def build():  # noqa: ANN202
+        return render_import_results(import_results_report(warehouse, district, run), district.admin_emails,
+                                     email_from(), secret_env_names=secret_env_names_for(district))
+
+    return send_once(warehouse.engine, idempotency_key(district.id, run.import_id, "import_results"),
+                     kind="import_results", district_id=district.id, import_id=run.import_id, build=build,
+                     sender=sender, settings=settings, now=now)
+
+
+def pause_for_held(warehouse: Warehouse, run: ImportRun) -> str | None:
+    """Pause the district on its held import; a line for the log when that changed anything."""
+    latest = warehouse.held_import(run.district_id)
+    if latest is None or latest.import_id != run.import_id:
+        return None  # an older held import; the district points at the newest one
+    reason = f"import {run.import_id} held by its checks: {run.hold_reason or 'checks failed'}"
+    if not pause_district(warehouse.engine, run.district_id, by=SENSOR_ACTOR, reason=reason,
+                          import_id=run.import_id, run_id=run.run_id):
+        return None
+    audit.record_action(warehouse.engine, run.district_id, "pause", SENSOR_ACTOR, import_id=run.import_id,
+                        outcome=reason[:2000])
+    return f"district {run.district_id} paused: {reason}"
+
+
+def resume_after_reprocess(warehouse: Warehouse, run: ImportRun) -> str | None:
+    """A paused district whose newer import published (a reprocess run) resumes."""
+    state = get_state(warehouse.engine, run.district_id)
+    if not state.paused or run.import_id <= (state.import_id or 0):
+        return None
+    if state.paused_at is not None and run.started_at is not None:
+        started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=state.paused_at.tzinfo)
+        if started < state.paused_at:
+            return None
+    resume_district(warehouse.engine, run.district_id)
+    outcome = f"import {run.import_id} (reprocess) passed its checks and was published; district resumed"
+    audit.record_action(warehouse.engine, run.district_id, "resume", SENSOR_ACTOR, import_id=run.import_id,
+                        outcome=outcome)
+    return f"district {run.district_id}: {outcome}"
+
+
+def process_imports(warehouse: Warehouse, registry: Registry, sender: Callable[[], Sender],
+                    settings: NotifySettings, floor: int | None, now: datetime | None = None) -> TickReport:
+    now = now or now_utc()
+    report = TickReport(floor=floor)
+    runs = _imports_from(warehouse.engine, floor, now - settings.lookback)
+    unsettled: list[int] = []
+    for run in runs:
+        district = registry.districts.get(run.district_id)
+        if district is None:
+            continue  # removed from the registry: nobody to email, nothing to pause
+        if run.status == "held":
+            line = pause_for_held(warehouse, run)
+            if line:
+                report.lines.append(line)
+                report.changed = True
+            delivery = email_check_your_data(warehouse, district, run, sender, settings, now)
+        elif run.status == "published":
+            line = resume_after_reprocess(warehouse, run)
+            if line:
+                report.lines.append(line)
+                report.changed = True
+            delivery = email_import_results(warehouse, district, run, sender, settings, now)
+        else:
+            delivery = None
+        if delivery is not None:
+            report.deliveries.append(delivery)
+            report.lines.append(delivery.line())
+        if not _settled(warehouse.engine, run, settings):
+            unsettled.append(run.import_id)
+    if unsettled:
+        report.floor = min(unsettled)
+    elif runs:
+        report.floor = runs[-1].import_id + 1
+    return report

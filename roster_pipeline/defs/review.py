@@ -1,0 +1,79 @@
+"""The review jobs an admin launches from the Dagster launchpad: review_approve, review_reject,
+review_reprocess.  Each is one op (``approve_held_import``, ``reject_held_import``, ``reprocess_district``:
+an op cannot share its job's name) calling the same functions as ``roster-pipeline review``; the
+launchpad YAML the Check Your Data email shows comes from ``control.review.launchpad_config``.
+"""
+
+
+import dagster as dg
+from pydantic import Field
+
+from roster_pipeline.control import review as actions
+
+from .resources import DistrictRegistryResource, WarehouseResource
+from .sensors import district_status_event
+
+
+class ReviewConfig(dg.Config):
+    district_id: str = Field(description="The paused district (its registry id).")
+    reviewer: str = Field(description="Your name: recorded in the audit table with the action.")
+    import_id: int | None = Field(default=None, description="The held import; default: the district's latest held import.")
+    note: str = Field(default="", description="Why (recorded; for approve also the override reason).")
+
+
+class RejectConfig(ReviewConfig):
+    stay_paused: bool = Field(default=False, description="Keep the district paused after discarding the snapshot.")
+
+
+def _finish(context: dg.OpExecutionContext, outcome: actions.ReviewOutcome, warehouse: WarehouseResource,
+            registry: DistrictRegistryResource) -> dict[str, object]:
+    context.log.info(f"{outcome.action} {outcome.district_id}: {outcome.outcome} (audit row {outcome.audit_id})")
+    context.log_event(district_status_event(warehouse.get(), registry.get()))
+    context.add_output_metadata({"district": outcome.district_id, "import_id": outcome.import_id,
+                                 "outcome": outcome.outcome, "audit_id": outcome.audit_id})
+    return {"district": outcome.district_id, "import_id": outcome.import_id, "outcome": outcome.outcome}
+
+
+def _known(registry: DistrictRegistryResource, district_id: str) -> str:
+    return registry.get().get(district_id).id  # KeyError names the known districts
+
+
+@dg.op(name=actions.REVIEW_OPS["approve"], description="Publish the held snapshot as it is (thresholds overridden, recorded); resume.")
+def review_approve_op(context: dg.OpExecutionContext, config: ReviewConfig, warehouse: WarehouseResource,
+                      registry: DistrictRegistryResource) -> dict:
+    outcome = actions.approve(warehouse.get(), _known(registry, config.district_id), config.reviewer, config.note,
+                              config.import_id)
+    return _finish(context, outcome, warehouse, registry)
+
+
+@dg.op(name=actions.REVIEW_OPS["reject"], description="Discard the held snapshot, keep the published data; resume unless stay_paused.")
+def review_reject_op(context: dg.OpExecutionContext, config: RejectConfig, warehouse: WarehouseResource,
+                     registry: DistrictRegistryResource) -> dict:
+    outcome = actions.reject(warehouse.get(), _known(registry, config.district_id), config.reviewer, config.note,
+                             config.import_id, stay_paused=config.stay_paused)
+    return _finish(context, outcome, warehouse, registry)
+
+
+@dg.op(name=actions.REVIEW_OPS["reprocess"],
+       description="Discard the held snapshot and fetch again: the district_control sensor launches a new sync run.")
+def review_reprocess_op(context: dg.OpExecutionContext, config: ReviewConfig, warehouse: WarehouseResource,
+                        registry: DistrictRegistryResource) -> dict:
+    outcome = actions.reprocess(warehouse.get(), _known(registry, config.district_id), config.reviewer, config.note,
+                                config.import_id, leave_to_sensor=True)
+    return _finish(context, outcome, warehouse, registry)
+
+
+def _job(name: str, op: dg.OpDefinition, description: str) -> dg.JobDefinition:
+    @dg.job(name=name, description=description, tags={"roster/kind": "review"})
+    def _review() -> None:
+        op()
+
+    return _review
+
+
+def build_review_jobs() -> list[dg.JobDefinition]:
+    return [
+        _job(actions.REVIEW_JOBS["approve"], review_approve_op, "Approve a paused district's held import: publish it with thresholds overridden."),
+        _job(actions.REVIEW_JOBS["reject"], review_reject_op, "Reject a paused district's held import: discard it and keep the published data."),
+        _job(actions.REVIEW_JOBS["reprocess"], review_reprocess_op, "Reprocess a paused district: discard the held import and sync it again now."),
+    ]

@@ -1,0 +1,235 @@
+"""The control sensor: pauses districts whose import was held or whose sync run failed, emails the
+admins (Check Your Data, Import Results), launches requested reprocess runs, and keeps the
+``district_status`` asset up to date.
+
+Running by default, every 30 s.  Its cursor holds the lowest import not yet settled and the event
+storage cursor of RUN_FAILURE events; emails are exactly-once through the notifications ledger's unique
+idempotency keys (see ``roster_pipeline.control.ledger`` for the at-most-once choice), so a lost or reset
+cursor (sensor or daemon restart) never sends an email twice.  Email trouble never fails anything: it
+is a ``failed`` ledger row retried on later ticks, a warning in the sensor log and the skip reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.tags import WILL_RETRY_TAG
+
+from roster_pipeline.control import ledger
+from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
+from roster_pipeline.control.run_failures import handle_run_failure, retry_run_failure_emails
+from roster_pipeline.control.settings import NotifySettings
+from roster_pipeline.control.state import all_states, clear_pending
+from roster_pipeline.control.status import status_markdown
+from roster_pipeline.control.tick import process_imports
+from roster_pipeline.districts import Registry
+from roster_pipeline.notify import SmtpSender, sender_from_env
+from roster_pipeline.notify.sender import Sender
+from roster_pipeline.warehouse import Warehouse
+
+from .jobs import SYNC_JOB_NAME
+from .resources import DistrictRegistryResource, WarehouseResource
+
+CONTROL_SENSOR_NAME = "district_control"
+DISTRICT_STATUS_ASSET = "district_status"
+PARTITION_TAG = "dagster/partition"
+ROOT_RUN_TAG = "dagster/root_run_id"
+FAILURES_PER_TICK = 100
+
+
+@dataclass
+class ControlCursor:
+    import_floor: int | None = None
+    failures: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> ControlCursor:
+        if not text:
+            return cls()
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError):
+            return cls()  # an unreadable cursor is a reset: the ledger keeps emails exactly-once
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def district_status_spec() -> dg.AssetSpec:
+    return dg.AssetSpec(
+        DISTRICT_STATUS_ASSET,
+        group_name="roster_control",
+        kinds={"sql"},
+        description=(
+            "Every district: running or PAUSED, since when, by whom, why, the held import and any pending "
+            "review action. Recorded by the district_control sensor and the review jobs whenever a district "
+            "is paused or resumed; the source of truth is the warehouse table district_state."
+        ),
+    )
+
+
+def district_status_event(warehouse: Warehouse, registry: Registry) -> dg.AssetMaterialization:
+    states = all_states(warehouse.engine)
+    held = {d: (run.import_id if (run := warehouse.held_import(d)) else None) for d in registry.districts}
+    paused = sorted(d for d, s in states.items() if s.paused and d in registry.districts)
+    return dg.AssetMaterialization(
+        asset_key=DISTRICT_STATUS_ASSET,
+        metadata={
+            "districts": len(registry.districts),
+            "paused": len(paused),
+            "paused_districts": ", ".join(paused) or "none",
+            "status": dg.MetadataValue.md(status_markdown(registry, states, held)),
+        },
+    )
+
+
+def smtp_sender_factory(settings: NotifySettings) -> Callable[[], Sender]:
+    """One sender per tick, built on first use; SMTP gets one attempt per tick (retries are across ticks)."""
+    made: list[Sender] = []
+
+    def get() -> Sender:
+        if not made:
+            sender = sender_from_env(settings.outbox_dir)
+            if isinstance(sender, SmtpSender):
+                sender.attempts = 1
+            made.append(sender)
+        return made[0]
+
+    return get
+
+
+def _error_chain(error: object) -> list[object]:
+    chain = []
+    while error is not None and len(chain) < 10:
+        chain.append(error)
+        error = getattr(error, "cause", None)
+    return chain
+
+
+def run_failure_text(instance: dg.DagsterInstance, run_id: str) -> tuple[str, bool]:
+    """(the error an admin should read, whether it was the paused-district refusal)."""
+    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.step_failure_data if event is not None else None
+        if data is None or data.error is None:
+            continue
+        chain = _error_chain(data.error)
+        if any(getattr(e, "cls_name", None) == "DistrictPausedError" for e in chain):
+            return "refused: district paused", True
+        deepest = chain[-1]
+        text = (getattr(deepest, "message", "") or "").strip().splitlines()
+        step = event.step_key or "a step"
+        return f"{step}: {text[0] if text else getattr(deepest, 'cls_name', 'error')}", False
+    failures = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    message = failures[-1].event_log_entry.message if failures else None
+    return (message or "the run failed (no step reported an error)"), False
+
+
+def _run_failure_lines(context: dg.SensorEvaluationContext, cursor: ControlCursor, wh: Warehouse,
+                       registry: Registry, sender: Callable[[], Sender], settings: NotifySettings) -> list[str]:
+    instance = context.instance
+    result = instance.fetch_run_status_changes(
+        DagsterEventType.RUN_FAILURE, limit=FAILURES_PER_TICK, cursor=cursor.failures, ascending=True
+    )
+    lines: list[str] = []
+    for record in result.records:
+        run = instance.get_run_by_id(record.run_id)
+        if run is None or run.job_name != SYNC_JOB_NAME or run.tags.get(WILL_RETRY_TAG) == "true":
+            continue  # not a district sync, or Dagster retries it: only the final attempt counts
+        district = registry.districts.get(run.tags.get(PARTITION_TAG, ""))
+        if district is None:
+            continue
+        import_id = wh.import_for_run(district.id, run.run_id)
+        if import_id is not None and wh.get_import(import_id).status in ("held", "published", "dry_run"):
+            continue  # the checks decided (held) or it published after all: the import scan handles it
+        error, refused = run_failure_text(instance, run.run_id)
+        if refused:
+            continue  # the guard refused a manual run of a paused district: already paused and emailed
+        started = getattr(instance.get_run_record_by_id(run.run_id), "start_time", None)
+        lines += handle_run_failure(
+            wh, district, run_id=run.run_id, root_run_id=run.tags.get(ROOT_RUN_TAG, run.run_id), error=error,
+            import_id=import_id, started_at=_datetime(started),
+            sender=sender, settings=settings,
+        )
+    if result.records:
+        cursor.failures = result.cursor
+    return lines
+
+
+def _datetime(timestamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
+def _reprocess_requests(context: dg.SensorEvaluationContext, wh: Warehouse, registry: Registry) -> list[dg.RunRequest]:
+    """Reprocess asked by the review_reprocess job: one sync run per request (run_key makes it idempotent)."""
+    requests = []
+    for district_id, state in all_states(wh.engine).items():
+        if state.pending_action != "reprocess" or state.pending_action_id is None or district_id not in registry.districts:
+            continue
+        action_id = str(state.pending_action_id)
+        launched = context.instance.get_runs(dg.RunsFilter(tags={REVIEW_ACTION_ID_TAG: action_id}), limit=1)
+        if launched:
+            clear_pending(wh.engine, district_id, state.pending_action_id)
+            continue
+        requests.append(dg.RunRequest(
+            partition_key=district_id,
+            run_key=f"reprocess-{district_id}-{action_id}",
+            tags={REVIEW_ACTION_TAG: "reprocess", REVIEW_ACTION_ID_TAG: action_id},
+        ))
+    return requests
+
+
+def build_control_sensor() -> dg.SensorDefinition:
+    @dg.sensor(
+        name=CONTROL_SENSOR_NAME,
+        job_name=SYNC_JOB_NAME,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Pauses a district whose import was held by its checks or whose sync run failed, emails its admins "
+            "(Check Your Data; Import Results after every published import; exactly once per import), launches "
+            "the sync runs that review_reprocess asks for, and records district_status."
+        ),
+    )
+    def district_control(
+        context: dg.SensorEvaluationContext, warehouse: WarehouseResource, registry: DistrictRegistryResource
+    ) -> dg.SensorResult:
+        settings = NotifySettings.from_env()
+        wh, reg = warehouse.get(), registry.get()
+        cursor = ControlCursor.parse(context.cursor)
+        first_tick = context.cursor is None
+        sender = smtp_sender_factory(settings)
+
+        paused_before = {d for d, s in all_states(wh.engine).items() if s.paused}
+        report = process_imports(wh, reg, sender, settings, cursor.import_floor)
+        cursor.import_floor = report.floor
+        lines = report.lines + _run_failure_lines(context, cursor, wh, reg, sender, settings)
+        retried = retry_run_failure_emails(wh, reg, sender, settings)
+        lines += [d.line() for d in retried]
+        failed = report.failed + [d for d in retried if not d.ok]
+        requests = _reprocess_requests(context, wh, reg)
+        for line in lines:
+            (context.log.warning if "NOT sent" in line else context.log.info)(line)
+        for row in ledger.stuck(wh.engine):
+            context.log.warning(
+                f"{row.kind} email {row.idempotency_key} was being sent when the process stopped; it is not "
+                "re-sent automatically (at most once) — check the recipient's mailbox, then release it with "
+                "roster_pipeline.control.ledger.release_stuck if it never arrived"
+            )
+        paused_now = {d for d, s in all_states(wh.engine).items() if s.paused}
+        changed = report.changed or first_tick or paused_now != paused_before or bool(requests)
+        events = [district_status_event(wh, reg)] if changed else []
+        skip = None
+        if not requests:
+            skip = (f"{len(failed)} email(s) could not be sent (retried later): "
+                    + "; ".join(d.error or "?" for d in failed)[:1000]) if failed else (
+                f"{len(lines)} action(s) taken" if lines else "nothing new")
+        return dg.SensorResult(run_requests=requests, cursor=cursor.dump(), asset_events=events, skip_reason=skip)
+
+    return district_control

@@ -1,0 +1,101 @@
+"""`roster-pipeline review DISTRICT approve|reject|reprocess`: the admin's review from a shell.
+
+It runs the same functions as the review_* Dagster jobs, in-process, against the warehouse of
+``ROSTER_DATABASE_URL`` (or ``--database-url``) and the registry of ``ROSTER_DISTRICTS_FILE`` (or
+``--districts-file``).  ``reprocess`` runs the district's sync right here (tagged as a review action, so a
+paused district is allowed through) and then resumes the district if the fresh import published, or
+leaves it paused on the new held import.  The emails follow from the district_control sensor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+import dagster as dg
+
+from roster_pipeline.control import review as actions
+from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
+from roster_pipeline.control.schema import create_control_schema
+from roster_pipeline.districts import ENV_FILE_VARIABLE, load_registry
+from roster_pipeline.warehouse import ENV_DATABASE_URL, Warehouse
+
+ACTIONS = ("approve", "reject", "reprocess")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("district", help="the district's registry id")
+    parser.add_argument("action", choices=ACTIONS, help="approve: publish the held import as it is; reject: discard "
+                        "it and keep the published data; reprocess: fetch again now and re-check")
+    parser.add_argument("--import-id", type=int, default=None, help="the held import (default: the latest held one)")
+    parser.add_argument("--reviewer", default=None, help="your name, recorded in the audit (default: your login)")
+    parser.add_argument("--note", default="", help="why; recorded (for approve also as the override reason)")
+    parser.add_argument("--stay-paused", action="store_true", help="reject only: keep the district paused")
+    parser.add_argument("--database-url", default=None, help=f"warehouse URL (default: ${ENV_DATABASE_URL})")
+    parser.add_argument("--districts-file", default=None, help=f"registry YAML (default: ${ENV_FILE_VARIABLE})")
+
+
+def _instance() -> dg.DagsterInstance:
+    """The deployment's instance when DAGSTER_HOME is set (the run shows in the UI), else an ephemeral one."""
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def run_reprocess_sync(warehouse: Warehouse, district_id: str, action_id: int, instance: dg.DagsterInstance,
+                       districts_file: str | None, database_url: str | None) -> tuple[int | None, str | None, bool]:
+    """Run the district's sync job in-process as a review action: (import_id, run_id, success)."""
+    from roster_pipeline.definitions import build_definitions
+    from roster_pipeline.defs.jobs import SYNC_JOB_NAME
+    from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
+
+    registry = load_registry(districts_file)
+    defs = build_definitions(registry)
+    job = defs.get_job_def(SYNC_JOB_NAME)
+    result = job.execute_in_process(
+        partition_key=district_id,
+        instance=instance,
+        tags={REVIEW_ACTION_TAG: "reprocess", REVIEW_ACTION_ID_TAG: str(action_id)},
+        resources={"warehouse": WarehouseResource(database_url=database_url),  # None: the env var, no password in config
+                   "registry": DistrictRegistryResource(districts_file=districts_file)},
+        raise_on_error=False,
+    )
+    return warehouse.import_for_run(district_id, result.run_id), result.run_id, result.success
+
+
+def review(action: str, district_id: str, *, reviewer: str, note: str = "", import_id: int | None = None,
+           stay_paused: bool = False, database_url: str | None = None, districts_file: str | None = None,
+           instance: dg.DagsterInstance | None = None) -> str:
+    """Carry out one review action; returns the outcome sentence (raises ReviewError when it cannot apply)."""
+    registry = load_registry(districts_file)
+    district = registry.get(district_id)
+    warehouse = Warehouse(database_url)
+    warehouse.create_schema()
+    create_control_schema(warehouse.engine)
+    if action == "approve":
+        return actions.approve(warehouse, district.id, reviewer, note, import_id).outcome
+    if action == "reject":
+        return actions.reject(warehouse, district.id, reviewer, note, import_id, stay_paused=stay_paused).outcome
+    if action != "reprocess":
+        raise ValueError(f"unknown review action {action!r}; one of {', '.join(ACTIONS)}")
+    outcome = actions.reprocess(warehouse, district.id, reviewer, note, import_id, leave_to_sensor=False)
+    new_import, run_id, success = run_reprocess_sync(warehouse, district.id, outcome.audit_id,
+                                                     instance or _instance(), districts_file, database_url)
+    return actions.settle_reprocess(warehouse, district.id, new_import, reviewer, outcome.audit_id, run_id,
+                                    None if success else f"run {run_id} failed")
+
+
+def run(args: argparse.Namespace) -> int:
+    reviewer = args.reviewer or os.environ.get("ROSTER_REVIEWER") or getpass.getuser()
+    if args.stay_paused and args.action != "reject":
+        print("--stay-paused only applies to reject", file=sys.stderr)
+        return 2
+    try:
+        outcome = review(args.action, args.district, reviewer=reviewer, note=args.note, import_id=args.import_id,
+                         stay_paused=args.stay_paused, database_url=args.database_url,
+                         districts_file=args.districts_file)
+    except (actions.ReviewError, KeyError) as exc:
+        print(f"review {args.action} {args.district}: {exc}", file=sys.stderr)
+        return 1
+    print(f"review {args.action} {args.district} by {reviewer}: {outcome}")
+    return 0
