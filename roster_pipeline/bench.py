@@ -93,9 +93,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"\nrun {n}: {args.size} district, page size {args.page_size}, concurrency {args.concurrency}")
             print(f"{'resource':<18}{'records':>10}{'pages':>7}{'seconds':>9}{'rec/s':>10}{'added':>9}{'updated':>9}{'deleted':>9}")
             for name, r in result.staged.items():
-                c = result.published[name]
+                c = result.published.get(name, r.changes)
                 print(f"{name:<18}{r.fetched:>10}{r.pages:>7}{r.seconds:>9.1f}{r.records_per_second:>10.0f}"
                       f"{c.added:>9}{c.updated:>9}{c.deleted:>9}")
+            if result.checks is not None and not result.checks.passed:
+                print(f"import {result.import_id} HELD by its checks: {result.checks.reason()}")
             print(f"total: {total} records in {result.seconds:.1f}s wall = {total / result.seconds:.0f} records/s")
         print(f"peak RSS: sync process {peak_rss_mb():.0f} MB, simulator {peak_rss_mb(sim.pid):.0f} MB")
     return 0

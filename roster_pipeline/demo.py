@@ -51,6 +51,12 @@ DEMO_DISTRICTS: tuple[DemoDistrict, ...] = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true", help="sync both demo districts headless, print counts, exit")
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        help="with --once: after the first sync, change the first demo district in the simulator and sync it "
+        "again, to show what the pipeline does (wipe_enrollments: the SIS loses 90%% of its enrollments)",
+    )
     parser.add_argument("--workdir", default=".roster_pipeline/demo", help="where the demo registry is written")
     parser.add_argument("--simulator-port", type=int, default=0, help="simulator port (0 = a free one)")
     parser.add_argument("--dagster-port", type=int, default=3000, help="port of the Dagster UI")
@@ -100,13 +106,39 @@ def start_simulator(port: int) -> SimulatorServer:
     return server
 
 
-def run_once(registry_path: Path) -> int:
+# scenario name -> (simulator mutation, its parameters, what the demo expects the next sync to do)
+SCENARIOS: dict[str, tuple[str, dict[str, object], str]] = {
+    "wipe_enrollments": ("wipe_enrollments", {"percent": 90, "seed": 1}, "held"),
+    "change_users": ("change_users", {"percent": 3, "seed": 1}, "published"),
+}
+
+
+def sync_once(job: object, instance: object, district_id: str) -> tuple[bool, list[tuple[str, str, dict[str, object]]], str]:
+    """One district through the real Dagster job; returns (published?, table rows, check summary)."""
+    from roster_pipeline.resources import RESOURCES
+
+    result = job.execute_in_process(partition_key=district_id, instance=instance, raise_on_error=False)  # type: ignore[attr-defined]
+    rows = []
+    for resource in RESOURCES:
+        events = result.asset_materializations_for_node(resource.name)
+        metadata = {k: v.value for k, v in events[-1].metadata.items()} if events else {}
+        rows.append((district_id, resource.name, metadata))
+    checks = [
+        f"  check {e.check_name}: {'passed' if e.passed else 'FAILED'}" + ("" if e.passed else f" ({e.description})")
+        for e in result.get_asset_check_evaluations()
+    ]
+    published = bool(result.asset_materializations_for_node("published_roster"))
+    return published, rows, "\n".join(checks)
+
+
+def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None) -> int:
     """Materialize every demo district through the real Dagster job and print per-resource counts."""
     import dagster as dg
 
     from roster_pipeline.definitions import build_definitions
     from roster_pipeline.districts import load_registry
-    from roster_pipeline.resources import RESOURCES
+    from roster_pipeline.simulator.admin import apply_mutation
+    from roster_pipeline.warehouse import Warehouse
 
     registry = load_registry(registry_path)
     job = build_definitions(registry).resolve_job_def("sync_district")
@@ -114,17 +146,30 @@ def run_once(registry_path: Path) -> int:
     failed = False
     with dg.DagsterInstance.ephemeral() as instance:
         for district_id in registry.districts:
-            result = job.execute_in_process(partition_key=district_id, instance=instance, raise_on_error=False)
-            if not result.success:
+            published, district_rows, checks = sync_once(job, instance, district_id)
+            rows += district_rows
+            if not published:
                 failed = True
-                print(f"{district_id}: sync FAILED (see the log above)", file=sys.stderr)
-                continue
-            for resource in RESOURCES:
-                events = result.asset_materializations_for_node(resource.name)
-                metadata = {k: v.value for k, v in events[-1].metadata.items()} if events else {}
-                rows.append((district_id, resource.name, metadata))
-    print_table(rows)
-    return 1 if failed else 0
+                print(f"{district_id}: import NOT published\n{checks}", file=sys.stderr)
+        print_table(rows)
+        if scenario is None:
+            return 1 if failed else 0
+
+        district = DEMO_DISTRICTS[0]
+        kind, params, expected = SCENARIOS[scenario]
+        before = Warehouse().current_counts(district.id)
+        summary = apply_mutation(server.tenant(district.app_name).district, kind, dict(params))
+        print(f"\nscenario {scenario}: simulator applied {kind} to {district.id}: {summary['changes']}")
+        published, district_rows, checks = sync_once(job, instance, district.id)
+        print_table(district_rows)
+        print(checks)
+        after = Warehouse().current_counts(district.id)
+        outcome = "published" if published else "held"
+        print(f"{district.id}: import {outcome}; published rows before {before} after {after}")
+        if outcome != expected or (outcome == "held" and before != after):
+            print(f"scenario {scenario}: expected the import to be {expected}", file=sys.stderr)
+            return 1
+        return 0
 
 
 def print_table(rows: list[tuple[str, str, dict[str, object]]]) -> None:
@@ -149,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"district registry:   {registry_path}", flush=True)
         print(f"warehouse:           {where}", flush=True)
         if args.once:
-            return run_once(registry_path)
+            return run_once(registry_path, server, args.scenario)
         workspace = workdir / "workspace.yaml"
         workspace.write_text(
             "load_from:\n  - python_module:\n      module_name: roster_pipeline.definitions\n"

@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from roster_pipeline.districts import District
+from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
+from roster_pipeline.validation import validate_batch
 from roster_pipeline.oneroster import ClientConfig, OneRosterClient
 from roster_pipeline.resources import Resource
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
@@ -25,7 +28,7 @@ class SyncError(RuntimeError):
 
 @dataclass(frozen=True)
 class ResourceStageResult:
-    """What staging one resource did: fetch figures plus what publishing it would change."""
+    """What staging one resource did: fetch figures, validation outcome, and what publishing would change."""
 
     district_id: str
     resource: str
@@ -36,6 +39,9 @@ class ResourceStageResult:
     retries: int
     seconds: float
     changes: ChangeCounts
+    rejected: int = 0  # records quarantined by the schema checks (never staged)
+    warnings: int = 0
+    rejects_by_check: dict[str, int] = field(default_factory=dict)
 
     @property
     def records_per_second(self) -> float:
@@ -50,7 +56,8 @@ class DistrictSyncResult:
     import_id: int
     school_year: int
     staged: dict[str, ResourceStageResult] = field(default_factory=dict)
-    published: dict[str, ChangeCounts] = field(default_factory=dict)
+    published: dict[str, ChangeCounts] = field(default_factory=dict)  # empty when the checks held it
+    checks: SnapshotChecks | None = None
     seconds: float = 0.0
 
 
@@ -108,19 +115,31 @@ def import_for_run(warehouse: Warehouse, district_id: str, run_id: str) -> int:
 
 
 def stage_resource(
-    warehouse: Warehouse, client: OneRosterClient, import_id: int, district_id: str, resource: Resource
+    warehouse: Warehouse, client: OneRosterClient, import_id: int, district: District, resource: Resource
 ) -> ResourceStageResult:
-    """Stream one resource from the SIS into staging, batch by batch, then diff it in SQL."""
+    """Stream one resource from the SIS into staging, batch by batch, then diff it in SQL.
+
+    Each batch is validated with the resource's Pandera model as it arrives: valid records are staged,
+    failing ones go to the quarantine with the failed check, so nothing is dropped silently and nothing
+    invalid can reach the published tables.
+    """
     started = time.perf_counter()
-    staged = 0
+    staged = rejected = warnings = 0
+    rejects_by_check: Counter[str] = Counter()
     for batch in client.iter_batches(resource.collection):
-        staged += warehouse.stage(import_id, resource.name, batch)
+        checked = validate_batch(district, resource.name, batch)
+        staged += warehouse.stage(import_id, resource.name, checked.valid)
+        if checked.rejects or checked.warnings:
+            warehouse.record_rejects(import_id, [*checked.rejects, *checked.warnings])
+        rejected += len(batch) - len(checked.valid)
+        warnings += len(checked.warnings)
+        rejects_by_check.update(f"{r.field}: {r.check}" for r in checked.rejects)
     seconds = time.perf_counter() - started
     stats = client.stats_for(resource.collection)
     warehouse.record_fetch_stats(import_id, resource.name, pages=stats.pages, seconds=seconds)
     changes = warehouse.diff(import_id, resource.name)
     return ResourceStageResult(
-        district_id=district_id,
+        district_id=district.id,
         resource=resource.name,
         fetched=stats.records,
         staged=staged,
@@ -129,6 +148,9 @@ def stage_resource(
         retries=stats.retries,
         seconds=seconds,
         changes=changes,
+        rejected=rejected,
+        warnings=warnings,
+        rejects_by_check=dict(rejects_by_check.most_common()),
     )
 
 
@@ -148,8 +170,10 @@ def sync_district(
         result = DistrictSyncResult(district.id, import_id, school_year)
         try:
             for resource in resources:
-                result.staged[resource.name] = stage_resource(warehouse, client, import_id, district.id, resource)
-            result.published = warehouse.publish(import_id)
+                result.staged[resource.name] = stage_resource(warehouse, client, import_id, district, resource)
+            result.checks = check_snapshot(warehouse, district, import_id)
+            if result.checks.passed:
+                result.published = warehouse.publish(import_id)
         except BaseException as exc:
             warehouse.fail_import(import_id, f"{type(exc).__name__}: {exc}")
             raise

@@ -20,6 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # A snapshot of the graph: a change to it shows up in review (as dagster-open-platform's test_defs does).
 EXPECTED_ASSETS = [
     "academic_sessions",
+    "checked_snapshot",
     "classes",
     "courses",
     "demographics",
@@ -48,7 +49,17 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
         assert node.group_name == "roster_sync"
         assert node.description and len(node.description) > 40, f"{key} needs a description that reads well in the UI"
     publish = graph.get(dg.AssetKey("published_roster"))
-    assert {k.to_user_string() for k in publish.parent_keys} == set(EXPECTED_ASSETS) - {"published_roster", "roster_import"}
+    assert {k.to_user_string() for k in publish.parent_keys} == {"checked_snapshot"}
+    checked = graph.get(dg.AssetKey("checked_snapshot"))
+    assert {k.to_user_string() for k in checked.parent_keys} == set(EXPECTED_ASSETS) - {
+        "published_roster", "roster_import", "checked_snapshot"
+    }
+    assert sorted(key.name for key in graph.asset_check_keys) == ["change_thresholds", "school_thresholds", "valid_records"]
+
+    dry_run = defs.resolve_job_def("dry_run_district")
+    assert sorted(k.to_user_string() for k in dry_run.asset_layer.executable_asset_keys) == sorted(
+        set(EXPECTED_ASSETS) - {"published_roster"}
+    )
 
 
 def test_dagster_definitions_validate_passes_on_the_workspace(tmp_path: Path) -> None:

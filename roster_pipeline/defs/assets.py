@@ -2,16 +2,17 @@
 
     roster_import ─┬─ orgs ───────────────┐
                    ├─ academic_sessions   │
-                   ├─ courses             ├─ published_roster
-                   ├─ classes             │
+                   ├─ courses             ├─ checked_snapshot ── published_roster
+                   ├─ classes             │   (blocking checks)
                    ├─ users               │
                    ├─ enrollments         │
                    └─ demographics ───────┘
 
 ``roster_import`` opens an import in the warehouse; each resource asset streams its OneRoster collection
-into staging and reports what publishing would change; ``published_roster`` publishes the whole import
-in one transaction.  Staging before publishing is what lets blocking checks sit between the two: a
-failed step leaves the published tables as they were.  Every asset writes to the warehouse itself and
+into staging, validating every batch with the resource's Pandera model (failures are quarantined);
+``checked_snapshot`` runs the referential and threshold checks as blocking asset checks; only when they
+all pass does ``published_roster`` publish the whole import, in one transaction.  A failed check, a
+crash or an exception anywhere leaves the published tables exactly as they were.  Every asset writes to the warehouse itself and
 returns only metadata, so no roster data goes through Dagster's pickling IO manager.
 """
 
@@ -20,8 +21,18 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+import pandas as pd
+
 from roster_pipeline.control.guard import refuse_if_paused
 from roster_pipeline.oneroster import OneRosterClient
+from roster_pipeline.rejects import Reject
+from roster_pipeline.snapshot_checks import (
+    CHANGE_THRESHOLDS,
+    CHECK_DESCRIPTIONS,
+    SCHOOL_THRESHOLDS,
+    VALID_RECORDS,
+    check_snapshot,
+)
 from roster_pipeline.resources import RESOURCES, Resource
 from roster_pipeline.sync import (
     ResourceStageResult,
@@ -35,6 +46,7 @@ from roster_pipeline.warehouse import ChangeCounts
 from .resources import DistrictRegistryResource, WarehouseResource
 
 GROUP = "roster_sync"
+DRY_RUN_JOB_NAME = "dry_run_district"
 
 RESOURCE_DESCRIPTIONS: dict[str, str] = {
     "orgs": "The district and its schools (OneRoster /orgs).",
@@ -68,7 +80,10 @@ def stage_metadata(result: ResourceStageResult, import_id: int) -> dict[str, obj
         "retries": result.retries,
         "duration_seconds": round(result.seconds, 3),
         "records_per_second": round(result.records_per_second, 1),
+        "rejected": result.rejected,
+        "warnings": result.warnings,
         **change_metadata(result.changes),
+        **({"rejects_by_check": dg.MetadataValue.json(result.rejects_by_check)} if result.rejects_by_check else {}),
     }
 
 
@@ -125,7 +140,8 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         kinds={"oneroster", "sql"},
         description=(
             f"{RESOURCE_DESCRIPTIONS[resource.name]} Streamed page by page into the warehouse staging table "
-            f"staging_{resource.name}; metadata says what publishing this snapshot would add, update and delete."
+            f"stg_{resource.name}, each batch validated by its Pandera model (failing records are quarantined "
+            "in rejected_records); metadata says what publishing this snapshot would add, update and delete."
         ),
     )
     def stage(
@@ -136,7 +152,7 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         import_id = import_for_run(wh, district.id, context.run.run_id)
         try:
             with OneRosterClient(client_config_for(district)) as client:
-                result = stage_resource(wh, client, import_id, district.id, resource)
+                result = stage_resource(wh, client, import_id, district, resource)
         except Exception as exc:
             wh.fail_import(import_id, f"{resource.name}: {type(exc).__name__}: {exc}")
             raise
@@ -149,16 +165,15 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
     return stage
 
 
-def build_publish_asset(
-    partitions_def: dg.PartitionsDefinition, resources: Sequence[Resource]
-) -> dg.AssetsDefinition:
+def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name="published_roster",
         partitions_def=partitions_def,
         group_name=GROUP,
-        deps=[r.name for r in resources],
+        deps=["checked_snapshot"],
         kinds={"sql"},
         description=(
+            "Runs only when every blocking check of checked_snapshot passed. "
             "Publishes the staged import of every resource in ONE transaction: adds, updates (previous "
             "version kept in history) and soft-deletes (tobedeleted, or vanished from a full pull). A failure "
             "anywhere leaves the published tables exactly as they were."
@@ -192,9 +207,104 @@ def build_publish_asset(
     return published_roster
 
 
+def summary_markdown(summary: pd.DataFrame) -> str:
+    lines = [
+        "| resource | published | fetched | added | updated | deleted | rejected |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in summary.itertuples():
+        lines.append(
+            f"| {row.resource} | {row.published_before} | {row.fetched} | {row.added} ({row.added_pct:.1f}%) | "
+            f"{row.updated} ({row.updated_pct:.1f}%) | {row.deleted} ({row.deleted_pct:.1f}%) | "
+            f"{row.rejected} ({row.rejected_pct:.1f}%) |"
+        )
+    return "\n".join(lines)
+
+
+def rejects_markdown(rejects: Sequence[Reject], limit: int = 15) -> str:
+    """A sample of quarantined rows for the UI: ids, fields and values only (records hold no secrets)."""
+    lines = ["| resource | sourcedId | field | check | value |", "| --- | --- | --- | --- | --- |"]
+    for r in list(rejects)[:limit]:
+        value = (r.value or "").replace("|", "\\|")[:60]
+        lines.append(f"| {r.resource} | {r.sourced_id or ''} | {r.field} | {r.check} | {value} |")
+    return "\n".join(lines)
+
+
+def build_checked_snapshot_asset(
+    partitions_def: dg.PartitionsDefinition, resources: Sequence[Resource]
+) -> dg.AssetsDefinition:
+    check_specs = [
+        dg.AssetCheckSpec(name, asset="checked_snapshot", blocking=True, description=CHECK_DESCRIPTIONS[name])
+        for name in (VALID_RECORDS, CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS)
+    ]
+
+    @dg.asset(
+        name="checked_snapshot",
+        partitions_def=partitions_def,
+        group_name=GROUP,
+        deps=[r.name for r in resources],
+        kinds={"pandera", "sql"},
+        check_specs=check_specs,
+        description=(
+            "The district's staged snapshot, checked as a whole before anything is published: referential "
+            "checks (records pointing at missing users, classes, schools, courses or terms are quarantined), "
+            "the change summary against what is published, the import thresholds per resource and per school, "
+            "and the per-record, per-field diff (table import_field_changes). A failing check holds the import "
+            "for review and stops published_roster. In the dry_run_district job nothing is ever published."
+        ),
+    )
+    def checked_snapshot(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, registry: DistrictRegistryResource
+    ) -> dg.MaterializeResult:
+        district = registry.get().get(context.partition_key)
+        wh = warehouse.get()
+        import_id = import_for_run(wh, district.id, context.run.run_id)
+        dry_run = context.run.job_name == DRY_RUN_JOB_NAME
+        try:
+            checks = check_snapshot(wh, district, import_id, dry_run=dry_run)
+        except Exception as exc:
+            wh.fail_import(import_id, f"checks: {type(exc).__name__}: {exc}")
+            raise
+        status = "dry run (never published)" if dry_run else ("ready to publish" if checks.passed else "held")
+        if not checks.passed:
+            context.log.warning(f"district {district.id}: import {import_id} held: {checks.reason()}")
+        errors = wh.rejects(import_id, severity="error")
+        return dg.MaterializeResult(
+            metadata={
+                "district": district.id,
+                "import_id": import_id,
+                "import_status": status,
+                "first_import": checks.first_import,
+                "rejected_records": sum(wh.rejected_record_counts(import_id).values()),
+                "reference_rejects": checks.reference_rejects,
+                "warnings": checks.reference_warnings + len(wh.rejects(import_id, severity="warning")),
+                "field_changes": checks.field_changes,
+                "changes": dg.MetadataValue.md(summary_markdown(checks.summary)),
+                **({"rejected_sample": dg.MetadataValue.md(rejects_markdown(errors))} if errors else {}),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=outcome.name,
+                    passed=outcome.passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=outcome.summary,
+                    metadata={
+                        "violations": outcome.metadata["violations"],
+                        "details": dg.MetadataValue.md(outcome.metadata["details_markdown"]),
+                        "first_import": checks.first_import,
+                    },
+                )
+                for outcome in checks.outcomes.values()
+            ],
+        )
+
+    return checked_snapshot
+
+
 def build_roster_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
     return [
         build_roster_import_asset(partitions_def),
         *(build_resource_asset(r, partitions_def) for r in RESOURCES),
-        build_publish_asset(partitions_def, RESOURCES),
+        build_checked_snapshot_asset(partitions_def, RESOURCES),
+        build_publish_asset(partitions_def),
     ]

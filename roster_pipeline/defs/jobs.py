@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .assets import GROUP
+from .assets import DRY_RUN_JOB_NAME, GROUP
 
 SYNC_JOB_NAME = "sync_district"
 
@@ -22,4 +22,18 @@ def build_sync_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAsse
         partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
         description="Full sync of one district: fetch every OneRoster resource into staging, then publish.",
+    )
+
+
+def build_dry_run_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+    """Fetch, check and diff a district without ever publishing: the preview of what a sync would do."""
+    return dg.define_asset_job(
+        name=DRY_RUN_JOB_NAME,
+        selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets("published_roster"),
+        partitions_def=partitions_def,
+        executor_def=dg.in_process_executor,
+        description=(
+            "Dry run of one district: fetch every resource, run every check and build the per-field diff "
+            "(import_field_changes), then stop. Nothing is published, whatever the checks say."
+        ),
     )
