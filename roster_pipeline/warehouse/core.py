@@ -351,8 +351,9 @@ class Warehouse:
             run, scope = self._staged_import(conn, import_id)
             field_diff.clear(conn, import_id)
             for res in self._staged_resources(conn, import_id):
-                self._prepare_staging(conn, run, res)
-                total += field_diff.build_resource(conn, TABLES[res.name], scope)
+                expected = self._diff(conn, run, res)  # also dedupes and withdraws quarantined records
+                if expected.changed:
+                    total += field_diff.build_resource(conn, TABLES[res.name], scope, expected)
         return total
 
     def field_changes(self, import_id: int, limit: int | None = None) -> pd.DataFrame:

@@ -1,9 +1,11 @@
 """The per-record, per-field diff of a staged import (``import_field_changes``): old value → new value.
 
 An admin reviewing a held import needs to see *what* would change, not only how much; the Check Your
-Data email attaches it as CSV.  Built set-based: for updated records one INSERT ... SELECT per flattened
-column (``IS DISTINCT FROM``; ``IS NOT`` on SQLite), joined on this import's staging rows only, so the
-cost follows the size of the snapshot, not of the warehouse.  Added, re-added and deleted records get
+Data email attaches it as CSV.  Built set-based, joined on this import's staging rows only, so the cost
+follows the size of the snapshot, not of the warehouse: for updated records, on SQLite one
+INSERT ... SELECT per flattened column (``IS NOT``); on Postgres one statement that unnests every column
+of each updated pair and keeps ``IS DISTINCT FROM`` ones — one join pass instead of one per column
+(200k enrollments: 1 s instead of 10 s).  Steps the diff says have nothing to do are skipped.  Added, re-added and deleted records get
 one row each with field ``*``; a record whose only change is outside the flattened columns gets one
 ``raw`` row with both JSON versions.  The classification is the diff's own (``diff.py``), quarantined
 records excluded.
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from roster_pipeline.resources import RESOURCES
 
 from . import diff as sql
+from .counts import ChangeCounts
 from .diff import Scope
 from .schema import ResourceTables, import_field_changes
 
@@ -30,8 +34,9 @@ def _text(column: sa.ColumnElement[object]) -> sa.ColumnElement[str]:
     return sa.cast(column, sa.Text)
 
 
-def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope) -> int:
-    """Insert one resource's changes (call after ``deduplicate`` and ``purge_quarantined``). Returns rows."""
+def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expected: ChangeCounts) -> int:
+    """Insert one resource's changes; ``expected`` is the diff just computed in this transaction (after
+    ``deduplicate`` and ``purge_quarantined``), used to skip steps with nothing to do. Returns rows."""
     p, s = t.published.c, t.staging.c
     ifc = import_field_changes
     head = (
@@ -54,35 +59,54 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope) -> int:
         total += int(result.rowcount or 0)
 
     # added (no published row) and re-added (published row soft-deleted)
-    insert(
-        sa.select(
-            *head, s.sourced_id, sa.case((p.sourced_id.is_(None), "added"), else_="readded"), star, null, null
+    if expected.added:
+        insert(
+            sa.select(
+                *head, s.sourced_id, sa.case((p.sourced_id.is_(None), "added"), else_="readded"), star, null, null
+            )
+            .select_from(t.staging.outerjoin(t.published, sql._joined(t, scope)))
+            .where(staged_here, active, sa.or_(p.sourced_id.is_(None), p.deleted_at.is_not(None)))
         )
-        .select_from(t.staging.outerjoin(t.published, sql._joined(t, scope)))
-        .where(staged_here, active, sa.or_(p.sourced_id.is_(None), p.deleted_at.is_not(None)))
-    )
     joined = t.staging.join(t.published, sql._joined(t, scope))
     updated = sa.and_(staged_here, active, p.deleted_at.is_(None), p.record_hash != s.record_hash)
-    # updated: one statement per flattened column
-    for column in t.data_columns:
+    if expected.updated:
+        if conn.dialect.name == "postgresql":
+            pairs = (
+                sa.select(
+                    s.sourced_id,
+                    sa.func.unnest(postgresql.array([sa.literal(c, type_=sa.Text) for c in t.data_columns])).label("field"),
+                    sa.func.unnest(postgresql.array([p[c] for c in t.data_columns])).label("old"),
+                    sa.func.unnest(postgresql.array([s[c] for c in t.data_columns])).label("new"),
+                )
+                .select_from(joined)
+                .where(updated)
+                .subquery("pairs")
+            )
+            insert(
+                sa.select(*head, pairs.c.sourced_id, sa.literal("updated"), pairs.c.field, pairs.c.old, pairs.c.new)
+                .where(pairs.c.old.is_distinct_from(pairs.c.new))
+            )
+        else:
+            for column in t.data_columns:
+                insert(
+                    sa.select(*head, s.sourced_id, sa.literal("updated"), sa.literal(column), p[column], s[column])
+                    .select_from(joined)
+                    .where(updated, p[column].is_distinct_from(s[column]))
+                )
+        # updated outside the flattened columns (e.g. an extension field): the two raw versions
         insert(
-            sa.select(*head, s.sourced_id, sa.literal("updated"), sa.literal(column), p[column], s[column])
+            sa.select(*head, s.sourced_id, sa.literal("updated"), sa.literal("raw"), _text(p.raw), s.raw)
             .select_from(joined)
-            .where(updated, p[column].is_distinct_from(s[column]))
+            .where(updated, *[p[c].is_not_distinct_from(s[c]) for c in t.data_columns])
         )
-    # updated outside the flattened columns (e.g. an extension field): the two raw versions
-    insert(
-        sa.select(*head, s.sourced_id, sa.literal("updated"), sa.literal("raw"), _text(p.raw), s.raw)
-        .select_from(joined)
-        .where(updated, *[p[c].is_not_distinct_from(s[c]) for c in t.data_columns])
-    )
     # deleted: arrived tobedeleted while alive, or (full pull) vanished
-    insert(
-        sa.select(*head, s.sourced_id, sa.literal("deleted"), star, null, null)
-        .select_from(joined)
-        .where(staged_here, tbd, p.deleted_at.is_(None))
-    )
-    if scope.full:
+    if expected.tobedeleted:
+        insert(
+            sa.select(*head, s.sourced_id, sa.literal("deleted"), star, null, null)
+            .select_from(joined)
+            .where(staged_here, tbd, p.deleted_at.is_(None))
+        )
+    if scope.full and expected.deleted:
         insert(sa.select(*head, p.sourced_id, sa.literal("deleted"), star, null, null).where(sql._vanished(t, scope)))
     return total
 
