@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg

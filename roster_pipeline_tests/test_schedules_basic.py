@@ -14,7 +14,7 @@ from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.control.state import pause_district, resume_district
 from roster_pipeline.definitions import build_definitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
-from roster_pipeline.defs.schedules import cron_for, schedule_name
+from roster_pipeline.defs.schedules import cron_for
 from roster_pipeline.districts import load_registry
 from roster_pipeline.warehouse import Warehouse
 
@@ -46,7 +46,7 @@ def setup(tmp_path: Path, sqlite_url: str):
     return defs, registry, warehouse
 
 
-def evaluate(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when: datetime):  # noqa: ANN201
+def evaluate(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when: datetime):
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=defs.resources,
                                         repository_def=defs.get_repository_def())
     return defs.get_schedule_def(name).evaluate_tick(context)

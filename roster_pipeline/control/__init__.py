@@ -12,7 +12,13 @@ Everything here is free of Dagster, so the sensor, the review jobs, the CLI and 
 """
 
 from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.control.state import DistrictState, get_state, all_states, pause_district, resume_district
+from roster_pipeline.control.state import (
+    DistrictState,
+    all_states,
+    get_state,
+    pause_district,
+    resume_district,
+)
 
 __all__ = [
     "DistrictState",

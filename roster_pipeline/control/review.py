@@ -13,7 +13,6 @@ from roster_pipeline.control import audit
 from roster_pipeline.control.state import get_state, pause_district, request_action, resume_district
 from roster_pipeline.warehouse import ImportRun, Warehouse
 
-
 REVIEW_JOBS: dict[str, str] = {"approve": "review_approve", "reject": "review_reject", "reprocess": "review_reprocess"}
 REVIEW_OPS: dict[str, str] = {"approve": "approve_held_import", "reject": "reject_held_import",
                               "reprocess": "reprocess_district"}

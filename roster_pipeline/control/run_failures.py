@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from email.message import EmailMessage
 
 from roster_pipeline.control import audit, ledger
 from roster_pipeline.control.notifier import Delivery, send_once
@@ -31,7 +32,7 @@ def _send(warehouse: Warehouse, district: District, key: str, detail: dict, send
           settings: NotifySettings, now: datetime | None) -> Delivery | None:
     started = datetime.fromisoformat(detail["started_at"]) if detail.get("started_at") else None
 
-    def build():  # noqa: ANN202
+    def build() -> EmailMessage:
         report = run_failure_report(district, detail["run_id"], detail["error"], detail.get("import_id"), started)
         return render_check_your_data(report, district.admin_emails, email_from(),
                                       secret_env_names=secret_env_names_for(district))

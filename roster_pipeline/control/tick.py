@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import EmailMessage
 
 import sqlalchemy as sa
 
@@ -69,7 +70,7 @@ def _settled(engine: sa.Engine, run: ImportRun, settings: NotifySettings) -> boo
 
 def email_check_your_data(warehouse: Warehouse, district: District, run: ImportRun, sender: Callable[[], Sender],
                           settings: NotifySettings, now: datetime | None = None) -> Delivery | None:
-    def build():  # noqa: ANN202
+    def build() -> EmailMessage:
         return render_check_your_data(check_your_data_report(warehouse, district, run), district.admin_emails,
                                       email_from(), secret_env_names=secret_env_names_for(district))
 
@@ -80,7 +81,7 @@ def email_check_your_data(warehouse: Warehouse, district: District, run: ImportR
 
 def email_import_results(warehouse: Warehouse, district: District, run: ImportRun, sender: Callable[[], Sender],
                          settings: NotifySettings, now: datetime | None = None) -> Delivery | None:
-    def build():  # noqa: ANN202
+    def build() -> EmailMessage:
         return render_import_results(import_results_report(warehouse, district, run), district.admin_emails,
                                      email_from(), secret_env_names=secret_env_names_for(district))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from roster_pipeline.control.state import get_state, review_hint
-from roster_pipeline.districts import District, Registry, WEEKDAYS
+from roster_pipeline.districts import WEEKDAYS, District, Registry
 
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource
