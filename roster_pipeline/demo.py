@@ -137,6 +137,8 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None)
 
     from roster_pipeline.definitions import build_definitions
     from roster_pipeline.districts import load_registry
+    from roster_pipeline.control.review import approve
+    from roster_pipeline.control.state import get_state
     from roster_pipeline.simulator.admin import apply_mutation
     from roster_pipeline.warehouse import Warehouse
 
@@ -157,19 +159,59 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None)
 
         district = DEMO_DISTRICTS[0]
         kind, params, expected = SCENARIOS[scenario]
-        before = Warehouse().current_counts(district.id)
+        warehouse = Warehouse()
+        notify = ControlLoop(warehouse, registry)
+        notify.tick()  # the first imports' Import Results emails
+        before = warehouse.current_counts(district.id)
         summary = apply_mutation(server.tenant(district.app_name).district, kind, dict(params))
-        print(f"\nscenario {scenario}: simulator applied {kind} to {district.id}: {summary['changes']}")
+        changed = {name: {k: n for k, n in counts.items() if n} for name, counts in summary["changes"].items()}
+        changed = {name: counts for name, counts in changed.items() if counts}
+        print(f"\nscenario {scenario}: the simulator applied {kind} to {district.id}: {changed}")
         published, district_rows, checks = sync_once(job, instance, district.id)
         print_table(district_rows)
         print(checks)
-        after = Warehouse().current_counts(district.id)
+        after = warehouse.current_counts(district.id)
         outcome = "published" if published else "held"
-        print(f"{district.id}: import {outcome}; published rows before {before} after {after}")
+        print(f"{district.id}: import {outcome}; published rows unchanged: {before == after}")
         if outcome != expected or (outcome == "held" and before != after):
             print(f"scenario {scenario}: expected the import to be {expected}", file=sys.stderr)
             return 1
+        notify.tick()  # what the district_control sensor does: pause + Check Your Data / Import Results
+        if outcome == "held":
+            state = get_state(warehouse.engine, district.id)
+            print(f"{district.id}: paused={state.paused} ({state.reason})")
+            result = approve(warehouse, district.id, reviewer="demo data engineer", note="demo: approved on purpose")
+            print(f"review approve: {result.outcome}")
+            notify.tick()
+        print("emails written to the outbox:")
+        for path in notify.outbox_files():
+            print(f"  {path.resolve()}")
         return 0
+
+
+class ControlLoop:
+    """The district_control sensor's work, run in-process for the headless demo (no daemon needed)."""
+
+    def __init__(self, warehouse: object, registry: object) -> None:
+        from roster_pipeline.control.schema import create_control_schema
+        from roster_pipeline.control.settings import NotifySettings
+        from roster_pipeline.defs.sensors import smtp_sender_factory
+
+        self.warehouse, self.registry = warehouse, registry
+        self.settings = NotifySettings.from_env()
+        self.sender = smtp_sender_factory(self.settings)
+        self.floor: int | None = None
+        self.seen: set[Path] = set(self.settings.outbox_dir.glob("*.eml"))
+        create_control_schema(warehouse.engine)  # type: ignore[attr-defined]
+
+    def tick(self) -> None:
+        from roster_pipeline.control.tick import process_imports
+
+        report = process_imports(self.warehouse, self.registry, self.sender, self.settings, self.floor)  # type: ignore[arg-type]
+        self.floor = report.floor
+
+    def outbox_files(self) -> list[Path]:
+        return sorted(set(self.settings.outbox_dir.glob("*.eml")) - self.seen)
 
 
 def print_table(rows: list[tuple[str, str, dict[str, object]]]) -> None:

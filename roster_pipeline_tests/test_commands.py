@@ -47,6 +47,32 @@ def test_demo_once_syncs_both_demo_districts_into_the_embedded_default(tmp_path:
     assert rows and all(row[3:6] == ["0", "0", "0"] for row in rows), again.stdout
 
 
+def test_demo_scenario_shows_the_whole_review_loop_headless(tmp_path: Path) -> None:
+    """A wiped SIS is held and paused, Check Your Data lands in the outbox, approve publishes, Import Results follows."""
+    import email
+    from email import policy
+
+    completed = run_command(
+        ["demo", "--once", "--scenario", "wipe_enrollments", "--workdir", str(tmp_path / "demo")], cwd=tmp_path
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    out = completed.stdout
+    assert "check change_thresholds: FAILED" in out
+    assert "riverside_usd: import held; published rows unchanged: True" in out
+    assert "riverside_usd: paused=True" in out
+    assert "review approve: import" in out and "district resumed" in out
+
+    outbox = sorted((tmp_path / ".roster_pipeline" / "outbox").glob("*.eml"))
+    kinds = [(p.name.split("_import-")[0].split("_", 1)[1], p.name.split("_import-")[1]) for p in outbox]
+    assert ("riverside_usd_check_your_data", "3.eml") in kinds
+    assert ("riverside_usd_import_results", "3.eml") in kinds
+    check_your_data = next(p for p in outbox if "check_your_data" in p.name)
+    message = email.message_from_bytes(check_your_data.read_bytes(), policy=policy.default)
+    assert message["To"] == "roster-admin@riversideusd.example.org"
+    assert "Check Your Data" in message["Subject"]
+    assert {a.get_filename() for a in message.iter_attachments()} == {"rejected_rows.csv", "field_changes.csv"}
+
+
 @pytest.mark.postgres
 def test_bench_runs_end_to_end_and_prints_figures(postgres_url: str, tmp_path: Path) -> None:
     completed = run_command(["bench", "--size", "tiny", "--page-size", "50", "--database-url", postgres_url], cwd=tmp_path)

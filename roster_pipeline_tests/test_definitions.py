@@ -36,14 +36,19 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
     registry = load_registry()
     defs = build_definitions(registry)
     graph = defs.resolve_asset_graph()
-    assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == EXPECTED_ASSETS
+    assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == sorted(
+        [*EXPECTED_ASSETS, "district_status"]
+    )
+    status = graph.get(dg.AssetKey("district_status"))
+    assert status.group_name == "roster_control" and status.partitions_def is None
 
     job = defs.resolve_job_def("sync_district")
     assert job.partitions_def is not None
     assert job.partitions_def.get_partition_keys() == list(registry.districts)
     assert sorted(key.to_user_string() for key in job.asset_layer.executable_asset_keys) == EXPECTED_ASSETS
 
-    for key in graph.get_all_asset_keys():
+    for name in EXPECTED_ASSETS:
+        key = dg.AssetKey(name)
         node = graph.get(key)
         assert node.partitions_def == job.partitions_def, key
         assert node.group_name == "roster_sync"
@@ -55,6 +60,13 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
         "published_roster", "roster_import", "checked_snapshot"
     }
     assert sorted(key.name for key in graph.asset_check_keys) == ["change_thresholds", "school_thresholds", "valid_records"]
+
+    # Per-district schedules for enabled, non-manual districts; the control sensor runs by default.
+    enabled = [d.id for d in registry.districts.values() if d.enabled and d.schedule.frequency != "manual"]
+    assert sorted(s.name for s in defs.schedules or []) == sorted(f"sync_{d.replace('-', '_')}" for d in enabled)
+    sensors = {s.name: s for s in defs.sensors or []}
+    assert sensors["district_control"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert {j.name for j in defs.jobs or []} >= {"review_approve", "review_reject", "review_reprocess"}
 
     dry_run = defs.resolve_job_def("dry_run_district")
     assert sorted(k.to_user_string() for k in dry_run.asset_layer.executable_asset_keys) == sorted(
