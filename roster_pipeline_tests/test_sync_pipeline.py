@@ -188,3 +188,32 @@ class _EnvSetter(dict):
     def __setitem__(self, key: str, value: str) -> None:
         self._monkeypatch.setenv(key, value)
         super().__setitem__(key, value)
+
+
+def test_secrets_never_reach_dagster_events_logs_or_metadata(
+    server: SimulatorServer, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The client secret and every bearer token issued stay out of the event log, metadata and logs."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    registry_path = tmp_path / "districts.yaml"
+    registry = write_registry(registry_path, server, monkeypatch_environ(monkeypatch), ["beta"])
+    # One failing run too: error messages and stack traces are where secrets usually leak.
+    server.faults.add(status=500, times=5, path_contains="/users")  # not retried: fails the run at once
+    failed = sync(registry, registry_path, sqlite_url, "beta", instance)
+    assert not failed.success
+    server.faults.clear()
+    assert sync(registry, registry_path, sqlite_url, "beta", instance).success
+
+    secrets = {server.tenant("beta").client_secret, *server.token_store._tokens}  # noqa: SLF001 - test peeks
+    assert len(secrets) > 1, "tokens were issued"
+    everything: list[str] = []
+    for run in instance.get_runs():
+        everything += [str(entry) for entry in instance.all_logs(run.run_id)]
+    everything.append(caplog.text)
+    blob = "\n".join(everything)
+    assert "district beta" in blob or "beta" in blob  # the logs are really there
+    for secret in secrets:
+        assert secret not in blob
