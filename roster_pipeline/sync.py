@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from roster_pipeline.districts import District
 from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
+from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
 from roster_pipeline.validation import validate_batch
 from roster_pipeline.oneroster import ClientConfig, OneRosterClient
 from roster_pipeline.resources import Resource
@@ -42,6 +43,11 @@ class ResourceStageResult:
     rejected: int = 0  # records quarantined by the schema checks (never staged)
     warnings: int = 0
     rejects_by_check: dict[str, int] = field(default_factory=dict)
+    since: dt.datetime | None = None  # the delta's dateLastModified bound; None for a full pull
+
+    @property
+    def sync_mode(self) -> SyncMode:
+        return "full" if self.since is None else "delta"
 
     @property
     def records_per_second(self) -> float:
@@ -59,6 +65,7 @@ class DistrictSyncResult:
     published: dict[str, ChangeCounts] = field(default_factory=dict)  # empty when the checks held it
     checks: SnapshotChecks | None = None
     seconds: float = 0.0
+    mode: ModeDecision | None = None
 
 
 def client_config_for(district: District, environ: Mapping[str, str] | None = None) -> ClientConfig:
@@ -92,15 +99,33 @@ def school_year_for(district: District, client: OneRosterClient, today: dt.date 
     return today.year + 1 if today.month >= 7 else today.year
 
 
-def open_import(
-    warehouse: Warehouse, district: District, client: OneRosterClient, run_id: str, sync_mode: str = "full"
-) -> tuple[int, int]:
-    """Start an import for a run; returns (import_id, school_year)."""
+@dataclass(frozen=True)
+class OpenedImport:
+    """An import a run opened: its id, school year and the sync mode it runs in (with the delta's since)."""
+
+    import_id: int
+    school_year: int
+    mode: ModeDecision
+
+
+def open_sync_import(
+    warehouse: Warehouse, district: District, client: OneRosterClient, run_id: str, request: ModeRequest
+) -> OpenedImport:
+    """Start an import for a run in the requested mode; a delta with nothing published before runs full."""
     if not district.enabled:
         raise SyncError(f"district {district.id!r} is disabled (enabled: false in the registry); no import started")
     school_year = school_year_for(district, client)
-    import_id = warehouse.begin_import(district.id, run_id, school_year, sync_mode)
-    return import_id, school_year
+    mode = decide_mode(warehouse, district, school_year, request)
+    import_id = warehouse.begin_import(district.id, run_id, school_year, mode.mode)
+    return OpenedImport(import_id, school_year, mode)
+
+
+def open_import(
+    warehouse: Warehouse, district: District, client: OneRosterClient, run_id: str, sync_mode: SyncMode = "full"
+) -> tuple[int, int]:
+    """Start an import for a run; returns (import_id, school_year)."""
+    opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
+    return opened.import_id, opened.school_year
 
 
 def import_for_run(warehouse: Warehouse, district_id: str, run_id: str) -> int:
@@ -115,9 +140,17 @@ def import_for_run(warehouse: Warehouse, district_id: str, run_id: str) -> int:
 
 
 def stage_resource(
-    warehouse: Warehouse, client: OneRosterClient, import_id: int, district: District, resource: Resource
+    warehouse: Warehouse,
+    client: OneRosterClient,
+    import_id: int,
+    district: District,
+    resource: Resource,
+    since: dt.datetime | None = None,
 ) -> ResourceStageResult:
     """Stream one resource from the SIS into staging, batch by batch, then diff it in SQL.
+
+    ``since`` (a delta import) asks the SIS only for records modified after it; the warehouse knows the
+    import is a delta and so never infers deletions from what the pull did not return.
 
     Each batch is validated with the resource's Pandera model as it arrives: valid records are staged,
     failing ones go to the quarantine with the failed check, so nothing is dropped silently and nothing
@@ -126,7 +159,7 @@ def stage_resource(
     started = time.perf_counter()
     staged = rejected = warnings = 0
     rejects_by_check: Counter[str] = Counter()
-    for batch in client.iter_batches(resource.collection):
+    for batch in client.iter_batches(resource.collection, since=since):
         checked = validate_batch(district, resource.name, batch)
         staged += warehouse.stage(import_id, resource.name, checked.valid)
         if checked.rejects or checked.warnings:
@@ -151,6 +184,7 @@ def stage_resource(
         rejected=rejected,
         warnings=warnings,
         rejects_by_check=dict(rejects_by_check.most_common()),
+        since=since,
     )
 
 
@@ -160,17 +194,21 @@ def sync_district(
     run_id: str,
     resources: tuple[Resource, ...],
     *,
-    sync_mode: str = "full",
+    sync_mode: SyncMode = "full",
     environ: Mapping[str, str] | None = None,
 ) -> DistrictSyncResult:
-    """Run every step for one district outside Dagster (benchmark and scripts); fails the import on error."""
+    """Run every step for one district outside Dagster (benchmark and scripts); fails the import on error.
+
+    ``sync_mode="delta"`` counts from the last published import (full when there is none).
+    """
     started = time.perf_counter()
     with OneRosterClient(client_config_for(district, environ)) as client:
-        import_id, school_year = open_import(warehouse, district, client, run_id, sync_mode)
-        result = DistrictSyncResult(district.id, import_id, school_year)
+        opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
+        import_id, since = opened.import_id, opened.mode.since
+        result = DistrictSyncResult(district.id, import_id, opened.school_year, mode=opened.mode)
         try:
             for resource in resources:
-                result.staged[resource.name] = stage_resource(warehouse, client, import_id, district, resource)
+                result.staged[resource.name] = stage_resource(warehouse, client, import_id, district, resource, since)
             result.checks = check_snapshot(warehouse, district, import_id)
             if result.checks.passed:
                 result.published = warehouse.publish(import_id)

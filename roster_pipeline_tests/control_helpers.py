@@ -16,6 +16,7 @@ from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseRe
 from roster_pipeline.defs.sensors import CONTROL_SENSOR_NAME
 from roster_pipeline.districts import Registry
 from roster_pipeline.resources import RESOURCES
+from roster_pipeline.sync_mode import SYNC_MODE_TAG
 
 
 def bound_definitions(registry: Registry, registry_path: Path, warehouse_url: str) -> dg.Definitions:
@@ -31,8 +32,10 @@ def bound_definitions(registry: Registry, registry_path: Path, warehouse_url: st
 
 def run_sync(defs: dg.Definitions, district_id: str, instance: dg.DagsterInstance,
              tags: Mapping[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    """The district's sync job; a full sync unless the tags say otherwise (never today's weekday plan)."""
     return defs.get_job_def(SYNC_JOB_NAME).execute_in_process(
-        partition_key=district_id, instance=instance, tags=dict(tags or {}), raise_on_error=False
+        partition_key=district_id, instance=instance, tags={SYNC_MODE_TAG: "full", **(tags or {})},
+        raise_on_error=False,
     )
 
 

@@ -15,6 +15,7 @@ from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.districts import Registry, load_registry
 from roster_pipeline.simulator import SimulatorServer
+from roster_pipeline.sync_mode import SYNC_MODE_TAG
 
 
 def write_registry(
@@ -50,14 +51,24 @@ def write_registry(
 
 
 def sync(
-    registry: Registry, registry_path: Path, warehouse_url: str, district_id: str, instance: dg.DagsterInstance
+    registry: Registry,
+    registry_path: Path,
+    warehouse_url: str,
+    district_id: str,
+    instance: dg.DagsterInstance,
+    sync_mode: str | None = "full",
 ) -> dg.ExecuteInProcessResult:
-    """Materialize every asset of one district partition, in process, through the real assets."""
+    """Materialize every asset of one district partition, in process, through the real assets.
+
+    ``sync_mode`` becomes the run tag (full by default, so a test never depends on today's weekday);
+    None leaves the mode to the district's plan for today.
+    """
     assets = build_roster_assets(district_partitions(registry))
     return dg.materialize(
         assets,
         partition_key=district_id,
         instance=instance,
+        tags={SYNC_MODE_TAG: sync_mode} if sync_mode else None,
         resources={
             "warehouse": WarehouseResource(database_url=warehouse_url),
             "registry": DistrictRegistryResource(districts_file=str(registry_path)),

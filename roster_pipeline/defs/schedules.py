@@ -1,22 +1,31 @@
 """One schedule per enabled district, from the registry: ``sync_<district_id>`` in the district's timezone.
 
-Minimal on purpose (issue 6 adds sync modes and rollover): the registry's frequency and time become a
-cron string, each tick asks for the district's sync with an idempotent run key, and a paused or
-disabled district's tick is skipped with a reason that says why and how to review it.  A registry change
-(new district, new time) takes effect on a code-location reload.
+The registry's frequency and time become a cron string evaluated in the district's own timezone
+(``execution_timezone``), so 02:30 stays 02:30 local across DST: on the spring-forward night a time that
+does not exist runs at 03:00, on the fall-back night a time that exists twice runs once (Dagster takes
+the later instant).  Each tick asks for the district's sync tagged with the district, its school year
+(when the registry pins one) and the sync mode of its plan for that local date, under a run key made of
+the district and the scheduled local time, so a re-evaluated tick never launches a second run.  A paused
+or disabled district's tick is skipped with a reason that says why and how to review it.  A registry
+change (new district, new time) takes effect on a code-location reload.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import dagster as dg
 
 from roster_pipeline.control.state import get_state, review_hint
 from roster_pipeline.districts import WEEKDAYS, District, Registry
+from roster_pipeline.sync_mode import SYNC_MODE_TAG
 
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource
 
 SCHEDULE_TAG = "roster/schedule"
+DISTRICT_TAG = "roster/district"
+SCHOOL_YEAR_TAG = "roster/school_year"
 
 
 def cron_for(district: District) -> list[str] | None:
@@ -51,6 +60,23 @@ def schedule_name(district_id: str) -> str:
     return f"sync_{district_id.replace('-', '_')}"  # Dagster names allow [A-Za-z0-9_] only
 
 
+def tick_request(district: District, scheduled: dt.datetime, schedule: str) -> dg.RunRequest:
+    """The run one tick asks for: plan mode of the district's local date, idempotent run key."""
+    local = scheduled.astimezone(district.zone)
+    tags = {
+        SCHEDULE_TAG: schedule,
+        DISTRICT_TAG: district.id,
+        SYNC_MODE_TAG: district.schedule.sync_mode_on(local.date()),
+    }
+    if district.school_year is not None:
+        tags[SCHOOL_YEAR_TAG] = str(district.school_year)
+    return dg.RunRequest(
+        partition_key=district.id,
+        run_key=f"{district.id}-{local.isoformat()}",  # one run per tick, however often it is evaluated
+        tags=tags,
+    )
+
+
 def build_district_schedule(district: District) -> dg.ScheduleDefinition | None:
     crons = cron_for(district)
     if crons is None:
@@ -64,7 +90,8 @@ def build_district_schedule(district: District) -> dg.ScheduleDefinition | None:
         job_name=SYNC_JOB_NAME,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Sync {district.name} ({district.schedule.frequency} at {district.schedule.time} "
-        f"{district.timezone}); skipped while the district is paused or disabled.",
+        f"{district.timezone}, plan {district.schedule.sync_plan}); skipped while the district is paused or "
+        "disabled.",
     )
     def _schedule(
         context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource, registry: DistrictRegistryResource
@@ -72,11 +99,8 @@ def build_district_schedule(district: District) -> dg.ScheduleDefinition | None:
         reason = skip_reason(warehouse, registry, district.id)
         if reason is not None:
             return dg.SkipReason(reason)
-        return dg.RunRequest(
-            partition_key=district.id,
-            run_key=f"{district.id}-{context.scheduled_execution_time.isoformat()}",  # one run per tick
-            tags={SCHEDULE_TAG: name},
-        )
+        scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        return tick_request(district, scheduled, name)
 
     return _schedule
 

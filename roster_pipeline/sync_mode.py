@@ -1,0 +1,163 @@
+"""Which sync mode a run uses (``full`` or ``delta``) and, for a delta, from when.
+
+Why a module of its own: the mode is decided once, when the import opens, from (in this order) the run
+tag ``roster/sync_mode`` (set by the schedules, or by hand in the UI/CLI), the run config of
+``roster_import``, and the district's plan for today in its own timezone.  A delta needs a starting
+point: the start of the last *published* import of the same district and school year, minus the
+district's ``delta_overlap_minutes`` (records changed while that import was pulling are fetched again
+rather than missed).  Without such an import a delta falls back to full, and says so.
+
+The mode is then stored in ``import_runs``; the resource assets read it back from there and re-derive
+``since`` from the same published import (the latest one *before* this import), so every resource of
+one import filters on exactly the same instant without any extra column or cross-asset state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, cast
+
+import sqlalchemy as sa
+
+from roster_pipeline.districts import District
+from roster_pipeline.warehouse import Warehouse
+from roster_pipeline.warehouse.core import ImportRun
+from roster_pipeline.warehouse.schema import import_runs
+
+SyncMode = Literal["full", "delta"]
+SYNC_MODE_TAG = "roster/sync_mode"
+SYNC_MODES: tuple[SyncMode, ...] = ("full", "delta")
+ModeSource = Literal["tag", "config", "plan"]
+
+
+class SyncModeError(ValueError):
+    """A run asked for a sync mode that does not exist (a typo in a tag or the launchpad config)."""
+
+
+@dataclass(frozen=True)
+class ModeRequest:
+    """The mode a run asked for and where that came from (shown in the run's metadata)."""
+
+    mode: SyncMode
+    source: ModeSource
+
+
+@dataclass(frozen=True)
+class ModeDecision:
+    """The mode an import actually runs in; ``since`` is set exactly when ``mode`` is delta."""
+
+    requested: ModeRequest
+    mode: SyncMode
+    since: dt.datetime | None = None
+    base_import_id: int | None = None  # the published import the delta counts from
+    fallback_reason: str | None = None  # why a requested delta runs as full
+
+    def describe(self) -> str:
+        origin = {"tag": f"run tag {SYNC_MODE_TAG}", "config": "run config", "plan": "the district's plan"}
+        text = f"{self.mode} sync (requested {self.requested.mode} by {origin[self.requested.source]})"
+        if self.since is not None:
+            text += f", records modified after {self.since.isoformat()} (import {self.base_import_id} minus overlap)"
+        if self.fallback_reason:
+            text += f"; {self.fallback_reason}"
+        return text
+
+
+def _checked(value: str, where: str) -> SyncMode:
+    mode = value.strip().lower()
+    if mode not in SYNC_MODES:
+        raise SyncModeError(f"{where}: sync mode must be 'full' or 'delta', got {value!r}")
+    return cast(SyncMode, mode)
+
+
+def local_date(district: District, now: dt.datetime | None = None) -> dt.date:
+    """Today in the district's timezone: a district's plan follows its own calendar, not UTC's."""
+    moment = now or dt.datetime.now(dt.UTC)
+    return moment.astimezone(district.zone).date()
+
+
+def requested_mode(
+    district: District,
+    tags: Mapping[str, str],
+    config_mode: str | None = None,
+    now: dt.datetime | None = None,
+) -> ModeRequest:
+    """Tag, else run config, else the district's plan for its local today."""
+    if tags.get(SYNC_MODE_TAG):
+        return ModeRequest(_checked(tags[SYNC_MODE_TAG], f"run tag {SYNC_MODE_TAG}"), "tag")
+    if config_mode:
+        return ModeRequest(_checked(config_mode, "roster_import config sync_mode"), "config")
+    return ModeRequest(district.schedule.sync_mode_on(local_date(district, now)), "plan")
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    # SQLite hands timestamps back naive; the warehouse writes them in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def delta_base(
+    warehouse: Warehouse, district_id: str, school_year: int, before_import_id: int | None = None
+) -> ImportRun | None:
+    """The latest published import of the district and school year (before ``before_import_id``).
+
+    The same school year only: after a rollover the first import of the new year must be a full one.
+    """
+    query = sa.select(sa.func.max(import_runs.c.import_id)).where(
+        import_runs.c.district_id == district_id,
+        import_runs.c.school_year == int(school_year),
+        import_runs.c.status == "published",
+    )
+    if before_import_id is not None:
+        query = query.where(import_runs.c.import_id < before_import_id)
+    with warehouse.engine.connect() as conn:
+        import_id = conn.execute(query).scalar()
+    return None if import_id is None else warehouse.get_import(int(import_id))
+
+
+def since_from(base: ImportRun, district: District) -> dt.datetime:
+    """Start of the base import minus the overlap, in UTC."""
+    overlap = dt.timedelta(minutes=district.schedule.delta_overlap_minutes)
+    return (_aware(base.started_at) - overlap).astimezone(dt.UTC)
+
+
+def decide_mode(warehouse: Warehouse, district: District, school_year: int, request: ModeRequest) -> ModeDecision:
+    """Turn a request into the mode the import opens with (a delta with nothing to count from: full)."""
+    if request.mode == "full":
+        return ModeDecision(request, "full")
+    base = delta_base(warehouse, district.id, school_year)
+    if base is None:
+        reason = (
+            f"falling back to full: district {district.id} has no published import for school year "
+            f"{school_year} to count a delta from"
+        )
+        return ModeDecision(request, "full", fallback_reason=reason)
+    return ModeDecision(request, "delta", since=since_from(base, district), base_import_id=base.import_id)
+
+
+def since_for_import(warehouse: Warehouse, district: District, import_id: int) -> dt.datetime | None:
+    """The ``since`` of an open import: None for a full import, else from the import it follows."""
+    run = warehouse.get_import(import_id)
+    if run.sync_mode != "delta":
+        return None
+    base = delta_base(warehouse, run.district_id, run.school_year, before_import_id=import_id)
+    if base is None:  # only if published imports were removed by hand after this one opened
+        raise SyncModeError(
+            f"district {district.id}: delta import {import_id} has no earlier published import to count from; "
+            "launch a full sync (tag roster/sync_mode=full)"
+        )
+    return since_from(base, district)
+
+
+__all__ = [
+    "SYNC_MODE_TAG",
+    "ModeDecision",
+    "ModeRequest",
+    "SyncMode",
+    "SyncModeError",
+    "decide_mode",
+    "delta_base",
+    "local_date",
+    "requested_mode",
+    "since_for_import",
+]
