@@ -179,7 +179,7 @@ class OneRosterClient:
         return record
 
     def current_school_year(self, today: date | None = None) -> int | None:
-        """The ending year of the schoolYear session containing today (else the latest one), or None.
+        """The ending year of the active schoolYear session containing today (else the latest one), or None.
 
         One filtered request: a district has a handful of schoolYear sessions, far below a page.
         """
@@ -192,6 +192,8 @@ class OneRosterClient:
         payload, response = self._get_json(url, params, label, stats, threading.Event())
         years: list[tuple[int, date | None, date | None]] = []
         for record in self._records_of(payload, endpoint, label):
+            if str(record.get("status", "")).lower() == "tobedeleted":
+                continue  # an SIS that rolled over serves the old year's session as tobedeleted: not current
             try:
                 year = int(str(record.get("schoolYear", "")).strip())
             except ValueError:

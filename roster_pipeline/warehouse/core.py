@@ -24,6 +24,7 @@ from roster_pipeline.resources import RESOURCES, Resource, resource
 
 from roster_pipeline.rejects import Reject
 
+from . import archive
 from . import diff as sql
 from . import field_diff, quarantine, summaries
 from .counts import ChangeCounts
@@ -56,6 +57,7 @@ class ImportRun:
     overridden_by: str | None = None  # who published it despite failed checks (approve)
     override_reason: str | None = None
     overridden_at: datetime | None = None
+    additions_only: bool = False  # rollover window: publishing adds and updates, never deletes
 
 
 def _now() -> datetime:
@@ -86,9 +88,11 @@ class Warehouse:
     # -- imports ---------------------------------------------------------------------------------
 
     def begin_import(self, district_id: str, run_id: str | None, school_year: int, sync_mode: str = "full") -> int:
+        """Open an import; a school year older than the district's current one is refused (PastSchoolYearError)."""
         if sync_mode not in SYNC_MODES:
             raise ValueError(f"sync_mode must be one of {SYNC_MODES}, got {sync_mode!r}")
         with self.engine.begin() as conn:
+            archive.refuse_past_year(conn, district_id, school_year)
             result = conn.execute(
                 import_runs.insert()
                 .values(
@@ -126,6 +130,27 @@ class Warehouse:
         with self.engine.connect() as conn:
             import_id = conn.execute(query).scalar()
             return None if import_id is None else self._import(conn, import_id)
+
+    def set_additions_only(self, import_id: int, additions_only: bool = True) -> None:
+        """Record that the import runs in a rollover additions_only window (before anything is staged):
+        its diff and publish then never delete (see ``diff.withhold_deletions``)."""
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id, lock=True)
+            if run.status not in OPEN_STATUSES:
+                raise WarehouseError(f"import {import_id} is {run.status}; its deletion policy can no longer change")
+            conn.execute(
+                import_runs.update().where(import_runs.c.import_id == import_id).values(additions_only=additions_only)
+            )
+
+    def current_school_year(self, district_id: str) -> int | None:
+        """The school year of the district's latest published import; older years are archived."""
+        with self.engine.connect() as conn:
+            return archive.current_school_year(conn, district_id)
+
+    def school_years(self, district_id: str) -> dict[int, dict[str, int]]:
+        """{school_year: {year-scoped resource: alive rows}}, archived years included."""
+        with self.engine.connect() as conn:
+            return archive.school_years(conn, district_id)
 
     def mark_staged(self, import_id: int) -> None:
         """Every resource is staged; the import now waits for its checks."""
@@ -242,7 +267,9 @@ class Warehouse:
             if conn.dialect.name == "postgresql":
                 # One publish per district at a time, whatever the orchestrator does.
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317002, hashtext(:d))"), {"d": run.district_id})
-            scope = sql.Scope(import_id, run.district_id, run.school_year, full=run.sync_mode == "full")
+            # An old school year is frozen after rollover; a newer one archives the years before it.
+            current_year = archive.refuse_past_year(conn, run.district_id, run.school_year, exclude_import=import_id)
+            scope = self._scope(run)
             rejected = quarantine.distinct_records(conn, import_id)
             for res in self._staged_resources(conn, import_id):
                 tables = TABLES[res.name]
@@ -272,6 +299,8 @@ class Warehouse:
                     )
                 )
                 results[res.name] = counts
+            if current_year is not None and run.school_year > current_year:
+                archive.archive_before(conn, run.district_id, run.school_year, now)
             self._clear_staging(conn, import_id)
             values: dict[str, Any] = {"status": "published", "finished_at": _now(), "error": None}
             if run.status == "held":  # only a held import had thresholds to override
@@ -377,7 +406,8 @@ class Warehouse:
     # -- reading -------------------------------------------------------------------------------------
 
     def current_counts(self, district_id: str, school_year: int | None = None) -> dict[str, int]:
-        """Not-deleted published rows per resource (year-scoped ones limited to ``school_year`` if given)."""
+        """Not-deleted published rows per resource: the current school year (year-scoped rows of archived
+        years left out, as in the ``current_<resource>`` views), or ``school_year``'s rows if given."""
         counts: dict[str, int] = {}
         with self.engine.connect() as conn:
             for res in RESOURCES:
@@ -387,6 +417,8 @@ class Warehouse:
                 )
                 if res.year_scoped and school_year is not None:
                     query = query.where(p.c.school_year == school_year)
+                elif res.year_scoped:
+                    query = query.where(p.c.archived_at.is_(None))
                 counts[res.name] = int(conn.execute(query).scalar_one())
         return counts
 
@@ -450,24 +482,42 @@ class Warehouse:
         run = self._import(conn, import_id)
         if run.status not in STAGED_STATUSES:
             raise WarehouseError(f"import {import_id} is {run.status}; its snapshot is no longer staged")
-        return run, sql.Scope(import_id, run.district_id, run.school_year, full=run.sync_mode == "full")
+        return run, self._scope(run)
+
+    @staticmethod
+    def _scope(run: ImportRun) -> sql.Scope:
+        """An additions_only import infers no deletions from absence, whatever its sync mode."""
+        full = run.sync_mode == "full" and not run.additions_only
+        return sql.Scope(run.import_id, run.district_id, run.school_year, full=full)
 
     def _prepare_staging(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
         """Last copy of each record wins, quarantined records out: what every diff reads."""
         sql.deduplicate(conn, TABLES[res.name], run.import_id)
         self._purge(conn, run.import_id, res)
+        if run.additions_only:
+            self._withhold(conn, run, res)
+
+    def _withhold(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
+        """additions_only: withdraw staged deletions of alive rows, counted as ``withheld``."""
+        removed = sql.withhold_deletions(conn, TABLES[res.name], self._scope(run))
+        if removed:
+            self._ensure_counts_row(conn, run.import_id, res.name)
+            c = import_resource_counts.c
+            conn.execute(
+                import_resource_counts.update()
+                .where(c.import_id == run.import_id, c.resource == res.name)
+                .values(withheld=c.withheld + removed)
+            )
 
     def _diff(self, conn: sa.Connection, run: ImportRun, res: Resource) -> ChangeCounts:
         tables = TABLES[res.name]
         self._prepare_staging(conn, run, res)
+        c = import_resource_counts.c
         counts = conn.execute(
-            sa.select(import_resource_counts.c.fetched, import_resource_counts.c.quarantined).where(
-                import_resource_counts.c.import_id == run.import_id, import_resource_counts.c.resource == res.name
-            )
+            sa.select(c.fetched, c.quarantined, c.withheld).where(c.import_id == run.import_id, c.resource == res.name)
         ).first()
-        fetched, quarantined = (int(counts[0]), int(counts[1])) if counts is not None else (0, 0)
-        scope = sql.Scope(run.import_id, run.district_id, run.school_year, full=run.sync_mode == "full")
-        return sql.count_changes(conn, tables, scope, fetched, quarantined)
+        fetched, quarantined, withheld = (int(v) for v in counts) if counts is not None else (0, 0, 0)
+        return sql.count_changes(conn, tables, self._scope(run), fetched, quarantined, withheld)
 
     def _staged_resources(self, conn: sa.Connection, import_id: int) -> list[Resource]:
         staged = set(

@@ -15,7 +15,9 @@ class ChangeCounts:
     soft-deleted).  ``deleted`` is what gets soft-deleted: alive rows that arrived ``tobedeleted`` plus,
     in a full import only, alive rows that vanished from the pull.  ``new_tobedeleted`` (part of
     ``tobedeleted``) are records first seen as ``tobedeleted``: they are inserted soft-deleted, so the
-    warehouse keeps everything the SIS sent.
+    warehouse keeps everything the SIS sent.  An ``additions_only`` import (rollover window) deletes
+    nothing: its ``tobedeleted`` records of alive rows are ``withheld`` (withdrawn from staging, like the
+    quarantine) and it infers no vanished rows, so ``deleted`` is 0.
     """
 
     fetched: int = 0
@@ -28,6 +30,7 @@ class ChangeCounts:
     readded: int = 0
     new_tobedeleted: int = 0  # arrived tobedeleted, never published: stored already soft-deleted
     quarantined: int = 0  # staged rows removed from staging by the quarantine (part of fetched)
+    withheld: int = 0  # deletions an additions_only import held back (rollover window; part of fetched)
 
     @property
     def changed(self) -> int:

@@ -135,6 +135,22 @@ def purge_quarantined(conn: sa.Connection, t: ResourceTables, import_id: int) ->
     return int(removed or 0)
 
 
+def withhold_deletions(conn: sa.Connection, t: ResourceTables, scope: Scope) -> int:
+    """additions_only (rollover window): withdraw staged ``tobedeleted`` records of alive published rows.
+
+    Such an import adds and updates but never deletes: the alive row stays exactly as published (its
+    tobedeleted version is not stored either, or the row would say ``tobedeleted`` while alive).  The
+    caller also treats the import as not full, so nothing vanishes.  Records first seen as tobedeleted
+    are kept: storing them soft-deleted deletes nothing.  Returns staged rows withdrawn.
+    """
+    s, p = t.staging.c, t.published.c
+    alive = sa.select(sa.literal(1)).where(*_published_scope(t, scope), p.sourced_id == s.sourced_id, p.deleted_at.is_(None))
+    removed = conn.execute(
+        sa.delete(t.staging).where(s.import_id == scope.import_id, _tobedeleted(t), sa.exists(alive))
+    ).rowcount
+    return int(removed or 0)
+
+
 def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
     """Keep the last staged copy of each sourcedId (paging over a changing table repeats records).
 
@@ -169,11 +185,12 @@ def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
 
 
 def count_changes(
-    conn: sa.Connection, t: ResourceTables, scope: Scope, fetched: int, quarantined: int = 0
+    conn: sa.Connection, t: ResourceTables, scope: Scope, fetched: int, quarantined: int = 0, withheld: int = 0
 ) -> ChangeCounts:
     """What publishing would do, computed in SQL (call after ``deduplicate`` and ``purge_quarantined``).
 
-    ``quarantined``: staged rows withdrawn by the quarantine, so they are not mistaken for duplicates.
+    ``quarantined``: staged rows withdrawn by the quarantine, and ``withheld``: by an additions_only
+    import (``withhold_deletions``), so neither is mistaken for duplicates.
     """
     p, s = t.published.c, t.staging.c
     tbd = _tobedeleted(t)
@@ -208,10 +225,11 @@ def count_changes(
         deleted=int(row.deleted) + int(vanished),
         unchanged=int(row.unchanged),
         tobedeleted=int(row.tobedeleted),
-        duplicates=max(fetched - quarantined - int(row.distinct), 0),
+        duplicates=max(fetched - quarantined - withheld - int(row.distinct), 0),
         readded=int(row.readded),
         new_tobedeleted=int(row.new_tobedeleted),
         quarantined=quarantined,
+        withheld=withheld,
     )
 
 

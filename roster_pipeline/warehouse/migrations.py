@@ -14,6 +14,14 @@ prescribes ("Making Other Kinds Of Table Schema Changes", lang_altertable.html#o
 new shape under a temporary name, copy the rows (keeping the import ids), drop the old table, rename,
 recreate the indexes.  Nothing references ``import_runs`` by foreign key, so the foreign-key steps of
 that procedure are moot.  On Postgres the constraint is dropped and re-added in place.
+
+Version 3 (rollover, issue 6):
+* ``import_runs.additions_only`` and ``import_resource_counts.withheld`` (an additions_only import never
+  deletes; ``withheld`` counts the deletions it held back);
+* ``archived_at`` on the year-scoped published tables (academic_sessions, courses, classes,
+  enrollments).  Rows of a school year older than the district's latest published one are archived by
+  the step itself, so a database that already holds two years looks exactly as if the rollover had
+  happened under this version.  The ``current_<resource>`` views are created by ``create_schema``.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from .schema import import_resource_counts, import_runs
+from .schema import TABLES, import_resource_counts, import_runs
 
 
 def _columns(conn: sa.Connection, table_name: str) -> set[str]:
@@ -84,5 +92,19 @@ def upgrade_to_2(conn: sa.Connection) -> None:
         _replace_check(conn, import_runs, "ck_import_runs_status")
 
 
+def upgrade_to_3(conn: sa.Connection) -> None:
+    """additions_only / withheld counters, archived_at on year-scoped tables, older years archived."""
+    from datetime import UTC, datetime
+
+    from .archive import archive_superseded_years
+
+    add_missing_columns(conn, import_runs)
+    add_missing_columns(conn, import_resource_counts)
+    for tables in TABLES.values():
+        if tables.resource.year_scoped:
+            add_missing_columns(conn, tables.published)
+    archive_superseded_years(conn, datetime.now(UTC))
+
+
 # version -> the step that upgrades a database from version-1. Version 1 is the initial create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: upgrade_to_2}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: upgrade_to_2, 3: upgrade_to_3}

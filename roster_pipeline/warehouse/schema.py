@@ -32,7 +32,7 @@ from roster_pipeline.resources import RESOURCES, Resource
 
 from .columns import columns_for
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Import lifecycle.  running → staged → published | held | dry_run | failed | discarded;
 # held → published (approve, thresholds overridden) | discarded (reject).
@@ -93,6 +93,8 @@ def _build(resource: Resource) -> ResourceTables:
         sa.Column("updated_at", Timestamp, nullable=False),
         sa.Column("deleted_at", Timestamp, nullable=True),
         sa.Column("last_import_id", sa.BigInteger, nullable=False),
+        # v3: set on every row of a school year once a newer year is published (rollover); see archive.py
+        *([sa.Column("archived_at", Timestamp, nullable=True)] if resource.year_scoped else []),
         sa.PrimaryKeyConstraint(*key, name=f"pk_{name}"),
     )
     staging = sa.Table(
@@ -148,6 +150,8 @@ import_runs = sa.Table(
     sa.Column("overridden_by", sa.Text, nullable=True),
     sa.Column("override_reason", sa.Text, nullable=True),
     sa.Column("overridden_at", Timestamp, nullable=True),
+    # v3: imported inside a rollover additions_only window: publishing never deletes anything
+    sa.Column("additions_only", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint("sync_mode IN ('full', 'delta')", name="ck_import_runs_sync_mode"),
     sa.CheckConstraint(_in("status", IMPORT_STATUSES), name="ck_import_runs_status"),
     sa.Index("ix_import_runs_district", "district_id", "started_at"),
@@ -170,6 +174,8 @@ import_resource_counts = sa.Table(
     sa.Column("rejected", sa.BigInteger, nullable=False, server_default="0"),  # distinct error records (at publish)
     # v2: staged rows withdrawn by the quarantine (keeps ``duplicates`` honest after reject_staged)
     sa.Column("quarantined", sa.BigInteger, nullable=False, server_default="0"),
+    # v3: staged deletions held back by an additions_only import (see diff.withhold_deletions)
+    sa.Column("withheld", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
     sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_resource_counts"),
@@ -237,6 +243,7 @@ def create_schema(engine: sa.Engine) -> int:
     """Create or upgrade the schema; safe to call from every process at start-up. Returns the version."""
     from datetime import UTC, datetime
 
+    from .archive import create_current_views
     from .migrations import MIGRATIONS  # the steps need the tables above
 
     with engine.begin() as conn:
@@ -256,6 +263,7 @@ def create_schema(engine: sa.Engine) -> int:
         for version in range(current + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version](conn)
             conn.execute(schema_version.insert().values(version=version, applied_at=datetime.now(UTC)))
+        create_current_views(conn)
         if conn.dialect.name == "postgresql":
             _postgres_tuning(conn)
     return SCHEMA_VERSION
