@@ -1,0 +1,83 @@
+"""Whether a sync run may import, and how: a disabled district, the rollover pause, additions_only and
+past school years.  These are the two calls ``roster_import`` makes (``checked_snapshot`` calls
+``rollover.policy_for_run`` for its thresholds).  Kept apart from ``rollover.py`` so the policy stays pure.
+
+1. ``refuse_if_not_runnable`` before the import is opened (no SIS request): a disabled district, or a
+   rollover pause, raises ``DistrictPausedError`` — the control sensor treats that class as a refusal, not
+   a failed sync, so a refused run neither pauses the district nor emails its admins;
+2. ``start_rollover_import`` once the import exists: refuses a run that explicitly asked for a past school
+   year (run tag ``roster/school_year``), records ``additions_only`` on the import, returns metadata;
+3. the checks call ``rollover.policy_for_run`` for the relaxed thresholds of the run's date (or None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from roster_pipeline.control.guard import DistrictPausedError
+from roster_pipeline.districts import District
+from roster_pipeline.rollover import RolloverPolicy, policy_for_run
+from roster_pipeline.warehouse import Warehouse, WarehouseError
+from roster_pipeline.warehouse.archive import PastSchoolYearError
+
+SCHOOL_YEAR_TAG = "roster/school_year"  # the same tag the schedules set when the registry pins a year
+
+
+def disabled_reason(district: District) -> str:
+    return (
+        f"district {district.id!r} is disabled (enabled: false in the district registry): it has no schedule and "
+        "its runs are refused; its published data is kept as it is. To re-enable it set enabled: true for it in "
+        "the registry file and reload the code location: its schedule comes back and the next sync resumes from "
+        "what is published"
+    )
+
+
+def refuse_if_not_runnable(district: District, tags: Mapping[str, str]) -> RolloverPolicy:
+    """The run's rollover policy; raises DistrictPausedError for a disabled district or inside a rollover
+    pause (the message names the dates and how to override)."""
+    if not district.enabled:
+        raise DistrictPausedError(disabled_reason(district))
+    policy = policy_for_run(district, tags)
+    if policy.block_reason is not None:
+        raise DistrictPausedError(policy.block_reason)
+    return policy
+
+
+def _requested_year(district: District, tags: Mapping[str, str]) -> int | None:
+    text = (tags.get(SCHOOL_YEAR_TAG) or "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise WarehouseError(f"district {district.id!r}: run tag {SCHOOL_YEAR_TAG}={text!r} is not a year") from None
+
+
+def start_rollover_import(
+    warehouse: Warehouse, district: District, import_id: int, policy: RolloverPolicy, tags: Mapping[str, str]
+) -> dict[str, str | bool | int]:
+    """Apply the policy to the opened import; on a refusal the import is failed with the reason."""
+    run = warehouse.get_import(import_id)
+    try:
+        requested = _requested_year(district, tags)
+        if requested is not None:
+            current = warehouse.current_school_year(district.id)
+            if current is not None and requested < current:
+                raise PastSchoolYearError(district.id, requested, current)
+            if requested != run.school_year:
+                raise WarehouseError(
+                    f"district {district.id!r}: this run asked for school year {requested} (run tag "
+                    f"{SCHOOL_YEAR_TAG}) but the SIS serves {run.school_year}; OneRoster serves only the active "
+                    "year, so a run cannot import another one"
+                )
+        if policy.additions_only:
+            warehouse.set_additions_only(import_id)
+    except Exception as exc:
+        warehouse.fail_import(import_id, f"rollover: {exc}")
+        raise
+    current = warehouse.current_school_year(district.id)
+    metadata: dict[str, str | bool | int] = dict(policy.metadata())
+    if current is not None and run.school_year > current:
+        metadata["rollover"] = f"new school year {run.school_year}: publishing archives {current} and older"
+    return metadata
+
