@@ -84,6 +84,22 @@ class TokenManager:
             assert self._access_token is not None
             return self._access_token
 
+    def replacement_for(self, rejected_token: str) -> tuple[str, bool]:
+        """After a 401 with ``rejected_token``: the token to resend with, and whether it was fetched now.
+
+        ``False`` means another thread had already renewed, so the replacement was issued *before* this
+        401 and may have been revoked by the same event; the caller may then try once more.
+        """
+        with self._lock:
+            if self._access_token == rejected_token:
+                self._access_token = None
+                self._renew_at = None
+            if self._access_token is None:
+                self._fetch_locked()
+                assert self._access_token is not None
+                return self._access_token, True
+            return self._access_token, False
+
     def invalidate(self, rejected_token: str) -> None:
         """Forget ``rejected_token`` after a 401 — unless another thread already replaced it."""
         with self._lock:
@@ -163,6 +179,9 @@ class TokenManager:
 class BearerAuth(httpx.Auth):
     """httpx auth flow: attach the cached token; on a 401, renew once and resend once.
 
+    (Twice only when the first replacement came from another thread's earlier renewal: concurrent
+    page fetches can all hold tokens the SIS revoked together.)
+
     A second 401 is returned to the caller, which reports it as an AuthenticationError: looping would
     hammer the SIS with a credential it has revoked.
     """
@@ -183,6 +202,12 @@ class BearerAuth(httpx.Auth):
             with self._lock:
                 self.renewals_on_401 += 1
             log.info("district %s: API answered 401; renewing the access token once", self._tokens.district_id)
-            self._tokens.invalidate(token)
-            request.headers["Authorization"] = f"Bearer {self._tokens.access_token()}"
-            yield request
+            token, fetched_now = self._tokens.replacement_for(token)
+            request.headers["Authorization"] = f"Bearer {token}"
+            response = yield request
+            if response.status_code == 401 and not fetched_now:
+                # The replacement was another thread's renewal, issued before whatever revoked ours
+                # (e.g. the SIS expiring every token at once): fetch one of our own, once more.
+                token, _ = self._tokens.replacement_for(token)
+                request.headers["Authorization"] = f"Bearer {token}"
+                yield request
