@@ -3,6 +3,10 @@
 The simulator runs in its own process so that serving pages does not share the GIL with the client;
 the sync goes through the same functions the Dagster assets call (``roster_pipeline.sync``).  Figures:
 wall time per resource and in all, records/s, and peak RSS of the sync process and of the simulator.
+
+``--mode delta`` measures what a nightly delta costs against a full pull: a full sync, then
+``change_users(percent=--change-percent)`` on the simulator (its loopback admin endpoint), then a delta
+sync, and a line comparing records fetched, HTTP requests and seconds of the two.
 """
 
 from __future__ import annotations
@@ -13,7 +17,13 @@ import resource as rlimit
 import time
 import uuid
 
+from typing import TYPE_CHECKING
+
+import httpx
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from roster_pipeline.sync import DistrictSyncResult
 
 DEFAULT_BENCH_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/roster_bench"
 
@@ -30,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: ROSTER_DATABASE_URL, else {DEFAULT_BENCH_URL})",
     )
     parser.add_argument("--runs", type=int, default=1, help="sync this many times (the 2nd shows a no-change sync)")
+    parser.add_argument(
+        "--mode",
+        choices=("full", "delta"),
+        default="full",
+        help="delta: a full sync, change_users(--change-percent) on the simulator, then a delta sync, compared",
+    )
+    parser.add_argument("--change-percent", type=float, default=1.0, help="share of users changed before the delta")
 
 
 def ensure_database(url: str) -> None:
@@ -60,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from roster_pipeline.districts import District
     from roster_pipeline.resources import RESOURCES
     from roster_pipeline.simulator.testing import SimulatorProcess
-    from roster_pipeline.sync import sync_district
+    from roster_pipeline.sync import DistrictSyncResult, sync_district
     from roster_pipeline.warehouse import Warehouse
 
     ensure_database(args.database_url)
@@ -87,17 +104,59 @@ def run(args: argparse.Namespace) -> int:
                 "max_concurrency": args.concurrency,
             }
         )
-        for n in range(1, args.runs + 1):
-            result = sync_district(warehouse, district, f"bench-{uuid.uuid4().hex[:8]}", RESOURCES, environ=env)
-            total = sum(r.fetched for r in result.staged.values())
-            print(f"\nrun {n}: {args.size} district, page size {args.page_size}, concurrency {args.concurrency}")
-            print(f"{'resource':<18}{'records':>10}{'pages':>7}{'seconds':>9}{'rec/s':>10}{'added':>9}{'updated':>9}{'deleted':>9}")
-            for name, r in result.staged.items():
-                c = result.published.get(name, r.changes)
-                print(f"{name:<18}{r.fetched:>10}{r.pages:>7}{r.seconds:>9.1f}{r.records_per_second:>10.0f}"
-                      f"{c.added:>9}{c.updated:>9}{c.deleted:>9}")
-            if result.checks is not None and not result.checks.passed:
-                print(f"import {result.import_id} HELD by its checks: {result.checks.reason()}")
-            print(f"total: {total} records in {result.seconds:.1f}s wall = {total / result.seconds:.0f} records/s")
+        def one_sync(label: str, mode: str) -> DistrictSyncResult:
+            result = sync_district(
+                warehouse, district, f"bench-{uuid.uuid4().hex[:8]}", RESOURCES, sync_mode=mode, environ=env  # type: ignore[arg-type]
+            )
+            print(f"\n{label}: {args.size} district, page size {args.page_size}, concurrency {args.concurrency}, "
+                  f"{result.mode.describe() if result.mode else mode}")
+            print_result(result)
+            return result
+
+        if args.mode == "delta":
+            full = one_sync("full", "full")
+            changed = change_users(sim.url, "bench", args.change_percent)
+            print(f"\nsimulator: change_users(percent={args.change_percent}) changed {changed} users")
+            delta = one_sync("delta", "delta")
+            print_comparison(full, delta)
+        else:
+            for n in range(1, args.runs + 1):
+                one_sync(f"run {n}", "full")
         print(f"peak RSS: sync process {peak_rss_mb():.0f} MB, simulator {peak_rss_mb(sim.pid):.0f} MB")
     return 0
+
+
+def print_result(result: DistrictSyncResult) -> None:
+    total = sum(r.fetched for r in result.staged.values())
+    print(f"{'resource':<18}{'records':>10}{'pages':>7}{'requests':>9}{'seconds':>9}{'rec/s':>10}{'added':>9}"
+          f"{'updated':>9}{'deleted':>9}")
+    for name, r in result.staged.items():
+        c = result.published.get(name, r.changes)
+        print(f"{name:<18}{r.fetched:>10}{r.pages:>7}{r.requests:>9}{r.seconds:>9.1f}{r.records_per_second:>10.0f}"
+              f"{c.added:>9}{c.updated:>9}{c.deleted:>9}")
+    if result.checks is not None and not result.checks.passed:
+        print(f"import {result.import_id} HELD by its checks: {result.checks.reason()}")
+    print(f"total: {total} records in {result.seconds:.1f}s wall = {total / result.seconds:.0f} records/s")
+
+
+def totals(result: DistrictSyncResult) -> tuple[int, int, float]:
+    """(records fetched, HTTP requests, wall seconds) of a whole district sync."""
+    staged = result.staged.values()
+    return sum(r.fetched for r in staged), sum(r.requests for r in staged), result.seconds
+
+
+def print_comparison(full: DistrictSyncResult, delta: DistrictSyncResult) -> None:
+    (fr, fq, fs), (dr, dq, ds) = totals(full), totals(delta)
+    print(f"\ndelta vs full: records {dr} / {fr} = {100 * dr / max(fr, 1):.2f}%, "
+          f"requests {dq} / {fq} = {100 * dq / max(fq, 1):.1f}%, seconds {ds:.2f} / {fs:.2f} = {100 * ds / fs:.1f}%")
+
+
+def change_users(simulator_url: str, app_name: str, percent: float) -> int:
+    """Apply ``change_users`` through the simulator's loopback admin endpoint (it runs in another process)."""
+    response = httpx.post(
+        f"{simulator_url}/_simulator/{app_name}/mutations",
+        json={"kind": "change_users", "params": {"percent": percent, "seed": 1}},
+        timeout=600,
+    )
+    response.raise_for_status()
+    return int(response.json()["changes"]["users"]["updated"])
