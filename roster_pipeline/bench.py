@@ -16,7 +16,6 @@ import os
 import resource as rlimit
 import time
 import uuid
-
 from typing import TYPE_CHECKING
 
 import httpx
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from roster_pipeline.districts import District
     from roster_pipeline.resources import RESOURCES
     from roster_pipeline.simulator.testing import SimulatorProcess
-    from roster_pipeline.sync import DistrictSyncResult, sync_district
+    from roster_pipeline.sync import sync_district
     from roster_pipeline.warehouse import Warehouse
 
     ensure_database(args.database_url)

@@ -15,11 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from roster_pipeline.districts import District
+from roster_pipeline.oneroster import ClientConfig, OneRosterClient
+from roster_pipeline.resources import Resource
 from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
 from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
 from roster_pipeline.validation import validate_batch
-from roster_pipeline.oneroster import ClientConfig, OneRosterClient
-from roster_pipeline.resources import Resource
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 
 
