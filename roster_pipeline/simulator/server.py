@@ -259,8 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
         is_admin = path.startswith(ADMIN_PREFIX)
         fault = None if is_admin else sim.faults.take(self.command, path)
         if fault is not None and fault.kind == "reset":
-            self._reset()
             self._log(sim, path, split.query, 0, None, fault, started)
+            self._reset()
             return
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay_seconds)
@@ -285,8 +285,9 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:  # noqa: BLE001 - a bug must become a 500, not a dropped connection
                 log.exception("simulator error serving %s %s", self.command, path)
                 response = imsx_error(500, "internal_server_error", "simulator error")
-        self._send(response, fault)
+        # Logged before the bytes go out: a client that has its answer must find the request in the log.
         self._log(sim, path, split.query, response.status, response.auth_ok, fault, started)
+        self._send(response, fault)
 
     def _send(self, response: Response, fault: FaultRule | None) -> None:
         body = response.body
