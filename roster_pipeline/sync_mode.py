@@ -29,7 +29,8 @@ from roster_pipeline.warehouse.schema import import_runs
 SyncMode = Literal["full", "delta"]
 SYNC_MODE_TAG = "roster/sync_mode"
 SYNC_MODES: tuple[SyncMode, ...] = ("full", "delta")
-ModeSource = Literal["tag", "config", "plan"]
+ModeSource = Literal["tag", "config", "review", "plan"]
+REVIEW_ACTION_TAG = "roster/review_action"  # control.guard's tag; a reprocess re-examines the whole snapshot
 
 
 class SyncModeError(ValueError):
@@ -55,7 +56,12 @@ class ModeDecision:
     fallback_reason: str | None = None  # why a requested delta runs as full
 
     def describe(self) -> str:
-        origin = {"tag": f"run tag {SYNC_MODE_TAG}", "config": "run config", "plan": "the district's plan"}
+        origin = {
+            "tag": f"run tag {SYNC_MODE_TAG}",
+            "config": "run config",
+            "review": "a review reprocess",
+            "plan": "the district's plan",
+        }
         text = f"{self.mode} sync (requested {self.requested.mode} by {origin[self.requested.source]})"
         if self.since is not None:
             text += f", records modified after {self.since.isoformat()} (import {self.base_import_id} minus overlap)"
@@ -83,11 +89,17 @@ def requested_mode(
     config_mode: str | None = None,
     now: dt.datetime | None = None,
 ) -> ModeRequest:
-    """Tag, else run config, else the district's plan for its local today."""
+    """Tag, else run config, else full for a review reprocess, else the district's plan for its local today.
+
+    A reprocess follows a held import (often a mass vanish that only a full pull can see), so unless the
+    admin asked for a mode it re-checks the whole snapshot.
+    """
     if tags.get(SYNC_MODE_TAG):
         return ModeRequest(_checked(tags[SYNC_MODE_TAG], f"run tag {SYNC_MODE_TAG}"), "tag")
     if config_mode:
         return ModeRequest(_checked(config_mode, "roster_import config sync_mode"), "config")
+    if tags.get(REVIEW_ACTION_TAG):
+        return ModeRequest("full", "review")
     return ModeRequest(district.schedule.sync_mode_on(local_date(district, now)), "plan")
 
 

@@ -179,6 +179,8 @@ def test_the_mode_comes_from_the_tag_else_the_config_else_the_plan_in_local_time
     assert requested_mode(alpha, {}, None, monday_utc + dt.timedelta(hours=9)) == ModeRequest("delta", "plan")
     assert requested_mode(alpha, {}, "delta", monday_utc) == ModeRequest("delta", "config")
     assert requested_mode(alpha, {SYNC_MODE_TAG: "full"}, "delta", monday_utc) == ModeRequest("full", "tag")
+    assert requested_mode(alpha, {"roster/review_action": "reprocess"}, None, monday_utc + dt.timedelta(hours=9)) == \
+        ModeRequest("full", "review")
     with pytest.raises(ValueError, match="sync mode must be 'full' or 'delta'"):
         requested_mode(alpha, {SYNC_MODE_TAG: "incremental"})
 
