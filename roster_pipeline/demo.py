@@ -117,7 +117,10 @@ def sync_once(job: object, instance: object, district_id: str) -> tuple[bool, li
     """One district through the real Dagster job; returns (published?, table rows, check summary)."""
     from roster_pipeline.resources import RESOURCES
 
-    result = job.execute_in_process(partition_key=district_id, instance=instance, raise_on_error=False)  # type: ignore[attr-defined]
+    # Full pulls: the demo shows what a whole snapshot does (a delta never infers deletions).
+    result = job.execute_in_process(  # type: ignore[attr-defined]
+        partition_key=district_id, instance=instance, raise_on_error=False, tags={"roster/sync_mode": "full"}
+    )
     rows = []
     for resource in RESOURCES:
         events = result.asset_materializations_for_node(resource.name)
