@@ -97,9 +97,14 @@ def run_backfill(
     instance: dg.DagsterInstance,
     database_url: str | None = None,
     districts_file: str | None = None,
+    sync_mode: str | None = "full",
     tags: Mapping[str, str] | None = None,
 ) -> list[DistrictRunResult]:
-    """Run ``sync_district`` once per district, in order, in process; never raises for one district."""
+    """Run ``sync_district`` once per district, in order, in process; never raises for one district.
+
+    ``sync_mode`` (default full: after a rollover the whole new year is wanted, and only a full pull
+    infers deletions) becomes the run tag; None leaves each district to its plan for today.
+    """
     from roster_pipeline.definitions import build_definitions
     from roster_pipeline.defs.jobs import SYNC_JOB_NAME
     from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
@@ -110,11 +115,12 @@ def run_backfill(
         "registry": DistrictRegistryResource(districts_file=districts_file),
     }
     warehouse = Warehouse(database_url)
+    run_tags = {**(tags or {}), **({SYNC_MODE_TAG: sync_mode} if sync_mode else {})}
     results = []
     try:
         for district_id in district_ids:
             result = job.execute_in_process(
-                partition_key=district_id, instance=instance, tags=dict(tags or {}), resources=resources,
+                partition_key=district_id, instance=instance, tags=run_tags, resources=resources,
                 raise_on_error=False,
             )
             results.append(_outcome(warehouse, district_id, result))
@@ -158,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     registry = load_registry(args.districts_file)
     district_ids, skipped = select_districts(registry, args.districts, args.all_districts)
     backfill_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    tags = {BACKFILL_TAG: backfill_id, SYNC_MODE_TAG: args.sync_mode}
+    tags = {BACKFILL_TAG: backfill_id}
     if args.rollover_override:
         tags[ROLLOVER_OVERRIDE_TAG] = args.rollover_override
     if args.as_of:
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"backfill {backfill_id}: {len(district_ids)} district(s), one {args.sync_mode} sync run each", flush=True)
     with _instance() as instance:
         results = run_backfill(registry, district_ids, instance=instance, database_url=args.database_url,
-                               districts_file=args.districts_file, tags=tags)
+                               districts_file=args.districts_file, sync_mode=args.sync_mode, tags=tags)
     print(format_table([*results, *skipped]))
     published = sum(r.outcome == "published" for r in results)
     print(f"{published} of {len(results)} published; held imports wait for review (roster-pipeline review ...)")
