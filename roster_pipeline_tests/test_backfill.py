@@ -3,7 +3,6 @@ checks; the CLI's district selection and table.  Real simulator over HTTP, SQLit
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -20,13 +20,11 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource, resource
 
-from roster_pipeline.rejects import Reject
-
-from . import archive
+from . import archive, field_diff, quarantine, summaries
 from . import diff as sql
-from . import field_diff, quarantine, summaries
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
 from .load import build_rows, copy_rows
