@@ -33,6 +33,8 @@ def setup(tmp_path: Path, sqlite_url: str):
         district("twice", schedule={"frequency": "twice_daily", "time": "06:00"}),
         district("manual", schedule={"frequency": "manual"}),
         district("off", enabled=False),
+        district("rolling", timezone="America/New_York",
+                 rollover={"date": "07-01", "first_day": "08-20", "mode": "pause"}),
     ]}))
     registry = load_registry(path)
     base = build_definitions(registry)
@@ -55,7 +57,7 @@ def evaluate(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when
 def test_one_schedule_per_enabled_scheduled_district_in_its_timezone(setup) -> None:
     defs, registry, _ = setup
     schedules = {s.name: s for s in defs.schedules}
-    assert sorted(schedules) == ["sync_berlin_east", "sync_chicago", "sync_twice"]  # not manual, not disabled
+    assert sorted(schedules) == ["sync_berlin_east", "sync_chicago", "sync_rolling", "sync_twice"]  # not manual/disabled
     assert schedules["sync_chicago"].cron_schedule == "30 2 * * *"
     assert schedules["sync_chicago"].execution_timezone == "America/Chicago"
     assert schedules["sync_berlin_east"].cron_schedule == "15 23 * * 1"
@@ -103,3 +105,17 @@ def test_a_district_disabled_after_the_code_location_loaded_is_skipped(setup, tm
     with dg.instance_for_test() as instance:
         result = evaluate(defs, "sync_chicago", instance, datetime(2026, 11, 27, 8, 30, tzinfo=UTC))
     assert not result.run_requests and "disabled" in result.skip_message
+
+
+def test_rollover_pause_skips_ticks_inside_the_window_and_runs_from_the_first_day(setup) -> None:
+    defs, _, _ = setup
+    with dg.instance_for_test() as instance:
+        inside = evaluate(defs, "sync_rolling", instance, datetime(2027, 7, 15, 6, 0, tzinfo=UTC))
+        assert not inside.run_requests
+        assert "rollover" in inside.skip_message.lower() and "08-20" in inside.skip_message.replace("2027-08-20", "08-20")
+        # 02:00 New York on the first day is 06:00 UTC: the window is over.
+        first_day = evaluate(defs, "sync_rolling", instance, datetime(2027, 8, 20, 6, 0, tzinfo=UTC))
+        assert [r.partition_key for r in first_day.run_requests] == ["rolling"]
+        # The day before, in New York (2027-08-20 03:00 UTC is still 08-19 locally): still paused.
+        day_before = evaluate(defs, "sync_rolling", instance, datetime(2027, 8, 20, 3, 0, tzinfo=UTC))
+        assert not day_before.run_requests

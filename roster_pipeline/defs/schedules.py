@@ -18,6 +18,7 @@ import dagster as dg
 
 from roster_pipeline.control.state import get_state, review_hint
 from roster_pipeline.districts import WEEKDAYS, District, Registry
+from roster_pipeline.rollover import rollover_policy
 from roster_pipeline.sync_mode import SYNC_MODE_TAG
 
 from .jobs import SYNC_JOB_NAME
@@ -43,13 +44,19 @@ def cron_for(district: District) -> list[str] | None:
     return crons
 
 
-def skip_reason(warehouse: WarehouseResource, registry: DistrictRegistryResource, district_id: str) -> str | None:
+def skip_reason(
+    warehouse: WarehouseResource, registry: DistrictRegistryResource, district_id: str, local_date: dt.date | None = None
+) -> str | None:
     """Why this district must not sync now (re-read at every tick), or None."""
     current = registry.get().districts.get(district_id)
     if current is None:
         return f"district {district_id} is no longer in the registry; reload the code location"
     if not current.enabled:
         return f"district {district_id} is disabled (enabled: false in the registry)"
+    if local_date is not None:
+        blocked = rollover_policy(current, local_date).block_reason  # rollover mode pause: no imports
+        if blocked:
+            return blocked
     state = get_state(warehouse.get().engine, district_id)
     if state.paused:
         return f"{state.describe()}; {review_hint(district_id)}"
@@ -96,10 +103,10 @@ def build_district_schedule(district: District) -> dg.ScheduleDefinition | None:
     def _schedule(
         context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource, registry: DistrictRegistryResource
     ) -> dg.RunRequest | dg.SkipReason:
-        reason = skip_reason(warehouse, registry, district.id)
+        scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        reason = skip_reason(warehouse, registry, district.id, scheduled.astimezone(district.zone).date())
         if reason is not None:
             return dg.SkipReason(reason)
-        scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
         return tick_request(district, scheduled, name)
 
     return _schedule
