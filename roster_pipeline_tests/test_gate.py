@@ -26,7 +26,7 @@ from .test_sync_pipeline import monkeypatch_environ
 
 @pytest.fixture(scope="module")
 def small_template():
-    return generate_district("small", seed=31)
+    return generate_district("tiny", seed=31)  # small enough to be quick, large enough to cross every floor
 
 
 @pytest.fixture()
