@@ -16,10 +16,10 @@ from roster_pipeline.defs.assets import build_roster_assets
 from roster_pipeline.defs.jobs import build_dry_run_job
 from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
-from roster_pipeline.resources import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
+from .control_helpers import published_dump
 from .pipeline_helpers import materialization_metadata, sync, write_registry
 from .test_sync_pipeline import monkeypatch_environ
 
@@ -45,18 +45,6 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def registry_setup(server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / "districts.yaml"
     return write_registry(path, server, monkeypatch_environ(monkeypatch), ["alpha"]), path
-
-
-def published_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every published row of every resource, in key order: 'byte for byte' comparison material."""
-    engine = sa.create_engine(url)
-    out = {}
-    with engine.connect() as conn:
-        for resource in RESOURCES:
-            rows = conn.execute(sa.text(f"SELECT * FROM {resource.name} ORDER BY district_id, sourced_id")).all()
-            out[resource.name] = [tuple(str(v) for v in row) for row in rows]
-    engine.dispose()
-    return out
 
 
 def check_evaluations(result: dg.ExecuteInProcessResult) -> dict[str, Any]:

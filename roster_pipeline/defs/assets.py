@@ -17,15 +17,16 @@ returns only metadata, so no roster data goes through Dagster's pickling IO mana
 """
 
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
-
 import pandas as pd
 
 from roster_pipeline.control.guard import refuse_if_paused
 from roster_pipeline.oneroster import OneRosterClient
 from roster_pipeline.rejects import Reject
+from roster_pipeline.resources import RESOURCES, Resource
 from roster_pipeline.rollover import policy_for_run
 from roster_pipeline.run_policy import refuse_if_not_runnable, start_rollover_import
 from roster_pipeline.snapshot_checks import (
@@ -35,7 +36,6 @@ from roster_pipeline.snapshot_checks import (
     VALID_RECORDS,
     check_snapshot,
 )
-from roster_pipeline.resources import RESOURCES, Resource
 from roster_pipeline.sync import (
     ResourceStageResult,
     client_config_for,
@@ -44,7 +44,7 @@ from roster_pipeline.sync import (
     stage_resource,
 )
 from roster_pipeline.sync_mode import ModeDecision, requested_mode, since_for_import
-from roster_pipeline.warehouse import ChangeCounts
+from roster_pipeline.warehouse import ChangeCounts, Warehouse
 
 from .resources import DistrictRegistryResource, WarehouseResource
 
@@ -60,6 +60,20 @@ RESOURCE_DESCRIPTIONS: dict[str, str] = {
     "enrollments": "Who is in which class, in which role; the primary-teacher flag (OneRoster /enrollments).",
     "demographics": "Per-student demographics (OneRoster /demographics).",
 }
+
+
+@contextmanager
+def failing_import(warehouse: Warehouse, import_id: int, step: str) -> Iterator[None]:
+    """Mark the import failed (with the step and the error) when a step raises, then re-raise.
+
+    The run fails in Dagster either way; this makes the warehouse's import_runs say so too, so a
+    half-staged import is never mistaken for one that is still running.
+    """
+    try:
+        yield
+    except Exception as exc:
+        warehouse.fail_import(import_id, f"{step}: {type(exc).__name__}: {exc}")
+        raise
 
 
 def change_metadata(changes: ChangeCounts) -> dict[str, int]:
@@ -185,13 +199,10 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         district = registry.get().get(context.partition_key)
         wh = warehouse.get()
         import_id = import_for_run(wh, district.id, context.run.run_id)
-        try:
+        with failing_import(wh, import_id, resource.name):
             since = since_for_import(wh, district, import_id)  # the mode roster_import stored, not recomputed
             with OneRosterClient(client_config_for(district)) as client:
                 result = stage_resource(wh, client, import_id, district, resource, since)
-        except Exception as exc:
-            wh.fail_import(import_id, f"{resource.name}: {type(exc).__name__}: {exc}")
-            raise
         context.log.info(
             f"district {district.id}: {resource.name} ({result.sync_mode}"
             f"{f' since {since.isoformat()}' if since else ''}) staged {result.staged} rows in {result.pages} "
@@ -222,11 +233,8 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         district = registry.get().get(context.partition_key)
         wh = warehouse.get()
         import_id = import_for_run(wh, district.id, context.run.run_id)
-        try:
+        with failing_import(wh, import_id, "publish"):
             published = wh.publish(import_id)
-        except Exception as exc:
-            wh.fail_import(import_id, f"publish: {type(exc).__name__}: {exc}")
-            raise
         totals = {
             key: sum(getattr(c, key) for c in published.values())
             for key in ("fetched", "added", "updated", "deleted", "unchanged")
@@ -298,11 +306,8 @@ def build_checked_snapshot_asset(
         import_id = import_for_run(wh, district.id, context.run.run_id)
         dry_run = context.run.job_name == DRY_RUN_JOB_NAME
         rollover = policy_for_run(district, context.run.tags)  # relaxed thresholds inside the change window
-        try:
+        with failing_import(wh, import_id, "checks"):
             checks = check_snapshot(wh, district, import_id, dry_run=dry_run, relaxed=rollover.relaxed)
-        except Exception as exc:
-            wh.fail_import(import_id, f"checks: {type(exc).__name__}: {exc}")
-            raise
         status = "dry run (never published)" if dry_run else ("ready to publish" if checks.passed else "held")
         if not checks.passed:
             context.log.warning(f"district {district.id}: import {import_id} held: {checks.reason()}")
