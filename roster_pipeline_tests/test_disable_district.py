@@ -23,7 +23,7 @@ from .test_sync_pipeline import monkeypatch_environ
 
 @pytest.fixture()
 def server() -> Iterator[SimulatorServer]:
-    district = generate_district("small", seed=53)
+    district = generate_district("tiny", seed=53)
     with SimulatorServer([Tenant("alpha", "alpha-client", "alpha-secret-xyz", copy.deepcopy(district))]) as s:
         yield s
 
