@@ -138,10 +138,10 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None)
     """Materialize every demo district through the real Dagster job and print per-resource counts."""
     import dagster as dg
 
-    from roster_pipeline.definitions import build_definitions
-    from roster_pipeline.districts import load_registry
     from roster_pipeline.control.review import approve
     from roster_pipeline.control.state import get_state
+    from roster_pipeline.definitions import build_definitions
+    from roster_pipeline.districts import load_registry
     from roster_pipeline.simulator.admin import apply_mutation
     from roster_pipeline.warehouse import Warehouse
 

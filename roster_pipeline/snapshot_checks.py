@@ -94,7 +94,7 @@ def _outcome(name: str, report: ThresholdReport) -> CheckOutcome:
         summary = "; ".join(str(m) for m in violations["message"].head(3))
         if len(violations) > 3:
             summary += f" (+{len(violations) - 3} more)"
-    metadata: dict[str, Any] = {"violations": int(len(violations)), "details_markdown": report.markdown()}
+    metadata: dict[str, Any] = {"violations": len(violations), "details_markdown": report.markdown()}
     return CheckOutcome(name, report.passed, summary, metadata)
 
 
