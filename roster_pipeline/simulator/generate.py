@@ -42,6 +42,7 @@ from .records import (
     org_ref,
     session_ref,
     student_email_domain,
+    student_record,
     user_ref,
 )
 
@@ -418,23 +419,10 @@ class _Builder:
             identifier = f"{number:02d}{index + 1:05d}"
             status = TOBEDELETED if index in withdrawn else ACTIVE
             stamp = self.stamp()
-            record: Record = {
-                "sourcedId": student_id,
-                "status": status,
-                "dateLastModified": stamp,
-                "username": username,
-                "userIds": [
-                    {"type": "studentNumber", "identifier": identifier},
-                    {"type": "stateId", "identifier": f"{rng.randrange(10**9, 10**10)}"},
-                ],
-                "enabledUser": TRUE,
-                "givenName": given,
-                "familyName": family,
-                "role": "student",
-                "identifier": identifier,
-                "orgs": school_refs,
-                "grades": GRADE_LISTS[grade],
-            }
+            record = student_record(
+                rng, student_id, status, stamp, username=username, given=given, family=family,
+                identifier=identifier, orgs=school_refs, grade=grade,
+            )
             if rng.random() < email_share:
                 record["email"] = f"{username}@{self.student_domain}"
             if plan.level == "high" and rng.random() < 0.2:

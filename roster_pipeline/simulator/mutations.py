@@ -36,7 +36,6 @@ from .records import (
     GRADE_LISTS,
     GRADES,
     TOBEDELETED,
-    TRUE,
     UsernameAllocator,
     birth_date_for,
     build_calendar,
@@ -49,6 +48,7 @@ from .records import (
     org_ref,
     session_ref,
     student_email_domain,
+    student_record,
     unused_sourced_id,
     user_ref,
 )
@@ -375,27 +375,12 @@ def _new_student(
     student_id = unused_sourced_id(rng, district)
     username = usernames.take(given, family)
     school = org_ref(school_id)
-    edit.add(
-        "users",
-        {
-            "sourcedId": student_id,
-            "status": ACTIVE,
-            "dateLastModified": edit.stamp,
-            "username": username,
-            "userIds": [
-                {"type": "studentNumber", "identifier": identifier},
-                {"type": "stateId", "identifier": f"{rng.randrange(10**9, 10**10)}"},
-            ],
-            "enabledUser": TRUE,
-            "givenName": given,
-            "familyName": family,
-            "role": "student",
-            "identifier": identifier,
-            "orgs": [school],
-            "grades": GRADE_LISTS[grade],
-            "email": f"{username}@{student_email_domain(district.name)}",
-        },
+    record = student_record(
+        rng, student_id, ACTIVE, edit.stamp, username=username, given=given, family=family,
+        identifier=identifier, orgs=[school], grade=grade,
     )
+    record["email"] = f"{username}@{student_email_domain(district.name)}"
+    edit.add("users", record)
     edit.add(
         "demographics",
         demographics_record(

@@ -257,6 +257,43 @@ _RACES = (
 _RACE_WEIGHTS = (1, 5, 14, 1, 55)
 
 
+def student_record(
+    rng: random.Random,
+    sourced_id: str,
+    status: str,
+    stamp: str,
+    *,
+    username: str,
+    given: str,
+    family: str,
+    identifier: str,
+    orgs: list[Record],
+    grade: str,
+) -> Record:
+    """One student user as the 1.1 binding serves it (no email: whether a student has one is the caller's call).
+
+    Shared by the generator and the add_students mutation so a student added later looks exactly like a
+    generated one; ``orgs`` and the grades list may be shared objects, never edit them in place.
+    """
+    return {
+        "sourcedId": sourced_id,
+        "status": status,
+        "dateLastModified": stamp,
+        "username": username,
+        "userIds": [
+            {"type": "studentNumber", "identifier": identifier},
+            {"type": "stateId", "identifier": f"{rng.randrange(10**9, 10**10)}"},
+        ],
+        "enabledUser": TRUE,
+        "givenName": given,
+        "familyName": family,
+        "role": "student",
+        "identifier": identifier,
+        "orgs": orgs,
+        "grades": GRADE_LISTS[grade],
+    }
+
+
 def demographics_record(
     rng: random.Random,
     sourced_id: str,
