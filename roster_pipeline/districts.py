@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from roster_pipeline.oneroster.secure_url import url_problem
 from roster_pipeline.resources import RESOURCES_BY_NAME
 
 ENV_FILE_VARIABLE = "ROSTER_DISTRICTS_FILE"
@@ -321,9 +322,22 @@ class District(_Model):
 
     @field_validator("token_url", "base_url")
     @classmethod
-    def _absolute_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/]+", value):
-            raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
+    def _secure_url(cls, value: str | None) -> str | None:
+        # https only (loopback excepted): the token request carries the client secret, and every API
+        # response student records.  The message never echoes the whole URL (it may hold credentials).
+        problem = None if value is None else url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("api_host")
+    @classmethod
+    def _secure_api_host(cls, value: str | None) -> str | None:
+        # A bare host derives https URLs; an origin with a scheme (the simulator's) must pass the same rule.
+        if value is not None and "://" in value:
+            problem = url_problem(value)
+            if problem is not None:
+                raise ValueError(f"{problem} (api_host derives token_url and base_url)")
         return value
 
     @model_validator(mode="after")
@@ -341,12 +355,16 @@ class District(_Model):
                 f"sis {self.sis!r} needs explicit token_url and base_url (only infinite_campus derives them "
                 "from api_host and app_name)"
             )
+        for field, url in (("token_url", self.token_url_resolved), ("base_url", self.base_url_resolved)):
+            problem = url_problem(url)  # the derived URLs too, whatever api_host looked like
+            if problem is not None:
+                raise ValueError(f"{field} {problem}")
         return self
 
     @property
     def _origin(self) -> str:
         host = self.api_host or ""
-        return host if re.match(r"^https?://", host) else f"https://{host}"
+        return host if re.match(r"^https?://", host, re.IGNORECASE) else f"https://{host}"
 
     @property
     def token_url_resolved(self) -> str:

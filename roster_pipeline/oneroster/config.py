@@ -1,14 +1,18 @@
 """How to reach one district's OneRoster API, and how hard to push it.
 
 A frozen pydantic model so a config can be shared between threads and logged safely: the client
-secret is a ``SecretStr``, which prints as ``**********`` in repr, str and ``model_dump``.
+secret is a ``SecretStr``, which prints as ``**********`` in repr, str and ``model_dump``.  Token and API
+URLs must be https except on loopback (``secure_url``): the registry checks that on load, and this model
+checks it again for any config built another way.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from roster_pipeline.oneroster.secure_url import require_secure_url
 
 #: Statuses that mean "the server is busy or a proxy hiccupped", where the same request later may work.
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
@@ -49,3 +53,9 @@ class ClientConfig(BaseModel):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _secure_urls(self) -> ClientConfig:
+        for field in ("token_url", "base_url"):
+            require_secure_url(getattr(self, field), field, self.district_id)
+        return self
