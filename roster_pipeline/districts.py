@@ -234,6 +234,18 @@ class Rollover(_Model):
         return None if value is None else _month_day_or_date(value)
 
 
+class Pii(_Model):
+    """Which kinds of student personal data the pipeline may fetch and keep for a district.
+
+    ``demographics: false`` (birth date, sex, race and ethnicity flags...): the /demographics endpoint is
+    never requested and nothing of it is stored; turning it off purges what the warehouse already holds
+    for the district (published rows, history, staging, quarantine, field diffs), recorded in
+    ``data_purges``.  On by default, as before this setting existed.
+    """
+
+    demographics: bool = True
+
+
 class District(_Model):
     """One district's settings. Holds env var NAMES for credentials, never values."""
 
@@ -258,6 +270,7 @@ class District(_Model):
     rollover: Rollover = Rollover()
     enabled: bool = True
     school_year: int | None = Field(default=None, ge=2000, le=2100)  # ending year: 2027 for 2026-27
+    pii: Pii = Pii()
 
     @field_validator("id")
     @classmethod
@@ -379,6 +392,16 @@ class District(_Model):
         if self.base_url:
             return self.base_url
         return f"{self._origin}/campus/api/oneroster/v1p1/{self.app_name}/ims/oneroster/v1p1"
+
+    def excluded_resources(self) -> dict[str, str]:
+        """{resource name: why} for the resources this district never fetches nor stores (PII settings)."""
+        excluded: dict[str, str] = {}
+        if not self.pii.demographics:
+            excluded["demographics"] = (
+                f"district {self.id!r}: demographics are switched off (pii: demographics: false in the registry); "
+                "never fetched, never stored"
+            )
+        return excluded
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -525,6 +548,7 @@ __all__ = [
     "District",
     "EffectiveThresholds",
     "MissingSecretError",
+    "Pii",
     "Registry",
     "RegistryError",
     "Rollover",

@@ -21,6 +21,7 @@ from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
 from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
 from roster_pipeline.validation import validate_batch
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
+from roster_pipeline.warehouse.purge import PurgeCounts
 
 
 class SyncError(RuntimeError):
@@ -54,6 +55,16 @@ class ResourceStageResult:
         return self.fetched / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class ResourceSkipResult:
+    """A resource the district never fetches nor stores (PII settings): why, and what was purged now."""
+
+    district_id: str
+    resource: str
+    reason: str
+    purged: PurgeCounts
+
+
 @dataclass
 class DistrictSyncResult:
     """The outcome of a whole district sync (used by the demo's table and the benchmark)."""
@@ -62,6 +73,7 @@ class DistrictSyncResult:
     import_id: int
     school_year: int
     staged: dict[str, ResourceStageResult] = field(default_factory=dict)
+    skipped: dict[str, ResourceSkipResult] = field(default_factory=dict)
     published: dict[str, ChangeCounts] = field(default_factory=dict)  # empty when the checks held it
     checks: SnapshotChecks | None = None
     seconds: float = 0.0
@@ -139,6 +151,16 @@ def import_for_run(warehouse: Warehouse, district_id: str, run_id: str) -> int:
     return import_id
 
 
+def skip_resource(warehouse: Warehouse, import_id: int, district: District, resource: Resource) -> ResourceSkipResult:
+    """For a resource the district switched off: request nothing, and purge whatever the warehouse still
+    holds of it for the district (switching PII off means it must be gone, not merely stop updating)."""
+    reason = district.excluded_resources().get(resource.name)
+    if reason is None:
+        raise SyncError(f"district {district.id!r}: {resource.name} is not switched off; stage it instead")
+    purged = warehouse.purge_resource(district.id, resource.name, reason, import_id=import_id)
+    return ResourceSkipResult(district.id, resource.name, reason, purged)
+
+
 def stage_resource(
     warehouse: Warehouse,
     client: OneRosterClient,
@@ -156,6 +178,9 @@ def stage_resource(
     failing ones go to the quarantine with the failed check, so nothing is dropped silently and nothing
     invalid can reach the published tables.
     """
+    excluded = district.excluded_resources().get(resource.name)
+    if excluded is not None:  # checked before any request: switched-off data is never fetched
+        raise SyncError(f"{excluded}; refusing to stage {resource.name}")
     started = time.perf_counter()
     staged = rejected = warnings = 0
     rejects_by_check: Counter[str] = Counter()
@@ -207,7 +232,11 @@ def sync_district(
         import_id, since = opened.import_id, opened.mode.since
         result = DistrictSyncResult(district.id, import_id, opened.school_year, mode=opened.mode)
         try:
+            excluded = district.excluded_resources()
             for resource in resources:
+                if resource.name in excluded:
+                    result.skipped[resource.name] = skip_resource(warehouse, import_id, district, resource)
+                    continue
                 result.staged[resource.name] = stage_resource(warehouse, client, import_id, district, resource, since)
             result.checks = check_snapshot(warehouse, district, import_id)
             if result.checks.passed:
