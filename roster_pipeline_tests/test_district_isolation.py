@@ -104,7 +104,7 @@ def test_districts_with_the_same_sourced_ids_never_cross(
     south_sis = twins.tenant("south").district
     mutations.change_users(south_sis, percent=10, seed=3)
     mutations.remove_students(south_sis, count=1, seed=3, mode="vanish")
-    bad_id = sorted(south_sis.collections["demographics"])[0]
+    bad_id = min(south_sis.collections["demographics"])
     south_sis.collections["demographics"][bad_id] = {
         **south_sis.collections["demographics"][bad_id], "birthDate": "yesterday",
         "dateLastModified": "2030-01-01T00:00:00.000Z",
@@ -121,7 +121,7 @@ def test_districts_with_the_same_sourced_ids_never_cross(
     north_sis = twins.tenant("north").district
     mutations.change_users(north_sis, percent=30, seed=4)
     mutations.remove_students(north_sis, count=3, seed=4, mode="vanish")
-    enrollment_id = sorted(north_sis.collections["enrollments"])[0]
+    enrollment_id = min(north_sis.collections["enrollments"])
     north_sis.collections["enrollments"][enrollment_id] = {
         **north_sis.collections["enrollments"][enrollment_id], "dateLastModified": "2030-01-01T00:00:00.000Z",
         "user": {**north_sis.collections["enrollments"][enrollment_id]["user"], "sourcedId": "no-such-user"},
