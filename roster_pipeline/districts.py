@@ -309,8 +309,10 @@ class District(_Model):
     def _timezone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as 'America/Chicago')") from None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: the name became a path the OS refuses (too long, ...); still just an unknown zone.
+            shown = value if len(value) <= 60 else value[:60] + "…"
+            raise ValueError(f"unknown timezone {shown!r} (use an IANA name such as 'America/Chicago')") from None
         return value
 
     @field_validator("admin_emails")
