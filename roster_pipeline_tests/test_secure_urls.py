@@ -1,11 +1,14 @@
 """Token and API URLs: https only (loopback excepted), checked at registry load and again in the client
-config; redirects are never followed, so a bearer token or the client secret never leaves the configured URL."""
+config; redirects are never followed, so a bearer token or the client secret never leaves the configured URL;
+TLS certificates are verified (a private CA is trusted through SSL_CERT_FILE, never by turning checks off)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,8 @@ from roster_pipeline.oneroster import ClientConfig, OneRosterClient, OneRosterEr
 from roster_pipeline.oneroster.secure_url import InsecureURLError, is_loopback_host
 from roster_pipeline.simulator import SimulatorServer, running_simulator
 from roster_pipeline.sync import client_config_for
+
+from .smtp_server import make_self_signed_cert
 
 SECRET = "Zx9-very-secret-value-Q7"
 
@@ -230,3 +235,60 @@ def test_a_token_endpoint_redirect_is_not_followed_so_the_secret_stays_home(
     assert SECRET not in str(info.value)
     assert redirector.hits and all(method == "POST" for method, _ in redirector.hits)
     assert [r for r in simulator.requests if "oauth2/token" in r.path] == []
+
+
+# --- TLS verification is on: an untrusted certificate is refused; SSL_CERT_FILE trusts a private CA ------
+
+
+@pytest.fixture()
+def tls_simulator(tmp_path: Path) -> Iterator[tuple[SimulatorServer, Path]]:
+    """The simulator behind TLS with a self-signed certificate for 127.0.0.1 (a self-hosted SIS with a
+    private CA). The listening socket is wrapped after start: the simulator itself speaks plain HTTP."""
+    cert, key = make_self_signed_cert(tmp_path / "tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with running_simulator(size="tiny", client_id="cid", client_secret=SECRET) as server:
+        httpd = server._httpd  # the test wraps the listening socket in TLS
+        assert httpd is not None
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        yield server, cert
+
+
+def https_config(server: SimulatorServer) -> ClientConfig:
+    return loopback_config(
+        server,
+        base_url=server.base_url("demo").replace("http://", "https://"),
+        token_url=server.token_url("demo").replace("http://", "https://"),
+    )
+
+
+def test_an_untrusted_certificate_is_refused(
+    tls_simulator: tuple[SimulatorServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _ = tls_simulator
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with OneRosterClient(https_config(server)) as client, pytest.raises(OneRosterError) as info:
+        list(client.iter_batches("orgs"))
+    assert "district 'springfield'" in str(info.value)
+    assert server.requests == []  # the handshake failed: not one request (nor the secret) was sent
+
+
+def test_a_private_ca_is_trusted_through_ssl_cert_file(
+    tls_simulator: tuple[SimulatorServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, cert = tls_simulator
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    with OneRosterClient(https_config(server)) as client:
+        orgs = [r for batch in client.iter_batches("orgs") for r in batch]
+    assert len(orgs) == len(server.tenant("demo").district.collections["orgs"])
+    assert any("oauth2/token" in r.path for r in server.requests)
+
+
+def test_no_code_turns_certificate_verification_off() -> None:
+    package = Path(__file__).resolve().parents[1] / "roster_pipeline"
+    offenders = [
+        str(path.relative_to(package)) for path in package.rglob("*.py")
+        if "verify=False" in path.read_text(encoding="utf-8") or "CERT_NONE" in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
