@@ -21,7 +21,8 @@ import yaml
 from roster_pipeline.districts import District, RegistryError, load_registry, parse_registry
 from roster_pipeline.oneroster import OneRosterClient
 from roster_pipeline.resources import RESOURCES, resource
-from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
+from roster_pipeline.review_cli import review
+from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.sync import SyncError, client_config_for, stage_resource, sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse
 
@@ -223,3 +224,28 @@ def test_the_demographics_asset_materializes_as_skipped_and_the_run_publishes(
     assert demographics_requests(server) == []
     counts = Warehouse(sqlite_url).current_counts("north")
     assert counts["demographics"] == 0 and counts["users"] > 0
+
+
+def test_approving_a_snapshot_held_before_the_switch_never_publishes_its_demographics(
+    server: SimulatorServer, warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held (district paused, so no sync runs in between), PII switched off, then approved: the staged
+    demographics are purged with the rest, not published."""
+    path = tmp_path / "districts.yaml"
+    registry = write_registry(path, server, MonkeypatchedEnviron(monkeypatch), ["north"])
+    warehouse = Warehouse(warehouse_url)
+    warehouse.create_schema()
+    assert sync_district(warehouse, registry.get("north"), "run-1", RESOURCES).published
+    mutations.wipe_enrollments(server.tenant("north").district, percent=90, seed=2)
+    held = sync_district(warehouse, registry.get("north"), "run-2", RESOURCES)
+    assert not held.published and rows(warehouse, DEMOGRAPHICS.staging, "north") > 0
+
+    switch_off(path, "north")
+    outcome = review("approve", "north", reviewer="Jo Admin", database_url=warehouse_url, districts_file=str(path))
+
+    assert "published" in outcome and warehouse.get_import(held.import_id).status == "published"
+    assert rows(warehouse, DEMOGRAPHICS.published, "north") == 0
+    assert rows(warehouse, DEMOGRAPHICS.staging, "north") == 0
+    assert "demographics" not in warehouse.resource_counts(held.import_id)
+    [purge] = warehouse.purges("north")
+    assert purge["import_id"] == held.import_id and purge["staging_rows"] > 0
