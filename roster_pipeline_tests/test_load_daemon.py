@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.postgres
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DISTRICTS = [f"d{i:02d}" for i in range(1, 21)]
-ALL_RUNS_TIMEOUT_SECONDS = 900  # bound only; measured: see the printed wall time
+ALL_RUNS_TIMEOUT_SECONDS = 1200  # a bound against a hang, not a timing check: 723 s measured at load average 15-19
 SETTLE_TIMEOUT_SECONDS = 60
 
 
@@ -58,7 +59,7 @@ class ConnectionWatch:
     _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        self._engine = sa.create_engine(self.server_url, poolclass=sa.pool.NullPool)
+        self._engine = sa.create_engine(self.server_url, pool_size=1)  # one connection, reused by every sample
 
     def count(self) -> dict[str, int]:
         with self._engine.connect() as conn:
@@ -174,8 +175,10 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         # The code under test, whichever checkout runs the test.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    databases = [sa.engine.make_url(u).database or "" for u in (production_dagster_home.storage_url, warehouse_url)]
-    watch = ConnectionWatch(postgres_server_url, databases)
+    role = {sa.engine.make_url(u).database or "": name
+            for name, u in (("dagster storage", production_dagster_home.storage_url), ("warehouse", warehouse_url))}
+    watch = ConnectionWatch(postgres_server_url, list(role))
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
     baseline = watch.count()
     deadlocks_before = watch.deadlocks()
     watch.start()
@@ -195,7 +198,7 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         submitted = subprocess.run(
             [executable("dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "sync_district",
              "--partitions", ",".join(DISTRICTS), "--tags", json.dumps({"roster/sync_mode": "full"}), "--noprompt"],
-            cwd=home, env=env, capture_output=True, text=True, timeout=300,
+            check=False, cwd=home, env=env, capture_output=True, text=True, timeout=300,
         )
         assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-3000:]
         submit_seconds = time.monotonic() - started
@@ -231,6 +234,9 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         daemon_log.close()
         instance.dispose()
 
+    children, own = (resource.getrusage(who) for who in (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF))
+    cpu_children = children.ru_utime + children.ru_stime - cpu_before[0].ru_utime - cpu_before[0].ru_stime
+    cpu_own = own.ru_utime + own.ru_stime - cpu_before[1].ru_utime - cpu_before[1].ru_stime
     print(
         f"\n20 small districts through dagster-daemon: wall {wall_seconds:.1f} s (submit {submit_seconds:.1f} s), "
         f"at most {overlap} runs at once (max_concurrent_runs {queue.max_concurrent_runs})"
@@ -239,6 +245,8 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         f"{d} {durations[d]:.1f}/{queued[d]:.0f}" for d in DISTRICTS))
     print(f"run seconds min {min(durations.values()):.1f} max {max(durations.values()):.1f} "
           f"mean {sum(durations.values()) / len(durations):.1f}")
+    print(f"CPU seconds: daemon, code servers, run workers and the CLI {cpu_children:.0f}; "
+          f"this process (simulator, polling) {cpu_own:.0f}; load average now {os.getloadavg()[0]:.1f}")
     assert not failed, f"failed runs: {failed}"
     assert overlap <= queue.max_concurrent_runs
 
@@ -260,7 +268,7 @@ def test_twenty_small_districts_at_once_through_the_daemon(
     while watch.count() != baseline and time.monotonic() < settle:
         time.sleep(0.5)
     watch.stop()
-    print(f"peak connections {watch.peak} ({', '.join(f'{db}: {n}' for db, n in watch.peak_by_db.items())}; "
+    print(f"peak connections {watch.peak} ({', '.join(f'{role[db]}: {n}' for db, n in watch.peak_by_db.items())}; "
           f"{watch.samples} samples), baseline {sum(baseline.values())}")
     try:
         assert watch.count() == baseline, watch.describe()
