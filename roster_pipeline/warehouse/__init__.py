@@ -11,6 +11,7 @@ from .engine import DEFAULT_SQLITE_PATH, ENV_DATABASE_URL
 from .load import StagingError
 from .schema import IMPORT_STATUSES, SCHEMA_VERSION, TABLES
 from .summaries import CHANGE_SUMMARY_COLUMNS, SCHOOL_SUMMARY_COLUMNS
+from .undo import ResourceUndo, UndoCheckError, UndoRefusedError, UndoResult
 
 __all__ = [
     "CHANGE_SUMMARY_COLUMNS",
@@ -24,7 +25,11 @@ __all__ = [
     "TABLES",
     "ChangeCounts",
     "ImportRun",
+    "ResourceUndo",
     "StagingError",
+    "UndoCheckError",
+    "UndoRefusedError",
+    "UndoResult",
     "Warehouse",
     "WarehouseError",
     "columns_for",
