@@ -124,7 +124,7 @@ class UndoResult:
 UndoCheck = Callable[[UndoResult], Sequence[str]]
 
 
-class _Preview(Exception):  # noqa: N818 - control flow: roll the transaction back, keep the result
+class _Preview(Exception):
     def __init__(self, result: UndoResult) -> None:
         self.result = result
 
