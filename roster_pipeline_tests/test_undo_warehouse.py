@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.rejects import Reject
+from roster_pipeline.resources import RESOURCES
+from roster_pipeline.simulator import generate_district, mutations
 from roster_pipeline.warehouse import (
     SCHEMA_VERSION,
     ChangeCounts,
@@ -311,3 +313,36 @@ def test_create_schema_upgrades_a_version_3_database_to_undo(warehouse_url: str)
         assert wh.undo_counts(first)["users"].removed == 1
     finally:
         wh.dispose()
+
+
+def test_undo_restores_a_simulated_district_after_a_day_of_changes_and_a_rollover(wh: Warehouse) -> None:
+    """The simulator's records (every resource, real reference shapes) through four imports: day one, a day
+    of SIS changes (edits, new and withdrawn students, schedule moves), the school-year rollover; undoing
+    the last two gives back, column for column, what day one published."""
+    district = generate_district("tiny", seed=7)
+
+    def publish_district() -> int:
+        import_id = wh.begin_import(D, "run-sim", district.school_year)
+        for res in RESOURCES:
+            wh.stage(import_id, res.name, list(district.collections[res.collection].values()))
+        wh.publish(import_id)
+        return import_id
+
+    publish_district()
+    day_one = snapshot(wh)
+    mutations.change_users(district, 20, seed=3)
+    mutations.add_students(district, 3, seed=3)
+    mutations.remove_students(district, 1, seed=3, mode="tobedeleted")
+    mutations.remove_students(district, 1, seed=4, mode="vanish")
+    mutations.move_students(district, 2, seed=3)
+    day_two = publish_district()
+    assert sum(c["updated"] + c["added"] + c["deleted"] for c in wh.resource_counts(day_two).values()) > 10
+    after_day_two = snapshot(wh)
+    mutations.advance_school_year(district, seed=3)
+    rollover = publish_district()
+    assert wh.current_school_year(D) == YEAR + 1
+
+    assert wh.undo_last_import(D, undone_by="Jo Admin").import_id == rollover
+    assert snapshot(wh) == after_day_two
+    assert wh.undo_last_import(D, undone_by="Jo Admin").import_id == day_two
+    assert snapshot(wh) == day_one
