@@ -65,7 +65,7 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
     assert sorted(s.name for s in defs.schedules or []) == sorted(f"sync_{d.replace('-', '_')}" for d in enabled)
     sensors = {s.name: s for s in defs.sensors or []}
     assert sensors["district_control"].default_status == dg.DefaultSensorStatus.RUNNING
-    assert {j.name for j in defs.jobs or []} >= {"review_approve", "review_reject", "review_reprocess"}
+    assert {j.name for j in defs.jobs or []} >= {"review_approve", "review_reject", "review_reprocess", "review_undo"}
 
     dry_run = defs.resolve_job_def("dry_run_district")
     assert sorted(k.to_user_string() for k in dry_run.asset_layer.executable_asset_keys) == sorted(

@@ -23,10 +23,11 @@ import sqlalchemy as sa
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource, resource
 
-from . import archive, field_diff, quarantine, summaries
+from . import archive, field_diff, quarantine, summaries, undo
 from . import diff as sql
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
+from .errors import WarehouseError
 from .load import build_rows, copy_rows
 from .schema import TABLES, create_schema, import_resource_counts, import_runs
 
@@ -34,10 +35,6 @@ SYNC_MODES = ("full", "delta")
 OPEN_STATUSES = ("running", "staged")  # still receiving records / waiting for checks
 # statuses whose snapshot is still in staging (it can be diffed, summarised, reviewed)
 STAGED_STATUSES = ("running", "staged", "held", "dry_run", "failed")
-
-
-class WarehouseError(RuntimeError):
-    """An import is used in a way its state does not allow (unknown, already published, ...)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,10 @@ class ImportRun:
     override_reason: str | None = None
     overridden_at: datetime | None = None
     additions_only: bool = False  # rollover window: publishing adds and updates, never deletes
+    undone_by: str | None = None  # status 'undone': who rolled the district back to before this import
+    undone_at: datetime | None = None
+    undo_note: str | None = None
+    undo_forced: bool = False  # the undo went through although its checks failed (the reviewer's force)
 
 
 def _now() -> datetime:
@@ -195,8 +196,8 @@ class Warehouse:
         Its rejects and field changes are kept: they explain why it was discarded."""
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
-            if run.status == "published":
-                raise WarehouseError(f"import {import_id} is already published; it cannot be discarded")
+            if run.status in ("published", "undone"):
+                raise WarehouseError(f"import {import_id} is already {run.status}; it cannot be discarded")
             self._clear_staging(conn, import_id)
             conn.execute(
                 import_runs.update()
@@ -305,6 +306,28 @@ class Warehouse:
                 values.update(overridden_by=overridden_by, override_reason=override_reason, overridden_at=_now())
             conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
         return results
+
+    def undo_last_import(
+        self,
+        district_id: str,
+        *,
+        undone_by: str,
+        note: str | None = None,
+        import_id: int | None = None,
+        check: undo.UndoCheck | None = None,
+        force: bool = False,
+        preview: bool = False,
+    ) -> undo.UndoResult:
+        """Roll the district back to exactly what was published before its latest published import, in ONE
+        transaction; the import becomes ``undone``.  ``check`` sees the result before the commit and returns
+        failures (refused unless ``force``); ``preview`` rolls back.  See ``warehouse.undo``."""
+        return undo.undo_last_import(self.engine, district_id, undone_by=undone_by, note=note, import_id=import_id,
+                                     check=check, force=force, preview=preview)
+
+    def undo_counts(self, import_id: int) -> dict[str, undo.ResourceUndo]:
+        """What undoing the import did, per resource (empty unless it was undone)."""
+        with self.engine.connect() as conn:
+            return undo.undo_counts(conn, import_id)
 
     # -- quarantine ------------------------------------------------------------------------------------
 
@@ -449,7 +472,7 @@ class Warehouse:
     ) -> None:
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
-            if run.status in ("published", "discarded") or (allowed is not None and run.status not in allowed):
+            if run.status in ("published", "discarded", "undone") or (allowed is not None and run.status not in allowed):
                 raise WarehouseError(f"import {import_id} is {run.status}; it cannot become {status}")
             values: dict[str, Any] = {"status": status}
             if error is not None:
@@ -459,7 +482,7 @@ class Warehouse:
             conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
 
     def _require_unpublished(self, run: ImportRun) -> None:
-        if run.status in ("published", "discarded"):
+        if run.status in ("published", "discarded", "undone"):
             raise WarehouseError(f"import {run.import_id} is {run.status}; its records can no longer be rejected")
 
     def _purge(self, conn: sa.Connection, import_id: int, res: Resource) -> int:

@@ -22,6 +22,11 @@ Version 3 (rollover, issue 6):
   enrollments).  Rows of a school year older than the district's latest published one are archived by
   the step itself, so a database that already holds two years looks exactly as if the rollover had
   happened under this version.  The ``current_<resource>`` views are created by ``create_schema``.
+
+Version 4 (undo):
+* ``import_runs``: status ``undone`` in the status CHECK constraint, and the columns ``undone_by``,
+  ``undone_at``, ``undo_note``, ``undo_forced`` (same procedure as version 2);
+* the table ``import_undo_counts`` (created by ``create_all`` before the step runs).
 """
 
 from __future__ import annotations
@@ -106,5 +111,14 @@ def upgrade_to_3(conn: sa.Connection) -> None:
     archive_superseded_years(conn, datetime.now(UTC))
 
 
+def upgrade_to_4(conn: sa.Connection) -> None:
+    """Status undone and the undo columns on import_runs."""
+    if conn.dialect.name == "sqlite":
+        rebuild_sqlite_table(conn, import_runs)
+    else:
+        add_missing_columns(conn, import_runs)
+        _replace_check(conn, import_runs, "ck_import_runs_status")
+
+
 # version -> the step that upgrades a database from version-1. Version 1 is the initial create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: upgrade_to_2, 3: upgrade_to_3}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4}

@@ -32,11 +32,14 @@ from roster_pipeline.resources import RESOURCES, Resource
 
 from .columns import columns_for
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Import lifecycle.  running → staged → published | held | dry_run | failed | discarded;
-# held → published (approve, thresholds overridden) | discarded (reject).
-IMPORT_STATUSES: tuple[str, ...] = ("running", "staged", "published", "failed", "discarded", "held", "dry_run")
+# held → published (approve, thresholds overridden) | discarded (reject);
+# published → undone (the district rolled back to the state before it; see undo.py).
+IMPORT_STATUSES: tuple[str, ...] = (
+    "running", "staged", "published", "failed", "discarded", "held", "dry_run", "undone"
+)
 SEVERITIES: tuple[str, ...] = ("error", "warning")
 FIELD_CHANGES: tuple[str, ...] = ("added", "updated", "deleted", "readded")
 
@@ -123,7 +126,10 @@ def _build(resource: Resource) -> ResourceTables:
         sa.Column("deleted_at", Timestamp, nullable=True),
         sa.Column("import_id", sa.BigInteger, nullable=False),  # the import that wrote this version
         sa.Column("superseded_by_import_id", sa.BigInteger, nullable=False),
-        sa.Column("change", sa.Text, nullable=False),  # updated | deleted | vanished | readded
+        # written by a publish: updated | deleted | vanished | readded (the version the import replaced);
+        # by an undo (undo.py): undone (the import's version, replaced by the one before it) | removed
+        # (a row the undone import had inserted). superseded_by_import_id is then the undone import.
+        sa.Column("change", sa.Text, nullable=False),
         sa.Index(f"ix_{name}_history_key", *key),
         sa.Index(f"ix_{name}_history_import", "superseded_by_import_id"),
     )
@@ -152,6 +158,11 @@ import_runs = sa.Table(
     sa.Column("overridden_at", Timestamp, nullable=True),
     # v3: imported inside a rollover additions_only window: publishing never deletes anything
     sa.Column("additions_only", sa.Boolean, nullable=False, server_default=sa.false()),
+    # v4: the import was undone (status 'undone'): who, when, why, and whether the checks were overridden
+    sa.Column("undone_by", sa.Text, nullable=True),
+    sa.Column("undone_at", Timestamp, nullable=True),
+    sa.Column("undo_note", sa.Text, nullable=True),
+    sa.Column("undo_forced", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint("sync_mode IN ('full', 'delta')", name="ck_import_runs_sync_mode"),
     sa.CheckConstraint(_in("status", IMPORT_STATUSES), name="ck_import_runs_status"),
     sa.Index("ix_import_runs_district", "district_id", "started_at"),
@@ -179,6 +190,25 @@ import_resource_counts = sa.Table(
     sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
     sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_resource_counts"),
+)
+
+# v4: what undoing an import did to each resource (see undo.py); the undo email and the CLI read these.
+import_undo_counts = sa.Table(
+    "import_undo_counts",
+    metadata,
+    sa.Column("import_id", sa.BigInteger, nullable=False),  # the undone import
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("restored", sa.BigInteger, nullable=False, server_default="0"),  # previous version back
+    sa.Column("removed", sa.BigInteger, nullable=False, server_default="0"),  # rows the import had inserted
+    sa.Column("unarchived", sa.BigInteger, nullable=False, server_default="0"),  # rollover undone
+    # the resource's current view (alive rows of the current school year) before and after the undo,
+    # and how it changed: what the change thresholds were checked against
+    sa.Column("published_before", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("published_after", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("added", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("deleted", sa.BigInteger, nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_undo_counts"),
 )
 
 rejected_records = sa.Table(
