@@ -120,15 +120,24 @@ def parse_total_count(value: str | None) -> int | None:
 class SeenIds:
     """sourcedIds already yielded in this pull, so overlapping pages never yield a record twice.
 
-    Holds the id strings the records already carry (no copies), which is the one per-pull cost that
-    grows with district size: about 100 bytes per record.
+    Also counts the distinct ids received in the current pass (``in_pass``): a re-read yields only
+    records not yielded before, yet its completeness is judged on everything it received. Holds the
+    id strings the records already carry (no copies) with the number of the pass that last saw each,
+    which is the one per-pull cost that grows with district size: about 100 bytes per record.
     """
 
     def __init__(self) -> None:
-        self._ids: set[str] = set()
+        self._last_pass: dict[str, int] = {}
+        self._pass = 0
+        self.in_pass = 0
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._last_pass)
+
+    def start_pass(self) -> None:
+        """A new read from offset 0 begins: ``in_pass`` counts from zero again."""
+        self._pass += 1
+        self.in_pass = 0
 
     def keep_new(self, records: list[Record]) -> tuple[list[Record], int]:
         """The records not seen before (first occurrence wins) and how many duplicates were dropped."""
@@ -136,9 +145,12 @@ class SeenIds:
         dropped = 0
         for record in records:
             sourced_id = record.get("sourcedId")
-            if sourced_id in self._ids:
+            last = self._last_pass.get(sourced_id)
+            if last != self._pass:
+                self._last_pass[sourced_id] = self._pass
+                self.in_pass += 1
+            if last is None:
+                fresh.append(record)
+            else:
                 dropped += 1
-                continue
-            self._ids.add(sourced_id)
-            fresh.append(record)
         return fresh, dropped
