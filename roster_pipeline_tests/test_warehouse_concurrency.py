@@ -21,12 +21,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.districts import District
 from roster_pipeline.resources import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.simulator.district import SimulatedDistrict
 from roster_pipeline.sync import DistrictSyncResult, sync_district
-from roster_pipeline.warehouse import Warehouse
+from roster_pipeline.warehouse import SCHEMA_VERSION, Warehouse
 from roster_pipeline.warehouse.schema import TABLES
 
 pytestmark = pytest.mark.postgres
@@ -170,6 +171,21 @@ def in_reference_checks(statement: str, parameters: Any) -> bool:
 def in_publish(statement: str, parameters: Any) -> bool:
     """Publish's last statement (the import becomes published): every publish statement has run."""
     return statement.startswith("UPDATE import_runs") and isinstance(parameters, dict) and parameters.get("status") == "published"
+
+
+def test_an_up_to_date_schema_is_recognised_without_waiting_for_another_process(postgres_url: str) -> None:
+    """Every Dagster step process creates the schema when it starts: when it is already there, no step
+    queues behind another district's (each held the DDL lock of both schemas in turn)."""
+    setup = Warehouse(postgres_url)
+    setup.create_schema()
+    create_control_schema(setup.engine)
+    other = warehouse(postgres_url, lock_timeout="1s")
+    with setup.engine.begin() as conn:  # another process's create_schema, mid-way
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317001), pg_advisory_xact_lock(72317003)"))
+        assert other.create_schema() == SCHEMA_VERSION
+        create_control_schema(other.engine)
+    other.dispose()
+    setup.dispose()
 
 
 @pytest.mark.parametrize("pause", [in_reference_checks, in_publish], ids=["checks", "publish"])

@@ -71,7 +71,13 @@ notifications = sa.Table(
 
 
 def create_control_schema(engine: sa.Engine) -> None:
-    """Create the control tables if missing; safe from every process at start-up (DDL serialised on Postgres)."""
+    """Create the control tables if missing; safe from every process at start-up (DDL serialised on Postgres).
+
+    When every table is there nothing is locked, so the steps of many districts starting at once never
+    queue behind each other here."""
+    with engine.connect() as conn:
+        if set(control_metadata.tables) <= set(sa.inspect(conn).get_table_names()):
+            return
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317003)"))

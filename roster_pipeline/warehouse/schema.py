@@ -232,13 +232,32 @@ schema_version = sa.Table(
     sa.Column("applied_at", Timestamp, nullable=False),
 )
 
+def _up_to_date(conn: sa.Connection) -> bool:
+    """Every table and view is there and the recorded version is this one (read without any lock)."""
+    from .archive import current_view_name
+
+    inspector = sa.inspect(conn)
+    if not set(metadata.tables) <= set(inspector.get_table_names()):
+        return False
+    if not {current_view_name(name) for name in TABLES} <= set(inspector.get_view_names()):
+        return False
+    return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() == SCHEMA_VERSION
+
+
 def create_schema(engine: sa.Engine) -> int:
-    """Create or upgrade the schema; safe to call from every process at start-up. Returns the version."""
+    """Create or upgrade the schema; safe to call from every process at start-up. Returns the version.
+
+    An up-to-date schema is recognised without the DDL lock, so the steps of many districts starting at
+    once never queue behind each other here; only a creation or an upgrade serialises.
+    """
     from datetime import UTC, datetime
 
     from .archive import create_current_views
     from .migrations import MIGRATIONS  # the steps need the tables above
 
+    with engine.connect() as conn:
+        if _up_to_date(conn):
+            return SCHEMA_VERSION
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Several Dagster steps may start at once: serialise DDL (released at commit).
