@@ -89,6 +89,14 @@ def _check_text(conn: sa.Connection, table: sa.Table, name: str) -> str:
     ).scalar() or "")
 
 
+def _stale_checks(conn: sa.Connection) -> list[tuple[sa.Table, str, str, tuple[str, ...]]]:
+    """The value CHECKs that do not yet know every value."""
+    return [
+        check for check in _VALUE_CHECKS
+        if not all(f"'{v}'" in _check_text(conn, check[0], check[1]) for v in check[3])
+    ]
+
+
 def upgrade_value_checks(conn: sa.Connection) -> list[str]:
     """Widen a CHECK that predates a new value (review action ``undo``, email kind ``import_undone``).
 
@@ -98,10 +106,7 @@ def upgrade_value_checks(conn: sa.Connection) -> list[str]:
     from roster_pipeline.warehouse.migrations import rebuild_sqlite_table
 
     upgraded = []
-    for table, name, column, values in _VALUE_CHECKS:
-        current = _check_text(conn, table, name)
-        if all(f"'{v}'" in current for v in values):
-            continue
+    for table, name, column, values in _stale_checks(conn):
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text(
                 f'ALTER TABLE "{table.name}" DROP CONSTRAINT IF EXISTS "{name}", '
@@ -115,7 +120,13 @@ def upgrade_value_checks(conn: sa.Connection) -> list[str]:
 
 def create_control_schema(engine: sa.Engine) -> None:
     """Create the control tables if missing, widen their value CHECKs; safe from every process at start-up
-    (DDL serialised on Postgres)."""
+    (DDL serialised on Postgres).
+
+    When every table is there and knows every value nothing is locked, so the steps of many districts
+    starting at once never queue behind each other here."""
+    with engine.connect() as conn:
+        if set(control_metadata.tables) <= set(sa.inspect(conn).get_table_names()) and not _stale_checks(conn):
+            return
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317003)"))

@@ -188,8 +188,8 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         deps=["roster_import"],
         kinds={"oneroster", "sql"},
         description=(
-            f"{RESOURCE_DESCRIPTIONS[resource.name]} Streamed page by page into the warehouse staging table "
-            f"stg_{resource.name}, each batch validated by its Pandera model (failing records are quarantined "
+            f"{RESOURCE_DESCRIPTIONS[resource.name]} Streamed page by page into the import's own warehouse "
+            f"staging table stg_{resource.name}_<import_id>, each batch validated by its Pandera model (failing records are quarantined "
             "in rejected_records); metadata says what publishing this snapshot would add, update and delete."
         ),
     )

@@ -8,6 +8,13 @@ admin's review: approve publishes it with ``override=True``, reject discards it)
 is fetched, checked and diffed but can never be published.  Records failing a check are quarantined
 (``rejected_records``): never published, and never the cause of a deletion.  Every method opens its own short transaction, so the object can be shared by
 Dagster steps running in separate processes against the same database.
+
+Districts side by side: each import stages into tables of its own (``staging.py``), so no statement of
+one import reads, writes, analyses or locks anything another import touches, except rows of the
+control tables keyed by its own import id and the published rows of its own district.  Locks are taken
+in one order: the import's ``import_runs`` row (``SELECT ... FOR UPDATE``), then, in publish only, the
+district's advisory lock (one publish per district at a time), then the district's published rows and
+the import's own staging tables.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import sqlalchemy as sa
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource, resource
 
-from . import archive, field_diff, quarantine, summaries, undo
+from . import archive, field_diff, quarantine, staging, summaries, undo
 from . import diff as sql
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
@@ -104,7 +111,9 @@ class Warehouse:
                 )
                 .returning(import_runs.c.import_id)
             )
-            return int(result.scalar_one())
+            import_id = int(result.scalar_one())
+            staging.create(conn, import_id)  # the import's own staging tables, with the row that names them
+            return import_id
 
     def get_import(self, import_id: int) -> ImportRun:
         with self.engine.connect() as conn:
@@ -210,7 +219,7 @@ class Warehouse:
     def stage(self, import_id: int, resource_name: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Load one batch into staging (COPY on Postgres). An empty batch still marks the resource staged."""
         res = resource(resource_name)
-        tables = TABLES[res.name]
+        tables = staging.for_import(import_id, res.name)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id)
             if run.status not in OPEN_STATUSES:
@@ -230,11 +239,25 @@ class Warehouse:
                 .values(pages=int(pages), seconds=float(seconds))
             )
 
+    def analyze_staging(self, import_id: int, resources: Sequence[str] | None = None, only_new: bool = True) -> None:
+        """Postgres: give the import's staging tables planner statistics, in a short transaction of its own.
+
+        ``only_new``: only tables never analysed (a cheap catalog probe when there is nothing to do).
+        Only this import's own tables are analysed, and never inside a long transaction (see ``staging``)."""
+        if self.dialect != "postgresql":
+            return
+        with self.engine.begin() as conn:
+            staging.analyze(conn, import_id, resources, only_new=only_new)
+
     # -- diff and publish ----------------------------------------------------------------------
 
     def diff(self, import_id: int, resource_name: str) -> ChangeCounts:
-        """What publishing would do to this resource, computed in SQL; nothing published changes."""
+        """What publishing would do to this resource, computed in SQL; nothing published changes.
+
+        Called once a resource is loaded (``sync.stage_resource``): its staging table is analysed first,
+        in a short transaction of its own."""
         res = resource(resource_name)
+        self.analyze_staging(import_id, [res.name], only_new=False)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id)
             return self._diff(conn, run, res)
@@ -254,6 +277,7 @@ class Warehouse:
         """
         now = _now()
         results: dict[str, ChangeCounts] = {}
+        self.analyze_staging(import_id)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
             if run.status == "held" and not override:
@@ -264,14 +288,17 @@ class Warehouse:
             if run.status not in (*OPEN_STATUSES, "held"):
                 raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports publish")
             if conn.dialect.name == "postgresql":
-                # One publish per district at a time, whatever the orchestrator does.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317002, hashtext(:d))"), {"d": run.district_id})
+                # One publish per district at a time, whatever the orchestrator does.  A 64-bit hash of the
+                # district id, so two districts practically never share the lock (hashtext is 32 bits).
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:d, 72317002))"), {"d": run.district_id}
+                )
             # An old school year is frozen after rollover; a newer one archives the years before it.
             current_year = archive.refuse_past_year(conn, run.district_id, run.school_year, exclude_import=import_id)
             scope = self._scope(run)
             rejected = quarantine.distinct_records(conn, import_id)
             for res in self._staged_resources(conn, import_id):
-                tables = TABLES[res.name]
+                tables = staging.for_import(import_id, res.name)
                 counts = self._diff(conn, run, res)
                 updated, inserted, vanished = sql.apply_changes(conn, tables, scope, now, counts)
                 expected_updates = counts.updated + counts.readded + (counts.deleted - vanished)
@@ -357,7 +384,7 @@ class Warehouse:
             completed = quarantine.with_staged_raw(conn, import_id, rejects)
             quarantine.insert_rows(conn, quarantine.build_rows(import_id, run.district_id, completed, _now()))
             for name in dict.fromkeys(resource(r.resource).name for r in rejects if r.severity == "error"):
-                removed += self._purge(conn, import_id, TABLES[name].resource)
+                removed += self._purge(conn, import_id, resource(name))
         return removed
 
     def rejects(self, import_id: int, severity: str | None = None, limit: int | None = None) -> list[Reject]:
@@ -380,6 +407,7 @@ class Warehouse:
     def change_summary(self, import_id: int) -> pd.DataFrame:
         """Per resource (whole catalogue, in order): published_before, fetched, added, updated, deleted,
         unchanged, tobedeleted, rejected and the %s the threshold checks compare (see ``summaries``)."""
+        self.analyze_staging(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             counts = {res.name: self._diff(conn, run, res) for res in self._staged_resources(conn, import_id)}
@@ -387,23 +415,25 @@ class Warehouse:
 
     def school_summary(self, import_id: int) -> pd.DataFrame:
         """Per (school, resource) for users and enrollments: published_before, after, drop, drop_pct."""
+        self.analyze_staging(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             staged = {res.name for res in self._staged_resources(conn, import_id)}
             for name in staged & set(summaries.SCHOOL_RESOURCES):
-                self._prepare_staging(conn, run, TABLES[name].resource)
+                self._prepare_staging(conn, run, resource(name))
             return summaries.school_summary(conn, scope, staged)
 
     def build_field_diff(self, import_id: int) -> int:
         """(Re)build the import's rows in ``import_field_changes``; returns how many were written."""
         total = 0
+        self.analyze_staging(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             field_diff.clear(conn, import_id)
             for res in self._staged_resources(conn, import_id):
                 expected = self._diff(conn, run, res)  # also dedupes and withdraws quarantined records
                 if expected.changed:
-                    total += field_diff.build_resource(conn, TABLES[res.name], scope, expected)
+                    total += field_diff.build_resource(conn, staging.for_import(import_id, res.name), scope, expected)
         return total
 
     def field_changes(self, import_id: int, limit: int | None = None) -> pd.DataFrame:
@@ -487,7 +517,7 @@ class Warehouse:
 
     def _purge(self, conn: sa.Connection, import_id: int, res: Resource) -> int:
         """Withdraw quarantined records from staging and count them on the resource's counts row."""
-        removed = sql.purge_quarantined(conn, TABLES[res.name], import_id)
+        removed = sql.purge_quarantined(conn, staging.for_import(import_id, res.name), import_id)
         if removed:
             self._ensure_counts_row(conn, import_id, res.name)
             c = import_resource_counts.c
@@ -513,14 +543,14 @@ class Warehouse:
 
     def _prepare_staging(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
         """Last copy of each record wins, quarantined records out: what every diff reads."""
-        sql.deduplicate(conn, TABLES[res.name], run.import_id)
+        sql.deduplicate(conn, staging.for_import(run.import_id, res.name), run.import_id)
         self._purge(conn, run.import_id, res)
         if run.additions_only:
             self._withhold(conn, run, res)
 
     def _withhold(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
         """additions_only: withdraw staged deletions of alive rows, counted as ``withheld``."""
-        removed = sql.withhold_deletions(conn, TABLES[res.name], self._scope(run))
+        removed = sql.withhold_deletions(conn, staging.for_import(run.import_id, res.name), self._scope(run))
         if removed:
             self._ensure_counts_row(conn, run.import_id, res.name)
             c = import_resource_counts.c
@@ -531,7 +561,7 @@ class Warehouse:
             )
 
     def _diff(self, conn: sa.Connection, run: ImportRun, res: Resource) -> ChangeCounts:
-        tables = TABLES[res.name]
+        tables = staging.for_import(run.import_id, res.name)
         self._prepare_staging(conn, run, res)
         c = import_resource_counts.c
         counts = conn.execute(
@@ -569,5 +599,5 @@ class Warehouse:
         )
 
     def _clear_staging(self, conn: sa.Connection, import_id: int) -> None:
-        for tables in TABLES.values():
-            conn.execute(sa.delete(tables.staging).where(tables.staging.c.import_id == import_id))
+        """Drop the import's own staging tables (in the caller's transaction: atomic with its status)."""
+        staging.drop(conn, import_id)
