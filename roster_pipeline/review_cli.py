@@ -1,10 +1,12 @@
-"""`roster-pipeline review DISTRICT approve|reject|reprocess`: the admin's review from a shell.
+"""`roster-pipeline review DISTRICT approve|reject|reprocess|undo`: the admin's review from a shell.
 
 It runs the same functions as the review_* Dagster jobs, in-process, against the warehouse of
 ``ROSTER_DATABASE_URL`` (or ``--database-url``) and the registry of ``ROSTER_DISTRICTS_FILE`` (or
 ``--districts-file``).  ``reprocess`` runs the district's sync right here (tagged as a review action, so a
 paused district is allowed through) and then resumes the district if the fresh import published, or
-leaves it paused on the new held import.  The emails follow from the district_control sensor.
+leaves it paused on the new held import.  ``undo`` rolls the district back to the state before its last
+published import (``--dry-run`` shows what it would do; ``--force`` past the thresholds; ``--resume``).
+The emails follow from the district_control sensor.
 """
 
 from __future__ import annotations
@@ -17,22 +19,29 @@ import sys
 import dagster as dg
 
 from roster_pipeline.control import review as actions
+from roster_pipeline.control import undo as undo_action
 from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
 from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.districts import ENV_FILE_VARIABLE, load_registry
 from roster_pipeline.warehouse import ENV_DATABASE_URL, Warehouse
 
-ACTIONS = ("approve", "reject", "reprocess")
+ACTIONS = ("approve", "reject", "reprocess", "undo")
+UNDO_ONLY = ("force", "resume", "dry_run")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("district", help="the district's registry id")
     parser.add_argument("action", choices=ACTIONS, help="approve: publish the held import as it is; reject: discard "
-                        "it and keep the published data; reprocess: fetch again now and re-check")
+                        "it and keep the published data; reprocess: fetch again now and re-check; undo: restore what was published "
+                        "before the district's last published import")
     parser.add_argument("--import-id", type=int, default=None, help="the held import (default: the latest held one)")
     parser.add_argument("--reviewer", default=None, help="your name, recorded in the audit (default: your login)")
     parser.add_argument("--note", default="", help="why; recorded (for approve also as the override reason)")
     parser.add_argument("--stay-paused", action="store_true", help="reject only: keep the district paused")
+    parser.add_argument("--force", action="store_true", help="undo only: even if it trips the thresholds (recorded)")
+    parser.add_argument("--resume", action="store_true", help="undo only: let scheduled imports go on right away "
+                        "(by default the district stays paused so the next sync does not bring the data back)")
+    parser.add_argument("--dry-run", action="store_true", help="undo only: show what it would do, change nothing")
     parser.add_argument("--database-url", default=None, help=f"warehouse URL (default: ${ENV_DATABASE_URL})")
     parser.add_argument("--districts-file", default=None, help=f"registry YAML (default: ${ENV_FILE_VARIABLE})")
 
@@ -65,7 +74,8 @@ def run_reprocess_sync(warehouse: Warehouse, district_id: str, action_id: int, i
 
 def review(action: str, district_id: str, *, reviewer: str, note: str = "", import_id: int | None = None,
            stay_paused: bool = False, database_url: str | None = None, districts_file: str | None = None,
-           instance: dg.DagsterInstance | None = None) -> str:
+           instance: dg.DagsterInstance | None = None, force: bool = False, resume: bool = False,
+           dry_run: bool = False) -> str:
     """Carry out one review action; returns the outcome sentence (raises ReviewError when it cannot apply)."""
     registry = load_registry(districts_file)
     district = registry.get(district_id)
@@ -77,6 +87,11 @@ def review(action: str, district_id: str, *, reviewer: str, note: str = "", impo
                                excluded_resources=district.excluded_resources()).outcome
     if action == "reject":
         return actions.reject(warehouse, district.id, reviewer, note, import_id, stay_paused=stay_paused).outcome
+    if action == "undo":
+        outcome = undo_action.undo(warehouse, district, reviewer, note, import_id=import_id, force=force,
+                                   resume=resume, preview=dry_run)
+        assert outcome.result is not None
+        return f"{outcome.outcome}\n{undo_action.describe(outcome.result)}"
     if action != "reprocess":
         raise ValueError(f"unknown review action {action!r}; one of {', '.join(ACTIONS)}")
     outcome = actions.reprocess(warehouse, district.id, reviewer, note, import_id, leave_to_sensor=False)
@@ -91,10 +106,14 @@ def run(args: argparse.Namespace) -> int:
     if args.stay_paused and args.action != "reject":
         print("--stay-paused only applies to reject", file=sys.stderr)
         return 2
+    if args.action != "undo" and any(getattr(args, name) for name in UNDO_ONLY):
+        print("--force, --resume and --dry-run only apply to undo", file=sys.stderr)
+        return 2
     try:
         outcome = review(args.action, args.district, reviewer=reviewer, note=args.note, import_id=args.import_id,
                          stay_paused=args.stay_paused, database_url=args.database_url,
-                         districts_file=args.districts_file)
+                         districts_file=args.districts_file, force=args.force, resume=args.resume,
+                         dry_run=args.dry_run)
     except (actions.ReviewError, KeyError) as exc:
         print(f"review {args.action} {args.district}: {exc}", file=sys.stderr)
         return 1

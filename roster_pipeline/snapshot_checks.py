@@ -108,6 +108,7 @@ def check_snapshot(
 ) -> SnapshotChecks:
     """Run the whole-snapshot checks of an import and hold it (or mark it dry-run) accordingly."""
     run = warehouse.get_import(import_id)
+    warehouse.analyze_staging(import_id)  # statistics for the anti-joins, outside the checks' transaction
     with warehouse.engine.begin() as conn:
         failures = find_reference_failures(conn, import_id, district.id, run.sync_mode)
         warnings = find_reference_warnings(conn, import_id, district.id)

@@ -7,8 +7,10 @@ brief requires the Postgres tests to run in CI.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,8 @@ pytest_plugins = ["roster_pipeline_tests.smtp_server"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("ROSTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-SHARED_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "oneroster-reference"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = PROJECT_ROOT.parent / "shared" / "oneroster-reference"
 
 
 def require_shared_reference() -> Path:
@@ -53,19 +56,66 @@ def postgres_server_url() -> str:
 
 
 @pytest.fixture()
-def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A brand-new Postgres database for one test, dropped afterwards."""
-    name = f"roster_test_{uuid.uuid4().hex[:12]}"
+def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
+    """Creates brand-new Postgres databases on request (one test may need several), all dropped afterwards."""
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(postgres_server_url).set(database=name)
+    names: list[str] = []
+
+    def create() -> str:
+        name = f"roster_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        names.append(name)
+        return sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+
     try:
-        yield url.render_as_string(hide_password=False)
+        yield create
     finally:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture()
+def postgres_url(new_postgres_database: Callable[[], str]) -> str:
+    """A brand-new Postgres database for one test, dropped afterwards."""
+    return new_postgres_database()
+
+
+@dataclass(frozen=True)
+class ProductionDagsterHome:
+    """A DAGSTER_HOME holding the project's production dagster.yaml, its storage in a fresh database."""
+
+    path: Path
+    storage_url: str  # the database behind DAGSTER_PG_* (SQLAlchemy URL, for inspecting it)
+    env: dict[str, str]  # DAGSTER_HOME and DAGSTER_PG_*, as an operator exports them
+
+
+@pytest.fixture()
+def production_dagster_home(
+    new_postgres_database: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ProductionDagsterHome:
+    """The shipped dagster.yaml, unchanged, pointed at a new database through the DAGSTER_PG_* variables.
+
+    The variables are also set in this process (and so inherited by subprocesses such as dagster-daemon).
+    """
+    storage_url = new_postgres_database()
+    url = sa.engine.make_url(storage_url)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_USER": url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_DB": url.database or "",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return ProductionDagsterHome(home, storage_url, env)
 
 
 @pytest.fixture()

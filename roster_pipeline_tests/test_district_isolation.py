@@ -48,7 +48,7 @@ def district_rows(engine: sa.Engine, district_id: str) -> dict[str, list[tuple[s
     out: dict[str, list[tuple[str, ...]]] = {}
     with engine.connect() as conn:
         for table in [*metadata.sorted_tables, *control_metadata.sorted_tables]:
-            if "district_id" in table.c:
+            if "district_id" in table.c and not table.name.startswith("stg_"):  # staging: per import
                 query = sa.select(table).where(table.c.district_id == district_id)
                 out[table.name] = sorted(tuple(str(v) for v in row) for row in conn.execute(query))
         ids = sa.select(import_runs.c.import_id).where(import_runs.c.district_id == district_id)

@@ -325,7 +325,8 @@ def test_fetching_runs_one_window_ahead_and_stops_when_the_consumer_does() -> No
 class ScriptedSIS:
     """A bare OneRoster list endpoint for shapes the simulator never produces.
 
-    ``total_header``/``link`` switch X-Total-Count and Link on; ``cap`` limits page size silently.
+    ``total_header``/``link`` switch X-Total-Count and Link on; ``cap`` limits page size silently;
+    ``total`` makes X-Total-Count say something other than the number of rows served.
     """
 
     def __init__(
@@ -335,8 +336,10 @@ class ScriptedSIS:
         total_header: bool = False,
         link: bool = False,
         cap: int | None = None,
+        total: int | None = None,
     ) -> None:
         self.records, self.total_header, self.link, self.cap = records, total_header, link, cap
+        self.total = len(records) if total is None else total
         self.offsets: list[int] = []
         sis = self
 
@@ -356,7 +359,7 @@ class ScriptedSIS:
                     limit = min(limit, sis.cap)
                 headers = {}
                 if sis.total_header:
-                    headers["X-Total-Count"] = str(len(sis.records))
+                    headers["X-Total-Count"] = str(sis.total)
                 if sis.link:
                     url = f"http://{self.headers['Host']}/api/users?limit={limit}"
                     parts = [f'<{url}&offset=0>; rel="first"']
@@ -401,14 +404,14 @@ def _users(n: int) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("count", "cap", "expected_offsets"),
     [
-        (25, None, [0, 10, 20]),  # a short page ends it
-        (20, None, [0, 10, 20]),  # an exact multiple needs one empty page to be sure
-        (25, 4, [0, 4, 8, 12, 16, 20, 24]),  # a silent cap (4 < 10) is not mistaken for the end
+        (25, None, [0, 10, 20, 25]),  # a short page is no proof (a record may be missing from it): an empty one is
+        (20, None, [0, 10, 20]),  # an exact multiple: the same one empty page
+        (25, 4, [0, 4, 8, 12, 16, 20, 24, 25]),  # a silent cap (4 < 10) is not mistaken for the end
         (3, None, [0, 3]),  # a first page shorter than asked may be a cap: one more look
         (0, None, [0]),
     ],
 )
-def test_without_total_or_link_paging_stops_on_a_short_page(
+def test_without_total_or_link_paging_stops_on_an_empty_page(
     count: int, cap: int | None, expected_offsets: list[int]
 ) -> None:
     with ScriptedSIS(_users(count), cap=cap) as sis:
@@ -426,12 +429,28 @@ def test_link_without_total_is_followed_and_its_absence_ends_the_pull() -> None:
     assert sis.offsets == [0, 10, 20]
 
 
-def test_duplicates_served_across_pages_are_dropped_and_counted() -> None:
+def test_a_repeat_that_the_total_accounts_for_is_dropped_and_counted() -> None:
+    """12 records, u0009 served again at the start of page 2 and X-Total-Count 12: the pull is complete."""
     records = _users(12)
-    records.insert(10, dict(records[9]))  # the server repeats u0009 at the start of page 2
-    with ScriptedSIS(records, total_header=True) as sis:
-        with OneRosterClient(sis.config(page_size=10)) as client:
+    records.insert(10, dict(records[9]))
+    with ScriptedSIS(records, total_header=True, total=12) as sis:
+        with OneRosterClient(sis.config(page_size=10, concurrent_paging=False)) as client:
             ids = [r["sourcedId"] for r in pull(client, "users")]
             stats = client.stats_for("users")
     assert ids == [f"u{i:04d}" for i in range(12)]
-    assert stats.duplicates_dropped == 1 and stats.records == 12
+    assert stats.duplicates_dropped == 1 and stats.records == 12 and stats.complete
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_a_repeat_in_place_of_a_record_the_total_counts_is_never_a_complete_pull(concurrent: bool) -> None:
+    """13 rows but 12 distinct sourcedIds for an X-Total-Count of 13: as far as the client can tell, the
+    row the repeat took the place of is missing (offset paging over a shifting or unstably sorted table
+    does exactly that), so no re-read that keeps showing it is returned as complete."""
+    records = _users(12)
+    records.insert(10, dict(records[9]))
+    with ScriptedSIS(records, total_header=True) as sis:
+        with OneRosterClient(sis.config(page_size=10, concurrent_paging=concurrent, max_paging_restarts=1)) as client:
+            with pytest.raises(PagingInconsistentError) as caught:
+                pull(client, "users")
+    assert caught.value.expected_total == 13 and caught.value.observed_total == 12
+    assert "13 but 12 distinct records arrived" in str(caught.value) and "shelbyville" in str(caught.value)

@@ -153,10 +153,11 @@ def test_create_schema_upgrades_a_version_2_database_and_archives_its_older_year
 
     wh = Warehouse(warehouse_url)
     try:
-        assert wh.create_schema() == SCHEMA_VERSION == 3
-        assert wh.create_schema() == 3  # idempotent
+        assert wh.create_schema() == SCHEMA_VERSION >= 3
+        assert wh.create_schema() == SCHEMA_VERSION  # idempotent
         with wh.engine.connect() as conn:
-            assert list(conn.execute(sa.text("SELECT version FROM schema_version ORDER BY 1")).scalars()) == [2, 3]
+            versions = list(conn.execute(sa.text("SELECT version FROM schema_version ORDER BY 1")).scalars())
+            assert versions == list(range(2, SCHEMA_VERSION + 1))
         # the older year is archived by the migration step itself, the current one is not
         assert rows(wh, "enrollments", "school_year", "sourced_id", "archived_at IS NOT NULL") == [
             (OLD, "enr-1", True), (OLD, "enr-2", True), (NEW, "enr-3", False)

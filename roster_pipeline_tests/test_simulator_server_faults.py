@@ -140,6 +140,94 @@ def test_secrets_and_tokens_never_reach_the_log(caplog: pytest.LogCaptureFixture
     assert SECRET not in text and token not in text  # ...without credentials
 
 
+
+# ------------------------------------------------------------------------------------------ paging faults
+
+
+def _user_ids(response: httpx.Response) -> list[str]:
+    return [u["sourcedId"] for u in response.json()["users"]]
+
+
+def test_total_count_fault_lies_about_the_total_and_nothing_else(server: SimulatorServer, api: httpx.Client) -> None:
+    truth = api.get("/users", params={"limit": 5})
+    server.faults.add(kind="total_count", total_delta=7, path_contains="/users")
+    server.faults.add(kind="total_count", total=2, path_contains="/orgs")
+    high, after = api.get("/users", params={"limit": 5}), api.get("/users", params={"limit": 5})
+    low = api.get("/orgs")
+    assert truth.headers["x-total-count"] == after.headers["x-total-count"] == "13"
+    assert high.headers["x-total-count"] == "20" and low.headers["x-total-count"] == "2"
+    assert _user_ids(high) == _user_ids(truth) and high.headers["link"] == truth.headers["link"]
+    assert len(low.json()["orgs"]) == 4  # the records are all there: only the header lies
+    assert [r.fault for r in server.requests if r.path.endswith("/users")] == [None, "total_count", None]
+
+
+def test_offset_narrows_a_rule_to_one_page_every_time(server: SimulatorServer, api: httpx.Client) -> None:
+    server.faults.add(kind="total_count", total=5, offset=0, times=None, path_contains="/users")
+    totals = [
+        api.get("/users", params=params).headers["x-total-count"]
+        for params in ({"limit": 5}, {"limit": 5, "offset": 5}, {"limit": 5, "offset": 0}, {"limit": 5, "offset": 10})
+    ]
+    assert totals == ["5", "13", "5", "13"]
+
+
+def test_drop_fault_serves_a_short_page_with_the_true_total(server: SimulatorServer, api: httpx.Client) -> None:
+    full = _user_ids(api.get("/users", params={"limit": 6}))
+    server.faults.add(kind="drop", count=2, path_contains="/users")
+    short = api.get("/users", params={"limit": 6})
+    assert short.headers["x-total-count"] == "13"
+    assert _user_ids(short) == full[:2] + full[4:]  # two records from the middle are missing
+    assert _user_ids(api.get("/users", params={"limit": 6})) == full
+
+
+def test_mutate_fault_changes_the_district_between_two_pages(server: SimulatorServer, api: httpx.Client) -> None:
+    rule = server.faults.add(
+        kind="mutate", mutation="remove_students", mutation_params={"count": 2, "mode": "vanish"},
+        path_contains="/users", after=1,
+    )
+    first, second = api.get("/users", params={"limit": 5}), api.get("/users", params={"limit": 5, "offset": 5})
+    third = api.get("/users", params={"limit": 5, "offset": 10})
+    assert first.headers["x-total-count"] == second.headers["x-total-count"] == "13"  # page 2 was served, then...
+    (result,) = rule.results
+    gone = result.changes["users"].removed  # two students (and a guardian left without a child)
+    assert len(gone) >= 2 and not gone & set(server.tenant("demo").district.collections["users"])
+    assert third.headers["x-total-count"] == str(13 - len(gone))  # ...the district changed under the client
+    assert rule.fired == 1
+
+
+def test_paging_faults_are_checked_when_added(server: SimulatorServer) -> None:
+    for bad in (
+        {"kind": "total_count"},
+        {"kind": "total_count", "total": -1},
+        {"kind": "drop", "count": 0},
+        {"kind": "mutate"},
+        {"kind": "mutate", "mutation": "explode"},
+        {"kind": "mutate", "mutation": "add_students", "mutation_params": {"count": "2"}},
+        {"kind": "drop", "offset": -5},
+    ):
+        with pytest.raises(ValueError):
+            server.faults.add(**bad)
+        assert httpx.post(f"{server.url}/_simulator/faults", json=bad).status_code == 400, bad
+    assert server.faults.rules == []
+
+
+def test_admin_endpoint_adds_paging_faults(server: SimulatorServer, api: httpx.Client) -> None:
+    r = httpx.post(
+        f"{server.url}/_simulator/faults",
+        json={"kind": "total_count", "total_delta": -3, "offset": 0, "times": None, "path_contains": "/users"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["total_delta"] == -3 and r.json()["offset"] == 0
+    assert api.get("/users").headers["x-total-count"] == "10"
+    r = httpx.post(
+        f"{server.url}/_simulator/faults",
+        json={"kind": "mutate", "mutation": "change_users", "mutation_params": {"percent": 50}, "path_contains": "/orgs"},
+    )
+    assert r.status_code == 200, r.text
+    version = httpx.get(f"{server.url}/_simulator/demo/stats").json()["version"]
+    api.get("/orgs")
+    assert httpx.get(f"{server.url}/_simulator/demo/stats").json()["version"] == version + 1
+
+
 # ------------------------------------------------------------------------------------------ admin
 
 

@@ -201,7 +201,7 @@ def test_secrets_never_reach_dagster_events_logs_or_metadata(
     registry_path = tmp_path / "districts.yaml"
     registry = write_registry(registry_path, server, monkeypatch_environ(monkeypatch), ["beta"])
     # One failing run too: error messages and stack traces are where secrets usually leak.
-    server.faults.add(status=500, times=5, path_contains="/users")  # not retried: fails the run at once
+    server.faults.add(status=501, times=5, path_contains="/users")  # not retried (500 is): fails the run at once
     failed = sync(registry, registry_path, sqlite_url, "beta", instance)
     assert not failed.success
     server.faults.clear()

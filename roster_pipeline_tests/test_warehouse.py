@@ -99,6 +99,11 @@ def rows(wh: Warehouse, table: str, *columns: str, where: str = "") -> list[tupl
         return [tuple(bool(v) if i in conditions else v for i, v in enumerate(r)) for r in result]
 
 
+def staging_tables(wh: Warehouse) -> set[str]:
+    with wh.engine.connect() as conn:
+        return {t for t in sa.inspect(conn).get_table_names() if t.startswith("stg_")}
+
+
 def dump_published(wh: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
     """Every published, history and control table, fully, in a stable order (for byte-for-byte compares)."""
     names = [t.published.name for t in TABLES.values()] + [t.history.name for t in TABLES.values()]
@@ -117,7 +122,8 @@ def test_create_schema_is_idempotent(wh: Warehouse) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM schema_version")).scalar() == 1
         tables = set(sa.inspect(conn).get_table_names())
     for res in RESOURCES:
-        assert {res.name, f"stg_{res.name}", f"{res.name}_history"} <= tables
+        assert {res.name, f"{res.name}_history"} <= tables
+    assert not [t for t in tables if t.startswith("stg_")]  # staging tables belong to imports (below)
     assert {"import_runs", "import_resource_counts", "schema_version"} <= tables
 
 
@@ -329,8 +335,7 @@ def test_import_runs_and_counts_are_recorded(wh: Warehouse) -> None:
         "batches": 2, "fetched": 3, "added": 3, "updated": 0, "deleted": 0, "unchanged": 0, "rejected": 0, "pages": 2
     }
     assert counts["seconds"] == pytest.approx(1.25)
-    with wh.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM stg_users")).scalar() == 0  # staging cleared
+    assert staging_tables(wh) == set()  # the import's staging tables are dropped with the publish
     assert wh.last_published_import("springfield").import_id == import_id
     with pytest.raises(WarehouseError, match="published"):
         wh.stage(import_id, "users", [user(4)])
@@ -344,8 +349,10 @@ def test_fail_and_discard(wh: Warehouse) -> None:
     wh.fail_import(import_id, "threshold: 100% of users would be deleted")
     run = wh.get_import(import_id)
     assert run.status == "failed" and "100%" in (run.error or "")
+    assert staging_tables(wh) == {f"stg_{res.name}_{import_id}" for res in RESOURCES}  # kept for review
     wh.discard_import(import_id)
     assert wh.get_import(import_id).status == "discarded"
+    assert staging_tables(wh) == set()
     assert dump_published(wh) == before
     with pytest.raises(WarehouseError, match="unknown import"):
         wh.diff(999_999, "users")
@@ -365,3 +372,66 @@ def test_collection_names_are_accepted(wh: Warehouse) -> None:
                                             "parent": ref("academicSession", "sy-2027")}])
     assert wh.publish(import_id)["academic_sessions"].added == 1
     assert rows(wh, "academic_sessions", "sourced_id", "parent_sourced_id", "school_year_text") == [("term-1", "sy-2027", "2027")]
+
+
+def test_each_import_stages_into_tables_of_its_own(wh: Warehouse) -> None:
+    first = wh.begin_import("springfield", "run-1", YEAR)
+    second = wh.begin_import("shelbyville", "run-2", YEAR)
+    assert staging_tables(wh) == {f"stg_{res.name}_{i}" for res in RESOURCES for i in (first, second)}
+    wh.stage(first, "users", [user(1)])
+    wh.stage(second, "users", [user(2), user(3)])
+    assert rows(wh, f"stg_users_{first}", "sourced_id", "given_name") == [("usr-1", "Ada")]
+    assert wh.publish(second)["users"] == ChangeCounts(fetched=2, added=2)
+    assert staging_tables(wh) == {f"stg_{res.name}_{first}" for res in RESOURCES}
+    assert wh.publish(first)["users"] == ChangeCounts(fetched=1, added=1)
+    assert staging_tables(wh) == set()
+
+
+def test_upgrade_to_version_4_carries_imports_in_staging_into_their_own_tables(warehouse_url: str) -> None:
+    """A version-3 database keeps every import's staging rows in shared ``stg_<resource>`` tables; the
+    upgrade moves the rows of imports still in staging (a held one waiting for its approve, a running one)
+    into each import's own tables, in their order, drops the leftovers and the shared tables."""
+    from roster_pipeline.warehouse import staging
+
+    wh = Warehouse(warehouse_url)
+    wh.create_schema()
+    sync(wh, {"users": [user(1), user(2)]})  # import 1, published
+    held = wh.begin_import("springfield", "run-held", YEAR)
+    wh.stage(held, "users", [user(1, givenName="Grace"), user(3)])
+    wh.hold_import(held, "change_thresholds: too many changes")
+    running = wh.begin_import("springfield", "run-running", YEAR)
+    wh.stage(running, "users", [user(5, givenName="First")])
+    # Back to the version-3 layout: one shared table per resource (the template is exactly that table),
+    # holding the imports' rows, plus leftover rows of the published import.
+    with wh.engine.begin() as conn:
+        for name, t in TABLES.items():
+            t.staging.create(conn)
+            for import_id in (held, running):
+                own = staging.for_import(import_id, name).staging
+                columns = [c.name for c in own.columns if c.name != "row_id"]  # the shared table numbers them
+                rows_in_order = sa.select(*[own.c[c] for c in columns]).order_by(own.c.row_id)
+                conn.execute(t.staging.insert().from_select(columns, rows_in_order))
+        conn.execute(TABLES["users"].staging.insert().values(
+            import_id=1, district_id="springfield", sourced_id="usr-9", raw="{}", record_hash="x"))
+        for import_id in (held, running):
+            staging.drop(conn, import_id)
+        conn.execute(sa.text("UPDATE schema_version SET version = 3"))
+    wh.dispose()
+
+    wh = Warehouse(warehouse_url)
+    try:
+        assert wh.create_schema() == 4
+        assert staging_tables(wh) == {f"stg_{res.name}_{i}" for res in RESOURCES for i in (held, running)}
+        assert rows(wh, f"stg_users_{held}", "sourced_id", "given_name") == [("usr-1", "Grace"), ("usr-3", "Ada")]
+        # the running import goes on staging after the upgrade; the later copy of a record still wins
+        wh.stage(running, "users", [user(5, givenName="Later")])
+        assert wh.publish(held, override=True, overridden_by="admin")["users"] == ChangeCounts(
+            fetched=2, added=1, updated=1, deleted=1
+        )
+        wh.publish(running)
+        assert rows(wh, "users", "sourced_id", "given_name", "deleted_at IS NULL") == [
+            ("usr-1", "Grace", False), ("usr-2", "Ada", False), ("usr-3", "Ada", False), ("usr-5", "Later", True)
+        ]
+        assert staging_tables(wh) == set()
+    finally:
+        wh.dispose()

@@ -62,7 +62,7 @@ def test_postgres_staging_uses_copy_not_inserts(postgres_url: str, monkeypatch: 
     for batch in batched(synthetic_enrollments(50_000), 10_000):
         wh.stage(import_id, "enrollments", batch)
     staged_seconds = time.perf_counter() - started
-    assert len(copies) == 5 and all(c.startswith("COPY stg_enrollments (") for c in copies)
+    assert len(copies) == 5 and all(c.startswith(f"COPY stg_enrollments_{import_id} (") for c in copies)
     assert not [s for s in statements if "INSERT INTO stg_" in s or 'INSERT INTO "stg_' in s]
     counts = wh.publish(import_id)["enrollments"]
     assert (counts.fetched, counts.added) == (50_000, 50_000)

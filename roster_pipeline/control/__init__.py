@@ -5,7 +5,7 @@ It lives in the warehouse's own database (``warehouse.engine``) but in tables of
 
 - ``district_state``: one row per district that was ever paused (paused flag, who, when, why, which
   import and run; a pending review action such as a requested reprocess);
-- ``review_actions``: the audit trail of approve / reject / reprocess / pause / resume;
+- ``review_actions``: the audit trail of approve / reject / reprocess / pause / resume / undo;
 - ``notifications``: the ledger of emails, one row per idempotency key (``<district>:<import>:<kind>``).
 
 Everything here is free of Dagster, so the sensor, the review jobs, the CLI and the demo share it.

@@ -9,8 +9,8 @@ control_metadata = sa.MetaData()
 Timestamp = sa.DateTime(timezone=True)
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-REVIEW_ACTIONS: tuple[str, ...] = ("approve", "reject", "reprocess", "pause", "resume")
-NOTIFICATION_KINDS: tuple[str, ...] = ("check_your_data", "import_results", "run_failure")
+REVIEW_ACTIONS: tuple[str, ...] = ("approve", "reject", "reprocess", "pause", "resume", "undo")
+NOTIFICATION_KINDS: tuple[str, ...] = ("check_your_data", "import_results", "run_failure", "import_undone")
 NOTIFICATION_STATUSES: tuple[str, ...] = ("sending", "sent", "failed")
 
 
@@ -70,9 +70,65 @@ notifications = sa.Table(
 )
 
 
+# CHECK constraints whose list of values grows: (table, constraint name, column, values)
+_VALUE_CHECKS: tuple[tuple[sa.Table, str, str, tuple[str, ...]], ...] = (
+    (review_actions, "ck_review_actions_action", "action", REVIEW_ACTIONS),
+    (notifications, "ck_notifications_kind", "kind", NOTIFICATION_KINDS),
+)
+
+
+def _check_text(conn: sa.Connection, table: sa.Table, name: str) -> str:
+    """The CHECK as the database has it (Postgres: the constraint; SQLite: the table's CREATE statement)."""
+    if conn.dialect.name == "postgresql":
+        return str(conn.execute(
+            sa.text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :n AND conrelid = to_regclass(:t)"),
+            {"n": name, "t": table.name},
+        ).scalar() or "")
+    return str(conn.execute(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table.name}
+    ).scalar() or "")
+
+
+def _stale_checks(conn: sa.Connection) -> list[tuple[sa.Table, str, str, tuple[str, ...]]]:
+    """The value CHECKs that do not yet know every value."""
+    return [
+        check for check in _VALUE_CHECKS
+        if not all(f"'{v}'" in _check_text(conn, check[0], check[1]) for v in check[3])
+    ]
+
+
+def upgrade_value_checks(conn: sa.Connection) -> list[str]:
+    """Widen a CHECK that predates a new value (review action ``undo``, email kind ``import_undone``).
+
+    ``create_all`` never alters an existing table, and the control tables have no version row: the
+    constraint itself says whether it knows every value.  Postgres swaps the constraint in place; SQLite
+    rebuilds the table (rows and ids kept).  Returns the tables upgraded."""
+    from roster_pipeline.warehouse.migrations import rebuild_sqlite_table
+
+    upgraded = []
+    for table, name, column, values in _stale_checks(conn):
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(
+                f'ALTER TABLE "{table.name}" DROP CONSTRAINT IF EXISTS "{name}", '
+                f'ADD CONSTRAINT "{name}" CHECK ({_in(column, values)})'
+            ))
+        else:
+            rebuild_sqlite_table(conn, table)
+        upgraded.append(table.name)
+    return upgraded
+
+
 def create_control_schema(engine: sa.Engine) -> None:
-    """Create the control tables if missing; safe from every process at start-up (DDL serialised on Postgres)."""
+    """Create the control tables if missing, widen their value CHECKs; safe from every process at start-up
+    (DDL serialised on Postgres).
+
+    When every table is there and knows every value nothing is locked, so the steps of many districts
+    starting at once never queue behind each other here."""
+    with engine.connect() as conn:
+        if set(control_metadata.tables) <= set(sa.inspect(conn).get_table_names()) and not _stale_checks(conn):
+            return
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317003)"))
         control_metadata.create_all(conn, checkfirst=True)
+        upgrade_value_checks(conn)

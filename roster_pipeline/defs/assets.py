@@ -214,8 +214,8 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         deps=["roster_import"],
         kinds={"oneroster", "sql"},
         description=(
-            f"{RESOURCE_DESCRIPTIONS[resource.name]} Streamed page by page into the warehouse staging table "
-            f"stg_{resource.name}, each batch validated by its Pandera model (failing records are quarantined "
+            f"{RESOURCE_DESCRIPTIONS[resource.name]} Streamed page by page into the import's own warehouse "
+            f"staging table stg_{resource.name}_<import_id>, each batch validated by its Pandera model (failing records are quarantined "
             "in rejected_records); metadata says what publishing this snapshot would add, update and delete. "
             "A district that switched the resource off (pii in the registry) is skipped: nothing is requested, "
             "what is stored of it is purged, and the metadata says so (skipped, skip_reason, purged_rows)."

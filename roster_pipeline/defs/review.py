@@ -1,5 +1,5 @@
 """The review jobs an admin launches from the Dagster launchpad: review_approve, review_reject,
-review_reprocess.  Each is one op (``approve_held_import``, ``reject_held_import``, ``reprocess_district``:
+review_reprocess, review_undo.  Each is one op (``approve_held_import``, ``reject_held_import``, ``reprocess_district``:
 an op cannot share its job's name) calling the same functions as ``roster-pipeline review``; the
 launchpad YAML the Check Your Data email shows comes from ``control.review.launchpad_config``.
 """
@@ -9,6 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from roster_pipeline.control import review as actions
+from roster_pipeline.control import undo as undo_action
 
 from .resources import DistrictRegistryResource, WarehouseResource
 from .sensors import district_status_event
@@ -23,6 +24,18 @@ class ReviewConfig(dg.Config):
 
 class RejectConfig(ReviewConfig):
     stay_paused: bool = Field(default=False, description="Keep the district paused after discarding the snapshot.")
+
+
+class UndoConfig(dg.Config):
+    district_id: str = Field(description="The district to roll back to the state before its last published import.")
+    reviewer: str = Field(description="Your name: recorded in the audit table and on the undone import.")
+    import_id: int | None = Field(default=None, description="The import to undo; it must be the district's latest "
+                                  "published one (default: that one).")
+    note: str = Field(default="", description="Why (recorded, and shown in the Import Undone email).")
+    force: bool = Field(default=False, description="Undo even if the change trips the district's thresholds "
+                        "(e.g. undoing a first import empties the district); recorded.")
+    resume: bool = Field(default=False, description="Let scheduled imports go on right away; by default the "
+                         "district stays paused so the next sync does not bring the undone data back.")
 
 
 def _finish(context: dg.OpExecutionContext, outcome: actions.ReviewOutcome, warehouse: WarehouseResource,
@@ -64,6 +77,30 @@ def review_reprocess_op(context: dg.OpExecutionContext, config: ReviewConfig, wa
     return _finish(context, outcome, warehouse, registry)
 
 
+@dg.op(name=undo_action.UNDO_OP,
+       description="Roll the district back to the state before its last published import (same thresholds, "
+                   "force to override; recorded); the district stays paused unless resume.")
+def review_undo_op(context: dg.OpExecutionContext, config: UndoConfig, warehouse: WarehouseResource,
+                   registry: DistrictRegistryResource) -> dict:
+    district = registry.get().get(config.district_id)  # KeyError names the known districts
+    outcome = undo_action.undo(warehouse.get(), district, config.reviewer, config.note, import_id=config.import_id,
+                               force=config.force, resume=config.resume)
+    result = outcome.result
+    assert result is not None
+    totals = result.totals()
+    # The district's published roster changed: say so on its partition of published_roster.
+    context.log_event(dg.AssetMaterialization(
+        asset_key="published_roster", partition=district.id,
+        description=f"import {result.import_id} undone by {result.undone_by}",
+        metadata={"undone_import_id": result.import_id, "undone_by": result.undone_by, "note": result.note or "",
+                  "forced": result.forced, "restored": totals["restored"], "removed": totals["removed"],
+                  "unarchived": totals["unarchived"],
+                  "current_school_year": result.current_school_year if result.current_school_year is not None else "",
+                  "changes": dg.MetadataValue.md("```\n" + undo_action.describe(result) + "\n```")},
+    ))
+    return _finish(context, outcome, warehouse, registry)
+
+
 def _job(name: str, op: dg.OpDefinition, description: str) -> dg.JobDefinition:
     @dg.job(name=name, description=description, tags={"roster/kind": "review"})
     def _review() -> None:
@@ -77,4 +114,5 @@ def build_review_jobs() -> list[dg.JobDefinition]:
         _job(actions.REVIEW_JOBS["approve"], review_approve_op, "Approve a paused district's held import: publish it with thresholds overridden."),
         _job(actions.REVIEW_JOBS["reject"], review_reject_op, "Reject a paused district's held import: discard it and keep the published data."),
         _job(actions.REVIEW_JOBS["reprocess"], review_reprocess_op, "Reprocess a paused district: discard the held import and sync it again now."),
+        _job(undo_action.UNDO_JOB, review_undo_op, "Undo a district's last published import: restore what was published before it."),
     ]

@@ -27,6 +27,7 @@ from roster_pipeline.control.settings import NotifySettings
 from roster_pipeline.control.state import all_states, clear_pending
 from roster_pipeline.control.status import status_markdown
 from roster_pipeline.control.tick import process_imports
+from roster_pipeline.control.undo_emails import email_undone_imports
 from roster_pipeline.districts import Registry
 from roster_pipeline.notify import SmtpSender, sender_from_env
 from roster_pipeline.notify.sender import Sender
@@ -193,7 +194,8 @@ def build_control_sensor() -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Pauses a district whose import was held by its checks or whose sync run failed, emails its admins "
-            "(Check Your Data; Import Results after every published import; exactly once per import), launches "
+            "(Check Your Data; Import Results after every published import; Import Undone after an undo; exactly "
+            "once per import), launches "
             "the sync runs that review_reprocess asks for, and records district_status."
         ),
     )
@@ -213,6 +215,9 @@ def build_control_sensor() -> dg.SensorDefinition:
         retried = retry_run_failure_emails(wh, reg, sender, settings)
         lines += [d.line() for d in retried]
         failed = report.failed + [d for d in retried if not d.ok]
+        undone = email_undone_imports(wh, reg, sender, settings)  # Import Undone, after review_undo
+        lines += [d.line() for d in undone]
+        failed += [d for d in undone if not d.ok]
         requests = _reprocess_requests(context, wh, reg)
         for line in lines:
             (context.log.warning if "NOT sent" in line else context.log.info)(line)

@@ -14,6 +14,7 @@ from roster_pipeline.oneroster.errors import (
     PagingInconsistentError,
     RetriesExhaustedError,
 )
+from roster_pipeline.oneroster.paging import filter_predicate, quote_filter_value
 from roster_pipeline.oneroster.stats import FetchStats
 
 __all__ = [
@@ -27,4 +28,6 @@ __all__ = [
     "OneRosterHTTPError",
     "PagingInconsistentError",
     "RetriesExhaustedError",
+    "filter_predicate",
+    "quote_filter_value",
 ]

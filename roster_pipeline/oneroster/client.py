@@ -7,13 +7,19 @@ order. Memory is therefore bounded by (max_concurrency + 1) pages whatever the d
 with Infinite Campus's 50,000-record pages, choose the page size with that product in mind). A
 semaphore around every HTTP attempt keeps the per-district limit (Infinite Campus asks for at most 5)
 even when several pulls share one client. Without ``X-Total-Count`` the client pages sequentially by
-``Link: rel=next``, or by offset until a short or empty page.
+``Link: rel=next``, or by offset until an empty page.
 
-Completeness. Offset paging over a table that changes mid-pull skips or repeats records. Every page
-re-reports the total; if it moves, or a page comes back shorter than its offset range, the pass is
-abandoned and the collection re-read from offset 0 (``max_paging_restarts`` times), yielding only
-records not yet yielded; if it keeps moving, ``PagingInconsistentError``. A silently incomplete set
-is never returned, because downstream an absent record becomes a deletion.
+Completeness. A full pull's missing record becomes a deletion downstream, so a pass over the
+collection counts only when it provably received every record: it ended on an empty page, or on a
+page shorter than asked that reached X-Total-Count (or on a Link without rel=next), and the distinct
+sourcedIds it received equal X-Total-Count. A count alone never ends paging (a full page that reaches
+it is followed by one request that must come back empty), and a short page 1 is the server's page
+cap only if every later page is that long. Every page re-reports the total; if it moves, a page
+comes back with other than its due number of records, or the distinct count disagrees with the
+total, the pass is abandoned and the collection re-read from offset 0 (``max_paging_restarts``
+times), yielding only records not yet yielded; if it never adds up, ``PagingInconsistentError``
+naming the expected and received counts. Delta pulls follow the same rules over their filtered
+set.
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ from roster_pipeline.oneroster.errors import (
     AuthenticationError,
     EnvelopeError,
     ImsxStatus,
-    OneRosterError,
     OneRosterHTTPError,
     PagingInconsistentError,
     RetriesExhaustedError,
@@ -222,7 +227,7 @@ class OneRosterClient:
                 except _Drift as drift:
                     if restarts >= self.config.max_paging_restarts:
                         raise PagingInconsistentError(
-                            f"the collection kept changing while it was paged ({drift.reason}); gave up after "
+                            f"the collection could not be read completely ({drift.reason}); gave up after "
                             f"{restarts + 1} passes so as not to return an incomplete set",
                             district_id=self.config.district_id,
                             endpoint=label,
@@ -243,15 +248,28 @@ class OneRosterClient:
     def _one_pass(
         self, endpoint: Endpoint, params: dict[str, str], seen: SeenIds, stats: FetchStats
     ) -> Iterator[list[Record]]:
-        limit = self.config.page_size
+        """One read from offset 0; raises _Drift unless it provably received every record.
+
+        Proof is two things at once: paging ended on an empty page, or on a page shorter than asked
+        that reached X-Total-Count (or the server's Link said there is no next page); and the distinct
+        sourcedIds this pass received equal X-Total-Count. A count alone ends nothing: a full page that
+        reaches it is followed by one more request, which must come back empty.
+        """
+        seen.start_pass()
         cancel = threading.Event()
-        first = self._fetch_page(endpoint, params, 0, limit, stats, cancel)
+        first = self._fetch_page(endpoint, params, 0, self.config.page_size, stats, cancel)
         stats.reported_total = first.total
         if self.config.concurrent_paging and first.total is not None:
             yield from self._remaining_pages_concurrently(endpoint, params, first, seen, stats)
         else:
             yield from self._hand_out(first, seen, stats)
             yield from self._remaining_pages_sequentially(endpoint, params, first, seen, stats)
+        if first.total is not None and seen.in_pass != first.total:
+            raise _Drift(
+                f"X-Total-Count is {first.total} but {seen.in_pass} distinct records arrived",
+                first.total,
+                seen.in_pass,
+            )
 
     def _remaining_pages_concurrently(
         self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenIds, stats: FetchStats
@@ -259,14 +277,22 @@ class OneRosterClient:
         total = first.total
         assert total is not None
         received = len(first.records)
-        if received >= total:
-            yield from self._hand_out(first, seen, stats)
-            return
+        if received > total:
+            raise _Drift(f"X-Total-Count is {total} but offset 0 returned {received} records", total, received)
         if received == 0:
-            raise _Drift(f"X-Total-Count is {total} but offset 0 returned no records", total, 0)
-        # A server that caps the page size (below what we asked) tells us its cap with page 1.
+            if total:
+                raise _Drift(f"X-Total-Count is {total} but offset 0 returned no records", total, 0)
+            return  # an empty page that agrees with a total of 0
+        if received == total and received < self.config.page_size:
+            yield from self._hand_out(first, seen, stats)  # a short page that reached the count: the end
+            return
+        # A page 1 shorter than asked, with more to come, is the server's page cap, or records that went
+        # missing from it; either way later pages are asked for at that size. Under a real cap each is
+        # that long until the last; a missing record shows at the end as a distinct count below the total.
         stride = min(self.config.page_size, received)
         offsets = deque(range(stride, total, stride))
+        if total % stride == 0:
+            offsets.append(total)  # the last page would be full: only an empty page after it proves the end
         window = self.config.max_concurrency
         cancel = threading.Event()
         pool = ThreadPoolExecutor(
@@ -288,10 +314,11 @@ class OneRosterClient:
                 refill()
                 if page.total is not None and page.total != total:
                     raise _Drift(f"X-Total-Count moved from {total} to {page.total}", total, page.total)
-                expected = min(stride, total - offset)
+                expected = max(0, min(stride, total - offset))
                 if len(page.records) != expected:
                     raise _Drift(
-                        f"offset {offset} returned {len(page.records)} records where {expected} were due",
+                        f"offset {offset} returned {len(page.records)} records where {expected} were due "
+                        f"(X-Total-Count {total})",
                         total,
                         page.total,
                     )
@@ -303,16 +330,25 @@ class OneRosterClient:
     def _remaining_pages_sequentially(
         self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenIds, stats: FetchStats
     ) -> Iterator[list[Record]]:
+        """Page by Link rel=next, or by offset until an empty page (or a short one that reached the total).
+
+        Without X-Total-Count a short page proves nothing (a record may have gone missing from it, or
+        the server caps pages), so only an empty page ends the pull.
+        """
         limit = self.config.page_size
         total = first.total
         page = first
-        received = len(first.records)
-        largest_page = len(first.records)
+        received = len(first.records)  # rows, duplicates included: the next offset
+        largest = 0  # the longest page so far: what a page that is not the last holds under a server's cap
         visited: set[str] = set()
         cancel = threading.Event()
         while True:
-            if page.total is not None and page.total != total:
+            if page.total != total:
                 raise _Drift(f"X-Total-Count moved from {total} to {page.total}", total, page.total)
+            if total is not None and seen.in_pass > total:
+                raise _Drift(
+                    f"X-Total-Count is {total} but more distinct records arrived ({seen.in_pass})", total, seen.in_pass
+                )
             if page.has_link:
                 # The server pages us; its rel=next is authoritative and its absence means the end.
                 if page.next_url is None:
@@ -328,22 +364,18 @@ class OneRosterClient:
             else:
                 if not page.records:
                     break
-                if total is not None and received >= total:
-                    break
-                # No total and no Link: a page shorter than the largest one seen is the last. (A page
-                # shorter than `limit` alone is not proof: the server may cap its page size.)
-                if total is None and len(page.records) < largest_page:
-                    break
+                largest = max(largest, len(page.records))
+                short = len(page.records) < (limit if page is first else largest)
+                if total is not None and short and seen.in_pass >= total:
+                    break  # a short page that reached the count
                 page = self._fetch_page(endpoint, params, received, limit, stats, cancel)
             received += len(page.records)
-            largest_page = max(largest_page, len(page.records))
             yield from self._hand_out(page, seen, stats)
-        if total is not None and received != total:
-            raise _Drift(f"read {received} records where X-Total-Count promised {total}", total, received)
 
     def _hand_out(self, page: _Page, seen: SeenIds, stats: FetchStats) -> Iterator[list[Record]]:
         fresh, dropped = seen.keep_new(page.records)
-        stats.add(pages=1, records=len(fresh), duplicates_dropped=dropped)
+        # The empty page that proves the end is a request, not a page of the collection.
+        stats.add(pages=1 if page.records or page.offset == 0 else 0, records=len(fresh), duplicates_dropped=dropped)
         if fresh:
             yield fresh
 
@@ -486,8 +518,12 @@ class OneRosterClient:
         status = response.status_code
         district = self.config.district_id
         if status in self.config.retry_statuses:
+            reason = f"HTTP {status}"
+            if status >= 500:  # a 500 from the SIS itself says why; a proxy's HTML page carries no imsx
+                imsx = ImsxStatus.from_body(_json_or_none(response.content))
+                reason += f" ({imsx.summary()})" if imsx else ""
             raise TransientFailure(
-                f"HTTP {status}", status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+                reason, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
             )
         if status >= 300:
             imsx = ImsxStatus.from_body(_json_or_none(response.content))

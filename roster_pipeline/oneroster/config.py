@@ -14,8 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from roster_pipeline.oneroster.secure_url import require_secure_url
 
-#: Statuses that mean "the server is busy or a proxy hiccupped", where the same request later may work.
-DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({429, 502, 503, 504})
+#: Statuses where the same request later may work: the server is busy (429), a proxy hiccupped
+#: (502-504), or the SIS failed on its side (500). The client only sends GETs, which are idempotent, so
+#: retrying a 500 is safe; it is bounded by max_retries, and a 500 that persists still fails the pull
+#: (RetriesExhaustedError says after how many attempts). 501 and other 5xx name permanent conditions.
+DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
 
 
 class ClientConfig(BaseModel):

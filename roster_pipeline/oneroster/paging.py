@@ -60,18 +60,52 @@ def format_since(since: datetime) -> str:
 
 _LOGICAL = re.compile(r"\s(AND|OR)\s")
 
+#: The comparison operators of a OneRoster 1.1 filter predicate.
+FILTER_OPERATORS = ("=", "!=", ">", ">=", "<", "<=", "~")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def quote_filter_value(value: str) -> str:
+    """``value`` as a filter value: in single quotes, a quote inside written twice (``'O''Brien'``).
+
+    That doubling is how OneRoster 1.1 servers read a quote inside a value, so no value, whatever it
+    holds (quotes, `` AND ``, ``OR role='x'``), can end its predicate early and add one of its own.
+    Control characters are refused: no SIS stores them in a roster field, and some proxies cut a
+    query string at them.
+    """
+    if _CONTROL.search(value):
+        raise ValueError(f"filter value {value!r} contains a control character; no OneRoster field holds one")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def filter_predicate(field: str, operator: str, value: str) -> str:
+    """One predicate ``field<op>'value'``, with the value quoted by ``quote_filter_value``.
+
+    Build a filter from a value you did not write yourself (a registry setting, a school id) with
+    this, never with an f-string: ``filter_predicate("familyName", "=", "O'Brien")``.
+    """
+    if not _FIELD_NAME.match(field):
+        raise ValueError(f"filter field {field!r} is not a OneRoster field name (letters, digits, _ and dots)")
+    if operator not in FILTER_OPERATORS:
+        raise ValueError(f"filter operator {operator!r} is not one of {' '.join(FILTER_OPERATORS)}")
+    return f"{field}{operator}{quote_filter_value(value)}"
+
 
 def build_filter(filter: str | None, since: datetime | None) -> str | None:
     """Combine the caller's filter with the delta predicate ``dateLastModified>'…'``.
 
     OneRoster 1.1 allows at most two predicates joined by one AND or OR, so a caller filter that
     already has two predicates cannot take a third; that is refused here rather than sent and
-    rejected (or worse, misread) by the SIS.
+    rejected (or worse, misread) by the SIS. A caller filter whose quotes do not pair up (a value
+    pasted in with its quote not doubled: ``familyName='O'Brien'``) is refused too: sent, the SIS
+    would read a different predicate than the one meant, or swallow the delta window.
     """
     delta = f"dateLastModified>'{format_since(since)}'" if since is not None else None
     caller = filter.strip() if filter else None
     if not caller:
         return delta
+    _check_quoting(caller)
     if delta is None:
         return caller
     if _LOGICAL.search(_strip_quoted(caller)):
@@ -82,9 +116,21 @@ def build_filter(filter: str | None, since: datetime | None) -> str | None:
     return f"{caller} AND {delta}"
 
 
+def _check_quoting(text: str) -> None:
+    """Refuse a filter with control characters or a single-quoted value left open."""
+    if _CONTROL.search(text):
+        raise ValueError(f"filter {text!r} contains a control character")
+    if _strip_quoted(text).count("'") % 2:
+        raise ValueError(
+            f"filter {text!r} has a quote that does not pair up: write a quote inside a value twice "
+            "(familyName='O''Brien'), or build the predicate with filter_predicate()"
+        )
+
+
 def _strip_quoted(text: str) -> str:
-    """Blank out quoted values so an ``' AND '`` inside a value is not taken for the operator."""
-    return re.sub(r"'[^']*'", "''", text)
+    """Blank out quoted values (a doubled quote stays inside its value) so an ``' AND '`` inside a value
+    is not taken for the operator."""
+    return re.sub(r"'(?:[^']|'')*'", "''", text)
 
 
 _LINK_PART = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
@@ -106,29 +152,42 @@ def parse_link_header(value: str | None) -> dict[str, str]:
     return links
 
 
+_COUNT = re.compile(r"[0-9]{1,18}")
+
+
 def parse_total_count(value: str | None) -> int | None:
-    """X-Total-Count as an int, or None when the server omits it or sends something unusable."""
+    """X-Total-Count as an int, or None when the server omits it or sends something unusable.
+
+    Only plain ASCII digits count (``int()`` alone would take ``+5``, ``1_000`` or Arabic-Indic
+    digits); a count past 18 digits is garbage, not a district.
+    """
     if value is None:
         return None
-    try:
-        total = int(value.strip())
-    except ValueError:
-        return None
-    return total if total >= 0 else None
+    text = value.strip()
+    return int(text) if _COUNT.fullmatch(text) else None
 
 
 class SeenIds:
     """sourcedIds already yielded in this pull, so overlapping pages never yield a record twice.
 
-    Holds the id strings the records already carry (no copies), which is the one per-pull cost that
-    grows with district size: about 100 bytes per record.
+    Also counts the distinct ids received in the current pass (``in_pass``): a re-read yields only
+    records not yielded before, yet its completeness is judged on everything it received. Holds the
+    id strings the records already carry (no copies) with the number of the pass that last saw each,
+    which is the one per-pull cost that grows with district size: about 100 bytes per record.
     """
 
     def __init__(self) -> None:
-        self._ids: set[str] = set()
+        self._last_pass: dict[str, int] = {}
+        self._pass = 0
+        self.in_pass = 0
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._last_pass)
+
+    def start_pass(self) -> None:
+        """A new read from offset 0 begins: ``in_pass`` counts from zero again."""
+        self._pass += 1
+        self.in_pass = 0
 
     def keep_new(self, records: list[Record]) -> tuple[list[Record], int]:
         """The records not seen before (first occurrence wins) and how many duplicates were dropped."""
@@ -136,9 +195,12 @@ class SeenIds:
         dropped = 0
         for record in records:
             sourced_id = record.get("sourcedId")
-            if sourced_id in self._ids:
+            last = self._last_pass.get(sourced_id)
+            if last != self._pass:
+                self._last_pass[sourced_id] = self._pass
+                self.in_pass += 1
+            if last is None:
+                fresh.append(record)
+            else:
                 dropped += 1
-                continue
-            self._ids.add(sourced_id)
-            fresh.append(record)
         return fresh, dropped

@@ -53,6 +53,15 @@ def apply_mutation(district: SimulatedDistrict, kind: str, params: dict[str, Any
 
     Raises ValueError naming the mutation and the offending parameter for anything malformed.
     """
+    arguments = mutation_arguments(kind, params)
+    return MUTATIONS[kind](district, **arguments).summary()
+
+
+def mutation_arguments(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The keyword arguments for ``MUTATIONS[kind]`` from untyped (JSON) ``params``, checked and parsed.
+
+    Separate from applying so a fault that will run a mutation later is refused when it is added.
+    """
     if kind not in MUTATIONS:
         raise ValueError(f"unknown mutation {kind!r}; known: {', '.join(MUTATIONS)}")
     params = {} if params is None else params
@@ -80,7 +89,7 @@ def apply_mutation(district: SimulatedDistrict, kind: str, params: dict[str, Any
             expected = " or ".join(t.__name__ for t in types)
             raise ValueError(f"{kind}: parameter {name!r} must be {expected}, got {value!r}")
         arguments[name] = _parse_now(kind, value) if name == "now" else value
-    return function(district, **arguments).summary()
+    return arguments
 
 
 def _parse_now(kind: str, value: str) -> datetime:

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from roster_pipeline.simulator.auth import TokenState, basic_credentials, bearer_token, secrets_equal
-from roster_pipeline.simulator.faults import KINDS
+from roster_pipeline.simulator.faults import KINDS, PAGING_SETTINGS
 from roster_pipeline.simulator.query import QueryError, parse_query, project
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response, not_found, oauth_error
 from roster_pipeline.simulator.views import COLLECTIONS, EMPTY_COLLECTIONS, Listing, empty, nested, top_level
@@ -226,6 +226,7 @@ def admin_endpoint(server: SimulatorServer, request: Request) -> Response:
             return json_response(200, {"faults": []})
         if request.method == "POST":
             allowed = {"status", "kind", "retry_after", "times", "after", "path_contains", "method", "delay_seconds"}
+            allowed |= PAGING_SETTINGS
             unknown = set(payload) - allowed
             if unknown:
                 return json_response(400, {"error": f"unknown fault settings {sorted(unknown)}; kinds: {KINDS}"})

@@ -20,10 +20,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import parse_qsl, urlsplit
 
+from roster_pipeline.simulator import paging_faults
 from roster_pipeline.simulator.auth import TokenStore
 from roster_pipeline.simulator.district import SimulatedDistrict
-from roster_pipeline.simulator.endpoints import ADMIN_PREFIX, API_PREFIX, API_SUFFIX, TOKEN_PATH, Request, dispatch
-from roster_pipeline.simulator.faults import FaultRule, Faults
+from roster_pipeline.simulator.endpoints import (
+    ADMIN_PREFIX,
+    API_PREFIX,
+    API_SUFFIX,
+    TOKEN_PATH,
+    Request,
+    dispatch,
+)
+from roster_pipeline.simulator.faults import PAGING_KINDS, FaultRule, Faults
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response
 from roster_pipeline.simulator.views import IndexCache
 
@@ -257,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         # The admin endpoint is exempt from faults and latency: it is how tests clear them.
         is_admin = path.startswith(ADMIN_PREFIX)
-        fault = None if is_admin else sim.faults.take(self.command, path)
+        fault = None if is_admin else sim.faults.take(self.command, path, split.query)
         if fault is not None and fault.kind == "reset":
             self._log(sim, path, split.query, 0, None, fault, started)
             self._reset()
@@ -285,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:  # noqa: BLE001 - a bug must become a 500, not a dropped connection
                 log.exception("simulator error serving %s %s", self.command, path)
                 response = imsx_error(500, "internal_server_error", "simulator error")
+            if fault is not None and fault.kind in PAGING_KINDS:
+                response = paging_faults.apply(sim, fault, path, response)
         # Logged before the bytes go out: a client that has its answer must find the request in the log.
         self._log(sim, path, split.query, response.status, response.auth_ok, fault, started)
         self._send(response, fault)

@@ -23,7 +23,8 @@ import orjson
 import sqlalchemy as sa
 
 from roster_pipeline.rejects import Reject
-from roster_pipeline.warehouse.schema import TABLES, import_runs
+from roster_pipeline.warehouse import staging
+from roster_pipeline.warehouse.schema import import_runs
 
 from .messages import clip, record_label
 
@@ -85,7 +86,7 @@ def _quote(conn: sa.Connection, name: str) -> str:
 
 def _target_exists(conn: sa.Connection, target: str, ref: str, scope: _Scope) -> str:
     """SQL: the record ``ref`` names exists as an active target (staged, or published for a delta)."""
-    tables = TABLES[target]
+    tables = staging.for_import(scope.import_id, target)
     stg, pub = _quote(conn, tables.staging.name), _quote(conn, tables.published.name)
     staged = (
         f"EXISTS (SELECT 1 FROM {stg} t WHERE t.import_id = :import_id AND t.sourced_id = {ref} "
@@ -115,7 +116,7 @@ def _broken(
     """(sourced_id, raw, missing id, target was itself rejected) of active records whose reference fails."""
     column = _quote(conn, reference.column)
     join, ref = _ids_of(conn, column) if reference.many else ("", f"s.{column}")
-    stg = _quote(conn, TABLES[reference.resource].staging.name)
+    stg = _quote(conn, staging.for_import(scope.import_id, reference.resource).staging.name)
     sql = (
         f"SELECT s.sourced_id, s.raw, {ref} AS ref_id, "
         f"CASE WHEN f.sourced_id IS NULL THEN 0 ELSE 1 END AS rejected "
@@ -181,7 +182,7 @@ def _session_failures(conn: sa.Connection, scope: _Scope) -> list[Reject]:
 
     Sessions are a handful of rows per district, so the chain is walked in Python over one fetch.
     """
-    tables = TABLES["academic_sessions"]
+    tables = staging.for_import(scope.import_id, "academic_sessions")
     s, p = tables.staging, tables.published
     staged = conn.execute(
         sa.select(s.c.sourced_id, s.c.status, s.c.type, s.c.parent_sourced_id, s.c.raw).where(
@@ -278,13 +279,14 @@ def find_reference_failures(
 ) -> list[Reject]:
     """Every broken reference of the import's active staged records (check "reference"), cascades included.
 
-    Read-only for the warehouse: it only creates (and drops) a temporary table on ``conn``.
+    Read-only for the warehouse: it only creates (and drops) a temporary table on ``conn``.  It reads only
+    the import's own staging tables and its district's published rows, and analyses nothing: call
+    ``Warehouse.analyze_staging`` before, outside the transaction (an ANALYZE here would hold its lock
+    until the caller commits).
     """
     scope = _scope(conn, import_id, district_id, sync_mode)
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
-        for tables in TABLES.values():  # freshly loaded staging has no statistics: plan the anti-joins well
-            conn.execute(sa.text(f"ANALYZE {_quote(conn, tables.staging.name)}"))
     conn.execute(
         sa.text(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_FAILED} "
@@ -323,9 +325,10 @@ def find_reference_warnings(conn: sa.Connection, import_id: int, district_id: st
     For a delta import a class's unchanged (published, not re-sent) teacher enrollments count too.
     """
     scope = _scope(conn, import_id, district_id, None)
-    classes = _quote(conn, TABLES["classes"].staging.name)
-    stg = _quote(conn, TABLES["enrollments"].staging.name)
-    pub = _quote(conn, TABLES["enrollments"].published.name)
+    classes = _quote(conn, staging.for_import(scope.import_id, "classes").staging.name)
+    enrollments = staging.for_import(scope.import_id, "enrollments")
+    stg = _quote(conn, enrollments.staging.name)
+    pub = _quote(conn, enrollments.published.name)
     # Uncorrelated NOT IN: evaluated once as a hashed set on both engines (the class_sourced_id column has
     # no index in staging, so a correlated probe per class would rescan the import's enrollments).
     teachers = (

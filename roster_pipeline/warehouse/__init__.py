@@ -5,26 +5,31 @@ SQLAlchemy 2 Core on Postgres (production, COPY bulk loads) or a SQLite file (th
 
 from .columns import RESOURCE_COLUMNS, columns_for, flattener
 from .core import ImportRun, Warehouse, WarehouseError
-from .field_diff import FIELD_CHANGE_COLUMNS
 from .counts import ChangeCounts
 from .engine import DEFAULT_SQLITE_PATH, ENV_DATABASE_URL
+from .field_diff import FIELD_CHANGE_COLUMNS
 from .load import StagingError
 from .schema import IMPORT_STATUSES, SCHEMA_VERSION, TABLES
 from .summaries import CHANGE_SUMMARY_COLUMNS, SCHOOL_SUMMARY_COLUMNS
+from .undo import ResourceUndo, UndoCheckError, UndoRefusedError, UndoResult
 
 __all__ = [
     "CHANGE_SUMMARY_COLUMNS",
-    "FIELD_CHANGE_COLUMNS",
-    "IMPORT_STATUSES",
-    "SCHOOL_SUMMARY_COLUMNS",
     "DEFAULT_SQLITE_PATH",
     "ENV_DATABASE_URL",
+    "FIELD_CHANGE_COLUMNS",
+    "IMPORT_STATUSES",
     "RESOURCE_COLUMNS",
     "SCHEMA_VERSION",
+    "SCHOOL_SUMMARY_COLUMNS",
     "TABLES",
     "ChangeCounts",
     "ImportRun",
+    "ResourceUndo",
     "StagingError",
+    "UndoCheckError",
+    "UndoRefusedError",
+    "UndoResult",
     "Warehouse",
     "WarehouseError",
     "columns_for",

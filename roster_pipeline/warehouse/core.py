@@ -8,6 +8,13 @@ admin's review: approve publishes it with ``override=True``, reject discards it)
 is fetched, checked and diffed but can never be published.  Records failing a check are quarantined
 (``rejected_records``): never published, and never the cause of a deletion.  Every method opens its own short transaction, so the object can be shared by
 Dagster steps running in separate processes against the same database.
+
+Districts side by side: each import stages into tables of its own (``staging.py``), so no statement of
+one import reads, writes, analyses or locks anything another import touches, except rows of the
+control tables keyed by its own import id and the published rows of its own district.  Locks are taken
+in one order: the import's ``import_runs`` row (``SELECT ... FOR UPDATE``), then, in publish only, the
+district's advisory lock (one publish per district at a time), then the district's published rows and
+the import's own staging tables.
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ import sqlalchemy as sa
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource, resource
 
-from . import archive, field_diff, purge, quarantine, summaries
+from . import archive, field_diff, purge, quarantine, staging, summaries, undo
 from . import diff as sql
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
+from .errors import WarehouseError
 from .load import build_rows, copy_rows
 from .schema import TABLES, create_schema, import_resource_counts, import_runs
 
@@ -34,10 +42,6 @@ SYNC_MODES = ("full", "delta")
 OPEN_STATUSES = ("running", "staged")  # still receiving records / waiting for checks
 # statuses whose snapshot is still in staging (it can be diffed, summarised, reviewed)
 STAGED_STATUSES = ("running", "staged", "held", "dry_run", "failed")
-
-
-class WarehouseError(RuntimeError):
-    """An import is used in a way its state does not allow (unknown, already published, ...)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,10 @@ class ImportRun:
     override_reason: str | None = None
     overridden_at: datetime | None = None
     additions_only: bool = False  # rollover window: publishing adds and updates, never deletes
+    undone_by: str | None = None  # status 'undone': who rolled the district back to before this import
+    undone_at: datetime | None = None
+    undo_note: str | None = None
+    undo_forced: bool = False  # the undo went through although its checks failed (the reviewer's force)
 
 
 def _now() -> datetime:
@@ -103,7 +111,9 @@ class Warehouse:
                 )
                 .returning(import_runs.c.import_id)
             )
-            return int(result.scalar_one())
+            import_id = int(result.scalar_one())
+            staging.create(conn, import_id)  # the import's own staging tables, with the row that names them
+            return import_id
 
     def get_import(self, import_id: int) -> ImportRun:
         with self.engine.connect() as conn:
@@ -195,8 +205,8 @@ class Warehouse:
         Its rejects and field changes are kept: they explain why it was discarded."""
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
-            if run.status == "published":
-                raise WarehouseError(f"import {import_id} is already published; it cannot be discarded")
+            if run.status in ("published", "undone"):
+                raise WarehouseError(f"import {import_id} is already {run.status}; it cannot be discarded")
             self._clear_staging(conn, import_id)
             conn.execute(
                 import_runs.update()
@@ -209,7 +219,7 @@ class Warehouse:
     def stage(self, import_id: int, resource_name: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Load one batch into staging (COPY on Postgres). An empty batch still marks the resource staged."""
         res = resource(resource_name)
-        tables = TABLES[res.name]
+        tables = staging.for_import(import_id, res.name)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id)
             if run.status not in OPEN_STATUSES:
@@ -229,11 +239,25 @@ class Warehouse:
                 .values(pages=int(pages), seconds=float(seconds))
             )
 
+    def analyze_staging(self, import_id: int, resources: Sequence[str] | None = None, only_new: bool = True) -> None:
+        """Postgres: give the import's staging tables planner statistics, in a short transaction of its own.
+
+        ``only_new``: only tables never analysed (a cheap catalog probe when there is nothing to do).
+        Only this import's own tables are analysed, and never inside a long transaction (see ``staging``)."""
+        if self.dialect != "postgresql":
+            return
+        with self.engine.begin() as conn:
+            staging.analyze(conn, import_id, resources, only_new=only_new)
+
     # -- diff and publish ----------------------------------------------------------------------
 
     def diff(self, import_id: int, resource_name: str) -> ChangeCounts:
-        """What publishing would do to this resource, computed in SQL; nothing published changes."""
+        """What publishing would do to this resource, computed in SQL; nothing published changes.
+
+        Called once a resource is loaded (``sync.stage_resource``): its staging table is analysed first,
+        in a short transaction of its own."""
         res = resource(resource_name)
+        self.analyze_staging(import_id, [res.name], only_new=False)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id)
             return self._diff(conn, run, res)
@@ -253,6 +277,7 @@ class Warehouse:
         """
         now = _now()
         results: dict[str, ChangeCounts] = {}
+        self.analyze_staging(import_id)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
             if run.status == "held" and not override:
@@ -263,14 +288,17 @@ class Warehouse:
             if run.status not in (*OPEN_STATUSES, "held"):
                 raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports publish")
             if conn.dialect.name == "postgresql":
-                # One publish per district at a time, whatever the orchestrator does.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317002, hashtext(:d))"), {"d": run.district_id})
+                # One publish per district at a time, whatever the orchestrator does.  A 64-bit hash of the
+                # district id, so two districts practically never share the lock (hashtext is 32 bits).
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:d, 72317002))"), {"d": run.district_id}
+                )
             # An old school year is frozen after rollover; a newer one archives the years before it.
             current_year = archive.refuse_past_year(conn, run.district_id, run.school_year, exclude_import=import_id)
             scope = self._scope(run)
             rejected = quarantine.distinct_records(conn, import_id)
             for res in self._staged_resources(conn, import_id):
-                tables = TABLES[res.name]
+                tables = staging.for_import(import_id, res.name)
                 counts = self._diff(conn, run, res)
                 updated, inserted, vanished = sql.apply_changes(conn, tables, scope, now, counts)
                 expected_updates = counts.updated + counts.readded + (counts.deleted - vanished)
@@ -322,6 +350,28 @@ class Warehouse:
         with self.engine.connect() as conn:
             return purge.purges(conn, district_id)
 
+    def undo_last_import(
+        self,
+        district_id: str,
+        *,
+        undone_by: str,
+        note: str | None = None,
+        import_id: int | None = None,
+        check: undo.UndoCheck | None = None,
+        force: bool = False,
+        preview: bool = False,
+    ) -> undo.UndoResult:
+        """Roll the district back to exactly what was published before its latest published import, in ONE
+        transaction; the import becomes ``undone``.  ``check`` sees the result before the commit and returns
+        failures (refused unless ``force``); ``preview`` rolls back.  See ``warehouse.undo``."""
+        return undo.undo_last_import(self.engine, district_id, undone_by=undone_by, note=note, import_id=import_id,
+                                     check=check, force=force, preview=preview)
+
+    def undo_counts(self, import_id: int) -> dict[str, undo.ResourceUndo]:
+        """What undoing the import did, per resource (empty unless it was undone)."""
+        with self.engine.connect() as conn:
+            return undo.undo_counts(conn, import_id)
+
     # -- quarantine ------------------------------------------------------------------------------------
 
     def record_rejects(self, import_id: int, rejects: Sequence[Reject]) -> int:
@@ -350,7 +400,7 @@ class Warehouse:
             completed = quarantine.with_staged_raw(conn, import_id, rejects)
             quarantine.insert_rows(conn, quarantine.build_rows(import_id, run.district_id, completed, _now()))
             for name in dict.fromkeys(resource(r.resource).name for r in rejects if r.severity == "error"):
-                removed += self._purge(conn, import_id, TABLES[name].resource)
+                removed += self._purge(conn, import_id, resource(name))
         return removed
 
     def rejects(self, import_id: int, severity: str | None = None, limit: int | None = None) -> list[Reject]:
@@ -373,6 +423,7 @@ class Warehouse:
     def change_summary(self, import_id: int) -> pd.DataFrame:
         """Per resource (whole catalogue, in order): published_before, fetched, added, updated, deleted,
         unchanged, tobedeleted, rejected and the %s the threshold checks compare (see ``summaries``)."""
+        self.analyze_staging(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             counts = {res.name: self._diff(conn, run, res) for res in self._staged_resources(conn, import_id)}
@@ -380,23 +431,25 @@ class Warehouse:
 
     def school_summary(self, import_id: int) -> pd.DataFrame:
         """Per (school, resource) for users and enrollments: published_before, after, drop, drop_pct."""
+        self.analyze_staging(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             staged = {res.name for res in self._staged_resources(conn, import_id)}
             for name in staged & set(summaries.SCHOOL_RESOURCES):
-                self._prepare_staging(conn, run, TABLES[name].resource)
+                self._prepare_staging(conn, run, resource(name))
             return summaries.school_summary(conn, scope, staged)
 
     def build_field_diff(self, import_id: int) -> int:
         """(Re)build the import's rows in ``import_field_changes``; returns how many were written."""
         total = 0
+        self.analyze_staging(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             field_diff.clear(conn, import_id)
             for res in self._staged_resources(conn, import_id):
                 expected = self._diff(conn, run, res)  # also dedupes and withdraws quarantined records
                 if expected.changed:
-                    total += field_diff.build_resource(conn, TABLES[res.name], scope, expected)
+                    total += field_diff.build_resource(conn, staging.for_import(import_id, res.name), scope, expected)
         return total
 
     def field_changes(self, import_id: int, limit: int | None = None) -> pd.DataFrame:
@@ -465,7 +518,7 @@ class Warehouse:
     ) -> None:
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
-            if run.status in ("published", "discarded") or (allowed is not None and run.status not in allowed):
+            if run.status in ("published", "discarded", "undone") or (allowed is not None and run.status not in allowed):
                 raise WarehouseError(f"import {import_id} is {run.status}; it cannot become {status}")
             values: dict[str, Any] = {"status": status}
             if error is not None:
@@ -475,12 +528,12 @@ class Warehouse:
             conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
 
     def _require_unpublished(self, run: ImportRun) -> None:
-        if run.status in ("published", "discarded"):
+        if run.status in ("published", "discarded", "undone"):
             raise WarehouseError(f"import {run.import_id} is {run.status}; its records can no longer be rejected")
 
     def _purge(self, conn: sa.Connection, import_id: int, res: Resource) -> int:
         """Withdraw quarantined records from staging and count them on the resource's counts row."""
-        removed = sql.purge_quarantined(conn, TABLES[res.name], import_id)
+        removed = sql.purge_quarantined(conn, staging.for_import(import_id, res.name), import_id)
         if removed:
             self._ensure_counts_row(conn, import_id, res.name)
             c = import_resource_counts.c
@@ -506,14 +559,14 @@ class Warehouse:
 
     def _prepare_staging(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
         """Last copy of each record wins, quarantined records out: what every diff reads."""
-        sql.deduplicate(conn, TABLES[res.name], run.import_id)
+        sql.deduplicate(conn, staging.for_import(run.import_id, res.name), run.import_id)
         self._purge(conn, run.import_id, res)
         if run.additions_only:
             self._withhold(conn, run, res)
 
     def _withhold(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
         """additions_only: withdraw staged deletions of alive rows, counted as ``withheld``."""
-        removed = sql.withhold_deletions(conn, TABLES[res.name], self._scope(run))
+        removed = sql.withhold_deletions(conn, staging.for_import(run.import_id, res.name), self._scope(run))
         if removed:
             self._ensure_counts_row(conn, run.import_id, res.name)
             c = import_resource_counts.c
@@ -524,7 +577,7 @@ class Warehouse:
             )
 
     def _diff(self, conn: sa.Connection, run: ImportRun, res: Resource) -> ChangeCounts:
-        tables = TABLES[res.name]
+        tables = staging.for_import(run.import_id, res.name)
         self._prepare_staging(conn, run, res)
         c = import_resource_counts.c
         counts = conn.execute(
@@ -562,5 +615,5 @@ class Warehouse:
         )
 
     def _clear_staging(self, conn: sa.Connection, import_id: int) -> None:
-        for tables in TABLES.values():
-            conn.execute(sa.delete(tables.staging).where(tables.staging.c.import_id == import_id))
+        """Drop the import's own staging tables (in the caller's transaction: atomic with its status)."""
+        staging.drop(conn, import_id)

@@ -160,10 +160,10 @@ def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
     """
     s = t.staging
     if conn.dialect.name == "postgresql":
-        # Freshly COPYed staging has no statistics; without them the planner guesses badly on joins.
-        # Hash joins/aggregates over a whole district also want more than the default 4MB work_mem.
+        # Hash joins/aggregates over a whole district want more than the default 4MB work_mem.  (The
+        # statistics come from ``staging.analyze``, run before, outside this transaction: an ANALYZE here
+        # would hold its lock until the end of a long transaction.)
         conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
-        conn.execute(sa.text(f'ANALYZE "{s.name}"'))
     latest = (
         sa.select(s.c.sourced_id, sa.func.max(s.c.row_id).label("keep"))
         .where(s.c.import_id == import_id)

@@ -22,6 +22,19 @@ Version 3 (rollover, issue 6):
   enrollments).  Rows of a school year older than the district's latest published one are archived by
   the step itself, so a database that already holds two years looks exactly as if the rollover had
   happened under this version.  The ``current_<resource>`` views are created by ``create_schema``.
+
+Version 4 (undo):
+* ``import_runs``: status ``undone`` in the status CHECK constraint, and the columns ``undone_by``,
+  ``undone_at``, ``undo_note``, ``undo_forced`` (same procedure as version 2);
+* the table ``import_undo_counts`` (created by ``create_all`` before the step runs).
+
+Version 5 (districts side by side, issue 9): staging moves from the shared ``stg_<resource>`` tables to
+tables of each import's own (``stg_<resource>_<import_id>``, see ``staging.py``).  Every import whose
+snapshot is still in staging (running, staged, held, dry_run, failed: a held import may be waiting for
+its admin's approve) is carried over, rows in their original order and with their row ids (the diff
+keeps the last copy of a duplicated record); rows of published or discarded imports are leftovers and
+are not.  The shared tables are then dropped, so a process still on version 3 fails loudly instead of
+staging where nobody reads.
 """
 
 from __future__ import annotations
@@ -106,5 +119,43 @@ def upgrade_to_3(conn: sa.Connection) -> None:
     archive_superseded_years(conn, datetime.now(UTC))
 
 
+def upgrade_to_4(conn: sa.Connection) -> None:
+    """Status undone and the undo columns on import_runs."""
+    if conn.dialect.name == "sqlite":
+        rebuild_sqlite_table(conn, import_runs)
+    else:
+        add_missing_columns(conn, import_runs)
+        _replace_check(conn, import_runs, "ck_import_runs_status")
+
+
+def upgrade_to_5(conn: sa.Connection) -> None:
+    """Per-import staging tables: carry over the imports still in staging, drop the shared tables."""
+    from . import staging
+    from .core import STAGED_STATUSES
+
+    present = set(sa.inspect(conn).get_table_names())
+    legacy = {name: t.staging for name, t in TABLES.items() if t.staging.name in present}
+    in_staging = conn.execute(
+        sa.select(import_runs.c.import_id).where(import_runs.c.status.in_(STAGED_STATUSES)).order_by(import_runs.c.import_id)
+    ).scalars().all()
+    have = staging.existing(conn)
+    for import_id in in_staging:
+        if import_id not in have:
+            staging.create(conn, import_id)
+        for name, shared in legacy.items():
+            own = staging.for_import(import_id, name).staging
+            columns = [c.name for c in own.columns if c.name in _columns(conn, shared.name)]
+            rows = sa.select(*[shared.c[c] for c in columns]).where(shared.c.import_id == import_id).order_by(shared.c.row_id)
+            copied = conn.execute(own.insert().from_select(columns, rows), execution_options={"preserve_rowcount": True})
+            if copied.rowcount and conn.dialect.name == "postgresql":  # later batches continue after the copied ids
+                conn.execute(
+                    sa.text(f"SELECT setval(pg_get_serial_sequence(:t, 'row_id'), (SELECT max(row_id) FROM \"{own.name}\"))"),
+                    {"t": own.name},
+                )
+    preparer = conn.dialect.identifier_preparer
+    for shared in legacy.values():
+        conn.execute(sa.text(f"DROP TABLE {preparer.quote(shared.name)}"))
+
+
 # version -> the step that upgrades a database from version-1. Version 1 is the initial create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: upgrade_to_2, 3: upgrade_to_3}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4, 5: upgrade_to_5}

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from . import staging
 from .schema import (
     TABLES,
     data_purges,
@@ -57,15 +58,24 @@ def purge_resource(
     t = TABLES[resource_name]
     if conn.dialect.name == "postgresql":
         # The same per-district lock as publish: a purge never interleaves with a publish of the district.
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317002, hashtext(:d))"), {"d": district_id})
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:d, 72317002))"), {"d": district_id})
 
     def delete(statement: sa.Delete) -> int:
         return int(conn.execute(statement).rowcount or 0)
 
+    pending = sa.select(import_runs.c.import_id).where(
+        import_runs.c.district_id == district_id, import_runs.c.status.in_(_PENDING)
+    )
+    staged_rows = 0
+    present = staging.existing(conn)  # each import stages into tables of its own, whatever its status
+    of_district = sa.select(import_runs.c.import_id).where(import_runs.c.district_id == district_id)
+    for staged_id in conn.execute(of_district).scalars():
+        if resource_name in present.get(int(staged_id), set()):
+            staged_rows += delete(sa.delete(staging.for_import(staged_id, resource_name).staging))
     counts = PurgeCounts(
         published_rows=delete(sa.delete(t.published).where(t.published.c.district_id == district_id)),
         history_rows=delete(sa.delete(t.history).where(t.history.c.district_id == district_id)),
-        staging_rows=delete(sa.delete(t.staging).where(t.staging.c.district_id == district_id)),
+        staging_rows=staged_rows,
         rejected_rows=delete(
             sa.delete(rejected_records).where(
                 rejected_records.c.district_id == district_id, rejected_records.c.resource == resource_name
@@ -76,9 +86,6 @@ def purge_resource(
                 import_field_changes.c.district_id == district_id, import_field_changes.c.resource == resource_name
             )
         ),
-    )
-    pending = sa.select(import_runs.c.import_id).where(
-        import_runs.c.district_id == district_id, import_runs.c.status.in_(_PENDING)
     )
     conn.execute(
         sa.delete(import_resource_counts).where(

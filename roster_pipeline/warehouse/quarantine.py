@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import resource
 
-from .schema import SEVERITIES, TABLES, rejected_records
+from . import staging
+from .schema import SEVERITIES, rejected_records
 
 VALUE_MAX = 200  # the Reject contract: values are truncated to 200 characters
 MESSAGE_MAX = 2_000
@@ -106,15 +107,15 @@ def insert_rows(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
 
 def staged_raw(conn: sa.Connection, import_id: int, resource_name: str, sourced_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The staged raw record of each sourcedId (last copy wins), for rejects that carry none."""
-    staging = TABLES[resource_name].staging
+    stg = staging.for_import(import_id, resource_name).staging
     found: dict[str, dict[str, Any]] = {}
     unique = sorted(set(sourced_ids))
     for start in range(0, len(unique), 5_000):
         chunk = unique[start : start + 5_000]
         result = conn.execute(
-            sa.select(staging.c.sourced_id, staging.c.raw)
-            .where(staging.c.import_id == import_id, staging.c.sourced_id.in_(chunk))
-            .order_by(staging.c.row_id)
+            sa.select(stg.c.sourced_id, stg.c.raw)
+            .where(stg.c.import_id == import_id, stg.c.sourced_id.in_(chunk))
+            .order_by(stg.c.row_id)
         )
         for sourced_id, raw in result:
             found[sourced_id] = orjson.loads(raw)

@@ -4,9 +4,10 @@ Per resource there are three tables with the same flattened columns:
 
 * ``<resource>`` — what is published: keyed by district (+ school year when year-scoped) and sourcedId,
   soft-deleted only (``deleted_at``), with the record hash used by the SQL diff;
-* ``stg_<resource>`` — one import's snapshot before checks; permissive (no NOT NULL on record fields,
-  duplicates allowed until the diff de-duplicates them) because bad SIS data must be *reported* there,
-  not bounce off a constraint mid-COPY;
+* ``stg_<resource>_<import_id>`` — one import's snapshot before checks, in tables of its own (see
+  ``staging.py``; ``TABLES[name].staging`` is their template, not a table in the database); permissive
+  (no NOT NULL on record fields, duplicates allowed until the diff de-duplicates them) because bad SIS
+  data must be *reported* there, not bounce off a constraint mid-COPY;
 * ``<resource>_history`` — the previous version of every row an import changed or deleted.
 
 Published tables are stricter than staging (``status`` is NOT NULL): a record that slipped past the
@@ -33,11 +34,14 @@ from roster_pipeline.resources import RESOURCES, Resource
 
 from .columns import columns_for
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 # Import lifecycle.  running → staged → published | held | dry_run | failed | discarded;
-# held → published (approve, thresholds overridden) | discarded (reject).
-IMPORT_STATUSES: tuple[str, ...] = ("running", "staged", "published", "failed", "discarded", "held", "dry_run")
+# held → published (approve, thresholds overridden) | discarded (reject);
+# published → undone (the district rolled back to the state before it; see undo.py).
+IMPORT_STATUSES: tuple[str, ...] = (
+    "running", "staged", "published", "failed", "discarded", "held", "dry_run", "undone"
+)
 SEVERITIES: tuple[str, ...] = ("error", "warning")
 FIELD_CHANGES: tuple[str, ...] = ("added", "updated", "deleted", "readded")
 
@@ -46,6 +50,8 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 metadata = sa.MetaData()
+# The staging templates: never created as such; each import gets its own copies (staging.py).
+staging_templates = sa.MetaData()
 
 # JSONB on Postgres (queryable, compact); JSON text on SQLite.
 RawJson = sa.JSON().with_variant(JSONB(), "postgresql")
@@ -100,7 +106,7 @@ def _build(resource: Resource) -> ResourceTables:
     )
     staging = sa.Table(
         f"stg_{name}",
-        metadata,
+        staging_templates,
         sa.Column("row_id", BigId, primary_key=True, autoincrement=True),
         sa.Column("import_id", sa.BigInteger, nullable=False),
         *_key_columns(resource),
@@ -124,7 +130,10 @@ def _build(resource: Resource) -> ResourceTables:
         sa.Column("deleted_at", Timestamp, nullable=True),
         sa.Column("import_id", sa.BigInteger, nullable=False),  # the import that wrote this version
         sa.Column("superseded_by_import_id", sa.BigInteger, nullable=False),
-        sa.Column("change", sa.Text, nullable=False),  # updated | deleted | vanished | readded
+        # written by a publish: updated | deleted | vanished | readded (the version the import replaced);
+        # by an undo (undo.py): undone (the import's version, replaced by the one before it) | removed
+        # (a row the undone import had inserted). superseded_by_import_id is then the undone import.
+        sa.Column("change", sa.Text, nullable=False),
         sa.Index(f"ix_{name}_history_key", *key),
         sa.Index(f"ix_{name}_history_import", "superseded_by_import_id"),
     )
@@ -153,6 +162,11 @@ import_runs = sa.Table(
     sa.Column("overridden_at", Timestamp, nullable=True),
     # v3: imported inside a rollover additions_only window: publishing never deletes anything
     sa.Column("additions_only", sa.Boolean, nullable=False, server_default=sa.false()),
+    # v4: the import was undone (status 'undone'): who, when, why, and whether the checks were overridden
+    sa.Column("undone_by", sa.Text, nullable=True),
+    sa.Column("undone_at", Timestamp, nullable=True),
+    sa.Column("undo_note", sa.Text, nullable=True),
+    sa.Column("undo_forced", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint("sync_mode IN ('full', 'delta')", name="ck_import_runs_sync_mode"),
     sa.CheckConstraint(_in("status", IMPORT_STATUSES), name="ck_import_runs_status"),
     sa.Index("ix_import_runs_district", "district_id", "started_at"),
@@ -180,6 +194,25 @@ import_resource_counts = sa.Table(
     sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
     sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
     sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_resource_counts"),
+)
+
+# v4: what undoing an import did to each resource (see undo.py); the undo email and the CLI read these.
+import_undo_counts = sa.Table(
+    "import_undo_counts",
+    metadata,
+    sa.Column("import_id", sa.BigInteger, nullable=False),  # the undone import
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("restored", sa.BigInteger, nullable=False, server_default="0"),  # previous version back
+    sa.Column("removed", sa.BigInteger, nullable=False, server_default="0"),  # rows the import had inserted
+    sa.Column("unarchived", sa.BigInteger, nullable=False, server_default="0"),  # rollover undone
+    # the resource's current view (alive rows of the current school year) before and after the undo,
+    # and how it changed: what the change thresholds were checked against
+    sa.Column("published_before", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("published_after", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("added", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("deleted", sa.BigInteger, nullable=False, server_default="0"),
+    sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_undo_counts"),
 )
 
 rejected_records = sa.Table(
@@ -249,23 +282,32 @@ schema_version = sa.Table(
     sa.Column("applied_at", Timestamp, nullable=False),
 )
 
-def _postgres_tuning(conn: sa.Connection) -> None:
-    """Staging is transient and re-fetchable: UNLOGGED skips WAL, which roughly halves COPY time."""
-    for tables in TABLES.values():
-        persistence = conn.execute(
-            sa.text("SELECT relpersistence FROM pg_class WHERE oid = to_regclass(:t)"), {"t": tables.staging.name}
-        ).scalar()
-        if persistence == "p":
-            conn.execute(sa.text(f'ALTER TABLE "{tables.staging.name}" SET UNLOGGED'))
+def _up_to_date(conn: sa.Connection) -> bool:
+    """Every table and view is there and the recorded version is this one (read without any lock)."""
+    from .archive import current_view_name
+
+    inspector = sa.inspect(conn)
+    if not set(metadata.tables) <= set(inspector.get_table_names()):
+        return False
+    if not {current_view_name(name) for name in TABLES} <= set(inspector.get_view_names()):
+        return False
+    return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() == SCHEMA_VERSION
 
 
 def create_schema(engine: sa.Engine) -> int:
-    """Create or upgrade the schema; safe to call from every process at start-up. Returns the version."""
+    """Create or upgrade the schema; safe to call from every process at start-up. Returns the version.
+
+    An up-to-date schema is recognised without the DDL lock, so the steps of many districts starting at
+    once never queue behind each other here; only a creation or an upgrade serialises.
+    """
     from datetime import UTC, datetime
 
     from .archive import create_current_views
     from .migrations import MIGRATIONS  # the steps need the tables above
 
+    with engine.connect() as conn:
+        if _up_to_date(conn):
+            return SCHEMA_VERSION
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Several Dagster steps may start at once: serialise DDL (released at commit).
@@ -284,6 +326,4 @@ def create_schema(engine: sa.Engine) -> int:
             MIGRATIONS[version](conn)
             conn.execute(schema_version.insert().values(version=version, applied_at=datetime.now(UTC)))
         create_current_views(conn)
-        if conn.dialect.name == "postgresql":
-            _postgres_tuning(conn)
     return SCHEMA_VERSION

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from roster_pipeline.resources import RESOURCES
 
+from . import staging as stg
 from .counts import ChangeCounts
 from .diff import Scope
 from .schema import TABLES
@@ -88,14 +89,13 @@ def change_summary(
 # -- per school ---------------------------------------------------------------------------------------
 
 
-def _memberships(conn: sa.Connection, resource_name: str, alias: str) -> tuple[str, str]:
+def _memberships(conn: sa.Connection, resource_name: str, alias: str, import_id: int) -> tuple[str, str]:
     """(FROM clause, school expression) giving one row per (record, school it belongs to).
 
     Users belong to every org in ``org_sourced_ids`` (a JSON list; non-schools are filtered later),
     enrollments to their ``school_sourced_id``.
     """
-    table = TABLES[resource_name]
-    name = table.published.name if alias == "p" else table.staging.name
+    name = TABLES[resource_name].published.name if alias == "p" else stg.table_name(resource_name, import_id)
     if resource_name == "enrollments":
         return f'"{name}" {alias}', f"{alias}.school_sourced_id"
     if conn.dialect.name == "postgresql":
@@ -120,7 +120,7 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
     """({org: alive published records now}, {org: alive records after publishing}) for one resource."""
     params: dict[str, object] = {"district": scope.district_id, "year": scope.school_year, "import_id": scope.import_id,
                                  "resource": resource_name}
-    p_from, p_school = _memberships(conn, resource_name, "p")
+    p_from, p_school = _memberships(conn, resource_name, "p", scope.import_id)
     before = _per_school(
         conn,
         f"SELECT {p_school}, count(DISTINCT p.sourced_id) FROM {p_from} WHERE {_published_where(resource_name)} "
@@ -129,8 +129,8 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
     )
     if not staged:  # the import does not touch this resource
         return before, dict(before)
-    s_from, s_school = _memberships(conn, resource_name, "s")
-    staging = TABLES[resource_name].staging.name
+    s_from, s_school = _memberships(conn, resource_name, "s", scope.import_id)
+    staging = stg.table_name(resource_name, scope.import_id)
     not_restaged = f'NOT EXISTS (SELECT 1 FROM "{staging}" x WHERE x.import_id = :import_id AND x.sourced_id = p.sourced_id)'
     if scope.full:  # a full pull keeps only what it staged, and what the quarantine protects
         not_restaged += (
@@ -153,7 +153,7 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
 def school_names(conn: sa.Connection, scope: Scope) -> tuple[dict[str, str | None], set[str]]:
     """({org: name}, {orgs of type school}) from published orgs of the district and this import's staging
     (the staged version wins: a renamed school shows its new name)."""
-    t = TABLES["orgs"]
+    t = stg.for_import(scope.import_id, "orgs")
     names: dict[str, str | None] = {}
     schools: set[str] = set()
     published = sa.select(t.published.c.sourced_id, t.published.c.name, t.published.c.type).where(
