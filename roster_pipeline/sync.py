@@ -151,13 +151,17 @@ def import_for_run(warehouse: Warehouse, district_id: str, run_id: str) -> int:
     return import_id
 
 
-def skip_resource(warehouse: Warehouse, import_id: int, district: District, resource: Resource) -> ResourceSkipResult:
+def skip_resource(
+    warehouse: Warehouse, import_id: int, district: District, resource: Resource, *, purge: bool = True
+) -> ResourceSkipResult:
     """For a resource the district switched off: request nothing, and purge whatever the warehouse still
-    holds of it for the district (switching PII off means it must be gone, not merely stop updating)."""
+    holds of it for the district (switching PII off means it must be gone, not merely stop updating).
+
+    ``purge=False`` (a dry run, which must change nothing) leaves the purge to the next real sync."""
     reason = district.excluded_resources().get(resource.name)
     if reason is None:
         raise SyncError(f"district {district.id!r}: {resource.name} is not switched off; stage it instead")
-    purged = warehouse.purge_resource(district.id, resource.name, reason, import_id=import_id)
+    purged = warehouse.purge_resource(district.id, resource.name, reason, import_id=import_id) if purge else PurgeCounts()
     return ResourceSkipResult(district.id, resource.name, reason, purged)
 
 

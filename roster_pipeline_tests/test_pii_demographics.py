@@ -18,6 +18,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from roster_pipeline.defs.assets import build_roster_assets
+from roster_pipeline.defs.jobs import build_dry_run_job
+from roster_pipeline.defs.partitions import district_partitions
+from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.districts import District, RegistryError, load_registry, parse_registry
 from roster_pipeline.oneroster import OneRosterClient
 from roster_pipeline.resources import RESOURCES, resource
@@ -262,3 +266,37 @@ def test_approving_a_snapshot_held_before_the_switch_never_publishes_its_demogra
     assert "demographics" not in warehouse.resource_counts(held.import_id)
     [purge] = warehouse.purges("north")
     assert purge["import_id"] == held.import_id and purge["staging_rows"] > 0
+
+
+def test_a_dry_run_skips_demographics_but_leaves_the_purge_to_the_next_real_sync(
+    server: SimulatorServer, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "districts.yaml"
+    registry = write_registry(path, server, MonkeypatchedEnviron(monkeypatch), ["north"])
+    warehouse = Warehouse(sqlite_url)
+    warehouse.create_schema()
+    assert sync_district(warehouse, registry.get("north"), "run-1", RESOURCES).published
+    published_before = rows(warehouse, DEMOGRAPHICS.published, "north")
+    north = switch_off(path, "north")
+    server.clear_requests()
+
+    partitions = district_partitions(load_registry(path))
+    defs = dg.Definitions(
+        assets=build_roster_assets(partitions),
+        jobs=[build_dry_run_job(partitions)],
+        resources={
+            "warehouse": WarehouseResource(database_url=sqlite_url),
+            "registry": DistrictRegistryResource(districts_file=str(path)),
+        },
+    )
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("dry_run_district").execute_in_process(partition_key="north", instance=instance)
+    assert result.success
+    meta = materialization_metadata(result, "demographics")
+    assert meta["skipped"] is True and meta["purged_rows"] == 0
+    assert demographics_requests(server) == []
+    assert rows(warehouse, DEMOGRAPHICS.published, "north") == published_before and warehouse.purges("north") == []
+
+    real = sync_district(warehouse, north, "run-3", RESOURCES)
+    assert real.skipped["demographics"].purged.published_rows == published_before
+    assert rows(warehouse, DEMOGRAPHICS.published, "north") == 0

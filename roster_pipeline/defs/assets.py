@@ -229,8 +229,9 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         import_id = import_for_run(wh, district.id, context.run.run_id)
         if resource.name in district.excluded_resources():
             # Still a materialization (downstream checks and publish must run), marked skipped with why.
+            dry_run = context.run.job_name == DRY_RUN_JOB_NAME  # a dry run changes nothing, purges included
             with failing_import(wh, import_id, resource.name):
-                skipped = skip_resource(wh, import_id, district, resource)
+                skipped = skip_resource(wh, import_id, district, resource, purge=not dry_run)
             context.log.info(f"{skipped.reason}; purged {skipped.purged.total} stored rows")
             return dg.MaterializeResult(metadata=skip_metadata(skipped, import_id))
         with failing_import(wh, import_id, resource.name):
