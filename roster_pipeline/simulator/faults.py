@@ -9,15 +9,32 @@ A rule matches requests by method and a path substring; it may skip the first ``
 - ``truncate``: a well-formed HTTP response whose JSON body is cut in half;
 - ``incomplete``: headers promise the full body, the connection closes halfway;
 - ``slow``: sleep ``delay_seconds`` and then answer normally.
+
+Data faults change what a list endpoint serves rather than how; they target one record by
+``sourced_id``, fire on every list response that carries it (``times`` counts those, ``after`` skips
+the first ones) and never take the place of a transport fault:
+
+- ``nul``: a NUL character (``\u0000`` in the JSON) inside the record's text ``field``;
+- ``invalid_utf8``: a byte that is not UTF-8 (0xE9, Latin-1 "é") at the end of the record's ``field``;
+- ``duplicate``: a copy of the record served again at the end of the listing (so on the last page,
+  with ``X-Total-Count`` one higher on every page): identical without ``field``, with ``field``
+  changed (a different record under the same sourcedId) otherwise.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("status", "reset", "truncate", "incomplete", "slow")
+DATA_KINDS = ("nul", "invalid_utf8", "duplicate")
+KINDS = ("status", "reset", "truncate", "incomplete", "slow", *DATA_KINDS)
+
+Record = dict[str, Any]
+_MARK = "\ue000"  # stands in for the invalid byte until the page is rendered
+_MARK_BYTES = _MARK.encode()
+INVALID_BYTE = b"\xe9"
 
 
 @dataclass
@@ -30,15 +47,25 @@ class FaultRule:
     path_contains: str | None = None
     method: str | None = None
     delay_seconds: float = 0.0
+    sourced_id: str | None = None  # data faults: the record they change
+    field: str | None = None  # data faults: the field they change
     fired: int = 0
-    seen: int = field(default=0, repr=False)
+    seen: int = dataclasses.field(default=0, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "status": self.status, "retry_after": self.retry_after, "times": self.times,
             "after": self.after, "path_contains": self.path_contains, "method": self.method,
-            "delay_seconds": self.delay_seconds, "fired": self.fired,
+            "delay_seconds": self.delay_seconds, "sourced_id": self.sourced_id, "field": self.field,
+            "fired": self.fired,
         }
+
+    def _matches(self, method: str, path: str) -> bool:
+        if self.method and self.method != method:
+            return False
+        if self.path_contains and self.path_contains not in path:
+            return False
+        return self.times is None or self.fired < self.times
 
 
 class Faults:
@@ -59,6 +86,8 @@ class Faults:
         path_contains: str | None = None,
         method: str | None = None,
         delay_seconds: float = 0.0,
+        sourced_id: str | None = None,
+        field: str | None = None,
     ) -> FaultRule:
         kind = kind or ("status" if status is not None else None)
         if kind not in KINDS:
@@ -67,8 +96,13 @@ class Faults:
             raise ValueError("a status fault needs status=")
         if kind == "slow" and delay_seconds <= 0:
             raise ValueError("a slow fault needs delay_seconds > 0")
+        if kind in DATA_KINDS and not sourced_id:
+            raise ValueError(f"a {kind} fault needs sourced_id= (the record it changes)")
+        if kind in ("nul", "invalid_utf8") and not field:
+            raise ValueError(f"a {kind} fault needs field= (the text field it corrupts)")
         rule = FaultRule(
-            kind, status, retry_after, times, after, path_contains, method.upper() if method else None, delay_seconds
+            kind, status, retry_after, times, after, path_contains, method.upper() if method else None, delay_seconds,
+            sourced_id, field,
         )
         with self._lock:
             self._rules.append(rule)
@@ -87,11 +121,7 @@ class Faults:
         """The rule that fires for this request, counting it as fired (atomic across threads)."""
         with self._lock:
             for rule in self._rules:
-                if rule.method and rule.method != method:
-                    continue
-                if rule.path_contains and rule.path_contains not in path:
-                    continue
-                if rule.times is not None and rule.fired >= rule.times:
+                if rule.kind in DATA_KINDS or not rule._matches(method, path):
                     continue
                 rule.seen += 1
                 if rule.seen <= rule.after:
@@ -99,3 +129,66 @@ class Faults:
                 rule.fired += 1
                 return rule
         return None
+
+    # -------------------------------------------------------------------------------- data faults
+
+    def _fire_data(self, kind: str, method: str, path: str, carries: Any) -> list[FaultRule]:
+        """The data rules of ``kind`` for this response whose record it ``carries``, counted as fired."""
+        fired = []
+        with self._lock:
+            for rule in self._rules:
+                if rule.kind != kind or not rule._matches(method, path) or not carries(rule.sourced_id):
+                    continue
+                rule.seen += 1
+                if rule.seen <= rule.after:
+                    continue
+                rule.fired += 1
+                fired.append(rule)
+        return fired
+
+    def rewrite_listing(self, method: str, path: str, records: list[Record]) -> list[Record]:
+        """``duplicate`` rules: the listing with a copy of each target record appended at its end."""
+        if not any(r.kind == "duplicate" for r in self.rules):
+            return records
+        by_id = {r.get("sourcedId"): r for r in records}
+        rules = self._fire_data("duplicate", method, path, lambda sid: sid in by_id)
+        if not rules:
+            return records
+        copies = []
+        for rule in rules:
+            copy = dict(by_id[rule.sourced_id])
+            if rule.field:
+                copy[rule.field] = f"{copy.get(rule.field) or ''} (other record)"
+            copies.append(copy)
+        return [*records, *copies]
+
+    def corrupt_page(self, method: str, path: str, page: list[Record]) -> tuple[list[Record], bool]:
+        """``nul`` / ``invalid_utf8`` rules whose record is on this page: the page with that record's field
+        corrupted (a copy; the district is untouched), and whether ``finish_body`` must run on the body."""
+        if not any(r.kind in ("nul", "invalid_utf8") for r in self.rules):
+            return page, False
+        ids = {r.get("sourcedId") for r in page}
+        rules = [
+            *self._fire_data("nul", method, path, lambda sid: sid in ids),
+            *self._fire_data("invalid_utf8", method, path, lambda sid: sid in ids),
+        ]
+        if not rules:
+            return page, False
+        out = list(page)
+        for rule in rules:
+            for index, record in enumerate(out):
+                if record.get("sourcedId") != rule.sourced_id:
+                    continue
+                copy = dict(record)
+                text = str(copy.get(rule.field) or "")  # type: ignore[arg-type]
+                middle = len(text) // 2
+                copy[rule.field] = (  # type: ignore[index]
+                    text[:middle] + "\x00" + text[middle:] if rule.kind == "nul" else text + _MARK
+                )
+                out[index] = copy
+        return out, any(r.kind == "invalid_utf8" for r in rules)
+
+
+def finish_body(body: bytes) -> bytes:
+    """Put the byte that is not UTF-8 where ``invalid_utf8`` left its placeholder."""
+    return body.replace(_MARK_BYTES, INVALID_BYTE)
