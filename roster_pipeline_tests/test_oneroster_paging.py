@@ -435,3 +435,50 @@ def test_duplicates_served_across_pages_are_dropped_and_counted() -> None:
             stats = client.stats_for("users")
     assert ids == [f"u{i:04d}" for i in range(12)]
     assert stats.duplicates_dropped == 1 and stats.records == 12
+
+
+# ----------------------------------------------------------------------------------------- duplicates
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_a_conflicting_duplicate_on_a_later_page_is_reported_with_its_batch_not_handed_out(concurrent: bool) -> None:
+    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sim:
+        target = expected_ids(sim, "users")[1]  # page 1; the copy comes last, on page 5 at page size 7
+        sim.faults.add(kind="duplicate", sourced_id=target, field="givenName", times=None, path_contains="/users")
+        with OneRosterClient(config_for(sim, page_size=7, concurrent_paging=concurrent)) as client:
+            batches = list(client.iter_batches("users"))
+            stats = client.stats_for("users")
+    handed_out = [r["sourcedId"] for batch in batches for r in batch]
+    assert handed_out == expected_ids(sim, "users")  # the first copy, before anyone could know
+    assert [batch.issues for batch in batches[:-1]] == [[]] * (len(batches) - 1)
+    [issue] = batches[-1].issues
+    assert (issue.sourced_id, issue.check, issue.withdraw_earlier) == (target, "conflicting_duplicate", True)
+    assert issue.record["givenName"].endswith("(other record)")
+    assert stats.conflicting_duplicates == 1 and stats.duplicates_dropped == 0 and stats.complete
+
+
+def test_an_identical_duplicate_across_pages_is_dropped_and_counted() -> None:
+    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sim:
+        target = expected_ids(sim, "users")[1]
+        sim.faults.add(kind="duplicate", sourced_id=target, times=None, path_contains="/users")
+        with OneRosterClient(config_for(sim, page_size=7)) as client:
+            batches = list(client.iter_batches("users"))
+            stats = client.stats_for("users")
+    assert [r["sourcedId"] for batch in batches for r in batch] == expected_ids(sim, "users")
+    assert all(not batch.issues for batch in batches)
+    assert stats.duplicates_dropped == 1 and stats.conflicting_duplicates == 0
+
+
+def test_a_conflicting_duplicate_within_one_page_hands_out_neither_copy() -> None:
+    records = _users(6)
+    records.insert(3, dict(records[1], status="tobedeleted"))  # u0001 again, different, same page
+    with ScriptedSIS(records, total_header=True) as sis:
+        with OneRosterClient(sis.config(page_size=10)) as client:
+            [batch] = list(client.iter_batches("users"))
+            stats = client.stats_for("users")
+    assert [r["sourcedId"] for r in batch] == ["u0000", "u0002", "u0003", "u0004", "u0005"]
+    assert [(i.sourced_id, i.record["status"], i.withdraw_earlier) for i in batch.issues] == [
+        ("u0001", "active", False),
+        ("u0001", "tobedeleted", False),
+    ]
+    assert stats.conflicting_duplicates == 2 and stats.records == 5

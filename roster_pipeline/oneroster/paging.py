@@ -1,14 +1,18 @@
-"""The pure parts of paging: endpoints and envelopes, query parameters, Link headers, and dedupe.
+"""The pure parts of paging: endpoints and envelopes, query parameters, Link headers, dedupe and the
+conflicting duplicates it finds.
 
 Kept free of I/O so the rules that decide whether a pull is complete can be tested in isolation.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 from roster_pipeline.resources import RESOURCES_BY_COLLECTION, resource
 
@@ -117,28 +121,120 @@ def parse_total_count(value: str | None) -> int | None:
     return total if total >= 0 else None
 
 
-class SeenIds:
-    """sourcedIds already yielded in this pull, so overlapping pages never yield a record twice.
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
 
-    Holds the id strings the records already carry (no copies), which is the one per-pull cost that
-    grows with district size: about 100 bytes per record.
+
+@dataclass(frozen=True)
+class RecordIssue:
+    """A served record the client does not hand out as data: the importing step quarantines it.
+
+    ``withdraw_earlier``: an earlier copy of the same sourcedId was handed out in an earlier batch (and
+    may be staged by now), so the importer must withdraw that copy as well.
+    """
+
+    sourced_id: str
+    check: str
+    record: Record
+    withdraw_earlier: bool = False
+
+
+class Batch(list[Record]):
+    """One page's records to stage, plus the ``issues`` found on that page.
+
+    A list, so callers that only want records iterate it as before; an importer that quarantines
+    reads ``issues`` too.  A page whose every record has an issue still arrives, as an empty batch.
+    """
+
+    def __init__(self, records: list[Record] | None = None, issues: list[RecordIssue] | None = None) -> None:
+        super().__init__(records or ())
+        self.issues: list[RecordIssue] = issues or []
+
+
+@dataclass(frozen=True)
+class PageSort:
+    """What ``SeenRecords.keep_new`` made of one page."""
+
+    fresh: list[Record]  # first copies, in page order: hand these out
+    duplicates: int  # identical repeats within the pass (paging overlap): dropped, harmless
+    issues: list[RecordIssue]  # copies of sourcedIds served with different content: quarantine
+
+
+_CONFLICTED = -1
+_PASS_BITS = 4
+_MAX_PASS = (1 << _PASS_BITS) - 1
+_DIGEST_MASK = (1 << 56) - 1
+
+
+def content_digest(record: Record) -> int:
+    """A 56-bit digest of the record's content (keys sorted), for telling a repeat from a conflict.
+
+    The text of a body decoded leniently may hold lone surrogates, which orjson refuses; the standard
+    library escapes them, so such a record still has a digest (and is quarantined by validation).
+    """
+    try:
+        raw = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        raw = json.dumps(record, sort_keys=True, default=str).encode()
+    return hash(raw) & _DIGEST_MASK
+
+
+class SeenRecords:
+    """sourcedId → digest of the content first served under it, so that a pull hands each record out
+    once and can tell a harmless repeat from two different records sharing one sourcedId.
+
+    A repeat with the same content (offset paging overlapping itself) is dropped and counted.  Different
+    content under the same sourcedId within one pass means the SIS holds two records with one id: which
+    is right cannot be told, so every copy is reported as a ``conflicting_duplicate`` issue (and any copy
+    handed out before is to be withdrawn).  A re-read after a restart (``new_pass``) skips what earlier
+    passes handed out, as before, without counting it as a duplicate.
+
+    Per pull this holds, per record, its id string (which the record carries anyway) and one small int
+    (digest and pass number packed): about 60 bytes more per record than a set of ids.
     """
 
     def __init__(self) -> None:
-        self._ids: set[str] = set()
+        self._seen: dict[str, int] = {}
+        self._pass = 0
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._seen)
 
-    def keep_new(self, records: list[Record]) -> tuple[list[Record], int]:
-        """The records not seen before (first occurrence wins) and how many duplicates were dropped."""
+    def new_pass(self) -> None:
+        """The pull restarts from offset 0: what follows is a re-read, not a repeat."""
+        self._pass = min(self._pass + 1, _MAX_PASS)
+
+    def keep_new(self, records: list[Record]) -> PageSort:
         fresh: list[Record] = []
-        dropped = 0
+        issues: list[RecordIssue] = []
+        duplicates = 0
+        here: dict[str, Record] = {}  # first copies handed out from this very page
+        conflicted_here: set[str] = set()
+        seen, current = self._seen, self._pass
         for record in records:
             sourced_id = record.get("sourcedId")
-            if sourced_id in self._ids:
-                dropped += 1
+            digest = content_digest(record)
+            known = seen.get(sourced_id)  # type: ignore[arg-type]
+            if known is None:
+                seen[sourced_id] = (digest << _PASS_BITS) | current  # type: ignore[index]
+                here[sourced_id] = record  # type: ignore[index]
+                fresh.append(record)
                 continue
-            self._ids.add(sourced_id)
-            fresh.append(record)
-        return fresh, dropped
+            if known == _CONFLICTED:
+                issues.append(RecordIssue(sourced_id, CONFLICTING_DUPLICATE, record))  # type: ignore[arg-type]
+                continue
+            if known & _MAX_PASS != current:
+                continue  # a re-read of an earlier pass: that pass's copy stands
+            if known >> _PASS_BITS == digest:
+                duplicates += 1
+                continue
+            seen[sourced_id] = _CONFLICTED  # type: ignore[index]
+            first = here.get(sourced_id)  # type: ignore[arg-type]
+            if first is not None:
+                conflicted_here.add(sourced_id)  # type: ignore[arg-type]
+                issues.append(RecordIssue(sourced_id, CONFLICTING_DUPLICATE, first))  # type: ignore[arg-type]
+            issues.append(
+                RecordIssue(sourced_id, CONFLICTING_DUPLICATE, record, withdraw_earlier=first is None)  # type: ignore[arg-type]
+            )
+        if conflicted_here:
+            fresh = [r for r in fresh if r.get("sourcedId") not in conflicted_here]
+        return PageSort(fresh, duplicates, issues)
