@@ -23,8 +23,8 @@ the first ones) and never take the place of a transport fault:
 
 from __future__ import annotations
 
-import threading
 import dataclasses
+import threading
 from dataclasses import dataclass
 from typing import Any
 
