@@ -19,7 +19,7 @@ from roster_pipeline.oneroster import ClientConfig, OneRosterClient
 from roster_pipeline.resources import Resource
 from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
 from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
-from roster_pipeline.validation import validate_batch
+from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 from roster_pipeline.warehouse.purge import PurgeCounts
 
@@ -43,6 +43,9 @@ class ResourceStageResult:
     changes: ChangeCounts
     rejected: int = 0  # records quarantined by the schema checks (never staged)
     warnings: int = 0
+    quarantined: int = 0  # distinct records of the resource in the quarantine after staging (all checks so far)
+    duplicates: int = 0  # identical repeats received (paging overlap): harmless, staged once
+    conflicting_duplicates: int = 0  # copies of sourcedIds served with different content: all quarantined
     rejects_by_check: dict[str, int] = field(default_factory=dict)
     since: dt.datetime | None = None  # the delta's dateLastModified bound; None for a full pull
 
@@ -180,7 +183,9 @@ def stage_resource(
 
     Each batch is validated with the resource's Pandera model as it arrives: valid records are staged,
     failing ones go to the quarantine with the failed check, so nothing is dropped silently and nothing
-    invalid can reach the published tables.
+    invalid can reach the published tables.  Records the client reports with a batch (``Batch.issues``:
+    one sourcedId served with different contents) are quarantined too, every copy, including one staged
+    from an earlier batch; identical repeats are staged once and counted as duplicates.
     """
     excluded = district.excluded_resources().get(resource.name)
     if excluded is not None:  # checked before any request: switched-off data is never fetched
@@ -196,9 +201,16 @@ def stage_resource(
         rejected += len(batch) - len(checked.valid)
         warnings += len(checked.warnings)
         rejects_by_check.update(f"{r.field}: {r.check}" for r in checked.rejects)
+        issues = getattr(batch, "issues", ())
+        if issues:  # conflicting duplicates: quarantine every copy, withdrawing one staged earlier
+            found = issue_rejects(district.id, resource.name, issues)
+            warehouse.reject_staged(import_id, found)
+            rejects_by_check.update(f"{r.field}: {r.check}" for r in found)
     seconds = time.perf_counter() - started
     stats = client.stats_for(resource.collection)
-    warehouse.record_fetch_stats(import_id, resource.name, pages=stats.pages, seconds=seconds)
+    warehouse.record_fetch_stats(
+        import_id, resource.name, pages=stats.pages, seconds=seconds, dropped_duplicates=stats.duplicates_dropped
+    )
     changes = warehouse.diff(import_id, resource.name)
     return ResourceStageResult(
         district_id=district.id,
@@ -214,6 +226,9 @@ def stage_resource(
         warnings=warnings,
         rejects_by_check=dict(rejects_by_check.most_common()),
         since=since,
+        quarantined=warehouse.rejected_record_counts(import_id).get(resource.name, 0),
+        duplicates=changes.duplicates,
+        conflicting_duplicates=stats.conflicting_duplicates,
     )
 
 

@@ -441,11 +441,13 @@ def test_a_repeat_that_the_total_accounts_for_is_dropped_and_counted() -> None:
     assert stats.duplicates_dropped == 1 and stats.records == 12 and stats.complete
 
 
+
 @pytest.mark.parametrize("concurrent", [True, False])
 def test_a_repeat_in_place_of_a_record_the_total_counts_is_never_a_complete_pull(concurrent: bool) -> None:
-    """13 rows but 12 distinct sourcedIds for an X-Total-Count of 13: as far as the client can tell, the
-    row the repeat took the place of is missing (offset paging over a shifting or unstably sorted table
-    does exactly that), so no re-read that keeps showing it is returned as complete."""
+    """13 rows but 12 distinct sourcedIds for an X-Total-Count of 13, the repeat on the next page: as far
+    as the client can tell, the row the repeat took the place of is missing (offset paging over a shifting
+    or unstably sorted table does exactly that), so no re-read that keeps showing it is returned as
+    complete."""
     records = _users(12)
     records.insert(10, dict(records[9]))
     with ScriptedSIS(records, total_header=True) as sis:
@@ -454,3 +456,64 @@ def test_a_repeat_in_place_of_a_record_the_total_counts_is_never_a_complete_pull
                 pull(client, "users")
     assert caught.value.expected_total == 13 and caught.value.observed_total == 12
     assert "13 but 12 distinct records arrived" in str(caught.value) and "shelbyville" in str(caught.value)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_a_row_served_twice_in_one_response_is_the_sis_own_and_harmless(concurrent: bool) -> None:
+    """The same row twice in one page, counted by X-Total-Count: one response is one snapshot, so this is
+    no paging artefact; the copy is dropped and counted, and the pull is complete."""
+    records = _users(12)
+    records.insert(4, dict(records[3]))
+    with ScriptedSIS(records, total_header=True) as sis:
+        with OneRosterClient(sis.config(page_size=10, concurrent_paging=concurrent, max_paging_restarts=0)) as client:
+            ids = [r["sourcedId"] for r in pull(client, "users")]
+            stats = client.stats_for("users")
+    assert ids == [f"u{i:04d}" for i in range(12)]
+    assert stats.duplicates_dropped == 1 and stats.restarts == 0 and stats.complete
+
+
+# ----------------------------------------------------------------------------------------- duplicates
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_a_conflicting_duplicate_on_a_later_page_is_reported_with_its_batch_not_handed_out(concurrent: bool) -> None:
+    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sim:
+        target = expected_ids(sim, "users")[1]  # page 1; the copy comes last, on page 5 at page size 7
+        sim.faults.add(kind="duplicate", sourced_id=target, field="givenName", times=None, path_contains="/users")
+        with OneRosterClient(config_for(sim, page_size=7, concurrent_paging=concurrent)) as client:
+            batches = list(client.iter_batches("users"))
+            stats = client.stats_for("users")
+    handed_out = [r["sourcedId"] for batch in batches for r in batch]
+    assert handed_out == expected_ids(sim, "users")  # the first copy, before anyone could know
+    assert [batch.issues for batch in batches[:-1]] == [[]] * (len(batches) - 1)
+    [issue] = batches[-1].issues
+    assert (issue.sourced_id, issue.check, issue.withdraw_earlier) == (target, "conflicting_duplicate", True)
+    assert issue.record["givenName"].endswith("(other record)")
+    assert stats.conflicting_duplicates == 1 and stats.duplicates_dropped == 0 and stats.complete
+
+
+def test_an_identical_row_served_twice_is_dropped_and_counted() -> None:
+    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sim:
+        target = expected_ids(sim, "users")[1]
+        sim.faults.add(kind="duplicate", sourced_id=target, times=None, path_contains="/users")
+        with OneRosterClient(config_for(sim, page_size=7)) as client:
+            batches = list(client.iter_batches("users"))
+            stats = client.stats_for("users")
+    assert [r["sourcedId"] for batch in batches for r in batch] == expected_ids(sim, "users")
+    assert all(not batch.issues for batch in batches)
+    assert stats.duplicates_dropped == 1 and stats.conflicting_duplicates == 0
+
+
+def test_a_conflicting_duplicate_within_one_page_hands_out_neither_copy() -> None:
+    records = _users(6)
+    records.insert(3, dict(records[1], status="tobedeleted"))  # u0001 again, different, same page
+    with ScriptedSIS(records, total_header=True) as sis:
+        with OneRosterClient(sis.config(page_size=10)) as client:
+            [batch] = list(client.iter_batches("users"))
+            stats = client.stats_for("users")
+    assert [r["sourcedId"] for r in batch] == ["u0000", "u0002", "u0003", "u0004", "u0005"]
+    assert [(i.sourced_id, i.record["status"], i.withdraw_earlier) for i in batch.issues] == [
+        ("u0001", "active", False),
+        ("u0001", "tobedeleted", False),
+    ]
+    assert stats.conflicting_duplicates == 2 and stats.records == 5

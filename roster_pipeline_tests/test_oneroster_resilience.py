@@ -284,3 +284,40 @@ def test_secrets_never_reach_logs_exceptions_or_reprs(sim: SimulatorServer, capl
     assert "retry 1 of 6" in caplog.text  # logging was really captured at the levels we care about
     for secret in [CLIENT_SECRET, "another-Secret-999", basic, *tokens]:
         assert secret not in haystack
+
+
+# ----------------------------------------------------------------------------------------- bad bytes
+
+
+def test_invalid_utf8_in_one_record_is_read_leniently_without_spending_retries(sim: SimulatorServer) -> None:
+    target = users(sim)[12]  # page 2 of 4 at page size 10
+    sim.faults.add(kind="invalid_utf8", sourced_id=target, field="givenName", times=None, path_contains="/users")
+    with OneRosterClient(config_for(sim)) as client:
+        records = pull(client, "users")
+        stats = client.stats_for("users")
+    assert [r["sourcedId"] for r in records] == users(sim)  # the rest of the page, and the pull, go on
+    [bad] = [r for r in records if r["sourcedId"] == target]
+    name = sim.tenant(APP).district.collections["users"][target]["givenName"]
+    assert bad["givenName"] == name + "\udce9"  # the byte, kept (surrogateescape) for validation to report
+    assert stats.complete and stats.retries == 0 and stats.requests == stats.pages and stats.invalid_utf8_pages == 1
+
+
+def test_a_body_garbled_beyond_json_is_read_twice_then_refused_naming_the_byte(sim: SimulatorServer) -> None:
+    sim.faults.add(kind="truncate", times=None, path_contains="/users")  # cut in half, after the bad byte
+    sim.faults.add(kind="invalid_utf8", sourced_id=users(sim)[0], field="givenName", times=None, path_contains="/users")
+    with OneRosterClient(config_for(sim)) as client:
+        with pytest.raises(EnvelopeError) as caught:
+            pull(client, "users")
+        stats = client.stats_for("users")
+    message = str(caught.value)
+    assert message.startswith("district 'springfield', endpoint '/users': the response body is not valid UTF-8")
+    assert "byte offset" in message and "0xe9" in message and "read 2 times" in message
+    assert stats.requests == 2 and stats.retries == 1
+
+
+def test_truncated_json_is_still_retried_as_a_transient_failure(sim: SimulatorServer) -> None:
+    sim.faults.add(kind="truncate", times=None, path_contains="/users")
+    with OneRosterClient(config_for(sim, max_retries=2)) as client:
+        with pytest.raises(RetriesExhaustedError) as caught:
+            pull(client, "users")
+    assert caught.value.attempts == 3 and "truncated" in caught.value.last_failure

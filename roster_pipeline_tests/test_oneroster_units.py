@@ -9,7 +9,7 @@ import pytest
 
 from roster_pipeline.oneroster import ClientConfig, ImsxStatus, OneRosterClient
 from roster_pipeline.oneroster.paging import (
-    SeenIds,
+    SeenRecords,
     build_filter,
     endpoint_for,
     format_since,
@@ -171,13 +171,26 @@ def test_imsx_bodies_in_the_shapes_servers_send() -> None:
     assert "CodeMinor=unknownobject" in status.summary()
 
 
-def test_seen_ids_keeps_first_occurrence() -> None:
-    seen = SeenIds()
-    fresh, dropped = seen.keep_new([{"sourcedId": "a"}, {"sourcedId": "b"}, {"sourcedId": "a"}])
-    assert [r["sourcedId"] for r in fresh] == ["a", "b"] and dropped == 1
-    fresh, dropped = seen.keep_new([{"sourcedId": "b"}, {"sourcedId": "c"}])
-    assert [r["sourcedId"] for r in fresh] == ["c"] and dropped == 1
-    assert len(seen) == 3
+def test_seen_records_keep_the_first_copy_and_tell_repeats_from_conflicts() -> None:
+    seen = SeenRecords()
+    page = seen.keep_new([{"sourcedId": "a"}, {"sourcedId": "b"}, {"sourcedId": "a"}])
+    assert [r["sourcedId"] for r in page.fresh] == ["a", "b"] and page.duplicates == 1 and page.issues == []
+    page = seen.keep_new([{"sourcedId": "b"}, {"sourcedId": "c"}, {"sourcedId": "a", "x": 1}])
+    assert [r["sourcedId"] for r in page.fresh] == ["c"] and page.duplicates == 1
+    [issue] = page.issues  # "a" again, other content: a conflict; the copy handed out before is withdrawn
+    assert (issue.sourced_id, issue.check, issue.record, issue.withdraw_earlier) == (
+        "a", "conflicting_duplicate", {"sourcedId": "a", "x": 1}, True,
+    )
+    page = seen.keep_new([{"sourcedId": "a"}])  # every later copy of a conflicted id is reported too
+    assert page.fresh == [] and [i.withdraw_earlier for i in page.issues] == [False]
+    # rows of the SIS's total: a, b, a again in the same response, c, both later copies of the conflicted
+    # a; b repeated on a later page is not one (it may stand in for a record that shifted away)
+    assert seen.in_pass == 6 and seen.repeats_in_pass == 2
+    seen.start_pass()  # a re-read after a restart: earlier copies stand, nothing counts as a duplicate
+    page = seen.keep_new([{"sourcedId": "b", "changed": True}, {"sourcedId": "c"}, {"sourcedId": "d"}])
+    assert [r["sourcedId"] for r in page.fresh] == ["d"] and page.duplicates == 0 and page.issues == []
+    assert seen.in_pass == 3 and seen.repeats_in_pass == 0
+    assert len(seen) == 4
 
 
 def test_config_and_client_reprs_hide_the_secret() -> None:

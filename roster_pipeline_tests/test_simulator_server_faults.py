@@ -290,3 +290,65 @@ def test_stop_is_quick_with_idle_keepalive_connections() -> None:
     srv.stop()
     assert time.monotonic() - started < 2
     client.close()
+
+
+# ------------------------------------------------------------------------------------------ data faults
+
+
+def _users_page(api: httpx.Client, offset: int, limit: int = 5) -> httpx.Response:
+    return api.get("/users", params={"limit": limit, "offset": offset, "sort": "sourcedId"})
+
+
+def test_nul_fault_puts_a_nul_into_one_record_field_on_every_page_that_carries_it(
+    server: SimulatorServer, api: httpx.Client
+) -> None:
+    rule = server.faults.add(kind="nul", sourced_id="stud2", field="familyName", times=None, path_contains="/users")
+    for _ in range(2):  # persistent, like bad data in the SIS
+        records = _users_page(api, 0).json()["users"]
+        [bad] = [r for r in records if r["sourcedId"] == "stud2"]
+        assert "\x00" in bad["familyName"] and bad["familyName"].replace("\x00", "") == "Baker"
+        assert all("\x00" not in json.dumps(r) for r in records if r["sourcedId"] != "stud2")
+    assert _users_page(api, 5).status_code == 200 and rule.fired == 2  # pages without the record do not count
+    assert "\x00" not in server.tenant("demo").district.collections["users"]["stud2"]["familyName"]
+
+
+def test_invalid_utf8_fault_puts_a_latin1_byte_into_one_record_field(server: SimulatorServer, api: httpx.Client) -> None:
+    server.faults.add(kind="invalid_utf8", sourced_id="stud1", field="givenName", times=None, path_contains="/users")
+    body = _users_page(api, 0).content
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    offset = body.index(b"\xe9")
+    assert body[offset - 20 : offset + 1].endswith(b'"givenName":"Smith\xe9')
+    assert body.count(b"\xe9") == 1
+    json.loads(body.decode("latin-1"))  # the page is sound JSON otherwise
+
+
+def test_duplicate_fault_serves_the_record_again_at_the_end_with_or_without_a_change(
+    server: SimulatorServer, api: httpx.Client
+) -> None:
+    count = len(server.tenant("demo").district.collections["users"])
+    server.faults.add(kind="duplicate", sourced_id="guardian-1", field="givenName", times=None, path_contains="/users")
+    first, last = _users_page(api, 0, 10), _users_page(api, 10, 10)
+    assert first.headers["x-total-count"] == last.headers["x-total-count"] == str(count + 1)
+    original = next(r for r in first.json()["users"] if r["sourcedId"] == "guardian-1")
+    copy = last.json()["users"][-1]
+    assert copy["sourcedId"] == "guardian-1" and copy["givenName"] != original["givenName"]
+    assert {k: v for k, v in copy.items() if k != "givenName"} == {k: v for k, v in original.items() if k != "givenName"}
+
+    server.faults.clear()
+    server.faults.add(kind="duplicate", sourced_id="stud1", times=None, path_contains="/users")
+    ids = [r["sourcedId"] for r in _users_page(api, 0, 100).json()["users"]]
+    assert ids.count("stud1") == 2
+    records = _users_page(api, 0, 100).json()["users"]
+    at = ids.index("stud1")
+    assert records[at + 1] == records[at]  # an identical copy, right after its twin
+
+
+def test_data_fault_validation_and_admin(server: SimulatorServer) -> None:
+    with pytest.raises(ValueError, match="sourced_id"):
+        server.faults.add(kind="nul", field="givenName")
+    with pytest.raises(ValueError, match="field"):
+        server.faults.add(kind="invalid_utf8", sourced_id="stud1")
+    admin = f"{server.url}/_simulator/faults"
+    r = httpx.post(admin, json={"kind": "nul", "sourced_id": "stud1", "field": "givenName", "times": None})
+    assert r.status_code == 200 and r.json()["sourced_id"] == "stud1" and r.json()["field"] == "givenName"

@@ -305,8 +305,8 @@ def test_create_schema_upgrades_a_version_3_database_to_undo(warehouse_url: str)
     try:
         with pytest.raises(sa.exc.IntegrityError), wh.engine.begin() as conn:  # v3 really refuses 'undone'
             conn.execute(sa.text(f"UPDATE import_runs SET status = 'undone' WHERE import_id = {first}"))
-        assert wh.create_schema() == SCHEMA_VERSION == 4
-        assert wh.create_schema() == 4
+        assert wh.create_schema() == SCHEMA_VERSION >= 4
+        assert wh.create_schema() == SCHEMA_VERSION
         assert wh.get_import(first).undone_by is None and wh.get_import(first).undo_forced is False
         wh.undo_last_import(D, undone_by="Jo Admin")
         assert wh.get_import(first).status == "undone" and wh.current_counts(D)["users"] == 0

@@ -351,3 +351,50 @@ def test_throughput_of_a_50k_enrollment_batch(small: Any) -> None:
     assert result.rejected == 0 and len(result.valid) == len(batch)
     print(f"validate_batch: {len(batch)} enrollments in {seconds:.3f}s = {len(batch) / seconds:,.0f} rows/s")
     assert len(batch) / seconds > 20_000
+
+
+# ------------------------------------------------------------------------ values no warehouse can store
+
+
+def test_a_nul_character_quarantines_its_record_with_the_field_named(tiny: Any) -> None:
+    batch = batch_of(tiny, "users")
+    batch[2]["givenName"] = "Ann\x00e"
+    batch[5]["orgs"] = [dict(batch[5]["orgs"][0], sourcedId=batch[5]["orgs"][0]["sourcedId"] + "\x00")]
+    batch[7]["userIds"] = [{"type": "LDAP", "identifier": "\x00"}]  # a field no schema column reads
+    result = validate_batch(make_district(), "users", batch)
+    found = {(r.sourced_id, r.field, r.check, r.value) for r in result.rejects if r.check == "nul_character"}
+    assert found == {
+        (batch[2]["sourcedId"], "givenName", "nul_character", "Ann\\x00e"),
+        (batch[5]["sourcedId"], "orgs[0].sourcedId", "nul_character", batch[5]["orgs"][0]["sourcedId"][:-1] + "\\x00"),
+        (batch[7]["sourcedId"], "userIds[0].identifier", "nul_character", "\\x00"),
+    }
+    assert result.rejected == 3 and len(result.valid) == len(batch) - 3
+    reject = next(r for r in result.rejects if r.field == "givenName")
+    assert "springfield" in reject.message and "'givenName'" in reject.message and "NUL" in reject.message
+    assert reject.raw == batch[2]
+    assert all("\x00" not in str(r) for r in result.valid)
+
+
+def test_undecodable_text_and_huge_numbers_are_quarantined_too(tiny: Any) -> None:
+    batch = batch_of(tiny, "users")
+    batch[1]["familyName"] = "Jos\udce9"  # byte 0xE9 as the client's lenient decoding leaves it
+    batch[3]["middleName"] = "\ud800"  # a lone surrogate escape
+    batch[4]["identifier"] = 10**30  # only a leniently parsed body can carry one
+    batch[6]["x\x00"] = "key"
+    result = validate_batch(make_district(), "users", batch)
+    found = sorted((r.field, r.check, r.value) for r in result.rejects)
+    assert found == [
+        ("familyName", "invalid_utf8", "Jos\\xe9"),
+        ("identifier", "number_out_of_range", str(10**30)),
+        ("middleName", "invalid_utf8", "\\ud800"),
+        ("x\\x00", "nul_character", "x\\x00"),
+    ]
+    assert result.rejected == 4 and len(result.valid) == len(batch) - 4
+
+
+def test_a_bad_sourced_id_is_shown_visibly_on_every_reject_of_its_record(tiny: Any) -> None:
+    record = first(tiny, "users", role="teacher")
+    record["sourcedId"] = "t\x00-1"
+    record["role"] = "wizard"
+    result = validate_batch(make_district(), "users", [record])
+    assert {(r.sourced_id, r.check) for r in result.rejects} == {("t\\x00-1", "nul_character"), ("t\\x00-1", "enum")}

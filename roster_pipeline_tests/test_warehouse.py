@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from roster_pipeline.resources import RESOURCES
 from roster_pipeline.warehouse import ChangeCounts, StagingError, Warehouse, WarehouseError
-from roster_pipeline.warehouse.schema import TABLES
+from roster_pipeline.warehouse.schema import SCHEMA_VERSION, TABLES
 
 YEAR = 2027
 
@@ -387,8 +387,8 @@ def test_each_import_stages_into_tables_of_its_own(wh: Warehouse) -> None:
     assert staging_tables(wh) == set()
 
 
-def test_upgrade_to_version_4_carries_imports_in_staging_into_their_own_tables(warehouse_url: str) -> None:
-    """A version-3 database keeps every import's staging rows in shared ``stg_<resource>`` tables; the
+def test_upgrade_to_version_5_carries_imports_in_staging_into_their_own_tables(warehouse_url: str) -> None:
+    """A version-4 database (as 3 did) keeps every import's staging rows in shared ``stg_<resource>`` tables; the
     upgrade moves the rows of imports still in staging (a held one waiting for its approve, a running one)
     into each import's own tables, in their order, drops the leftovers and the shared tables."""
     from roster_pipeline.warehouse import staging
@@ -420,7 +420,7 @@ def test_upgrade_to_version_4_carries_imports_in_staging_into_their_own_tables(w
 
     wh = Warehouse(warehouse_url)
     try:
-        assert wh.create_schema() == 4
+        assert wh.create_schema() == SCHEMA_VERSION == 5
         assert staging_tables(wh) == {f"stg_{res.name}_{i}" for res in RESOURCES for i in (held, running)}
         assert rows(wh, f"stg_users_{held}", "sourced_id", "given_name") == [("usr-1", "Grace"), ("usr-3", "Ada")]
         # the running import goes on staging after the upgrade; the later copy of a record still wins

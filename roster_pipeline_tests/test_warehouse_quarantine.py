@@ -3,10 +3,15 @@ on both the embedded SQLite file and Postgres (``warehouse_url``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 
+from roster_pipeline.districts import District
+from roster_pipeline.oneroster.paging import CONFLICTING_DUPLICATE, RecordIssue
 from roster_pipeline.rejects import Reject
+from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import SCHEMA_VERSION, ChangeCounts, Warehouse, WarehouseError
 from roster_pipeline_tests.test_warehouse import YEAR, dump_published, enrollment, rows, sync, user, wh  # noqa: F401
 
@@ -305,3 +310,77 @@ def test_create_schema_upgrades_a_version_1_database(warehouse_url: str) -> None
         assert wh.get_import(import_id).overridden_by == "admin"
     finally:
         wh.dispose()
+
+
+# ------------------------------------------------------------------------ bad data is a record-level problem
+
+
+def _district() -> District:
+    return District(
+        id="springfield", name="Springfield", client_id_env="SPRINGFIELD_ID", client_secret_env="SPRINGFIELD_SECRET",
+        api_host="sis.example.org", app_name="app",
+    )
+
+
+def _validated_stage(wh: Warehouse, import_id: int, resource_name: str, records: list[dict[str, Any]]) -> None:
+    """What the sync does per batch: validate, stage the valid records, quarantine the rest."""
+    checked = validate_batch(_district(), resource_name, records)
+    wh.stage(import_id, resource_name, checked.valid)
+    wh.record_rejects(import_id, [*checked.rejects, *checked.warnings])
+
+
+def test_a_nul_in_one_record_quarantines_that_record_and_publishes_the_rest(wh: Warehouse) -> None:
+    sync(wh, {"users": [user(1), user(2), user(3)]})
+    import_id = wh.begin_import("springfield", "run", YEAR)
+    _validated_stage(wh, import_id, "users", [user(1, familyName="New"), user(2, givenName="A\x00da"), user(3), user(4)])
+    counts = wh.publish(import_id)["users"]  # Postgres refused the whole COPY here before
+    assert (counts.added, counts.updated, counts.deleted, counts.unchanged) == (1, 1, 0, 1)
+    [reject] = wh.rejects(import_id)
+    assert (reject.sourced_id, reject.field, reject.check, reject.value) == ("usr-2", "givenName", "nul_character", "A\\x00da")
+    assert reject.raw == user(2, givenName="A\ufffdda")  # stored safely: neither database takes the NUL
+    assert "'springfield'" in reject.message and "'givenName'" in reject.message
+    published = {sid: (given, deleted) for sid, given, deleted in rows(wh, "users", "sourced_id", "given_name", "deleted_at IS NULL")}
+    assert published == {"usr-1": ("Ada", 1), "usr-2": ("Ada", 1), "usr-3": ("Ada", 1), "usr-4": ("Ada", 1)}
+    assert wh.resource_counts(import_id)["users"]["rejected"] == 1
+
+
+def test_undecodable_text_in_a_reject_is_stored_safely(wh: Warehouse) -> None:
+    import_id = wh.begin_import("springfield", "run", YEAR)
+    raw = user(5, familyName="Jos\udce9", **{"k\udcff": [10**30, "\ud800"]})
+    _validated_stage(wh, import_id, "users", [raw])
+    rejects = wh.rejects(import_id)
+    assert sorted((r.field, r.check, r.value) for r in rejects) == [
+        ("familyName", "invalid_utf8", "Jos\\xe9"),
+        ("k\\xff", "invalid_utf8", "k\\xff"),
+        ("k\\xff[0]", "number_out_of_range", str(10**30)),
+        ("k\\xff[1]", "invalid_utf8", "\\ud800"),
+    ]
+    assert rejects[0].raw == user(5, familyName="Jos\ufffd", **{"k\ufffd": [str(10**30), "\ufffd"]})
+    assert wh.rejected_record_counts(import_id) == {"users": 1}
+
+
+def test_a_conflicting_duplicate_withdraws_the_staged_copy_and_deletes_nothing(wh: Warehouse) -> None:
+    sync(wh, {"users": [user(1), user(2), user(3)]})
+    before = rows(wh, "users", "sourced_id", "family_name", "record_hash", "deleted_at IS NULL")
+    import_id = wh.begin_import("springfield", "run", YEAR)
+    wh.stage(import_id, "users", [user(1), user(2, familyName="First copy"), user(3)])  # page 1, staged
+    other = user(2, familyName="Second copy")  # page 3: same sourcedId, other content
+    issue = RecordIssue("usr-2", CONFLICTING_DUPLICATE, other, withdraw_earlier=True)
+    removed = wh.reject_staged(import_id, issue_rejects("springfield", "users", [issue]))
+    assert removed == 1
+    rejects = wh.rejects(import_id)
+    assert [(r.sourced_id, r.field, r.check) for r in rejects] == [("usr-2", "sourcedId", "conflicting_duplicate")] * 2
+    assert [r.raw for r in rejects] == [user(2, familyName="First copy"), other]  # every copy kept for review
+    counts = wh.publish(import_id)["users"]
+    assert (counts.unchanged, counts.deleted, counts.quarantined) == (2, 0, 1)
+    assert rows(wh, "users", "sourced_id", "family_name", "record_hash", "deleted_at IS NULL") == before
+    assert wh.rejected_record_counts(import_id) == {"users": 1}
+
+
+def test_identical_repeats_the_client_dropped_count_as_duplicates(wh: Warehouse) -> None:
+    import_id = wh.begin_import("springfield", "run", YEAR)
+    wh.stage(import_id, "users", [user(1), user(2)])
+    wh.record_fetch_stats(import_id, "users", pages=2, seconds=0.1, dropped_duplicates=3)
+    assert wh.diff(import_id, "users") == ChangeCounts(fetched=5, added=2, duplicates=3)
+    wh.publish(import_id)
+    assert wh.resource_counts(import_id)["users"]["duplicates"] == 3

@@ -11,15 +11,20 @@ even when several pulls share one client. Without ``X-Total-Count`` the client p
 
 Completeness. A full pull's missing record becomes a deletion downstream, so a pass over the
 collection counts only when it provably received every record: it ended on an empty page, or on a
-page shorter than asked that reached X-Total-Count (or on a Link without rel=next), and the distinct
-sourcedIds it received equal X-Total-Count. A count alone never ends paging (a full page that reaches
-it is followed by one request that must come back empty), and a short page 1 is the server's page
-cap only if every later page is that long. Every page re-reports the total; if it moves, a page
-comes back with other than its due number of records, or the distinct count disagrees with the
-total, the pass is abandoned and the collection re-read from offset 0 (``max_paging_restarts``
-times), yielding only records not yet yielded; if it never adds up, ``PagingInconsistentError``
-naming the expected and received counts. Delta pulls follow the same rules over their filtered
-set.
+page shorter than asked that reached X-Total-Count (or on a Link without rel=next), and the records
+it received equal X-Total-Count (distinct sourcedIds, plus the extra copies of conflicting
+duplicates and of rows one response served twice; see ``SeenRecords``). A count alone never ends
+paging (a full page that reaches it is followed by one request that must come back empty), and a
+short page 1 is the server's page cap only if every later page is that long. Every page re-reports
+the total; if it moves, a page comes back with other than its due number of records, or the distinct
+count disagrees with the total, the pass is abandoned and the collection re-read from offset 0
+(``max_paging_restarts`` times), yielding only records not yet yielded; if it never adds up,
+``PagingInconsistentError`` naming the expected and received counts. Delta pulls follow the same
+rules over their filtered set.
+
+Bad data. A record is a record-level problem, never the pull's: a byte that is not UTF-8 is decoded
+leniently (``body.py``; the record is quarantined by validation), and two different records under one
+sourcedId are reported with the batch (``Batch.issues``) instead of the first silently winning.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import httpx
 import orjson
 
 from roster_pipeline.oneroster.auth import BearerAuth, TokenManager
+from roster_pipeline.oneroster.body import CorruptBody, parse_json
 from roster_pipeline.oneroster.config import ClientConfig
 from roster_pipeline.oneroster.errors import (
     AuthenticationError,
@@ -49,9 +55,10 @@ from roster_pipeline.oneroster.errors import (
     RetriesExhaustedError,
 )
 from roster_pipeline.oneroster.paging import (
+    Batch,
     Endpoint,
     Record,
-    SeenIds,
+    SeenRecords,
     build_filter,
     endpoint_for,
     parse_link_header,
@@ -135,7 +142,10 @@ class OneRosterClient:
         *,
         fields: list[str] | None = None,
     ) -> Iterator[list[Record]]:
-        """Yield the collection's records page by page (lists of record dicts), each record once.
+        """Yield the collection's records page by page (``Batch``: a list of record dicts), each record once.
+
+        A sourcedId served twice with different content is not handed out at all: its copies arrive as
+        the batch's ``issues`` (``RecordIssue``), for the importer to quarantine.
 
         ``name`` is a catalogue name (``academic_sessions``), a collection (``academicSessions``) or a
         derived endpoint (``schools``, ``students``, ``teachers``, ``terms``, ``gradingPeriods``).
@@ -216,7 +226,7 @@ class OneRosterClient:
     def _pull(self, endpoint: Endpoint, params: dict[str, str], stats: FetchStats) -> Iterator[list[Record]]:
         started = time.perf_counter()
         token_fetches_before = self._tokens.fetches
-        seen = SeenIds()
+        seen = SeenRecords()
         label = self._label(endpoint)
         try:
             restarts = 0
@@ -246,7 +256,7 @@ class OneRosterClient:
             stats.token_requests = self._tokens.fetches - token_fetches_before
 
     def _one_pass(
-        self, endpoint: Endpoint, params: dict[str, str], seen: SeenIds, stats: FetchStats
+        self, endpoint: Endpoint, params: dict[str, str], seen: SeenRecords, stats: FetchStats
     ) -> Iterator[list[Record]]:
         """One read from offset 0; raises _Drift unless it provably received every record.
 
@@ -264,15 +274,16 @@ class OneRosterClient:
         else:
             yield from self._hand_out(first, seen, stats)
             yield from self._remaining_pages_sequentially(endpoint, params, first, seen, stats)
-        if first.total is not None and seen.in_pass != first.total:
-            raise _Drift(
-                f"X-Total-Count is {first.total} but {seen.in_pass} distinct records arrived",
-                first.total,
-                seen.in_pass,
-            )
+        total = first.total
+        if total is not None and seen.in_pass != total:
+            reason = f"X-Total-Count is {total} but {seen.in_pass} distinct records arrived"
+            if seen.repeats_in_pass:
+                reason += f" (and {seen.repeats_in_pass} repeat(s) of records from earlier pages)"
+            raise _Drift(reason, total, seen.in_pass)
+        stats.add(duplicates_dropped=seen.repeats_in_pass)
 
     def _remaining_pages_concurrently(
-        self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenIds, stats: FetchStats
+        self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenRecords, stats: FetchStats
     ) -> Iterator[list[Record]]:
         total = first.total
         assert total is not None
@@ -328,7 +339,7 @@ class OneRosterClient:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _remaining_pages_sequentially(
-        self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenIds, stats: FetchStats
+        self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenRecords, stats: FetchStats
     ) -> Iterator[list[Record]]:
         """Page by Link rel=next, or by offset until an empty page (or a short one that reached the total).
 
@@ -372,12 +383,23 @@ class OneRosterClient:
             received += len(page.records)
             yield from self._hand_out(page, seen, stats)
 
-    def _hand_out(self, page: _Page, seen: SeenIds, stats: FetchStats) -> Iterator[list[Record]]:
-        fresh, dropped = seen.keep_new(page.records)
-        # The empty page that proves the end is a request, not a page of the collection.
-        stats.add(pages=1 if page.records or page.offset == 0 else 0, records=len(fresh), duplicates_dropped=dropped)
-        if fresh:
-            yield fresh
+    def _hand_out(self, page: _Page, seen: SeenRecords, stats: FetchStats) -> Iterator[list[Record]]:
+        """Yield the page's first copies as a ``Batch``, with any conflicting duplicates as its issues."""
+        sorted_page = seen.keep_new(page.records)
+        # The empty page that proves the end is a request, not a page of the collection. Identical repeats
+        # are counted once the pass is complete (a re-read would count them twice).
+        stats.add(
+            pages=1 if page.records or page.offset == 0 else 0,
+            records=len(sorted_page.fresh),
+            conflicting_duplicates=len(sorted_page.issues),
+        )
+        for issue in sorted_page.issues:
+            log.warning(
+                "district %s %s offset=%d: sourcedId %r served again with different content; every copy is "
+                "quarantined", self.config.district_id, stats.endpoint, page.offset, issue.sourced_id,
+            )
+        if sorted_page.fresh or sorted_page.issues:
+            yield Batch(sorted_page.fresh, sorted_page.issues)
 
     def _fetch_page(
         self,
@@ -469,16 +491,28 @@ class OneRosterClient:
             sleep=lambda seconds: _sleep_unless(cancel, seconds),
         )
         attempts = 0
+        corrupt_reads = 0
 
         def attempt() -> tuple[Any, httpx.Response]:
-            nonlocal attempts
+            nonlocal attempts, corrupt_reads
             if cancel.is_set():
                 raise _Cancelled()
             attempts += 1
             stats.add(requests=1)
             response = self._send(url, params)
             stats.add(bytes=len(response.content))
-            return self._decode(response, label), response
+            try:
+                return self._decode(response, label, stats), response
+            except CorruptBody as corrupt:
+                corrupt_reads += 1
+                if corrupt_reads > 1:  # read twice, same bytes: the SIS serves them, retrying will not help
+                    raise EnvelopeError(
+                        f"{corrupt.reason} (read {corrupt_reads} times)",
+                        district_id=district,
+                        endpoint=label,
+                        field="body",
+                    ) from None
+                raise TransientFailure(corrupt.reason, status=response.status_code) from None
 
         def on_retry(failure: TransientFailure, wait: float) -> None:
             stats.add(retries=1)
@@ -514,7 +548,7 @@ class OneRosterClient:
                 with self._stats_lock:
                     self._in_flight -= 1
 
-    def _decode(self, response: httpx.Response, label: str) -> Any:
+    def _decode(self, response: httpx.Response, label: str, stats: FetchStats) -> Any:
         status = response.status_code
         district = self.config.district_id
         if status in self.config.retry_statuses:
@@ -537,9 +571,16 @@ class OneRosterClient:
                 )
             raise OneRosterHTTPError(summary, district_id=district, endpoint=label, status=status, imsx=imsx)
         try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise TransientFailure("invalid JSON in the response body (truncated?)", status=status) from None
+            decoded = parse_json(response.content)  # CorruptBody when garbled beyond reading
+        except TransientFailure as failure:  # truncated or invalid JSON: retried as before
+            raise TransientFailure(failure.reason, status=status) from None
+        if decoded.invalid_utf8_offset is not None:
+            stats.add(invalid_utf8_pages=1)
+            log.warning(
+                "district %s %s: invalid UTF-8 at byte offset %d of the response; decoded leniently, the "
+                "records holding undecodable bytes are quarantined", district, label, decoded.invalid_utf8_offset,
+            )
+        return decoded.payload
 
     @staticmethod
     def _label(endpoint: Endpoint) -> str:

@@ -1,14 +1,18 @@
-"""The pure parts of paging: endpoints and envelopes, query parameters, Link headers, and dedupe.
+"""The pure parts of paging: endpoints and envelopes, query parameters, Link headers, dedupe and the
+conflicting duplicates it finds.
 
 Kept free of I/O so the rules that decide whether a pull is complete can be tested in isolation.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+import orjson
 
 from roster_pipeline.resources import RESOURCES_BY_COLLECTION, resource
 
@@ -167,40 +171,137 @@ def parse_total_count(value: str | None) -> int | None:
     return int(text) if _COUNT.fullmatch(text) else None
 
 
-class SeenIds:
-    """sourcedIds already yielded in this pull, so overlapping pages never yield a record twice.
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
 
-    Also counts the distinct ids received in the current pass (``in_pass``): a re-read yields only
-    records not yielded before, yet its completeness is judged on everything it received. Holds the
-    id strings the records already carry (no copies) with the number of the pass that last saw each,
-    which is the one per-pull cost that grows with district size: about 100 bytes per record.
+
+@dataclass(frozen=True)
+class RecordIssue:
+    """A served record the client does not hand out as data: the importing step quarantines it.
+
+    ``withdraw_earlier``: an earlier copy of the same sourcedId was handed out in an earlier batch (and
+    may be staged by now), so the importer must withdraw that copy as well.
+    """
+
+    sourced_id: str
+    check: str
+    record: Record
+    withdraw_earlier: bool = False
+
+
+class Batch(list[Record]):
+    """One page's records to stage, plus the ``issues`` found on that page.
+
+    A list, so callers that only want records iterate it as before; an importer that quarantines
+    reads ``issues`` too.  A page whose every record has an issue still arrives, as an empty batch.
+    """
+
+    def __init__(self, records: list[Record] | None = None, issues: list[RecordIssue] | None = None) -> None:
+        super().__init__(records or ())
+        self.issues: list[RecordIssue] = issues or []
+
+
+@dataclass(frozen=True)
+class PageSort:
+    """What ``SeenRecords.keep_new`` made of one page."""
+
+    fresh: list[Record]  # first copies, in page order: hand these out
+    duplicates: int  # identical repeats within the pass (paging overlap): dropped, harmless
+    issues: list[RecordIssue]  # copies of sourcedIds served with different content: quarantine
+
+
+_PASS_BITS = 4
+_MAX_PASS = (1 << _PASS_BITS) - 1
+_DIGEST_MASK = (1 << 56) - 1
+
+
+def content_digest(record: Record) -> int:
+    """A 56-bit digest of the record's content (keys sorted), for telling a repeat from a conflict.
+
+    The text of a body decoded leniently may hold lone surrogates, which orjson refuses; the standard
+    library escapes them, so such a record still has a digest (and is quarantined by validation).
+    """
+    try:
+        raw = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        raw = json.dumps(record, sort_keys=True, default=str).encode()
+    return hash(raw) & _DIGEST_MASK
+
+
+class SeenRecords:
+    """sourcedId → digest of the content first served under it, so that a pull hands each record out
+    once, can tell a harmless repeat from two different records sharing one sourcedId, and can say how
+    many of the rows X-Total-Count counts this pass received.
+
+    A repeat with the same content is dropped and counted.  Different content under the same sourcedId
+    within one pass means the SIS holds two records with one id: which is right cannot be told, so every
+    copy is reported as a ``conflicting_duplicate`` issue (and any copy handed out before is to be
+    withdrawn).  A re-read after a restart (``start_pass``) skips what earlier passes handed out, without
+    counting it as a duplicate, and does not report a known conflict twice.
+
+    Completeness (see the client) is judged per pass on ``in_pass``: the rows of X-Total-Count this pass
+    received.  That is the distinct sourcedIds, plus every extra copy of a conflicting one (the SIS holds
+    two records), plus an identical repeat within one page (one response is one snapshot: the SIS
+    serves that row twice).  An identical repeat across pages is not counted: it is what offset paging
+    over shifting rows produces while it skips another record, and nothing tells the two apart.
+
+    Per pull this holds, per record, its id string (which the record carries anyway) and one small int
+    (digest and pass number packed): about 60 bytes more per record than a set of ids.
     """
 
     def __init__(self) -> None:
-        self._last_pass: dict[str, int] = {}
+        self._seen: dict[str, int] = {}  # digest << _PASS_BITS | pass; a conflict: -(pass found + 1)
         self._pass = 0
         self.in_pass = 0
+        self.repeats_in_pass = 0  # identical repeats dropped in this pass
 
     def __len__(self) -> int:
-        return len(self._last_pass)
+        return len(self._seen)
 
     def start_pass(self) -> None:
-        """A new read from offset 0 begins: ``in_pass`` counts from zero again."""
-        self._pass += 1
-        self.in_pass = 0
+        """A read from offset 0 begins: what follows an earlier pass is a re-read, not a repeat."""
+        if self.in_pass or self.repeats_in_pass:
+            self._pass = min(self._pass + 1, _MAX_PASS)
+        self.in_pass = self.repeats_in_pass = 0
 
-    def keep_new(self, records: list[Record]) -> tuple[list[Record], int]:
-        """The records not seen before (first occurrence wins) and how many duplicates were dropped."""
+    def keep_new(self, records: list[Record]) -> PageSort:
         fresh: list[Record] = []
-        dropped = 0
+        issues: list[RecordIssue] = []
+        duplicates = 0
+        here: dict[str, Record] = {}  # first copies handed out from this very page
+        conflicted_here: set[str] = set()
+        seen, current = self._seen, self._pass
         for record in records:
-            sourced_id = record.get("sourcedId")
-            last = self._last_pass.get(sourced_id)
-            if last != self._pass:
-                self._last_pass[sourced_id] = self._pass
-                self.in_pass += 1
-            if last is None:
+            sourced_id: str = record.get("sourcedId")  # type: ignore[assignment]
+            digest = content_digest(record)
+            known = seen.get(sourced_id)
+            if known is None:
+                seen[sourced_id] = (digest << _PASS_BITS) | current
+                here[sourced_id] = record
                 fresh.append(record)
-            else:
-                dropped += 1
-        return fresh, dropped
+                self.in_pass += 1
+                continue
+            if known < 0:  # a known conflict: every copy is a row the SIS counts
+                self.in_pass += 1
+                if -known - 1 == current:  # reported by the pass that found it, not again by a re-read
+                    issues.append(RecordIssue(sourced_id, CONFLICTING_DUPLICATE, record))
+                continue
+            if known & _MAX_PASS != current:  # a re-read of an earlier pass: that pass's copy stands
+                seen[sourced_id] = (known & ~_MAX_PASS) | current
+                self.in_pass += 1
+                continue
+            if known >> _PASS_BITS == digest:
+                duplicates += 1
+                self.repeats_in_pass += 1
+                if sourced_id in here:  # the same row twice in one response: the SIS's own, counted
+                    self.in_pass += 1
+                continue
+            seen[sourced_id] = -(current + 1)
+            self.in_pass += 1
+            first = here.get(sourced_id)
+            if first is not None:
+                conflicted_here.add(sourced_id)
+                issues.append(RecordIssue(sourced_id, CONFLICTING_DUPLICATE, first))
+            issues.append(RecordIssue(sourced_id, CONFLICTING_DUPLICATE, record, withdraw_earlier=first is None))
+        if conflicted_here:
+            fresh = [r for r in fresh if r.get("sourcedId") not in conflicted_here]
+        return PageSort(fresh, duplicates, issues)

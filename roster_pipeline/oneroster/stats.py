@@ -26,7 +26,9 @@ class FetchStats:
     requests: int = 0
     retries: int = 0
     records: int = 0
-    duplicates_dropped: int = 0
+    duplicates_dropped: int = 0  # identical repeats within a pass (paging overlap), dropped
+    conflicting_duplicates: int = 0  # copies of sourcedIds served with different content: to quarantine
+    invalid_utf8_pages: int = 0  # responses with bytes that are not UTF-8, decoded leniently
     bytes: int = 0
     seconds: float = 0.0
     restarts: int = 0
@@ -54,6 +56,8 @@ class FetchStats:
             "retries": snap.retries,
             "records": snap.records,
             "duplicates_dropped": snap.duplicates_dropped,
+            "conflicting_duplicates": snap.conflicting_duplicates,
+            "invalid_utf8_pages": snap.invalid_utf8_pages,
             "bytes": snap.bytes,
             "seconds": round(snap.seconds, 3),
             "paging_restarts": snap.restarts,

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 
 from roster_pipeline.simulator.auth import TokenState, basic_credentials, bearer_token, secrets_equal
-from roster_pipeline.simulator.faults import KINDS, PAGING_SETTINGS
+from roster_pipeline.simulator.faults import DATA_SETTINGS, KINDS, PAGING_SETTINGS, finish_body
 from roster_pipeline.simulator.query import QueryError, parse_query, project
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response, not_found, oauth_error
 from roster_pipeline.simulator.views import COLLECTIONS, EMPTY_COLLECTIONS, Listing, empty, nested, top_level
@@ -157,9 +157,13 @@ def _list(server: SimulatorServer, district: Any, listing: Listing, request: Req
     except QueryError as exc:
         return imsx_error(400, exc.code_minor, exc.description)
     records = server.cache.records(district, listing, query)
+    records = server.faults.rewrite_listing(request.method, request.path, records)  # data faults
     total = len(records)
     page = project(records[query.offset : query.offset + query.limit], query.fields)
+    page, patch = server.faults.corrupt_page(request.method, request.path, page)
     body = _absolute(orjson.dumps({listing.shape.envelope: page}), api_base)
+    if patch:
+        body = finish_body(body)
     headers = [("X-Total-Count", str(total))]
     links = _links(request, total, query.offset, query.limit)
     if links:
@@ -226,7 +230,7 @@ def admin_endpoint(server: SimulatorServer, request: Request) -> Response:
             return json_response(200, {"faults": []})
         if request.method == "POST":
             allowed = {"status", "kind", "retry_after", "times", "after", "path_contains", "method", "delay_seconds"}
-            allowed |= PAGING_SETTINGS
+            allowed |= PAGING_SETTINGS | DATA_SETTINGS
             unknown = set(payload) - allowed
             if unknown:
                 return json_response(400, {"error": f"unknown fault settings {sorted(unknown)}; kinds: {KINDS}"})

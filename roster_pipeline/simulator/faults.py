@@ -20,19 +20,39 @@ a client's completeness rules can be tested against an SIS that lies or changes 
 
 ``offset`` narrows any rule to requests at that ``offset`` query parameter (absent = 0): with
 ``offset=0, times=None`` a rule hits every page 1 and nothing else.
+
+Data faults change what a list endpoint serves rather than how; they target one record by
+``sourced_id``, fire on every list response that carries it (``times`` counts those, ``after`` skips
+the first ones) and never take the place of a transport fault:
+
+- ``nul``: a NUL character (``\u0000`` in the JSON) inside the record's text ``field``;
+- ``invalid_utf8``: a byte that is not UTF-8 (0xE9, Latin-1 "é") at the end of the record's ``field``;
+- ``duplicate``: the record served twice, ``X-Total-Count`` one higher on every page: without
+  ``field`` an identical copy right after the original (a SIS's own duplicate row, on the same page
+  unless the original ends one); with ``field`` a changed copy (a different record under the same
+  sourcedId) at the end of the listing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 PAGING_KINDS = ("total_count", "drop", "mutate")
-KINDS = ("status", "reset", "truncate", "incomplete", "slow", *PAGING_KINDS)
+DATA_KINDS = ("nul", "invalid_utf8", "duplicate")
+KINDS = ("status", "reset", "truncate", "incomplete", "slow", *PAGING_KINDS, *DATA_KINDS)
 #: The settings only paging faults take (the admin endpoint accepts them in a fault's JSON).
 PAGING_SETTINGS = frozenset({"offset", "total", "total_delta", "count", "mutation", "mutation_params"})
+#: The settings only data faults take.
+DATA_SETTINGS = frozenset({"sourced_id", "field"})
+
+Record = dict[str, Any]
+_MARK = "\ue000"  # stands in for the invalid byte until the page is rendered
+_MARK_BYTES = _MARK.encode()
+INVALID_BYTE = b"\xe9"
 
 
 @dataclass
@@ -51,10 +71,12 @@ class FaultRule:
     total_delta: int = 0
     count: int = 1
     mutation: str | None = None
-    mutation_params: dict[str, Any] = field(default_factory=dict)
-    results: list[Any] = field(default_factory=list, repr=False)  # the MutationResult of each ``mutate``
+    mutation_params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    results: list[Any] = dataclasses.field(default_factory=list, repr=False)  # the MutationResult of each ``mutate``
+    sourced_id: str | None = None  # data faults: the record they change
+    field: str | None = None  # data faults: the field they change
     fired: int = 0
-    seen: int = field(default=0, repr=False)
+    seen: int = dataclasses.field(default=0, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,8 +84,16 @@ class FaultRule:
             "after": self.after, "path_contains": self.path_contains, "method": self.method,
             "delay_seconds": self.delay_seconds, "offset": self.offset, "total": self.total,
             "total_delta": self.total_delta, "count": self.count, "mutation": self.mutation,
-            "mutation_params": self.mutation_params, "fired": self.fired,
+            "mutation_params": self.mutation_params, "sourced_id": self.sourced_id, "field": self.field,
+            "fired": self.fired,
         }
+
+    def _matches(self, method: str, path: str) -> bool:
+        if self.method and self.method != method:
+            return False
+        if self.path_contains and self.path_contains not in path:
+            return False
+        return self.times is None or self.fired < self.times
 
 
 class Faults:
@@ -90,6 +120,8 @@ class Faults:
         count: int = 1,
         mutation: str | None = None,
         mutation_params: dict[str, Any] | None = None,
+        sourced_id: str | None = None,
+        field: str | None = None,
     ) -> FaultRule:
         kind = kind or ("status" if status is not None else None)
         if kind not in KINDS:
@@ -100,10 +132,14 @@ class Faults:
             raise ValueError("a slow fault needs delay_seconds > 0")
         if kind in PAGING_KINDS:
             _check_paging_fault(kind, offset, total, total_delta, count, mutation, mutation_params)
+        if kind in DATA_KINDS and not sourced_id:
+            raise ValueError(f"a {kind} fault needs sourced_id= (the record it changes)")
+        if kind in ("nul", "invalid_utf8") and not field:
+            raise ValueError(f"a {kind} fault needs field= (the text field it corrupts)")
         rule = FaultRule(
             kind, status, retry_after, times, after, path_contains, method.upper() if method else None, delay_seconds,
             offset=offset, total=total, total_delta=total_delta, count=count, mutation=mutation,
-            mutation_params=dict(mutation_params or {}),
+            mutation_params=dict(mutation_params or {}), sourced_id=sourced_id, field=field,
         )
         with self._lock:
             self._rules.append(rule)
@@ -122,13 +158,9 @@ class Faults:
         """The rule that fires for this request, counting it as fired (atomic across threads)."""
         with self._lock:
             for rule in self._rules:
-                if rule.method and rule.method != method:
-                    continue
-                if rule.path_contains and rule.path_contains not in path:
+                if rule.kind in DATA_KINDS or not rule._matches(method, path):
                     continue
                 if rule.offset is not None and _offset_of(query) != rule.offset:
-                    continue
-                if rule.times is not None and rule.fired >= rule.times:
                     continue
                 rule.seen += 1
                 if rule.seen <= rule.after:
@@ -136,6 +168,76 @@ class Faults:
                 rule.fired += 1
                 return rule
         return None
+
+    # -------------------------------------------------------------------------------- data faults
+
+    def _fire_data(self, kind: str, method: str, path: str, carries: Any) -> list[FaultRule]:
+        """The data rules of ``kind`` for this response whose record it ``carries``, counted as fired."""
+        fired = []
+        with self._lock:
+            for rule in self._rules:
+                if rule.kind != kind or not rule._matches(method, path) or not carries(rule.sourced_id):
+                    continue
+                rule.seen += 1
+                if rule.seen <= rule.after:
+                    continue
+                rule.fired += 1
+                fired.append(rule)
+        return fired
+
+    def rewrite_listing(self, method: str, path: str, records: list[Record]) -> list[Record]:
+        """``duplicate`` rules: the listing with a copy of each target record: an identical copy right after
+        its twin (the SIS's own duplicate row), a conflicting one at the end of the listing."""
+        if not any(r.kind == "duplicate" for r in self.rules):
+            return records
+        by_id = {r.get("sourcedId"): r for r in records}
+        rules = self._fire_data("duplicate", method, path, lambda sid: sid in by_id)
+        if not rules:
+            return records
+        conflicting, identical = [], {}
+        for rule in rules:
+            copy = dict(by_id[rule.sourced_id])
+            if rule.field:
+                copy[rule.field] = f"{copy.get(rule.field) or ''} (other record)"
+                conflicting.append(copy)
+            else:
+                identical[rule.sourced_id] = identical.get(rule.sourced_id, 0) + 1
+        listing: list[Record] = []
+        for record in records:  # an identical row comes right after its twin, as a sorted listing has it
+            listing.append(record)
+            listing.extend(dict(record) for _ in range(identical.get(record.get("sourcedId"), 0)))
+        return [*listing, *conflicting]
+
+    def corrupt_page(self, method: str, path: str, page: list[Record]) -> tuple[list[Record], bool]:
+        """``nul`` / ``invalid_utf8`` rules whose record is on this page: the page with that record's field
+        corrupted (a copy; the district is untouched), and whether ``finish_body`` must run on the body."""
+        if not any(r.kind in ("nul", "invalid_utf8") for r in self.rules):
+            return page, False
+        ids = {r.get("sourcedId") for r in page}
+        rules = [
+            *self._fire_data("nul", method, path, lambda sid: sid in ids),
+            *self._fire_data("invalid_utf8", method, path, lambda sid: sid in ids),
+        ]
+        if not rules:
+            return page, False
+        out = list(page)
+        for rule in rules:
+            for index, record in enumerate(out):
+                if record.get("sourcedId") != rule.sourced_id:
+                    continue
+                copy = dict(record)
+                text = str(copy.get(rule.field) or "")  # type: ignore[arg-type]
+                middle = len(text) // 2
+                copy[rule.field] = (  # type: ignore[index]
+                    text[:middle] + "\x00" + text[middle:] if rule.kind == "nul" else text + _MARK
+                )
+                out[index] = copy
+        return out, any(r.kind == "invalid_utf8" for r in rules)
+
+
+def finish_body(body: bytes) -> bytes:
+    """Put the byte that is not UTF-8 where ``invalid_utf8`` left its placeholder."""
+    return body.replace(_MARK_BYTES, INVALID_BYTE)
 
 
 def _offset_of(query: str) -> int | None:

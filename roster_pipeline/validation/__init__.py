@@ -1,9 +1,11 @@
 """Record validation: pandera schemas per batch (before staging) and referential checks in SQL (after).
 
 ``validate_batch`` splits each page of records into valid ones (to stage) and Rejects (to quarantine);
-``find_reference_failures`` / ``find_reference_warnings`` run once all resources of an import are staged.
+``find_reference_failures`` / ``find_reference_warnings`` run once all resources of an import are staged;
+``issue_rejects`` turns what the client reported while receiving (conflicting duplicates) into Rejects.
 """
 
+from .received import issue_rejects
 from .records import CHECKS, BatchValidation, validate_batch
 from .references import (
     CLASS_WITHOUT_TEACHER,
@@ -25,5 +27,6 @@ __all__ = [
     "BatchValidation",
     "find_reference_failures",
     "find_reference_warnings",
+    "issue_rejects",
     "validate_batch",
 ]

@@ -8,6 +8,7 @@ text) and blank strings become missing, so ``""`` fails a required field instead
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -46,7 +47,10 @@ def as_text(value: Any) -> str | None:
     if isinstance(value, bool):  # some SIS send JSON booleans where 1.1 says "true"/"false"
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
+        try:
+            return orjson.dumps(value).decode()
+        except (orjson.JSONEncodeError, TypeError):  # undecodable text or a huge number inside: still shown
+            return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)
 
 

@@ -54,6 +54,23 @@ def explain(
         return f"field {field!r} must be a 4-digit year such as 2027, {_got(value)}"
     if check == "email_format":
         return f"field {field!r} is not a valid email address, {_got(value)}"
+    if check == "nul_character":
+        return (
+            f"field {field!r} contains a NUL character (shown as \\x00: '{value}'), which no warehouse "
+            "can store; remove it in the SIS"
+        )
+    if check == "invalid_utf8":
+        return (
+            f"field {field!r} is not valid UTF-8 text (an undecodable byte is shown as \\xNN: '{value}'); "
+            "correct the value's encoding in the SIS"
+        )
+    if check == "number_out_of_range":
+        return f"field {field!r} holds a number too large to store ({value})"
+    if check == "conflicting_duplicate":
+        return (
+            f"sourcedId {value!r} was served more than once with different content; every copy is held "
+            "back, as which one is right cannot be told"
+        )
     if check == "unique":
         return (
             f"sourcedId {value!r} appears more than once in the batch; every copy is held back, "

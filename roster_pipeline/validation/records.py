@@ -4,7 +4,9 @@ and Rejects.
 This runs on every page as it arrives, before staging, so a failing record is quarantined and never
 reaches a published table.  The model is run with ``lazy=True`` so every failure of every record is
 collected in one pass; each failure case becomes one Reject per (record, field, check), and any record
-with an error is left out of ``valid`` — nothing is dropped silently.
+with an error is left out of ``valid`` — nothing is dropped silently.  A value no warehouse can store
+(a NUL character, undecodable text: ``roster_pipeline.unstorable``) quarantines its record the same way,
+with the field named, instead of failing the batch's COPY and with it the district.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import pandera.pandas as pa
 from roster_pipeline.districts import District
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import resource
+from roster_pipeline.unstorable import CHECKS as UNSTORABLE_CHECKS
+from roster_pipeline.unstorable import all_storable, problems, visible
 
 from .frames import FrameColumn, as_text, build_frame, frame_columns, served_value
 from .messages import clip, explain, record_label
@@ -38,6 +42,7 @@ CHECKS = (
     "email_format",
     "unique",
     "date_order",
+    *UNSTORABLE_CHECKS,
 )
 
 
@@ -113,11 +118,41 @@ def validate_batch(
                 district.id, name, records[position], position, columns[column_name], check, schema
             )
             found.append((position, reject))
+    if not all_storable(list(records)):
+        for position, record in enumerate(records):
+            for path, check, shown in problems(record):
+                failed[position] = True
+                found.append((position, _unstorable_reject(district.id, name, record, position, path, check, shown)))
     found.sort(key=lambda item: item[0])  # stable: batch order, then the order pandera reported
     rejects = [reject for _, reject in found]
     valid = [records[i] for i in np.flatnonzero(~failed)] if failed.any() else list(records)
     warnings = record_warnings(district, name, frame, ~failed, records)
     return BatchValidation(valid=valid, rejects=rejects, warnings=warnings, rejected=int(failed.sum()))
+
+
+def _sourced_id(record: Mapping[str, Any]) -> str | None:
+    """The record's sourcedId as a Reject names it (a NUL or undecodable byte in it shown visibly)."""
+    sourced_id = as_text(record.get("sourcedId"))
+    return None if sourced_id is None else visible(sourced_id)
+
+
+def _unstorable_reject(
+    district_id: str, resource_name: str, record: Mapping[str, Any], position: int, path: str, check: str, shown: str
+) -> Reject:
+    """A value no warehouse can store (NUL, undecodable text, a huge number): the record is quarantined
+    with the field named instead of failing the whole batch's COPY (see ``roster_pipeline.unstorable``)."""
+    sourced_id = _sourced_id(record)
+    label = record_label(district_id, resource_name, sourced_id, position)
+    return Reject(
+        resource=resource_name,
+        sourced_id=sourced_id,
+        field=path,
+        check=check,
+        value=clip(shown),
+        message=f"{label}: {explain(check, path, clip(shown))}",
+        severity="error",
+        raw=dict(record),
+    )
 
 
 def _reject(
@@ -129,8 +164,9 @@ def _reject(
     check: str,
     schema: pa.DataFrameSchema,
 ) -> Reject:
-    sourced_id = as_text(record.get("sourcedId"))
+    sourced_id = _sourced_id(record)
     value = served_value(record, column)
+    value = None if value is None else visible(value)
     label = record_label(district_id, resource_name, sourced_id, position)
     if check == "date_order":
         start_field, end_field = DATE_ORDER[resource_name]

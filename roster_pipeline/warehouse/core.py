@@ -229,14 +229,22 @@ class Warehouse:
             self._bump_counts(conn, import_id, res.name, batches=1, fetched=len(rows))
         return len(rows)
 
-    def record_fetch_stats(self, import_id: int, resource_name: str, pages: int, seconds: float) -> None:
+    def record_fetch_stats(
+        self, import_id: int, resource_name: str, pages: int, seconds: float, dropped_duplicates: int = 0
+    ) -> None:
+        """Record a resource's fetch figures, once per pull.
+
+        ``dropped_duplicates``: identical repeats the client received but did not stage (paging overlap).
+        They count as fetched, so the diff reports them as ``duplicates`` beside repeats found in staging.
+        """
         res = resource(resource_name)
+        c = import_resource_counts.c
         with self.engine.begin() as conn:
             self._ensure_counts_row(conn, import_id, res.name)
             conn.execute(
                 import_resource_counts.update()
-                .where(import_resource_counts.c.import_id == import_id, import_resource_counts.c.resource == res.name)
-                .values(pages=int(pages), seconds=float(seconds))
+                .where(c.import_id == import_id, c.resource == res.name)
+                .values(pages=int(pages), seconds=float(seconds), fetched=c.fetched + int(dropped_duplicates))
             )
 
     def analyze_staging(self, import_id: int, resources: Sequence[str] | None = None, only_new: bool = True) -> None:

@@ -10,7 +10,8 @@ class ChangeCounts:
     """Counts for one resource of one import.
 
     Over the import's distinct staged records: ``added + updated + unchanged + tobedeleted`` equals
-    ``fetched - duplicates - quarantined``, where ``quarantined`` are staged rows withdrawn again by the
+    ``fetched - duplicates - quarantined`` (``fetched`` counts identical repeats the client dropped too,
+    see ``Warehouse.record_fetch_stats``; they are ``duplicates``), where ``quarantined`` are staged rows withdrawn again by the
     quarantine (``reject_staged``: a record that failed a check after staging is never published).  ``added`` includes ``readded`` (records that come back after having been
     soft-deleted).  ``deleted`` is what gets soft-deleted: alive rows that arrived ``tobedeleted`` plus,
     in a full import only, alive rows that vanished from the pull.  ``new_tobedeleted`` (part of

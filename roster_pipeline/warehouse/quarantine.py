@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import resource
+from roster_pipeline.unstorable import storable, storable_text
 
 from . import staging
 from .schema import SEVERITIES, rejected_records
@@ -27,10 +28,9 @@ from .schema import SEVERITIES, rejected_records
 VALUE_MAX = 200  # the Reject contract: values are truncated to 200 characters
 MESSAGE_MAX = 2_000
 
-# Postgres text can hold no NUL and JSONB no \u0000 escape; bad SIS data may carry both, and the
-# quarantine is exactly where bad data must land instead of aborting the COPY.
-_NUL = "\x00"
-_JSON_NUL = "\\u0000"
+# Postgres text can hold no NUL and JSONB no \u0000 escape, and no database takes lone surrogates (an
+# undecodable byte); bad SIS data may carry all of them, and the quarantine is exactly where bad data
+# must land instead of aborting the COPY (see ``roster_pipeline.unstorable``).
 
 COLUMNS: tuple[str, ...] = (
     "import_id", "district_id", "resource", "sourced_id", "record_key", "field", "check_name", "value",
@@ -41,13 +41,13 @@ COLUMNS: tuple[str, ...] = (
 def _clean(text: str | None, limit: int) -> str | None:
     if text is None:
         return None
-    return text.replace(_NUL, "\ufffd")[:limit]
+    return storable_text(text)[:limit]
 
 
 def _raw_json(raw: dict[str, Any] | None) -> str | None:
     if raw is None:
         return None
-    return orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode().replace(_JSON_NUL, "\\ufffd")
+    return orjson.dumps(storable(raw), option=orjson.OPT_SORT_KEYS).decode()
 
 
 def record_key(reject: Reject, raw_json: str | None) -> str:
@@ -55,7 +55,7 @@ def record_key(reject: Reject, raw_json: str | None) -> str:
     if reject.sourced_id:
         return reject.sourced_id
     basis = raw_json if raw_json is not None else f"{reject.field}\x1f{reject.value}\x1f{reject.message}"
-    return "#" + hashlib.md5(basis.encode()).hexdigest()
+    return "#" + hashlib.md5(basis.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def build_rows(import_id: int, district_id: str, rejects: Sequence[Reject], now: datetime) -> list[tuple[Any, ...]]:
