@@ -132,6 +132,15 @@ class TokenManager:
                 status=status,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
+        if 300 <= status < 400:
+            # Never followed: the redirect would carry the client secret to wherever Location points.
+            raise AuthenticationError(
+                f"token endpoint answered HTTP {status} (a redirect), which is not followed; set token_url to the "
+                "token endpoint's final https URL",
+                district_id=self._district_id,
+                endpoint=TOKEN_ENDPOINT_LABEL,
+                status=status,
+            )
         try:
             payload = orjson.loads(response.content)
         except orjson.JSONDecodeError:
