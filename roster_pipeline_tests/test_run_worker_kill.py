@@ -74,11 +74,14 @@ class Deployment:
         if kill_at:
             env[KILL_AT_VARIABLE] = kill_at
         tags = json.dumps({"dagster/partition": district_id, SYNC_MODE_TAG: "full"})
-        launched = subprocess.run(
-            ["dagster", "job", "launch", "-w", str(self.workspace), "-j", "sync_district", "--tags", tags],
-            check=False, env=env, cwd=self.home, capture_output=True, text=True, timeout=RUN_DEADLINE_SECONDS,
-        )
-        assert launched.returncode == 0, launched.stderr[-3000:]
+        log = self.home / "launch.log"
+        with log.open("ab") as out:  # a file, not a pipe: the code server and run worker inherit it
+            launched = subprocess.run(
+                ["dagster", "job", "launch", "-w", str(self.workspace), "-j", "sync_district", "--tags", tags],
+                check=False, env=env, cwd=self.home, stdout=out, stderr=subprocess.STDOUT,
+                timeout=RUN_DEADLINE_SECONDS,
+            )
+        assert launched.returncode == 0, log.read_text()[-3000:]
         new = [r.run_id for r in self.instance.get_runs() if r.run_id not in known]
         assert len(new) == 1, new
         return new[0]

@@ -47,11 +47,12 @@ def _send(warehouse: Warehouse, district: District, key: str, detail: dict, send
 
 def handle_run_failure(warehouse: Warehouse, district: District, *, run_id: str, root_run_id: str, error: str,
                        import_id: int | None, started_at: datetime | None, sender: Callable[[], Sender],
-                       settings: NotifySettings, now: datetime | None = None, step: str | None = None) -> list[str]:
+                       settings: NotifySettings, now: datetime | None = None, step: str | None = None,
+                       reason: str | None = None) -> list[str]:
     key = run_failure_key(district.id, root_run_id)
     if ledger.get(warehouse.engine, key) is not None:
         return []
-    reason = f"sync run {run_id} failed{f' during {step}' if step else ''}: {error}"
+    reason = reason or f"sync run {run_id} failed{f' during {step}' if step else ''}: {error}"
     lines = []
     if pause_district(warehouse.engine, district.id, by=SENSOR_ACTOR, reason=reason, import_id=import_id,
                       run_id=run_id):
@@ -79,7 +80,7 @@ def settle_dead_run(warehouse: Warehouse, district: District, dead: DeadRun, sen
     return lines + handle_run_failure(
         warehouse, district, run_id=dead.run_id, root_run_id=dead.root_run_id, error=run.error or dead.cause,
         import_id=dead.import_id, started_at=run.started_at, sender=sender, settings=settings, now=now,
-        step=dead.step,
+        step=dead.step, reason=dead.cause,
     )
 
 

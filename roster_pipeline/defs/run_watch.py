@@ -29,9 +29,11 @@ _CRASH_WORDS = ("terminated by signal", "unexpectedly exited", "terminated unexp
 
 
 def open_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """The step that started and never finished (the one executing when the run ended), if any."""
+    """The step the run was executing when it ended: one that started and never finished (a killed
+    worker), else the last one that failed (a canceled run records its interrupted step as failed)."""
     started: dict[str, int] = {}
-    finished: set[str] = set()
+    succeeded: set[str] = set()
+    failed: set[str] = set()
     for record in instance.get_records_for_run(run_id, of_type=_STEP_EVENTS).records:
         event = record.event_log_entry.dagster_event
         if event is None or not event.step_key:
@@ -39,9 +41,10 @@ def open_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
         if event.event_type == DagsterEventType.STEP_START:
             started[event.step_key] = record.storage_id
         else:
-            finished.add(event.step_key)
-    running = [key for key in started if key not in finished]
-    return max(running, key=started.__getitem__) if running else None
+            (succeeded if event.event_type == DagsterEventType.STEP_SUCCESS else failed).add(event.step_key)
+    running = [key for key in started if key not in succeeded and key not in failed]
+    candidates = running or [key for key in started if key in failed]
+    return max(candidates, key=started.__getitem__) if candidates else None
 
 
 def _sentence(message: str) -> str:

@@ -212,7 +212,8 @@ def build_control_sensor() -> dg.SensorDefinition:
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Pauses a district whose import was held by its checks or whose sync run failed, emails its admins "
+            "Pauses a district whose import was held by its checks or whose sync run failed or died (its open "
+            "import is then failed and its staging cleared), emails its admins "
             "(Check Your Data; Import Results after every published import; exactly once per import), launches "
             "the sync runs that review_reprocess asks for, and records district_status."
         ),

@@ -178,8 +178,8 @@ class RunFailure:
 
 def failure_actions(district_id: str, reviewer: str = "YOUR NAME") -> list[ReviewAction]:
     """The ways out of a pause caused by a failed run: reprocess, or reject (resume without importing)."""
-    actions = review_actions(district_id, "", reviewer)
-    return [replace(a, what_it_does=_FAILURE_ACTION_TEXT[a.action]) for a in actions if a.action in FAILURE_ACTIONS]
+    actions = {a.action: a for a in review_actions(district_id, "", reviewer)}
+    return [replace(actions[name], what_it_does=_FAILURE_ACTION_TEXT[name]) for name in FAILURE_ACTIONS]
 
 
 def review_actions(district_id: str, import_id: int | str, reviewer: str = "YOUR NAME") -> list[ReviewAction]:

@@ -179,7 +179,8 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
     html.append(overview_html)
 
     if failure is not None:
-        causes = [line for line in failure.cause.splitlines() if line.strip()] or ["no cause recorded"]
+        causes = [line.strip().removeprefix("then: ") for line in failure.cause.splitlines() if line.strip()]
+        causes = causes or ["no cause recorded"]
         text += ["What failed", "-----------", f"- Step: {m.one_line(failure.step)}",
                  *(f"- {'Cause' if i == 0 else 'Then'}: {m.one_line(line)}" for i, line in enumerate(causes)), ""]
         html.append(m.h2("What failed"))
