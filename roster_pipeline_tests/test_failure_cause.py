@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from roster_pipeline.control.state import get_state
+from roster_pipeline.notify import CheckYourDataReport, FailedCheck, RunFailure, render_check_your_data
 from roster_pipeline.review_cli import review
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.warehouse import Warehouse
@@ -111,3 +112,21 @@ def test_a_failed_endpoint_is_the_recorded_cause_and_the_email_offers_what_works
     # What the email offers works: reject resumes the district (nothing to discard) ...
     review("reject", "alpha", reviewer="Sam", database_url=warehouse_url, districts_file=str(path))
     assert not get_state(wh.engine, "alpha").paused
+
+
+def test_a_held_import_email_still_offers_approve_and_a_failed_run_email_never_does() -> None:
+    held = CheckYourDataReport("alpha", "District alpha", 7, "run-7", 2027, "full", None,
+                               [FailedCheck("change_thresholds", "enrollments: 90% deleted (limit 10%)")])
+    text = render_check_your_data(held, ["a@x.org"], "r@x.org").get_body(("plain",)).get_content()
+    assert "the new snapshot is held until an administrator reviews it" in text
+    assert [a.action for a in held.actions] == ["approve", "reject", "reprocess"] and "Approve:" in text
+
+    failed = CheckYourDataReport("alpha", "District alpha", 8, "run-8", None, "full", None,
+                                 [FailedCheck("publish", "the run run-8 died during publish")],
+                                 failure=RunFailure("publish", "the run run-8 died during publish\nthen: later"))
+    message = render_check_your_data(failed, ["a@x.org"], "r@x.org")
+    text = message.get_body(("plain",)).get_content()
+    assert [a.action for a in failed.actions] == ["reprocess", "reject"]
+    assert "failed during publish" in text and "Cause: the run run-8 died during publish" in text
+    assert "Then: later" in text and "Approve" not in text and "is held" not in text
+    assert "sync failed, district paused" in message["Subject"]
