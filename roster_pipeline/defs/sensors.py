@@ -151,8 +151,8 @@ def _run_failure_lines(context: dg.SensorEvaluationContext, cursor: ControlCurso
     lines: list[str] = []
     for record in result.records:
         run = instance.get_run_by_id(record.run_id)
-        if run is None or run.job_name != SYNC_JOB_NAME or run.tags.get(WILL_RETRY_TAG) == "true":
-            continue  # not a district sync, or Dagster retries it: only the final attempt counts
+        if run is None or run.job_name != SYNC_JOB_NAME:
+            continue  # not a district sync
         district = registry.districts.get(run.tags.get(PARTITION_TAG, ""))
         if district is None:
             continue
@@ -160,6 +160,10 @@ def _run_failure_lines(context: dg.SensorEvaluationContext, cursor: ControlCurso
         imported = wh.get_import(import_id) if import_id is not None else None
         if imported is not None and imported.status in ("held", "published", "dry_run", "discarded"):
             continue  # the checks decided (held) or it published after all: the import scan handles it
+        if run.tags.get(WILL_RETRY_TAG) == "true":
+            if imported is not None and imported.status == "failed":
+                wh.close_failed_import(imported.import_id, "")  # this attempt is over: its staging goes
+            continue  # Dagster retries it: only the final attempt pauses and emails
         if imported is not None and imported.status in OPEN_IMPORT_STATUSES:
             dead = dead_run(imported, observe_run(instance, run.run_id), now_utc(), settings.missing_run_grace)
             if dead is not None:  # the worker died: the import scan usually gets there first
