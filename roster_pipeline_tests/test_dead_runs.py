@@ -1,13 +1,24 @@
-"""Which open imports belong to a dead run: the decision, without Dagster (``control.dead_runs``)."""
+"""Which open imports belong to a dead run: the decision, without Dagster (``control.dead_runs``), and the
+sensor settling an import whose run no longer exists."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import dagster as dg
 import pytest
+import sqlalchemy as sa
+import yaml
 
 from roster_pipeline.control.dead_runs import RunObservation, dead_run, step_label
-from roster_pipeline.warehouse import ImportRun
+from roster_pipeline.control.state import get_state
+from roster_pipeline.districts import load_registry
+from roster_pipeline.simulator import generate_district
+from roster_pipeline.warehouse import ImportRun, Warehouse
+from roster_pipeline.warehouse.schema import TABLES, import_runs
+
+from .control_helpers import bound_definitions, kinds, tick
 
 NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 
@@ -61,3 +72,50 @@ def test_a_dead_worker_reported_by_the_launcher_is_dead_while_the_run_still_says
 def test_closed_imports_and_imports_without_a_run_are_never_judged(status: str) -> None:
     assert dead_run(open_import(status), RunObservation("run-1", "FAILURE"), NOW) is None
     assert dead_run(open_import(run_id=None), RunObservation("run-1", "FAILURE"), NOW) is None
+
+
+def test_the_sensor_settles_an_import_whose_run_no_longer_exists_once_and_leaves_a_fresh_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warehouse_url: str, smtp_server
+) -> None:
+    """Through the real sensor on a real (empty) Dagster instance: the run ids exist nowhere."""
+    for name, value in {"ROSTER_SMTP_HOST": smtp_server.host, "ROSTER_SMTP_PORT": str(smtp_server.port),
+                        "ROSTER_SMTP_SECURITY": "none", "ROSTER_EMAIL_FROM": "roster@district-sync.example.org",
+                        "ROSTER_MISSING_RUN_GRACE_MINUTES": "60"}.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "districts.yaml"
+    path.write_text(yaml.safe_dump({"districts": [
+        {"id": d, "name": f"District {d}", "sis": "infinite_campus", "api_host": "http://127.0.0.1:9",
+         "app_name": d, "client_id_env": "NO_KEY", "client_secret_env": "NO_SECRET",
+         "admin_emails": [f"admin@{d}.example.org"]} for d in ("alpha", "beta")]}))
+    wh = Warehouse(warehouse_url)
+    wh.create_schema()
+    orgs = list(generate_district("tiny", seed=31).collections["orgs"].values())
+    old = wh.begin_import("alpha", "run-gone", 2027)
+    fresh = wh.begin_import("beta", "run-elsewhere", 2027)
+    for import_id in (old, fresh):
+        wh.stage(import_id, "orgs", orgs)
+    with wh.engine.begin() as conn:
+        conn.execute(import_runs.update().where(import_runs.c.import_id == old)
+                     .values(started_at=datetime.now(UTC) - timedelta(hours=3)))
+    defs = bound_definitions(load_registry(path), path, warehouse_url)
+
+    with dg.instance_for_test() as instance:
+        first = tick(defs, instance)
+        tick(defs, instance, first.cursor)
+        tick(defs, instance, None)
+    gone = wh.get_import(old)
+    assert gone.status == "failed" and (gone.error or "").startswith("the run run-gone no longer exists")
+    assert sum(len(rows) for rows in staged(warehouse_url, old).values()) == 0
+    assert get_state(wh.engine, "alpha").paused
+    assert kinds(smtp_server.messages) == [("alpha", "run-run-gone", "run_failure")]
+    assert wh.get_import(fresh).status == "running", "a sync launched elsewhere is not judged yet"
+    assert staged(warehouse_url, fresh)["orgs"] and not get_state(wh.engine, "beta").paused
+
+
+def staged(url: str, import_id: int) -> dict[str, list[object]]:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        out = {name: conn.execute(sa.select(t.staging.c.import_id).where(t.staging.c.import_id == import_id)).all()
+               for name, t in TABLES.items()}
+    engine.dispose()
+    return out
