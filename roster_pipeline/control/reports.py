@@ -19,7 +19,9 @@ from roster_pipeline.notify import (
     FailedCheck,
     ImportResultsReport,
     ResourceCountsRow,
+    RunFailure,
     dagster_run_url,
+    failure_actions,
     summarize_rejects,
 )
 from roster_pipeline.notify.content import review_actions
@@ -92,15 +94,24 @@ def check_your_data_report(warehouse: Warehouse, district: District, run: Import
     return report
 
 
+def failure_actions_for(district_id: str) -> list:
+    """Reprocess and reject (resume without importing) with the review jobs' launchpad YAML; no approve."""
+    return [replace(a, launchpad_config=launchpad_config(a.action, district_id, None))
+            for a in failure_actions(district_id)]
+
+
 def run_failure_report(
-    district: District, run_id: str, error: str, import_id: int | None, started_at: datetime | None
+    district: District, run_id: str, error: str, import_id: int | None, started_at: datetime | None,
+    step: str | None = None,
 ) -> CheckYourDataReport:
-    """A sync run that failed before its checks (SIS down, bad credentials...): nothing to review but the error."""
+    """A sync run that failed or died without a held import (SIS down, bad credentials, a crash, killed):
+    nothing to review but what failed, where, and its first cause."""
+    where = step or "the sync"
     return CheckYourDataReport(
         district_id=district.id, district_name=district.name, import_id=import_id or 0, run_id=run_id,
         school_year=None, sync_mode="full", started_at=started_at,
-        failed_checks=[FailedCheck("sync run failed", error)], run_url=dagster_run_url(run_id),
-        timezone=district.timezone, actions=actions_for(district.id, None),
+        failed_checks=[FailedCheck(where, error)], run_url=dagster_run_url(run_id),
+        timezone=district.timezone, actions=failure_actions_for(district.id), failure=RunFailure(where, error),
     )
 
 

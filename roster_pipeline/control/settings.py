@@ -10,6 +10,9 @@
                                    an old warehouse does not email every past import.
 ``ROSTER_DAGSTER_URL``             Base URL of the Dagster UI for the run links in emails.
 =================================  =============================================================
+``ROSTER_MISSING_RUN_GRACE_MINUTES``: an open import whose Dagster run does not exist is taken as dead
+this long after it started (default 60), so a sync launched on another Dagster instance (the CLI
+without ``DAGSTER_HOME``) is not judged while it may still be running.
 SMTP itself is configured by the ``ROSTER_SMTP_*`` variables (``roster_pipeline.notify.settings``).
 """
 
@@ -30,6 +33,7 @@ class NotifySettings:
     max_attempts: int = 5
     retry_after: timedelta = timedelta(seconds=60)
     lookback: timedelta = timedelta(days=7)
+    missing_run_grace: timedelta = timedelta(hours=1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifySettings:
@@ -47,4 +51,5 @@ class NotifySettings:
             max_attempts=max(1, int(number("ROSTER_NOTIFY_MAX_ATTEMPTS", 5))),
             retry_after=timedelta(seconds=max(0.0, number("ROSTER_NOTIFY_RETRY_SECONDS", 60))),
             lookback=timedelta(days=max(0.0, number("ROSTER_NOTIFY_LOOKBACK_DAYS", 7))),
+            missing_run_grace=timedelta(minutes=max(0.0, number("ROSTER_MISSING_RUN_GRACE_MINUTES", 60))),
         )

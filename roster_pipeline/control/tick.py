@@ -5,7 +5,9 @@ For each import at or above the cursor's floor:
 - ``held`` → pause the district (who: the sensor, why: the hold reason, which import and run) and send
   the Check Your Data email;
 - ``published`` → send the Import Results email, and resume a paused district whose reprocess import
-  this is (an import started after the pause and newer than the held one).
+  this is (an import started after the pause and newer than the held one);
+- ``running`` / ``staged`` whose run is over (killed, canceled, gone: ``dead_runs``) → fail it with the
+  cause, clear its staging, pause the district and send Check Your Data once.
 
 The floor then moves up to the oldest import that is not settled yet (still running, held, or with an
 email still to send or retry), so every tick reads only a handful of rows, while the ledger's unique
@@ -23,8 +25,10 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 
 from roster_pipeline.control import audit, ledger
+from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, RunObservation, dead_run
 from roster_pipeline.control.notifier import Delivery, send_once
 from roster_pipeline.control.reports import check_your_data_report, import_results_report
+from roster_pipeline.control.run_failures import settle_dead_run
 from roster_pipeline.control.settings import NotifySettings
 from roster_pipeline.control.state import SENSOR_ACTOR, get_state, now_utc, pause_district, resume_district
 from roster_pipeline.districts import District, Registry
@@ -37,6 +41,7 @@ from roster_pipeline.warehouse.schema import import_runs
 log = logging.getLogger("roster_pipeline.control")
 
 UNSETTLED_STATUSES = ("running", "staged", "held")
+Observer = Callable[[str], RunObservation | None]  # run id → what the orchestrator says about that run
 
 
 @dataclass
@@ -120,8 +125,22 @@ def resume_after_reprocess(warehouse: Warehouse, run: ImportRun) -> str | None:
     return f"district {run.district_id}: {outcome}"
 
 
+def settle_if_dead(warehouse: Warehouse, district: District, run: ImportRun, observe: Observer,
+                   sender: Callable[[], Sender], settings: NotifySettings, now: datetime) -> tuple[ImportRun, list[str]]:
+    """An open import whose run is over is failed, its staging cleared, the district paused and emailed."""
+    if run.status not in OPEN_IMPORT_STATUSES or not run.run_id:
+        return run, []
+    dead = dead_run(run, observe(run.run_id), now, settings.missing_run_grace)
+    if dead is None:
+        return run, []
+    lines = settle_dead_run(warehouse, district, dead, sender, settings, now)
+    return warehouse.get_import(run.import_id), lines
+
+
 def process_imports(warehouse: Warehouse, registry: Registry, sender: Callable[[], Sender],
-                    settings: NotifySettings, floor: int | None, now: datetime | None = None) -> TickReport:
+                    settings: NotifySettings, floor: int | None, now: datetime | None = None,
+                    observe: Observer | None = None) -> TickReport:
+    """``observe`` (the run's state in the orchestrator) lets open imports of dead runs be settled."""
     now = now or now_utc()
     report = TickReport(floor=floor)
     runs = _imports_from(warehouse.engine, floor, now - settings.lookback)
@@ -130,6 +149,11 @@ def process_imports(warehouse: Warehouse, registry: Registry, sender: Callable[[
         district = registry.districts.get(run.district_id)
         if district is None:
             continue  # removed from the registry: nobody to email, nothing to pause
+        if observe is not None:
+            run, lines = settle_if_dead(warehouse, district, run, observe, sender, settings, now)
+            if lines:
+                report.lines += lines
+                report.changed = True
         if run.status == "held":
             line = pause_for_held(warehouse, run)
             if line:

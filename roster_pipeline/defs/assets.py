@@ -39,6 +39,7 @@ from roster_pipeline.snapshot_checks import (
 from roster_pipeline.sync import (
     ResourceSkipResult,
     ResourceStageResult,
+    SyncError,
     client_config_for,
     import_for_run,
     open_sync_import,
@@ -47,6 +48,7 @@ from roster_pipeline.sync import (
 )
 from roster_pipeline.sync_mode import ModeDecision, requested_mode, since_for_import
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
+from roster_pipeline.warehouse.core import OPEN_STATUSES
 
 from .resources import DistrictRegistryResource, WarehouseResource
 
@@ -76,6 +78,16 @@ def failing_import(warehouse: Warehouse, import_id: int, step: str) -> Iterator[
     except Exception as exc:
         warehouse.fail_import(import_id, f"{step}: {type(exc).__name__}: {exc}")
         raise
+
+
+def refuse_if_not_open(warehouse: Warehouse, district_id: str, import_id: int, step: str) -> None:
+    """A step after a failed one fetches nothing: the import cannot take its records anyway, and its
+    failure would only bury the first cause (which stays the import's recorded error)."""
+    run = warehouse.get_import(import_id)
+    if run.status not in OPEN_STATUSES:
+        first = (run.error or "no cause recorded").splitlines()[0]
+        raise SyncError(f"district {district_id!r}: {step} not fetched: import {import_id} is already {run.status} "
+                        f"({first})")
 
 
 def change_metadata(changes: ChangeCounts) -> dict[str, int]:
@@ -230,6 +242,7 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         district = registry.get().get(context.partition_key)
         wh = warehouse.get()
         import_id = import_for_run(wh, district.id, context.run.run_id)
+        refuse_if_not_open(wh, district.id, import_id, resource.name)
         if resource.name in district.excluded_resources():
             # Still a materialization (downstream checks and publish must run), marked skipped with why.
             dry_run = context.run.job_name == DRY_RUN_JOB_NAME  # a dry run changes nothing, purges included

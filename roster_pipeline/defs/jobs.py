@@ -7,6 +7,11 @@ import dagster as dg
 from .assets import DRY_RUN_JOB_NAME, GROUP
 
 SYNC_JOB_NAME = "sync_district"
+# Run monitoring (dagster.yaml) fails a run still going after this long. DefaultRunLauncher cannot check
+# whether a run worker is alive, so this is what ends a run whose worker died with its code server (or a
+# killed `dagster job execute`); the control sensor then fails its import and pauses the district.
+# A large district (~1M enrollments) syncs in minutes: six hours is far beyond any healthy run.
+MAX_RUNTIME_TAGS = {"dagster/max_runtime": str(6 * 3600)}
 
 
 def build_sync_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
@@ -21,6 +26,7 @@ def build_sync_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAsse
         selection=dg.AssetSelection.groups(GROUP),
         partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
+        tags=MAX_RUNTIME_TAGS,
         description="Full sync of one district: fetch every OneRoster resource into staging, then publish.",
     )
 
@@ -32,6 +38,7 @@ def build_dry_run_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedA
         selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets("published_roster"),
         partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
+        tags=MAX_RUNTIME_TAGS,
         description=(
             "Dry run of one district: fetch every resource, run every check and build the per-field diff "
             "(import_field_changes), then stop. Nothing is published, whatever the checks say."

@@ -1,6 +1,6 @@
-"""The control sensor: pauses districts whose import was held or whose sync run failed, emails the
-admins (Check Your Data, Import Results), launches requested reprocess runs, and keeps the
-``district_status`` asset up to date.
+"""The control sensor: pauses districts whose import was held or whose sync run failed or died (killed,
+canceled: its open import is failed and its staging cleared), emails the admins (Check Your Data, Import
+Results), launches requested reprocess runs, and keeps the ``district_status`` asset up to date.
 
 Running by default, every 30 s.  Its cursor holds the lowest import not yet settled and the event
 storage cursor of RUN_FAILURE events; emails are exactly-once through the notifications ledger's unique
@@ -21,10 +21,11 @@ from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from roster_pipeline.control import ledger
+from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, dead_run, step_label
 from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
-from roster_pipeline.control.run_failures import handle_run_failure, retry_run_failure_emails
+from roster_pipeline.control.run_failures import handle_run_failure, retry_run_failure_emails, settle_dead_run
 from roster_pipeline.control.settings import NotifySettings
-from roster_pipeline.control.state import all_states, clear_pending
+from roster_pipeline.control.state import all_states, clear_pending, now_utc
 from roster_pipeline.control.status import status_markdown
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.control.undo_emails import email_undone_imports
@@ -35,11 +36,11 @@ from roster_pipeline.warehouse import Warehouse
 
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource
+from .run_watch import ROOT_RUN_TAG, observe_run
 
 CONTROL_SENSOR_NAME = "district_control"
 DISTRICT_STATUS_ASSET = "district_status"
 PARTITION_TAG = "dagster/partition"
-ROOT_RUN_TAG = "dagster/root_run_id"
 FAILURES_PER_TICK = 100
 
 
@@ -112,8 +113,18 @@ def _error_chain(error: object) -> list[object]:
     return chain
 
 
-def run_failure_text(instance: dg.DagsterInstance, run_id: str) -> tuple[str, bool]:
-    """(the error an admin should read, whether it was the paused-district refusal)."""
+@dataclass(frozen=True)
+class RunFailureText:
+    """What a failed run's events say: the first failed step, its error, and whether it was the refusal of
+    a paused district's run (already paused and emailed)."""
+
+    step_key: str | None
+    error: str
+    refused: bool = False
+
+
+def run_failure_text(instance: dg.DagsterInstance, run_id: str) -> RunFailureText:
+    """The first step failure is the cause (later ones are its consequences)."""
     records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
     for record in records:
         event = record.event_log_entry.dagster_event
@@ -122,14 +133,14 @@ def run_failure_text(instance: dg.DagsterInstance, run_id: str) -> tuple[str, bo
             continue
         chain = _error_chain(data.error)
         if any(getattr(e, "cls_name", None) == "DistrictPausedError" for e in chain):
-            return "refused: district paused", True
+            return RunFailureText(event.step_key, "refused: district paused", True)
         deepest = chain[-1]
         text = (getattr(deepest, "message", "") or "").strip().splitlines()
         step = event.step_key or "a step"
-        return f"{step}: {text[0] if text else getattr(deepest, 'cls_name', 'error')}", False
+        return RunFailureText(event.step_key, f"{step}: {text[0] if text else getattr(deepest, 'cls_name', 'error')}")
     failures = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records
     message = failures[-1].event_log_entry.message if failures else None
-    return (message or "the run failed (no step reported an error)"), False
+    return RunFailureText(None, message or "the run failed (no step reported an error)")
 
 
 def _run_failure_lines(context: dg.SensorEvaluationContext, cursor: ControlCursor, wh: Warehouse,
@@ -141,21 +152,34 @@ def _run_failure_lines(context: dg.SensorEvaluationContext, cursor: ControlCurso
     lines: list[str] = []
     for record in result.records:
         run = instance.get_run_by_id(record.run_id)
-        if run is None or run.job_name != SYNC_JOB_NAME or run.tags.get(WILL_RETRY_TAG) == "true":
-            continue  # not a district sync, or Dagster retries it: only the final attempt counts
+        if run is None or run.job_name != SYNC_JOB_NAME:
+            continue  # not a district sync
         district = registry.districts.get(run.tags.get(PARTITION_TAG, ""))
         if district is None:
             continue
         import_id = wh.import_for_run(district.id, run.run_id)
-        if import_id is not None and wh.get_import(import_id).status in ("held", "published", "dry_run"):
+        imported = wh.get_import(import_id) if import_id is not None else None
+        if imported is not None and imported.status in ("held", "published", "dry_run", "discarded"):
             continue  # the checks decided (held) or it published after all: the import scan handles it
-        error, refused = run_failure_text(instance, run.run_id)
-        if refused:
+        if run.tags.get(WILL_RETRY_TAG) == "true":
+            if imported is not None and imported.status == "failed":
+                wh.close_failed_import(imported.import_id, "")  # this attempt is over: its staging goes
+            continue  # Dagster retries it: only the final attempt pauses and emails
+        if imported is not None and imported.status in OPEN_IMPORT_STATUSES:
+            dead = dead_run(imported, observe_run(instance, run.run_id), now_utc(), settings.missing_run_grace)
+            if dead is not None:  # the worker died: the import scan usually gets there first
+                lines += settle_dead_run(wh, district, dead, sender, settings)
+            continue
+        failure = run_failure_text(instance, run.run_id)
+        if failure.refused:
             continue  # the guard refused a manual run of a paused district: already paused and emailed
+        if imported is not None:
+            wh.close_failed_import(imported.import_id, failure.error)  # the run is over: its staging goes
         started = getattr(instance.get_run_record_by_id(run.run_id), "start_time", None)
         lines += handle_run_failure(
-            wh, district, run_id=run.run_id, root_run_id=run.tags.get(ROOT_RUN_TAG, run.run_id), error=error,
-            import_id=import_id, started_at=_datetime(started),
+            wh, district, run_id=run.run_id, root_run_id=run.tags.get(ROOT_RUN_TAG, run.run_id),
+            error=(imported.error if imported is not None and imported.error else failure.error),
+            import_id=import_id, started_at=_datetime(started), step=step_label(failure.step_key),
             sender=sender, settings=settings,
         )
     if result.records:
@@ -193,9 +217,10 @@ def build_control_sensor() -> dg.SensorDefinition:
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "Pauses a district whose import was held by its checks or whose sync run failed, emails its admins "
-            "(Check Your Data; Import Results after every published import; Import Undone after an undo; exactly "
-            "once per import), launches "
+            "Pauses a district whose import was held by its checks or whose sync run failed or died (its open "
+            "import is then failed and its staging cleared), emails its admins (Check Your Data; Import "
+            "Results after every published import; Import Undone after an undo; exactly once per import), "
+            "launches "
             "the sync runs that review_reprocess asks for, and records district_status."
         ),
     )
@@ -209,7 +234,8 @@ def build_control_sensor() -> dg.SensorDefinition:
         sender = smtp_sender_factory(settings)
 
         paused_before = {d for d, s in all_states(wh.engine).items() if s.paused}
-        report = process_imports(wh, reg, sender, settings, cursor.import_floor)
+        report = process_imports(wh, reg, sender, settings, cursor.import_floor,
+                                 observe=lambda run_id: observe_run(context.instance, run_id))
         cursor.import_floor = report.floor
         lines = report.lines + _run_failure_lines(context, cursor, wh, reg, sender, settings)
         retried = retry_run_failure_emails(wh, reg, sender, settings)

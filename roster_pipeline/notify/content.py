@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -158,6 +158,30 @@ _ACTION_TEXT: dict[str, str] = {
 }
 
 
+# After a failed run nothing is held: approve has nothing to publish, so it is never offered.
+_FAILURE_ACTION_TEXT: dict[str, str] = {
+    "reprocess": "Once the cause above is fixed, fetch everything again now and run every check; the district "
+    "resumes when that import is published (a check that fails holds it for review).",
+    "reject": "Resume scheduled imports without importing now: nothing is published or discarded, and the next "
+    "scheduled sync runs as usual.",
+}
+FAILURE_ACTIONS = ("reprocess", "reject")
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """What failed in a sync run that ended without a held import: the step and the first recorded cause."""
+
+    step: str  # "load of classes", "publish", ...
+    cause: str
+
+
+def failure_actions(district_id: str, reviewer: str = "YOUR NAME") -> list[ReviewAction]:
+    """The ways out of a pause caused by a failed run: reprocess, or reject (resume without importing)."""
+    actions = {a.action: a for a in review_actions(district_id, "", reviewer)}
+    return [replace(actions[name], what_it_does=_FAILURE_ACTION_TEXT[name]) for name in FAILURE_ACTIONS]
+
+
 def review_actions(district_id: str, import_id: int | str, reviewer: str = "YOUR NAME") -> list[ReviewAction]:
     """The three review actions of issue 5 with their launchpad config and CLI form."""
     actions: list[ReviewAction] = []
@@ -204,12 +228,14 @@ class CheckYourDataReport:
     run_url: str | None = None
     timezone: str = "UTC"  # the district's, for the times shown
     actions: list[ReviewAction] = field(default_factory=list)
+    failure: RunFailure | None = None  # set: the run failed (nothing held), not a held import
 
     def __post_init__(self) -> None:
         if self.run_url is None:
             self.run_url = dagster_run_url(self.run_id)
         if not self.actions:
-            self.actions = review_actions(self.district_id, self.import_id)
+            self.actions = (failure_actions(self.district_id) if self.failure is not None
+                            else review_actions(self.district_id, self.import_id))
         if not self.top_errors and self.rejected_rows:
             self.top_errors = summarize_rejects(self.rejected_rows)
 
@@ -290,10 +316,12 @@ __all__ = [
     "ResourceCountsRow",
     "ResourceThresholdRow",
     "ReviewAction",
+    "RunFailure",
     "SchoolThresholdRow",
     "ThresholdStatus",
     "TopError",
     "dagster_run_url",
+    "failure_actions",
     "pct",
     "review_actions",
     "summarize_rejects",

@@ -130,8 +130,18 @@ def _attachment_note(attachment: CsvAttachment, noun: str) -> str:
 
 
 def check_your_data_subject(report: CheckYourDataReport) -> str:
+    if report.failure is not None:
+        return f"{SUBJECT_PREFIX} Check Your Data: {m.one_line(report.district_name)} — sync failed, district paused"
     return (f"{SUBJECT_PREFIX} Check Your Data: {m.one_line(report.district_name)} — "
             f"import {report.import_id} paused")
+
+
+def _failure_intro(report: CheckYourDataReport) -> str:
+    assert report.failure is not None
+    which = f" (import {report.import_id})" if report.import_id else ""
+    return (f"The sync of {report.district_name} ({report.district_id}){which} failed during "
+            f"{report.failure.step}. Nothing was published: the published roster has not changed. The district "
+            "is paused: its scheduled imports are skipped until an administrator reprocesses or resumes it.")
 
 
 def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str], sender: str, *,
@@ -150,9 +160,11 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
     html: list[m.Raw] = []
 
     title = f"Check Your Data: {report.district_name}"
-    intro = (f"Import {report.import_id} of {report.district_name} ({report.district_id}) was paused before "
-             f"publishing: {len(report.failed_checks)} blocking check(s) failed. The published roster has not "
-             "changed; the new snapshot is held until an administrator reviews it.")
+    failure = report.failure
+    intro = _failure_intro(report) if failure is not None else (
+        f"Import {report.import_id} of {report.district_name} ({report.district_id}) was paused before "
+        f"publishing: {len(report.failed_checks)} blocking check(s) failed. The published roster has not "
+        "changed; the new snapshot is held until an administrator reviews it.")
     text += [m.one_line(title), "=" * len(m.one_line(title)), "", intro, ""]
     html += [m.Raw(f'<h1 style="font-size:20px;margin:0 0 8px 0">{m.esc(title)}</h1>'), m.p(intro)]
 
@@ -166,11 +178,21 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
     text += [overview_text, ""]
     html.append(overview_html)
 
-    text += ["Why it was paused", "-----------------"]
-    text += [f"- {m.one_line(c.name)}: {m.one_line(c.reason)}" for c in report.failed_checks] or ["- (no details)"]
-    text.append("")
-    html.append(m.h2("Why it was paused"))
-    html.append(m.bullets([m.Raw(f"{m.strong(c.name).html}: {m.esc(c.reason)}") for c in report.failed_checks]))
+    if failure is not None:
+        causes = [line.strip().removeprefix("then: ") for line in failure.cause.splitlines() if line.strip()]
+        causes = causes or ["no cause recorded"]
+        text += ["What failed", "-----------", f"- Step: {m.one_line(failure.step)}",
+                 *(f"- {'Cause' if i == 0 else 'Then'}: {m.one_line(line)}" for i, line in enumerate(causes)), ""]
+        html.append(m.h2("What failed"))
+        html.append(m.bullets([m.Raw(f"{m.strong('Step').html}: {m.esc(failure.step)}"),
+                               *(m.Raw(f"{m.strong('Cause' if i == 0 else 'Then').html}: {m.esc(line)}")
+                                 for i, line in enumerate(causes))]))
+    else:
+        text += ["Why it was paused", "-----------------"]
+        text += [f"- {m.one_line(c.name)}: {m.one_line(c.reason)}" for c in report.failed_checks] or ["- (no details)"]
+        text.append("")
+        html.append(m.h2("Why it was paused"))
+        html.append(m.bullets([m.Raw(f"{m.strong(c.name).html}: {m.esc(c.reason)}") for c in report.failed_checks]))
 
     if report.resources:
         headers = ["Resource", "Published before", "Fetched", "Added", "Updated", "Deleted", "Rejected", "Status"]
@@ -209,11 +231,12 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
         text += [note, ""]
         html.append(m.p(note))
 
+    first = "Fix or check the cause above" if failure is not None else "Review the attachments"
     text += ["What to do next", "---------------",
-             ("Review the attachments, then choose one of these actions (in the Dagster UI: Jobs → the job → "
+             (f"{first}, then choose one of these actions (in the Dagster UI: Jobs → the job → "
               "Launchpad, paste the config, fill in your name, Launch Run; or on the command line):"), ""]
     html += [m.h2("What to do next"),
-             m.p("Review the attachments, then choose one of these actions. In the Dagster UI open ",
+             m.p(f"{first}, then choose one of these actions. In the Dagster UI open ",
                  m.strong("Jobs"), ", pick the job, open the ", m.strong("Launchpad"),
                  ", paste the config, fill in your name and press ", m.strong("Launch Run"),
                  ". Or use the command line.")]

@@ -70,6 +70,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def first_cause(recorded: str | None, error: str, limit: int = 10_000) -> str:
+    """The error to record: the first cause stays, a later different one is appended after it."""
+    if not recorded:
+        return error[:limit]
+    if error in recorded:
+        return recorded
+    return f"{recorded}\nthen: {error}"[:limit]
+
+
 class Warehouse:
     """The roster warehouse. ``url=None``: ``ROSTER_DATABASE_URL``, else the embedded SQLite file."""
 
@@ -196,8 +205,31 @@ class Warehouse:
         return self.last_published_import(district_id) is None
 
     def fail_import(self, import_id: int, error: str) -> None:
-        """Mark the import failed. Its staging rows are kept for review (``discard_import`` clears them)."""
-        self._set_status(import_id, "failed", error=error[:10_000])
+        """Mark the import failed. Its staging rows are kept until the control sensor settles the failed
+        run (``close_failed_import``) or a review discards them.
+
+        The first recorded cause stays first: a later failure (often only a consequence of the first,
+        such as a step refused because the import already failed) is appended, never replaces it."""
+        self._set_status(import_id, "failed", error=error)
+
+    def close_failed_import(self, import_id: int, cause: str) -> bool:
+        """The import's run is over (failed, canceled, or died): fail the import if it is still open,
+        keeping any cause recorded first, and drop its staging rows, in one transaction.
+
+        Returns True when the import was still open (its run died without saying so)."""
+        with self.engine.begin() as conn:
+            run = self._import(conn, import_id, lock=True)
+            if run.status not in (*OPEN_STATUSES, "failed"):
+                return False
+            self._clear_staging(conn, import_id)
+            if run.status == "failed":
+                return False
+            conn.execute(
+                import_runs.update()
+                .where(import_runs.c.import_id == import_id)
+                .values(status="failed", error=first_cause(run.error, cause), finished_at=_now())
+            )
+            return True
 
     def discard_import(self, import_id: int) -> None:
         """Drop an unpublished import's staging rows; the published tables are untouched.
@@ -530,7 +562,7 @@ class Warehouse:
                 raise WarehouseError(f"import {import_id} is {run.status}; it cannot become {status}")
             values: dict[str, Any] = {"status": status}
             if error is not None:
-                values["error"] = error
+                values["error"] = first_cause(run.error, error)
             if finished:
                 values["finished_at"] = _now()
             conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
