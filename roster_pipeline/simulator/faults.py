@@ -8,7 +8,10 @@ A rule matches requests by method and a path substring; it may skip the first ``
 - ``reset``: close the connection without any response (RST);
 - ``truncate``: a well-formed HTTP response whose JSON body is cut in half;
 - ``incomplete``: headers promise the full body, the connection closes halfway;
-- ``slow``: sleep ``delay_seconds`` and then answer normally.
+- ``slow``: sleep ``delay_seconds`` and then answer normally;
+- ``no_envelope``: the real 200 answer, headers (``X-Total-Count``, ``Link``) intact, with the plural
+  envelope key (``users``, ``orgs`` ...) taken out of the body, as a broken SIS release or a proxy's
+  rewritten body does: a client reading it as "no records" would delete the whole collection.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("status", "reset", "truncate", "incomplete", "slow")
+import orjson
+
+KINDS = ("status", "reset", "truncate", "incomplete", "slow", "no_envelope")
 
 
 @dataclass
@@ -99,3 +104,14 @@ class Faults:
                 rule.fired += 1
                 return rule
         return None
+
+
+def strip_envelope(body: bytes) -> bytes:
+    """The JSON body without its list-valued top-level keys (the OneRoster envelope); other bodies as they are."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(payload, dict):
+        return body
+    return orjson.dumps({key: value for key, value in payload.items() if not isinstance(value, list)})

@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 from roster_pipeline.simulator.auth import TokenStore
 from roster_pipeline.simulator.district import SimulatedDistrict
 from roster_pipeline.simulator.endpoints import ADMIN_PREFIX, API_PREFIX, API_SUFFIX, TOKEN_PATH, Request, dispatch
-from roster_pipeline.simulator.faults import FaultRule, Faults
+from roster_pipeline.simulator.faults import FaultRule, Faults, strip_envelope
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response
 from roster_pipeline.simulator.views import IndexCache
 
@@ -291,6 +291,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, response: Response, fault: FaultRule | None) -> None:
         body = response.body
+        if fault is not None and fault.kind == "no_envelope" and 200 <= response.status < 300:
+            body = strip_envelope(body)
         declared = len(body)
         if fault is not None and fault.kind == "truncate":
             body = body[: len(body) // 2]
