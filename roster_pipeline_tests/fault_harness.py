@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.districts import District, Registry
 from roster_pipeline.resources import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, mutations
@@ -324,6 +325,7 @@ class RigFactory:
         self.started.append(server)
         warehouse = HookedWarehouse(self.url)
         warehouse.create_schema()
+        create_control_schema(warehouse.engine)  # pause state and the email ledger, as the Dagster resource does
         folder = self.tmp_path / f"rig-{uuid.uuid4().hex[:6]}"
         folder.mkdir()
         rig = FaultRig(server, warehouse, folder / "districts.yaml", {}, dict(settings))

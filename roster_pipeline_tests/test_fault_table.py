@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from roster_pipeline_tests.fault_harness import (
+    APP,
     FaultRig,
     FaultRow,
     add,
@@ -98,3 +99,41 @@ def test_fault_row(row: FaultRow, variant: str, fault_rig, warehouse_url: str) -
     if row.postgres_only and not warehouse_url.startswith("postgresql"):
         pytest.skip("a Postgres restart has no SQLite counterpart (an embedded file has no server to lose)")
     run_fault_row(fault_rig(**row.settings), row, variant)  # type: ignore[arg-type]
+
+
+def test_smtp_down_leaves_the_import_as_it_is_and_the_email_is_sent_on_a_later_tick(
+    fault_rig, smtp_server
+) -> None:
+    """SMTP down: the import publishes exactly the right data; its Import Results email fails, is
+    recorded as failed, and is sent by a later control tick once the server answers."""
+    from datetime import timedelta
+
+    from roster_pipeline.control import ledger
+    from roster_pipeline.control.settings import NotifySettings
+    from roster_pipeline.control.tick import process_imports
+    from roster_pipeline.notify import SmtpSender, SmtpSettings, idempotency_key
+    from roster_pipeline_tests.smtp_server import free_port
+
+    def sender_at(port: int):
+        settings = SmtpSettings.model_validate({"host": smtp_server.host, "port": port, "security": "none",
+                                                "from_address": "roster@example.org", "timeout": 5})
+        return lambda: SmtpSender(settings, attempts=1)
+
+    rig = fault_rig()
+    published = rig.sync()
+    rig.assert_truth()
+    notify = NotifySettings(retry_after=timedelta(0))
+    key = idempotency_key(APP, published.import_id, "import_results")
+
+    down = process_imports(rig.warehouse, rig.registry(), sender_at(free_port()), notify, None)
+    assert [d.ok for d in down.deliveries] == [False] and smtp_server.messages == []
+    row = ledger.get(rig.engine, key)
+    assert row is not None and row.status == "failed" and row.attempts == 1 and row.last_error
+    assert rig.warehouse.get_import(published.import_id).status == "published"
+    rig.assert_truth()
+
+    up = process_imports(rig.warehouse, rig.registry(), sender_at(smtp_server.port), notify, down.floor)
+    assert [d.ok for d in up.deliveries] == [True]
+    assert [m["X-Roster-Idempotency-Key"] for m in smtp_server.messages] == [key]
+    assert ledger.get(rig.engine, key).status == "sent"
+    rig.assert_truth()
