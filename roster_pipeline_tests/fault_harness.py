@@ -74,10 +74,6 @@ def add(**fault: Any) -> Action:
     return lambda rig: rig.server.faults.add(**fault)
 
 
-def add_all(*faults: dict[str, Any]) -> Action:
-    return lambda rig: [rig.server.faults.add(**f) for f in faults] and None
-
-
 # ------------------------------------------------------------------------------------------ truth
 
 
@@ -193,7 +189,7 @@ class FaultRig:
         return self.warehouse.engine
 
     def registry(self, **settings: Any) -> Registry:
-        chosen = {"page_size": 10, "timeout_seconds": 5, **self.settings, **self.fault_settings, **settings}
+        chosen = {"page_size": 20, "timeout_seconds": 5, **self.settings, **self.fault_settings, **settings}
         return write_registry(self.registry_path, self.server, self.environ, [APP], **chosen)
 
     def district_config(self, **settings: Any) -> District:
