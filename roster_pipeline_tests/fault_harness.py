@@ -249,7 +249,7 @@ def run_fault_row(rig: FaultRig, row: FaultRow, variant: Literal["first", "secon
         error = exc
     if row.outcome == "exact":
         assert error is None, f"{row.id}: expected the right data, the sync failed: {error!r}"
-        assert result is not None and result.published, f"{row.id}: nothing was published"
+        assert result is not None and result.published, f"{row.id}: nothing was published: {result!r}"
         rig.assert_truth()
     else:
         assert error is not None, f"{row.id}: expected an error, the sync succeeded"

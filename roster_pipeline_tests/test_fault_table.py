@@ -90,6 +90,21 @@ FAULT_ROWS: list[FaultRow] = [
     FaultRow("Postgres restarted while staging", no_fault, "exact", during=restart_postgres, postgres_only=True),
     FaultRow("Postgres restarted mid-batch", kill_mid_stage, "error", "stage", postgres_only=True),
     FaultRow("Postgres restarted mid-publish", kill_mid_publish, "error", "publish", postgres_only=True),
+    FaultRow("500 once", add(status=500, times=1, after=1, path_contains=ENROLLMENTS), "exact"),
+    FaultRow("500 that never clears", add(status=500, times=None, path_contains=CLASSES), "error", CLASSES),
+    FaultRow("X-Total-Count too high once", add(kind="total_count", total_delta=5, times=1, after=1,
+                                                path_contains=ENROLLMENTS), "exact"),
+    FaultRow("X-Total-Count too high, always", add(kind="total_count", total_delta=5, times=None,
+                                                   path_contains=ENROLLMENTS), "error", ENROLLMENTS),
+    FaultRow("X-Total-Count too low, always", add(kind="total_count", total_delta=-5, times=None,
+                                                  path_contains=ENROLLMENTS), "error", ENROLLMENTS),
+    FaultRow("X-Total-Count on page 1 below the district, always", add(kind="total_count", total=5, offset=0,
+             times=None, path_contains=ENROLLMENTS), "error", ENROLLMENTS),
+    FaultRow("short page 1 once", add(kind="drop", count=1, offset=0, times=1, path_contains=USERS), "exact"),
+    FaultRow("short page 1, always", add(kind="drop", count=1, offset=0, times=None, path_contains=USERS),
+             "error", USERS),
+    FaultRow("records inserted while paging", add(kind="mutate", mutation="add_students",
+             mutation_params={"count": 4, "seed": 3}, times=1, path_contains=USERS), "exact"),
 ]
 
 
