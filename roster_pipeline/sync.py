@@ -13,9 +13,10 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from roster_pipeline.districts import District
-from roster_pipeline.oneroster import ClientConfig, OneRosterClient
+from roster_pipeline.oneroster import ClientConfig, OneRosterClient, OneRosterError
 from roster_pipeline.resources import Resource
 from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
 from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
@@ -240,28 +241,50 @@ def sync_district(
     *,
     sync_mode: SyncMode = "full",
     environ: Mapping[str, str] | None = None,
+    client_overrides: Mapping[str, Any] | None = None,
 ) -> DistrictSyncResult:
     """Run every step for one district outside Dagster (benchmark and scripts); fails the import on error.
 
     ``sync_mode="delta"`` counts from the last published import (full when there is none).
+    ``client_overrides`` adjusts client settings the registry does not carry (retry budget, backoff), so
+    a script or a test can give up in seconds where a scheduled run patiently waits minutes.
     """
     started = time.perf_counter()
-    with OneRosterClient(client_config_for(district, environ)) as client:
+    config = client_config_for(district, environ)
+    if client_overrides:
+        config = ClientConfig.model_validate({**config.model_dump(), **client_overrides,
+                                              "client_secret": config.client_secret})
+    with OneRosterClient(config) as client:
         opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
         import_id, since = opened.import_id, opened.mode.since
         result = DistrictSyncResult(district.id, import_id, opened.school_year, mode=opened.mode)
+        step = "stage"
         try:
             excluded = district.excluded_resources()
             for resource in resources:
+                step = f"stage {resource.name}"
                 if resource.name in excluded:
                     result.skipped[resource.name] = skip_resource(warehouse, import_id, district, resource)
                     continue
                 result.staged[resource.name] = stage_resource(warehouse, client, import_id, district, resource, since)
+            step = "checks"
             result.checks = check_snapshot(warehouse, district, import_id)
             if result.checks.passed:
+                step = "publish"
                 result.published = warehouse.publish(import_id)
         except BaseException as exc:
-            warehouse.fail_import(import_id, f"{type(exc).__name__}: {exc}")
+            warehouse.fail_import(import_id, f"{step}: {type(exc).__name__}: {exc}")
+            if isinstance(exc, Exception) and not isinstance(exc, (OneRosterError, SyncError)):
+                # A warehouse failure (a lost connection, a Postgres restart) knows neither the district
+                # nor the step; the person on call needs both.
+                raise SyncError(f"district {district.id!r}, step {step!r}: {type(exc).__name__}: "
+                                f"{_first_line(exc)}") from exc
             raise
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _first_line(exc: BaseException) -> str:
+    """SQLAlchemy appends the statement and its parameters to its messages; the first line is the cause."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

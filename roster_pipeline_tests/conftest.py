@@ -130,3 +130,20 @@ def warehouse_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def fault_template():
+    """The fault table's district: tiny (one school, ~30 users), generated once and copied per rig."""
+    from roster_pipeline.simulator import generate_district
+
+    return generate_district("tiny", seed=3)
+
+
+@pytest.fixture()
+def fault_rig(fault_template, tmp_path: Path, warehouse_url: str):
+    """``fault_rig(**registry_settings)``: a simulator district + registry + warehouse for one fault row
+    (on SQLite and on Postgres); see roster_pipeline_tests/fault_harness.py."""
+    from roster_pipeline_tests.fault_harness import rig_factory
+
+    yield from rig_factory(fault_template, tmp_path, warehouse_url)

@@ -141,6 +141,17 @@ def test_wrong_secret_is_an_authentication_error_naming_the_district(sim: Simula
     assert isinstance(error, OneRosterError)
 
 
+def test_token_endpoint_refusing_connections_is_retried_and_named(sim: SimulatorServer) -> None:
+    dead = "http://127.0.0.1:1/campus/oauth2/token?appName=demo"  # port 1: connection refused
+    with OneRosterClient(config_for(sim, token_url=dead, max_retries=2)) as client, \
+            pytest.raises(RetriesExhaustedError) as caught:
+        pull(client, "users")
+    error = caught.value
+    assert error.attempts == 3 and error.last_failure == "token endpoint ConnectError"
+    assert "district 'springfield'" in str(error) and "token endpoint" in str(error)
+    assert not [r for r in settled_requests(sim) if r.path.endswith("/users")]  # no request went out tokenless
+
+
 # ----------------------------------------------------------------------------------------- retries
 
 

@@ -76,6 +76,14 @@ def test_truncated_json_body(server: SimulatorServer, api: httpx.Client) -> None
     assert len(api.get("/users").json()["users"]) == 13
 
 
+def test_missing_envelope_keeps_the_headers_and_drops_the_plural_key(server: SimulatorServer, api: httpx.Client) -> None:
+    server.faults.add(kind="no_envelope", path_contains="/users")
+    r = api.get("/users", params={"limit": 5})
+    assert r.status_code == 200 and r.headers["x-total-count"] == "13" and "link" in r.headers
+    assert "users" not in r.json()
+    assert len(api.get("/users", params={"limit": 5}).json()["users"]) == 5
+
+
 def test_incomplete_body_breaks_the_connection(server: SimulatorServer, api: httpx.Client) -> None:
     server.faults.add(kind="incomplete", path_contains="/users")
     with pytest.raises(httpx.RemoteProtocolError):

@@ -113,7 +113,12 @@ class TokenManager:
         url, headers, body = self._client_auth.prepare("POST", self._token_url, headers, body)
         started = self._clock()
         log.debug("district %s: requesting an access token", self._district_id)
-        response = self._http.post(url, content=body.encode("utf-8"), headers=headers)
+        try:
+            response = self._http.post(url, content=body.encode("utf-8"), headers=headers)
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            # Retried like any transient failure, but the error must say it was the token endpoint that
+            # was down, not the API endpoint whose request needed the token. Class name only, as elsewhere.
+            raise TransientFailure(f"token endpoint {type(exc).__name__}") from None
         self.fetches += 1
         token, expires_in = self._parse(response)
         self._access_token = token

@@ -8,7 +8,10 @@ A rule matches requests by method and a path substring; it may skip the first ``
 - ``reset``: close the connection without any response (RST);
 - ``truncate``: a well-formed HTTP response whose JSON body is cut in half;
 - ``incomplete``: headers promise the full body, the connection closes halfway;
-- ``slow``: sleep ``delay_seconds`` and then answer normally.
+- ``slow``: sleep ``delay_seconds`` and then answer normally;
+- ``no_envelope``: the real 200 answer, headers (``X-Total-Count``, ``Link``) intact, with the plural
+  envelope key (``users``, ``orgs`` ...) taken out of the body, as a broken SIS release or a proxy's
+  rewritten body does: a client reading it as "no records" would delete the whole collection.
 
 Paging faults (see ``paging_faults``) answer normally and then change what a list page says, so
 a client's completeness rules can be tested against an SIS that lies or changes mid-pull:
@@ -41,9 +44,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+
 PAGING_KINDS = ("total_count", "drop", "mutate")
 DATA_KINDS = ("nul", "invalid_utf8", "duplicate")
-KINDS = ("status", "reset", "truncate", "incomplete", "slow", *PAGING_KINDS, *DATA_KINDS)
+KINDS = ("status", "reset", "truncate", "incomplete", "slow", "no_envelope", *PAGING_KINDS, *DATA_KINDS)
 #: The settings only paging faults take (the admin endpoint accepts them in a fault's JSON).
 PAGING_SETTINGS = frozenset({"offset", "total", "total_delta", "count", "mutation", "mutation_params"})
 #: The settings only data faults take.
@@ -277,3 +282,13 @@ def _check_paging_fault(
         from roster_pipeline.simulator.admin import mutation_arguments
 
         mutation_arguments(mutation, mutation_params)  # raises ValueError naming the bad parameter
+
+def strip_envelope(body: bytes) -> bytes:
+    """The JSON body without its list-valued top-level keys (the OneRoster envelope); other bodies as they are."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if not isinstance(payload, dict):
+        return body
+    return orjson.dumps({key: value for key, value in payload.items() if not isinstance(value, list)})

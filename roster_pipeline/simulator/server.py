@@ -31,7 +31,7 @@ from roster_pipeline.simulator.endpoints import (
     Request,
     dispatch,
 )
-from roster_pipeline.simulator.faults import PAGING_KINDS, FaultRule, Faults
+from roster_pipeline.simulator.faults import PAGING_KINDS, FaultRule, Faults, strip_envelope
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response
 from roster_pipeline.simulator.views import IndexCache
 
@@ -301,6 +301,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, response: Response, fault: FaultRule | None) -> None:
         body = response.body
+        if fault is not None and fault.kind == "no_envelope" and 200 <= response.status < 300:
+            body = strip_envelope(body)
         declared = len(body)
         if fault is not None and fault.kind == "truncate":
             body = body[: len(body) // 2]

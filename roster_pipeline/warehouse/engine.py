@@ -43,7 +43,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url, future=True)
-    if engine.dialect.name == "sqlite":
+    """The warehouse engine. On a server database, pooled connections are pinged before use: after a
+    Postgres restart (or a failover, or an idle connection cut by a proxy) every pooled connection is
+    dead, and without the ping the next step of every running sync would fail on its first statement."""
+    is_sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
+    engine = sa.create_engine(url, future=True, pool_pre_ping=not is_sqlite)
+    if is_sqlite:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
