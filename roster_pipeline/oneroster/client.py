@@ -30,7 +30,6 @@ sourcedId are reported with the batch (``Batch.issues``) instead of the first si
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections import deque
@@ -66,6 +65,7 @@ from roster_pipeline.oneroster.paging import (
     parse_total_count,
 )
 from roster_pipeline.oneroster.retry import RetryPolicy, TransientFailure, parse_retry_after
+from roster_pipeline.oneroster.secure_url import transport_reason
 from roster_pipeline.oneroster.stats import FetchStats
 
 log = logging.getLogger(__name__)
@@ -544,7 +544,7 @@ class OneRosterClient:
                 return self._http.get(url, params=params)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 # Class names only: httpx messages can quote the URL, never headers, but stay minimal.
-                raise TransientFailure(_transport_reason(exc)) from None
+                raise TransientFailure(transport_reason(exc)) from None
             finally:
                 with self._stats_lock:
                     self._in_flight -= 1
@@ -586,19 +586,6 @@ class OneRosterClient:
     @staticmethod
     def _label(endpoint: Endpoint) -> str:
         return f"/{endpoint.collection}"
-
-
-def _transport_reason(exc: Exception) -> str:
-    """The failure's class name, or a plain sentence when the cause is an untrusted TLS certificate."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return (
-                f"{type(exc).__name__}: TLS certificate verification failed (a private CA? point SSL_CERT_FILE "
-                "at its bundle; verification is never turned off)"
-            )
-        cause = cause.__cause__ or cause.__context__
-    return type(exc).__name__
 
 
 def _sleep_unless(cancel: threading.Event, seconds: float) -> None:

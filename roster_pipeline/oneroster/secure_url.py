@@ -14,6 +14,7 @@ user-info or query string.
 from __future__ import annotations
 
 import ipaddress
+import ssl
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -73,4 +74,20 @@ def require_secure_url(url: str, field: str, district_id: str) -> str:
     return url
 
 
-__all__ = ["LOOPBACK_NAMES", "InsecureURLError", "is_loopback_host", "require_secure_url", "url_problem"]
+def transport_reason(exc: BaseException) -> str:
+    """A transport failure for a log or error: its class name only (httpx messages may quote the URL), or a
+    plain sentence when the cause is an untrusted TLS certificate, which the operator has to act on."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (
+                f"{type(exc).__name__}: TLS certificate verification failed (a private CA? point SSL_CERT_FILE "
+                "at its bundle; verification is never turned off)"
+            )
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
+
+
+__all__ = [
+    "LOOPBACK_NAMES", "InsecureURLError", "is_loopback_host", "require_secure_url", "transport_reason", "url_problem",
+]
