@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from roster_pipeline.oneroster.secure_url import url_problem
 from roster_pipeline.resources import RESOURCES_BY_NAME
 
 ENV_FILE_VARIABLE = "ROSTER_DISTRICTS_FILE"
@@ -233,6 +234,18 @@ class Rollover(_Model):
         return None if value is None else _month_day_or_date(value)
 
 
+class Pii(_Model):
+    """Which kinds of student personal data the pipeline may fetch and keep for a district.
+
+    ``demographics: false`` (birth date, sex, race and ethnicity flags...): the /demographics endpoint is
+    never requested and nothing of it is stored; turning it off purges what the warehouse already holds
+    for the district (published rows, history, staging, quarantine, field diffs), recorded in
+    ``data_purges``.  On by default, as before this setting existed.
+    """
+
+    demographics: bool = True
+
+
 class District(_Model):
     """One district's settings. Holds env var NAMES for credentials, never values."""
 
@@ -257,6 +270,7 @@ class District(_Model):
     rollover: Rollover = Rollover()
     enabled: bool = True
     school_year: int | None = Field(default=None, ge=2000, le=2100)  # ending year: 2027 for 2026-27
+    pii: Pii = Pii()
 
     @field_validator("id")
     @classmethod
@@ -295,8 +309,10 @@ class District(_Model):
     def _timezone(cls, value: str) -> str:
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r} (use an IANA name such as 'America/Chicago')") from None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            # OSError: the name became a path the OS refuses (too long, ...); still just an unknown zone.
+            shown = value if len(value) <= 60 else value[:60] + "…"
+            raise ValueError(f"unknown timezone {shown!r} (use an IANA name such as 'America/Chicago')") from None
         return value
 
     @field_validator("admin_emails")
@@ -321,9 +337,22 @@ class District(_Model):
 
     @field_validator("token_url", "base_url")
     @classmethod
-    def _absolute_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/]+", value):
-            raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
+    def _secure_url(cls, value: str | None) -> str | None:
+        # https only (loopback excepted): the token request carries the client secret, and every API
+        # response student records.  The message never echoes the whole URL (it may hold credentials).
+        problem = None if value is None else url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("api_host")
+    @classmethod
+    def _secure_api_host(cls, value: str | None) -> str | None:
+        # A bare host derives https URLs; an origin with a scheme (the simulator's) must pass the same rule.
+        if value is not None and "://" in value:
+            problem = url_problem(value)
+            if problem is not None:
+                raise ValueError(f"{problem} (api_host derives token_url and base_url)")
         return value
 
     @model_validator(mode="after")
@@ -341,12 +370,16 @@ class District(_Model):
                 f"sis {self.sis!r} needs explicit token_url and base_url (only infinite_campus derives them "
                 "from api_host and app_name)"
             )
+        for field, url in (("token_url", self.token_url_resolved), ("base_url", self.base_url_resolved)):
+            problem = url_problem(url)  # the derived URLs too, whatever api_host looked like
+            if problem is not None:
+                raise ValueError(f"{field} {problem}")
         return self
 
     @property
     def _origin(self) -> str:
         host = self.api_host or ""
-        return host if re.match(r"^https?://", host) else f"https://{host}"
+        return host if re.match(r"^https?://", host, re.IGNORECASE) else f"https://{host}"
 
     @property
     def token_url_resolved(self) -> str:
@@ -361,6 +394,16 @@ class District(_Model):
         if self.base_url:
             return self.base_url
         return f"{self._origin}/campus/api/oneroster/v1p1/{self.app_name}/ims/oneroster/v1p1"
+
+    def excluded_resources(self) -> dict[str, str]:
+        """{resource name: why} for the resources this district never fetches nor stores (PII settings)."""
+        excluded: dict[str, str] = {}
+        if not self.pii.demographics:
+            excluded["demographics"] = (
+                f"district {self.id!r}: demographics are switched off (pii: demographics: false in the registry); "
+                "never fetched, never stored"
+            )
+        return excluded
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -507,6 +550,7 @@ __all__ = [
     "District",
     "EffectiveThresholds",
     "MissingSecretError",
+    "Pii",
     "Registry",
     "RegistryError",
     "Rollover",

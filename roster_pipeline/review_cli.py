@@ -83,7 +83,8 @@ def review(action: str, district_id: str, *, reviewer: str, note: str = "", impo
     warehouse.create_schema()
     create_control_schema(warehouse.engine)
     if action == "approve":
-        return actions.approve(warehouse, district.id, reviewer, note, import_id).outcome
+        return actions.approve(warehouse, district.id, reviewer, note, import_id,
+                               excluded_resources=district.excluded_resources()).outcome
     if action == "reject":
         return actions.reject(warehouse, district.id, reviewer, note, import_id, stay_paused=stay_paused).outcome
     if action == "undo":

@@ -22,6 +22,7 @@ from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
 from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
 from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
+from roster_pipeline.warehouse.purge import PurgeCounts
 
 
 class SyncError(RuntimeError):
@@ -58,6 +59,16 @@ class ResourceStageResult:
         return self.fetched / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class ResourceSkipResult:
+    """A resource the district never fetches nor stores (PII settings): why, and what was purged now."""
+
+    district_id: str
+    resource: str
+    reason: str
+    purged: PurgeCounts
+
+
 @dataclass
 class DistrictSyncResult:
     """The outcome of a whole district sync (used by the demo's table and the benchmark)."""
@@ -66,6 +77,7 @@ class DistrictSyncResult:
     import_id: int
     school_year: int
     staged: dict[str, ResourceStageResult] = field(default_factory=dict)
+    skipped: dict[str, ResourceSkipResult] = field(default_factory=dict)
     published: dict[str, ChangeCounts] = field(default_factory=dict)  # empty when the checks held it
     checks: SnapshotChecks | None = None
     seconds: float = 0.0
@@ -143,6 +155,20 @@ def import_for_run(warehouse: Warehouse, district_id: str, run_id: str) -> int:
     return import_id
 
 
+def skip_resource(
+    warehouse: Warehouse, import_id: int, district: District, resource: Resource, *, purge: bool = True
+) -> ResourceSkipResult:
+    """For a resource the district switched off: request nothing, and purge whatever the warehouse still
+    holds of it for the district (switching PII off means it must be gone, not merely stop updating).
+
+    ``purge=False`` (a dry run, which must change nothing) leaves the purge to the next real sync."""
+    reason = district.excluded_resources().get(resource.name)
+    if reason is None:
+        raise SyncError(f"district {district.id!r}: {resource.name} is not switched off; stage it instead")
+    purged = warehouse.purge_resource(district.id, resource.name, reason, import_id=import_id) if purge else PurgeCounts()
+    return ResourceSkipResult(district.id, resource.name, reason, purged)
+
+
 def stage_resource(
     warehouse: Warehouse,
     client: OneRosterClient,
@@ -162,6 +188,9 @@ def stage_resource(
     one sourcedId served with different contents) are quarantined too, every copy, including one staged
     from an earlier batch; identical repeats are staged once and counted as duplicates.
     """
+    excluded = district.excluded_resources().get(resource.name)
+    if excluded is not None:  # checked before any request: switched-off data is never fetched
+        raise SyncError(f"{excluded}; refusing to stage {resource.name}")
     started = time.perf_counter()
     staged = rejected = warnings = 0
     rejects_by_check: Counter[str] = Counter()
@@ -231,8 +260,12 @@ def sync_district(
         result = DistrictSyncResult(district.id, import_id, opened.school_year, mode=opened.mode)
         step = "stage"
         try:
+            excluded = district.excluded_resources()
             for resource in resources:
                 step = f"stage {resource.name}"
+                if resource.name in excluded:
+                    result.skipped[resource.name] = skip_resource(warehouse, import_id, district, resource)
+                    continue
                 result.staged[resource.name] = stage_resource(warehouse, client, import_id, district, resource, since)
             step = "checks"
             result.checks = check_snapshot(warehouse, district, import_id)

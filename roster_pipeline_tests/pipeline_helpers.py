@@ -81,3 +81,16 @@ def materialization_metadata(result: dg.ExecuteInProcessResult, asset_name: str)
     events = result.asset_materializations_for_node(asset_name)
     assert events, f"{asset_name} was not materialized"
     return {key: value.value for key, value in events[-1].metadata.items()}
+
+
+class MonkeypatchedEnviron(dict):
+    """A mapping for ``write_registry``'s ``environ`` whose assignments go to os.environ through
+    monkeypatch, so the credentials a registry names are set for the test and undone after it."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        super().__init__()
+        self._monkeypatch = monkeypatch
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._monkeypatch.setenv(key, value)
+        super().__setitem__(key, value)

@@ -7,6 +7,7 @@ with the error as the outcome.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from roster_pipeline.control import audit
@@ -70,12 +71,17 @@ def _require_reviewer(reviewer: str) -> str:
 
 
 def approve(warehouse: Warehouse, district_id: str, reviewer: str, note: str = "",
-            import_id: int | None = None) -> ReviewOutcome:
-    """Publish the held snapshot as it is (thresholds overridden for that import only, recorded), resume."""
+            import_id: int | None = None, *, excluded_resources: Mapping[str, str] | None = None) -> ReviewOutcome:
+    """Publish the held snapshot as it is (thresholds overridden for that import only, recorded), resume.
+
+    ``excluded_resources`` ({resource: reason}, ``District.excluded_resources()``): data the district
+    switched off since the snapshot was staged (pii) is purged first, so approving never publishes it."""
     reviewer = _require_reviewer(reviewer)
     try:
         run = _held(warehouse, district_id, import_id, required=True)
         assert run is not None
+        for resource_name, reason in (excluded_resources or {}).items():
+            warehouse.purge_resource(district_id, resource_name, reason, import_id=run.import_id)
         published = warehouse.publish(run.import_id, override=True, overridden_by=reviewer,
                                       override_reason=note or f"approved by {reviewer}")
     except Exception as exc:

@@ -37,11 +37,13 @@ from roster_pipeline.snapshot_checks import (
     check_snapshot,
 )
 from roster_pipeline.sync import (
+    ResourceSkipResult,
     ResourceStageResult,
     SyncError,
     client_config_for,
     import_for_run,
     open_sync_import,
+    skip_resource,
     stage_resource,
 )
 from roster_pipeline.sync_mode import ModeDecision, requested_mode, since_for_import
@@ -132,6 +134,30 @@ def stage_metadata(result: ResourceStageResult, import_id: int) -> dict[str, obj
     }
 
 
+def skip_metadata(result: ResourceSkipResult, import_id: int) -> dict[str, object]:
+    """A switched-off resource: skipped, why, and how many stored rows this run purged (0 once gone)."""
+    purged = result.purged
+    return {
+        "district": result.district_id,
+        "import_id": import_id,
+        "skipped": True,
+        "skip_reason": result.reason,
+        "dagster/row_count": 0,
+        "rows_fetched": 0,
+        "requests": 0,
+        "purged_rows": purged.total,
+        "purged": dg.MetadataValue.json(
+            {
+                "published": purged.published_rows,
+                "history": purged.history_rows,
+                "staging": purged.staging_rows,
+                "rejected": purged.rejected_rows,
+                "field_changes": purged.field_change_rows,
+            }
+        ),
+    }
+
+
 def changes_table_markdown(published: dict[str, ChangeCounts]) -> str:
     lines = [
         "| resource | fetched | added | updated | deleted | unchanged |",
@@ -205,7 +231,9 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         description=(
             f"{RESOURCE_DESCRIPTIONS[resource.name]} Streamed page by page into the import's own warehouse "
             f"staging table stg_{resource.name}_<import_id>, each batch validated by its Pandera model (failing records are quarantined "
-            "in rejected_records); metadata says what publishing this snapshot would add, update and delete."
+            "in rejected_records); metadata says what publishing this snapshot would add, update and delete. "
+            "A district that switched the resource off (pii in the registry) is skipped: nothing is requested, "
+            "what is stored of it is purged, and the metadata says so (skipped, skip_reason, purged_rows)."
         ),
     )
     def stage(
@@ -215,6 +243,13 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         wh = warehouse.get()
         import_id = import_for_run(wh, district.id, context.run.run_id)
         refuse_if_not_open(wh, district.id, import_id, resource.name)
+        if resource.name in district.excluded_resources():
+            # Still a materialization (downstream checks and publish must run), marked skipped with why.
+            dry_run = context.run.job_name == DRY_RUN_JOB_NAME  # a dry run changes nothing, purges included
+            with failing_import(wh, import_id, resource.name):
+                skipped = skip_resource(wh, import_id, district, resource, purge=not dry_run)
+            context.log.info(f"{skipped.reason}; purged {skipped.purged.total} stored rows")
+            return dg.MaterializeResult(metadata=skip_metadata(skipped, import_id))
         with failing_import(wh, import_id, resource.name):
             since = since_for_import(wh, district, import_id)  # the mode roster_import stored, not recomputed
             with OneRosterClient(client_config_for(district)) as client:

@@ -54,8 +54,9 @@ def _known(registry: DistrictRegistryResource, district_id: str) -> str:
 @dg.op(name=actions.REVIEW_OPS["approve"], description="Publish the held snapshot as it is (thresholds overridden, recorded); resume.")
 def review_approve_op(context: dg.OpExecutionContext, config: ReviewConfig, warehouse: WarehouseResource,
                       registry: DistrictRegistryResource) -> dict:
-    outcome = actions.approve(warehouse.get(), _known(registry, config.district_id), config.reviewer, config.note,
-                              config.import_id)
+    district = registry.get().get(config.district_id)  # KeyError names the known districts
+    outcome = actions.approve(warehouse.get(), district.id, config.reviewer, config.note, config.import_id,
+                              excluded_resources=district.excluded_resources())
     return _finish(context, outcome, warehouse, registry)
 
 

@@ -32,6 +32,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_token_request
 from roster_pipeline.oneroster.config import ClientConfig
 from roster_pipeline.oneroster.errors import AuthenticationError, ImsxStatus
 from roster_pipeline.oneroster.retry import TransientFailure, parse_retry_after
+from roster_pipeline.oneroster.secure_url import transport_reason
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class TokenManager:
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             # Retried like any transient failure, but the error must say it was the token endpoint that
             # was down, not the API endpoint whose request needed the token. Class name only, as elsewhere.
-            raise TransientFailure(f"token endpoint {type(exc).__name__}") from None
+            raise TransientFailure(f"token endpoint {transport_reason(exc)}") from None
         self.fetches += 1
         token, expires_in = self._parse(response)
         self._access_token = token
@@ -136,6 +137,15 @@ class TokenManager:
                 f"token endpoint HTTP {status}",
                 status=status,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if 300 <= status < 400:
+            # Never followed: the redirect would carry the client secret to wherever Location points.
+            raise AuthenticationError(
+                f"token endpoint answered HTTP {status} (a redirect), which is not followed; set token_url to the "
+                "token endpoint's final https URL",
+                district_id=self._district_id,
+                endpoint=TOKEN_ENDPOINT_LABEL,
+                status=status,
             )
         try:
             payload = orjson.loads(response.content)

@@ -65,6 +65,7 @@ from roster_pipeline.oneroster.paging import (
     parse_total_count,
 )
 from roster_pipeline.oneroster.retry import RetryPolicy, TransientFailure, parse_retry_after
+from roster_pipeline.oneroster.secure_url import transport_reason
 from roster_pipeline.oneroster.stats import FetchStats
 
 log = logging.getLogger(__name__)
@@ -543,7 +544,7 @@ class OneRosterClient:
                 return self._http.get(url, params=params)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 # Class names only: httpx messages can quote the URL, never headers, but stay minimal.
-                raise TransientFailure(type(exc).__name__) from None
+                raise TransientFailure(transport_reason(exc)) from None
             finally:
                 with self._stats_lock:
                     self._in_flight -= 1

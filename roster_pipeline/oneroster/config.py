@@ -1,14 +1,18 @@
 """How to reach one district's OneRoster API, and how hard to push it.
 
 A frozen pydantic model so a config can be shared between threads and logged safely: the client
-secret is a ``SecretStr``, which prints as ``**********`` in repr, str and ``model_dump``.
+secret is a ``SecretStr``, which prints as ``**********`` in repr, str and ``model_dump``.  Token and API
+URLs must be https except on loopback (``secure_url``): the registry checks that on load, and this model
+checks it again for any config built another way.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from roster_pipeline.oneroster.secure_url import require_secure_url
 
 #: Statuses where the same request later may work: the server is busy (429), a proxy hiccupped
 #: (502-504), or the SIS failed on its side (500). The client only sends GETs, which are idempotent, so
@@ -52,3 +56,9 @@ class ClientConfig(BaseModel):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _secure_urls(self) -> ClientConfig:
+        for field in ("token_url", "base_url"):
+            require_secure_url(getattr(self, field), field, self.district_id)
+        return self

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource, resource
 
-from . import archive, field_diff, quarantine, staging, summaries, undo
+from . import archive, field_diff, purge, quarantine, staging, summaries, undo
 from . import diff as sql
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
@@ -373,6 +373,22 @@ class Warehouse:
                 values.update(overridden_by=overridden_by, override_reason=override_reason, overridden_at=_now())
             conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
         return results
+
+    # -- purging data a district no longer lets us keep ----------------------------------------------
+
+    def purge_resource(
+        self, district_id: str, resource_name: str, reason: str, import_id: int | None = None
+    ) -> purge.PurgeCounts:
+        """Hard-delete every row of one resource for one district (all tables that hold it), recorded in
+        ``data_purges`` when anything was removed; a no-op when there is nothing left. See ``purge``."""
+        res = resource(resource_name)
+        with self.engine.begin() as conn:
+            return purge.purge_resource(conn, district_id, res.name, import_id, reason, _now())
+
+    def purges(self, district_id: str) -> list[dict[str, Any]]:
+        """The district's recorded purges (``data_purges`` rows), oldest first."""
+        with self.engine.connect() as conn:
+            return purge.purges(conn, district_id)
 
     def undo_last_import(
         self,

@@ -15,7 +15,8 @@ checks fails the publish transaction as a whole instead of being half-published.
 
 Control tables: ``import_runs`` (one row per import and its status), ``import_resource_counts``,
 ``rejected_records`` (the quarantine: one row per failed check of one record) and
-``import_field_changes`` (the per-record, per-field diff of a staged snapshot, for review and emails).
+``import_field_changes`` (the per-record, per-field diff of a staged snapshot, for review and emails) and
+``data_purges`` (data removed because a district switched it off, e.g. demographics).
 
 Why not Alembic: the schema is derived from code (the catalogue) and operators get one explicit,
 idempotent ``create_schema`` with a ``schema_version`` row; numbered upgrade steps live in
@@ -253,6 +254,25 @@ import_field_changes = sa.Table(
     sa.Column("new_value", sa.Text, nullable=True),
     sa.CheckConstraint(_in("change", FIELD_CHANGES), name="ck_import_field_changes_change"),
     sa.Index("ix_import_field_changes_import", "import_id", "resource", "sourced_id"),
+)
+
+# One row per purge of a resource's data for a district (e.g. demographics switched off: pii in the
+# registry): what was removed from where, by which import, and why.  Holds counts only, never records.
+data_purges = sa.Table(
+    "data_purges",
+    metadata,
+    sa.Column("purge_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("district_id", sa.Text, nullable=False),
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("import_id", sa.BigInteger, nullable=True),  # the import whose run purged it, if any
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("purged_at", Timestamp, nullable=False),
+    sa.Column("published_rows", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("history_rows", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("staging_rows", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rejected_rows", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("field_change_rows", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Index("ix_data_purges_district", "district_id", "purged_at"),
 )
 
 schema_version = sa.Table(
