@@ -20,6 +20,7 @@ from roster_pipeline.warehouse import (
     Warehouse,
     WarehouseError,
 )
+from roster_pipeline.warehouse.locks import lock_district_writes
 from roster_pipeline.warehouse.schema import TABLES
 
 D, OTHER, YEAR = "springfield", "shelbyville", 2027
@@ -346,3 +347,29 @@ def test_undo_restores_a_simulated_district_after_a_day_of_changes_and_a_rollove
     assert snapshot(wh) == after_day_two
     assert wh.undo_last_import(D, undone_by="Jo Admin").import_id == day_two
     assert snapshot(wh) == day_one
+
+
+@pytest.mark.postgres
+def test_undo_waits_for_the_same_district_lock_as_publish(postgres_url: str) -> None:
+    """Publish, undo and the PII purge take one per-district lock: while another transaction holds the
+    district's write lock (as a publish does), an undo of that district waits; another district's does not."""
+    wh = Warehouse(postgres_url)
+    wh.create_schema()
+    try:
+        first_two_imports(wh)
+        other = publish(wh, {"users": [user(1)]}, district="shelbyville")[0]
+        holder = wh.engine.connect()
+        transaction = holder.begin()
+        lock_district_writes(holder, D)  # what a publish of D holds until it commits
+        try:
+            waiting = Warehouse(engine=sa.create_engine(postgres_url, connect_args={"options": "-c lock_timeout=500"}))
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                waiting.undo_last_import(D, undone_by="Jo Admin", force=True)
+            waiting.undo_last_import("shelbyville", undone_by="Jo Admin", force=True)  # not blocked
+            assert wh.get_import(other).status == "undone"
+            waiting.dispose()
+        finally:
+            transaction.rollback()
+            holder.close()
+    finally:
+        wh.dispose()

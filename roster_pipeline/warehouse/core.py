@@ -34,6 +34,7 @@ from . import archive, field_diff, purge, quarantine, staging, summaries, undo
 from . import diff as sql
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
+from .locks import lock_district_writes
 from .errors import WarehouseError
 from .load import build_rows, copy_rows
 from .schema import TABLES, create_schema, import_resource_counts, import_runs
@@ -327,12 +328,7 @@ class Warehouse:
                 )
             if run.status not in (*OPEN_STATUSES, "held"):
                 raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports publish")
-            if conn.dialect.name == "postgresql":
-                # One publish per district at a time, whatever the orchestrator does.  A 64-bit hash of the
-                # district id, so two districts practically never share the lock (hashtext is 32 bits).
-                conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:d, 72317002))"), {"d": run.district_id}
-                )
+            lock_district_writes(conn, run.district_id)  # one publish (undo, purge) per district at a time
             # An old school year is frozen after rollover; a newer one archives the years before it.
             current_year = archive.refuse_past_year(conn, run.district_id, run.school_year, exclude_import=import_id)
             scope = self._scope(run)

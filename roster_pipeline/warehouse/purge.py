@@ -16,6 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from . import staging
+from .locks import lock_district_writes
 from .schema import (
     TABLES,
     data_purges,
@@ -56,9 +57,7 @@ def purge_resource(
     sourcedIds, are never touched.
     """
     t = TABLES[resource_name]
-    if conn.dialect.name == "postgresql":
-        # The same per-district lock as publish: a purge never interleaves with a publish of the district.
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:d, 72317002))"), {"d": district_id})
+    lock_district_writes(conn, district_id)  # never interleaves with a publish or undo of the district
 
     def delete(statement: sa.Delete) -> int:
         return int(conn.execute(statement).rowcount or 0)

@@ -52,6 +52,7 @@ from roster_pipeline.resources import RESOURCES
 from .columns import flattener
 from .diff import Scope
 from .errors import WarehouseError
+from .locks import lock_district_writes
 from .schema import TABLES, ResourceTables, import_runs, import_undo_counts
 from .summaries import CHANGE_SUMMARY_COLUMNS, SCHOOL_RESOURCES, SCHOOL_SUMMARY_COLUMNS, pct, school_counts
 
@@ -136,7 +137,7 @@ def _lock_district(conn: sa.Connection, district_id: str) -> None:
     """One writer per district: the publish's advisory lock on Postgres; on SQLite a write that takes
     the database's write lock now, so nothing can publish between the checks below and the undo."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(72317002, hashtext(:d))"), {"d": district_id})
+        lock_district_writes(conn, district_id)
     else:
         conn.execute(
             import_runs.update().where(import_runs.c.district_id == district_id)
