@@ -26,6 +26,7 @@ from roster_pipeline.simulator import SimulatorServer, running_simulator
 from roster_pipeline.sync import sync_district
 from roster_pipeline.warehouse import Warehouse
 
+from .client_helpers import simulator_client_config
 from .pipeline_helpers import write_registry
 
 APP = "demo"
@@ -35,17 +36,9 @@ CLIENT_SECRET = "s3cret-for-completeness"
 
 def config_for(server: SimulatorServer, **overrides: Any) -> ClientConfig:
     settings: dict[str, Any] = {
-        "district_id": "springfield",
-        "base_url": server.base_url(APP),
-        "token_url": server.token_url(APP),
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "page_size": 10,
-        "backoff_base_seconds": 0.01,
-        "backoff_max_seconds": 0.05,
-        **overrides,
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "page_size": 10, "backoff_max_seconds": 0.05, **overrides
     }
-    return ClientConfig(**settings)
+    return simulator_client_config(server, APP, **settings)
 
 
 def pull(client: OneRosterClient, name: str, **kwargs: Any) -> list[str]:
@@ -103,12 +96,11 @@ def test_a_server_that_caps_pages_is_still_read_completely(concurrent: bool) -> 
     """A real cap (Infinite Campus, --max-page-size) is a short page 1 too: every later page is that size."""
     with running_simulator(
         size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, max_page_size=7
-    ) as server:
-        with OneRosterClient(config_for(server, page_size=10, concurrent_paging=concurrent)) as client:
-            for collection in ("users", "enrollments", "academicSessions"):  # 31, 153 and 7 (== the cap) records
-                assert pull(client, collection) == ids_of(server, collection), collection
-                stats = client.stats_for(collection)
-                assert stats.restarts == 0 and stats.pages == -(-len(ids_of(server, collection)) // 7)
+    ) as server, OneRosterClient(config_for(server, page_size=10, concurrent_paging=concurrent)) as client:
+        for collection in ("users", "enrollments", "academicSessions"):  # 31, 153 and 7 (== the cap) records
+            assert pull(client, collection) == ids_of(server, collection), collection
+            stats = client.stats_for(collection)
+            assert stats.restarts == 0 and stats.pages == -(-len(ids_of(server, collection)) // 7)
 
 
 @PAGING

@@ -8,12 +8,12 @@ simulator never shows (no X-Total-Count, no Link, duplicates across pages) come 
 from __future__ import annotations
 
 import gc
-import time
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +28,8 @@ from roster_pipeline.oneroster import (
 from roster_pipeline.resources import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, mutations, running_simulator
 
+from .client_helpers import simulator_client_config
+
 APP = "demo"
 CLIENT_ID = "cid"
 CLIENT_SECRET = "s3cret-for-tests"
@@ -35,16 +37,9 @@ CLIENT_SECRET = "s3cret-for-tests"
 
 def config_for(server: SimulatorServer, **overrides: Any) -> ClientConfig:
     settings: dict[str, Any] = {
-        "district_id": "springfield",
-        "base_url": server.base_url(APP),
-        "token_url": server.token_url(APP),
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "backoff_base_seconds": 0.01,
-        "backoff_max_seconds": 1.0,
-        **overrides,
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **overrides
     }
-    return ClientConfig(**settings)
+    return simulator_client_config(server, APP, **settings)
 
 
 def pull(client: OneRosterClient, name: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -169,7 +164,7 @@ def test_link_rel_next_is_followed_when_paging_sequentially(small_sim: Simulator
 
 def test_since_sends_a_utc_date_last_modified_filter_and_gets_only_newer_records(small_sim: SimulatorServer) -> None:
     users = small_sim.tenant(APP).district.collections["users"].values()
-    since = datetime(2026, 8, 3, 0, 0, tzinfo=timezone.utc)
+    since = datetime(2026, 8, 3, 0, 0, tzinfo=UTC)
     newer = sorted(r["sourcedId"] for r in users if r["dateLastModified"] > "2026-08-03T00:00:00.000Z")
     assert 0 < len(newer) < len(users)  # the cut really splits the district
     small_sim.clear_requests()
@@ -414,17 +409,15 @@ def _users(n: int) -> list[dict[str, Any]]:
 def test_without_total_or_link_paging_stops_on_an_empty_page(
     count: int, cap: int | None, expected_offsets: list[int]
 ) -> None:
-    with ScriptedSIS(_users(count), cap=cap) as sis:
-        with OneRosterClient(sis.config(page_size=10)) as client:
-            ids = [r["sourcedId"] for r in pull(client, "users")]
+    with ScriptedSIS(_users(count), cap=cap) as sis, OneRosterClient(sis.config(page_size=10)) as client:
+        ids = [r["sourcedId"] for r in pull(client, "users")]
     assert ids == [f"u{i:04d}" for i in range(count)]
     assert sis.offsets == expected_offsets
 
 
 def test_link_without_total_is_followed_and_its_absence_ends_the_pull() -> None:
-    with ScriptedSIS(_users(23), link=True) as sis:
-        with OneRosterClient(sis.config(page_size=10)) as client:
-            ids = [r["sourcedId"] for r in pull(client, "users")]
+    with ScriptedSIS(_users(23), link=True) as sis, OneRosterClient(sis.config(page_size=10)) as client:
+        ids = [r["sourcedId"] for r in pull(client, "users")]
     assert ids == [f"u{i:04d}" for i in range(23)]
     assert sis.offsets == [0, 10, 20]
 

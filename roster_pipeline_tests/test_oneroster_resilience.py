@@ -27,6 +27,8 @@ from roster_pipeline.oneroster import (
 )
 from roster_pipeline.simulator import SimulatorServer, running_simulator
 
+from .client_helpers import simulator_client_config
+
 APP = "demo"
 CLIENT_ID = "cid"
 CLIENT_SECRET = "Zx9-very-secret-value-Q7"
@@ -34,17 +36,9 @@ CLIENT_SECRET = "Zx9-very-secret-value-Q7"
 
 def config_for(server: SimulatorServer, **overrides: Any) -> ClientConfig:
     settings: dict[str, Any] = {
-        "district_id": "springfield",
-        "base_url": server.base_url(APP),
-        "token_url": server.token_url(APP),
-        "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET,
-        "page_size": 10,
-        "backoff_base_seconds": 0.01,
-        "backoff_max_seconds": 2.0,
-        **overrides,
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "page_size": 10, "backoff_max_seconds": 2.0, **overrides
     }
-    return ClientConfig(**settings)
+    return simulator_client_config(server, APP, **settings)
 
 
 def pull(client: OneRosterClient, name: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -119,9 +113,8 @@ def test_token_killed_mid_pull_is_renewed_once_and_the_pull_completes(sim: Simul
 
 def test_a_second_401_after_renewal_is_an_authentication_error_not_a_loop(sim: SimulatorServer) -> None:
     sim.faults.add(status=401, times=2, path_contains="/users")
-    with OneRosterClient(config_for(sim)) as client:
-        with pytest.raises(AuthenticationError) as caught:
-            pull(client, "users")
+    with OneRosterClient(config_for(sim)) as client, pytest.raises(AuthenticationError) as caught:
+        pull(client, "users")
     assert caught.value.status == 401 and "springfield" in str(caught.value) and "/users" in str(caught.value)
     log = settled_requests(sim)
     assert len([r for r in log if r.path.endswith("/users")]) == 2
@@ -205,9 +198,8 @@ def test_retries_exhausted_names_district_endpoint_and_last_failure(sim: Simulat
 def test_501_is_not_retried_and_carries_the_imsx_codes(sim: SimulatorServer) -> None:
     """500 is retried like 502-504 (see test_oneroster_completeness); a 501 names a permanent condition."""
     sim.faults.add(status=501, times=1, path_contains="/classes")
-    with OneRosterClient(config_for(sim)) as client:
-        with pytest.raises(OneRosterHTTPError) as caught:
-            pull(client, "classes")
+    with OneRosterClient(config_for(sim)) as client, pytest.raises(OneRosterHTTPError) as caught:
+        pull(client, "classes")
     assert caught.value.status == 501 and caught.value.code_minor == "internal_server_error"
     assert len([r for r in settled_requests(sim) if r.path.endswith("/classes")]) == 1
 
@@ -216,9 +208,8 @@ def test_501_is_not_retried_and_carries_the_imsx_codes(sim: SimulatorServer) -> 
 
 
 def test_imsx_4xx_becomes_an_exception_with_its_codes(sim: SimulatorServer) -> None:
-    with OneRosterClient(config_for(sim)) as client:
-        with pytest.raises(OneRosterHTTPError) as caught:
-            pull(client, "users", filter="shoeSize='9'")
+    with OneRosterClient(config_for(sim)) as client, pytest.raises(OneRosterHTTPError) as caught:
+        pull(client, "users", filter="shoeSize='9'")
     error = caught.value
     assert error.status == 400 and error.code_major == "failure" and error.severity == "error"
     assert error.code_minor == "invalid_filter_field" and error.description
@@ -228,9 +219,8 @@ def test_imsx_4xx_becomes_an_exception_with_its_codes(sim: SimulatorServer) -> N
 
 def test_a_200_without_the_envelope_key_is_an_error_not_an_empty_list(sim: SimulatorServer) -> None:
     sim.faults.add(status=200, times=1, path_contains="/users")  # the simulator answers 200 with {}
-    with OneRosterClient(config_for(sim)) as client:
-        with pytest.raises(EnvelopeError) as caught:
-            pull(client, "users")
+    with OneRosterClient(config_for(sim)) as client, pytest.raises(EnvelopeError) as caught:
+        pull(client, "users")
     error = caught.value
     assert error.field == "users" and error.district_id == "springfield" and error.endpoint == "/users"
     assert "without the 'users' key" in str(error)
