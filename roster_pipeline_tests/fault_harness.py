@@ -16,7 +16,7 @@ import copy
 import hashlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -342,7 +342,3 @@ def rig_factory(template: SimulatedDistrict, tmp_path: Path, url: str) -> Iterat
         yield factory
     finally:
         factory.close()
-
-
-def row_ids(rows: Sequence[FaultRow]) -> list[str]:
-    return [row.id for row in rows]

@@ -159,6 +159,7 @@ def test_twenty_small_districts_at_once_through_the_daemon(
     simulator: SimulatorServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     home = production_dagster_home.path
     shutil.copy(PROJECT_ROOT / "workspace.yaml", home / "workspace.yaml")
@@ -234,18 +235,22 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         daemon_log.close()
         instance.dispose()
 
+    def report(line: str) -> None:
+        with capsys.disabled():  # the figures belong in every run's output, not only a failing one's
+            print(line)
+
     children, own = (resource.getrusage(who) for who in (resource.RUSAGE_CHILDREN, resource.RUSAGE_SELF))
     cpu_children = children.ru_utime + children.ru_stime - cpu_before[0].ru_utime - cpu_before[0].ru_stime
     cpu_own = own.ru_utime + own.ru_stime - cpu_before[1].ru_utime - cpu_before[1].ru_stime
-    print(
+    report(
         f"\n20 small districts through dagster-daemon: wall {wall_seconds:.1f} s (submit {submit_seconds:.1f} s), "
         f"at most {overlap} runs at once (max_concurrent_runs {queue.max_concurrent_runs})"
     )
-    print("per-run seconds (run / queued before start): " + ", ".join(
+    report("per-run seconds (run / queued before start): " + ", ".join(
         f"{d} {durations[d]:.1f}/{queued[d]:.0f}" for d in DISTRICTS))
-    print(f"run seconds min {min(durations.values()):.1f} max {max(durations.values()):.1f} "
+    report(f"run seconds min {min(durations.values()):.1f} max {max(durations.values()):.1f} "
           f"mean {sum(durations.values()) / len(durations):.1f}")
-    print(f"CPU seconds: daemon, code servers, run workers and the CLI {cpu_children:.0f}; "
+    report(f"CPU seconds: daemon, code servers, run workers and the CLI {cpu_children:.0f}; "
           f"this process (simulator, polling) {cpu_own:.0f}; load average now {os.getloadavg()[0]:.1f}")
     assert not failed, f"failed runs: {failed}"
     assert overlap <= queue.max_concurrent_runs
@@ -268,7 +273,7 @@ def test_twenty_small_districts_at_once_through_the_daemon(
     while watch.count() != baseline and time.monotonic() < settle:
         time.sleep(0.5)
     watch.stop()
-    print(f"peak connections {watch.peak} ({', '.join(f'{role[db]}: {n}' for db, n in watch.peak_by_db.items())}; "
+    report(f"peak connections {watch.peak} ({', '.join(f'{role[db]}: {n}' for db, n in watch.peak_by_db.items())}; "
           f"{watch.samples} samples), baseline {sum(baseline.values())}")
     try:
         assert watch.count() == baseline, watch.describe()
