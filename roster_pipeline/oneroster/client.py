@@ -262,9 +262,10 @@ class OneRosterClient:
         """One read from offset 0; raises _Drift unless it provably received every record.
 
         Proof is two things at once: paging ended on an empty page, or on a page shorter than asked
-        that reached X-Total-Count (or the server's Link said there is no next page); and the distinct
-        sourcedIds this pass received equal X-Total-Count. A count alone ends nothing: a full page that
-        reaches it is followed by one more request, which must come back empty.
+        that reached X-Total-Count (or the server's Link said there is no next page); and the rows of
+        X-Total-Count this pass received (``SeenRecords.in_pass``: distinct sourcedIds and the SIS's own
+        extra copies) equal it. A count alone ends nothing: a full page that reaches it is followed by
+        one more request, which must come back empty.
         """
         seen.start_pass()
         cancel = threading.Event()
@@ -279,7 +280,7 @@ class OneRosterClient:
         if total is not None and seen.in_pass != total:
             reason = f"X-Total-Count is {total} but {seen.in_pass} distinct records arrived"
             if seen.repeats_in_pass:
-                reason += f" (and {seen.repeats_in_pass} repeat(s) of records from earlier pages)"
+                reason += f" (and {seen.repeats_in_pass} identical repeat(s))"
             raise _Drift(reason, total, seen.in_pass)
         stats.add(duplicates_dropped=seen.repeats_in_pass)
 
