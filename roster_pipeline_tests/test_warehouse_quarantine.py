@@ -384,3 +384,24 @@ def test_identical_repeats_the_client_dropped_count_as_duplicates(wh: Warehouse)
     assert wh.diff(import_id, "users") == ChangeCounts(fetched=5, added=2, duplicates=3)
     wh.publish(import_id)
     assert wh.resource_counts(import_id)["users"]["duplicates"] == 3
+
+
+def test_a_record_whose_sourced_id_cannot_be_read_blocks_every_deletion_of_its_resource(wh: Warehouse) -> None:
+    """usr-2's id arrives with a NUL in it: quarantined under its visible form, which matches no published
+    record. Which published record it stands for cannot be told, so the full import infers no vanished
+    users at all (usr-2 nor usr-3); it still applies an explicit tobedeleted, and other resources delete
+    as usual. The change summary, the school summary and the publish agree."""
+    sync(wh, {"users": [user(1), user(2), user(3), user(4)], "enrollments": [enrollment(1), enrollment(2)]})
+    import_id = wh.begin_import("springfield", "run", YEAR)  # full
+    _validated_stage(wh, import_id, "users", [user(1), user(2, sourcedId="usr\x00-2"), user(4, status="tobedeleted")])
+    _validated_stage(wh, import_id, "enrollments", [enrollment(1)])
+    [reject] = wh.rejects(import_id)
+    assert (reject.sourced_id, reject.field, reject.check) == ("usr\\x00-2", "sourcedId", "nul_character")
+    summary = wh.change_summary(import_id).set_index("resource")
+    assert (int(summary.loc["users", "deleted"]), int(summary.loc["enrollments", "deleted"])) == (1, 1)
+    schools = wh.school_summary(import_id)
+    assert int(schools[schools.resource == "users"]["drop"].sum()) == 1  # usr-4 only
+    counts = wh.publish(import_id)
+    assert (counts["users"].deleted, counts["enrollments"].deleted) == (1, 1)  # usr-4 tobedeleted; enr-2 vanished
+    alive = {row[0] for row in rows(wh, "users", "sourced_id", "deleted_at IS NULL") if row[1]}
+    assert alive == {"usr-1", "usr-2", "usr-3"}

@@ -101,8 +101,39 @@ def _is_quarantined(t: ResourceTables, import_id: int, sourced_id: sa.ColumnElem
     )
 
 
+#: Quarantine checks that, on the field ``sourcedId``, mean the record's id itself could not be read.
+UNREADABLE_ID_CHECKS = ("nul_character", "invalid_utf8")
+
+
+def unreadable_id_sql() -> str:
+    """SQL: this import (``:import_id``) quarantined a record of the resource (``:resource``) whose
+    sourcedId could not be read (a NUL or an undecodable byte in the id). Which published record it stands
+    for cannot be told, so a full pull infers no vanished record of that resource: absence proves nothing."""
+    checks = ", ".join(f"'{check}'" for check in UNREADABLE_ID_CHECKS)
+    return (
+        "EXISTS (SELECT 1 FROM rejected_records u WHERE u.import_id = :import_id"
+        " AND u.resource = :resource AND u.severity = 'error' AND u.field = 'sourcedId'"
+        f" AND u.check_name IN ({checks}))"
+    )
+
+
+def _unreadable_id(t: ResourceTables, import_id: int) -> sa.ColumnElement[bool]:
+    """See ``unreadable_id_sql``."""
+    r = rejected_records.c
+    return sa.exists(
+        sa.select(sa.literal(1)).where(
+            r.import_id == import_id,
+            r.resource == t.resource.name,
+            r.severity == "error",
+            r.field == "sourcedId",
+            r.check_name.in_(UNREADABLE_ID_CHECKS),
+        )
+    )
+
+
 def _vanished(t: ResourceTables, scope: Scope) -> sa.ColumnElement[bool]:
-    """Alive published rows of the scope the full import neither staged nor quarantined."""
+    """Alive published rows of the scope the full import neither staged nor quarantined, unless one of
+    the import's records of the resource has an id that could not be read (see ``unreadable_id_sql``)."""
     p, s = t.published.c, t.staging.c
     staged = sa.select(sa.literal(1)).where(s.import_id == scope.import_id, s.sourced_id == p.sourced_id)
     return sa.and_(
@@ -110,6 +141,7 @@ def _vanished(t: ResourceTables, scope: Scope) -> sa.ColumnElement[bool]:
         p.deleted_at.is_(None),
         sa.not_(sa.exists(staged)),
         sa.not_(_is_quarantined(t, scope.import_id, p.sourced_id)),
+        sa.not_(_unreadable_id(t, scope.import_id)),
     )
 
 

@@ -19,7 +19,7 @@ from roster_pipeline.resources import RESOURCES
 
 from . import staging as stg
 from .counts import ChangeCounts
-from .diff import Scope
+from .diff import Scope, unreadable_id_sql
 from .schema import TABLES
 
 CHANGE_SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -134,8 +134,8 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
     not_restaged = f'NOT EXISTS (SELECT 1 FROM "{staging}" x WHERE x.import_id = :import_id AND x.sourced_id = p.sourced_id)'
     if scope.full:  # a full pull keeps only what it staged, and what the quarantine protects
         not_restaged += (
-            " AND EXISTS (SELECT 1 FROM rejected_records r WHERE r.import_id = :import_id AND r.resource = :resource"
-            " AND r.severity = 'error' AND r.sourced_id = p.sourced_id)"
+            " AND (EXISTS (SELECT 1 FROM rejected_records r WHERE r.import_id = :import_id AND r.resource = :resource"
+            f" AND r.severity = 'error' AND r.sourced_id = p.sourced_id) OR {unreadable_id_sql()})"
         )
     after = _per_school(
         conn,
