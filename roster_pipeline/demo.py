@@ -184,7 +184,7 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None)
             state = get_state(warehouse.engine, district.id)
             print(f"{district.id}: paused={state.paused} ({state.reason})")
             result = approve(warehouse, district.id, reviewer="demo data engineer", note="demo: approved on purpose",
-                             excluded_resources=district.excluded_resources())
+                             excluded_resources=registry.get(district.id).excluded_resources())
             print(f"review approve: {result.outcome}")
             notify.tick()
         print("emails written to the outbox:")
