@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pytest
 import yaml
 
 from roster_pipeline.defs.assets import build_roster_assets
@@ -88,6 +89,19 @@ class MonkeypatchedEnviron(dict):
     monkeypatch, so the credentials a registry names are set for the test and undone after it."""
 
     def __init__(self, monkeypatch: Any) -> None:
+        super().__init__()
+        self._monkeypatch = monkeypatch
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._monkeypatch.setenv(key, value)
+        super().__setitem__(key, value)
+
+
+class EnvSetter(dict):
+    """A mapping whose assignments go to os.environ through monkeypatch (undone after the test): what
+    ``write_registry`` writes the districts' credentials into."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         super().__init__()
         self._monkeypatch = monkeypatch
 

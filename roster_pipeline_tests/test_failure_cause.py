@@ -22,21 +22,11 @@ from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.warehouse import Warehouse
 
 from .control_helpers import bound_definitions, kinds, run_sync, tick
-from .pipeline_helpers import write_registry
+from .pipeline_helpers import EnvSetter, write_registry
 
 SECRET = "alpha-secret-xyz"
 
 
-class EnvSetter(dict):
-    """Registry credentials go to os.environ through monkeypatch (undone after the test)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        super().__init__()
-        self._monkeypatch = monkeypatch
-
-    def __setitem__(self, key: str, value: str) -> None:
-        self._monkeypatch.setenv(key, value)
-        super().__setitem__(key, value)
 
 
 def test_fail_import_keeps_the_first_cause(warehouse_url: str) -> None:

@@ -35,21 +35,13 @@ from roster_pipeline.warehouse.schema import TABLES
 
 from .control_helpers import bound_definitions, kinds, run_review_job, run_sync, tick
 from .killable_location import KILL_AT_VARIABLE
-from .pipeline_helpers import write_registry
+from .pipeline_helpers import EnvSetter, write_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "alpha-secret-xyz"
 RUN_DEADLINE_SECONDS = 240  # how long to wait for Dagster to record the run's end (not a timed assertion)
 
 
-class EnvSetter(dict):
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        super().__init__()
-        self._monkeypatch = monkeypatch
-
-    def __setitem__(self, key: str, value: str) -> None:
-        self._monkeypatch.setenv(key, value)
-        super().__setitem__(key, value)
 
 
 @dataclass

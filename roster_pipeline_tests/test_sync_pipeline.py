@@ -14,11 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.resources import RESOURCES
-from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
-from roster_pipeline.simulator import mutations
+from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
-from .pipeline_helpers import materialization_metadata, sync, write_registry
+from .pipeline_helpers import EnvSetter, materialization_metadata, sync, write_registry
 
 
 @pytest.fixture(scope="module")
@@ -174,20 +173,8 @@ def test_429_with_retry_after_is_honoured(
     assert time.monotonic() - started >= 1.0
 
 
-def monkeypatch_environ(monkeypatch: pytest.MonkeyPatch) -> "_EnvSetter":
-    return _EnvSetter(monkeypatch)
-
-
-class _EnvSetter(dict):
-    """A mapping whose assignments go to os.environ through monkeypatch (undone after the test)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        super().__init__()
-        self._monkeypatch = monkeypatch
-
-    def __setitem__(self, key: str, value: str) -> None:
-        self._monkeypatch.setenv(key, value)
-        super().__setitem__(key, value)
+def monkeypatch_environ(monkeypatch: pytest.MonkeyPatch) -> EnvSetter:
+    return EnvSetter(monkeypatch)
 
 
 def test_secrets_never_reach_dagster_events_logs_or_metadata(

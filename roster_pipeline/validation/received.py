@@ -11,6 +11,7 @@ stays exactly as it was.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from roster_pipeline.oneroster.paging import RecordIssue
 from roster_pipeline.rejects import Reject
@@ -26,27 +27,16 @@ def issue_rejects(district_id: str, resource_name: str, issues: Sequence[RecordI
         sourced_id = visible(issue.sourced_id)
         label = record_label(district_id, resource_name, sourced_id)
         message = f"{label}: {explain(issue.check, 'sourcedId', sourced_id)}"
-        if issue.withdraw_earlier:
-            rejects.append(
-                Reject(
-                    resource=resource_name,
-                    sourced_id=sourced_id,
-                    field="sourcedId",
-                    check=issue.check,
-                    value=clip(sourced_id),
-                    message=f"{message} (the copy received first)",
-                    raw=None,  # filled in from staging by reject_staged when that copy was staged
-                )
-            )
-        rejects.append(
-            Reject(
-                resource=resource_name,
-                sourced_id=sourced_id,
-                field="sourcedId",
-                check=issue.check,
-                value=clip(sourced_id),
-                message=message,
-                raw=dict(issue.record),
-            )
+        reject = Reject(
+            resource=resource_name,
+            sourced_id=sourced_id,
+            field="sourcedId",
+            check=issue.check,
+            value=clip(sourced_id),
+            message=message,
+            raw=dict(issue.record),
         )
+        if issue.withdraw_earlier:  # raw is filled in from staging by reject_staged when that copy was staged
+            rejects.append(replace(reject, message=f"{message} (the copy received first)", raw=None))
+        rejects.append(reject)
     return rejects
