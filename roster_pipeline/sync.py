@@ -23,6 +23,17 @@ from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decid
 from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 from roster_pipeline.warehouse.purge import PurgeCounts
+from roster_pipeline.warehouse.writer import BackgroundWriter
+
+
+#: What each staging figure measures.  Fetching and parsing run on the client's threads and loading on
+#: the writer's, overlapping with validation, so the figures are each stage's own busy time.
+STAGE_SECONDS: dict[str, str] = {
+    "fetch": "waiting for the client's next page (HTTP and parsing not yet done when asked)",
+    "parse": "parsing JSON response bodies, summed over the client's threads",
+    "validate": "Pandera models and storability checks, per batch",
+    "load": "building staging rows (flatten, hash) plus the COPY and quarantine writes on the writer thread",
+}
 
 
 class SyncError(RuntimeError):
@@ -49,6 +60,8 @@ class ResourceStageResult:
     conflicting_duplicates: int = 0  # copies of sourcedIds served with different content: all quarantined
     rejects_by_check: dict[str, int] = field(default_factory=dict)
     since: dt.datetime | None = None  # the delta's dateLastModified bound; None for a full pull
+    # Where the time went (see STAGE_SECONDS); stages overlap, so they add up to more than ``seconds``.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def sync_mode(self) -> SyncMode:
@@ -193,22 +206,46 @@ def stage_resource(
         raise SyncError(f"{excluded}; refusing to stage {resource.name}")
     started = time.perf_counter()
     staged = rejected = warnings = 0
+    fetch_s = validate_s = build_s = 0.0
     rejects_by_check: Counter[str] = Counter()
-    for batch in client.iter_batches(resource.collection, since=since):
-        checked = validate_batch(district, resource.name, batch)
-        staged += warehouse.stage(import_id, resource.name, checked.valid)
-        if checked.rejects or checked.warnings:
-            warehouse.record_rejects(import_id, [*checked.rejects, *checked.warnings])
-        rejected += len(batch) - len(checked.valid)
-        warnings += len(checked.warnings)
-        rejects_by_check.update(f"{r.field}: {r.check}" for r in checked.rejects)
-        issues = getattr(batch, "issues", ())
-        if issues:  # conflicting duplicates: quarantine every copy, withdrawing one staged earlier
-            found = issue_rejects(district.id, resource.name, issues)
-            warehouse.reject_staged(import_id, found)
-            rejects_by_check.update(f"{r.field}: {r.check}" for r in found)
+    build = warehouse.row_builder(import_id, resource.name)
+    # Writes go to a thread of their own, in order: Postgres loads page n while this thread validates
+    # and builds page n+1 (see warehouse.writer).
+    with BackgroundWriter(f"{district.id}-{resource.name}") as writer:
+        batches = iter(client.iter_batches(resource.collection, since=since))
+        while True:
+            mark = time.perf_counter()
+            batch = next(batches, None)
+            now = time.perf_counter()
+            fetch_s += now - mark
+            if batch is None:
+                break
+            checked = validate_batch(district, resource.name, batch)
+            mark, now = now, time.perf_counter()
+            validate_s += now - mark
+            rows = build(checked.valid)
+            build_s += time.perf_counter() - now
+            writer.submit(warehouse.stage_rows, import_id, resource.name, rows)
+            staged += len(rows)
+            if checked.rejects or checked.warnings:
+                writer.submit(warehouse.record_rejects, import_id, [*checked.rejects, *checked.warnings])
+            rejected += len(batch) - len(checked.valid)
+            warnings += len(checked.warnings)
+            rejects_by_check.update(f"{r.field}: {r.check}" for r in checked.rejects)
+            issues = getattr(batch, "issues", ())
+            if issues:  # conflicting duplicates: quarantine every copy, withdrawing one staged earlier
+                found = issue_rejects(district.id, resource.name, issues)
+                writer.submit(warehouse.reject_staged, import_id, found)
+                rejects_by_check.update(f"{r.field}: {r.check}" for r in found)
+            del batch, checked, rows  # let the page go before the next one is parsed
     seconds = time.perf_counter() - started
     stats = client.stats_for(resource.collection)
+    stage_seconds = {
+        "fetch": fetch_s,
+        "parse": float(getattr(stats, "parse_seconds", 0.0)),
+        "validate": validate_s,
+        "load": build_s + writer.busy_seconds,
+    }
     warehouse.record_fetch_stats(
         import_id, resource.name, pages=stats.pages, seconds=seconds, dropped_duplicates=stats.duplicates_dropped
     )
@@ -230,6 +267,7 @@ def stage_resource(
         quarantined=warehouse.rejected_record_counts(import_id).get(resource.name, 0),
         duplicates=changes.duplicates,
         conflicting_duplicates=stats.conflicting_duplicates,
+        stage_seconds={name: round(value, 3) for name, value in stage_seconds.items()},
     )
 
 

@@ -17,6 +17,7 @@ returns only metadata, so no roster data goes through Dagster's pickling IO mana
 """
 
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -131,6 +132,7 @@ def stage_metadata(result: ResourceStageResult, import_id: int) -> dict[str, obj
         "warnings": result.warnings,
         **change_metadata(result.changes),
         **({"rejects_by_check": dg.MetadataValue.json(result.rejects_by_check)} if result.rejects_by_check else {}),
+        "stage_seconds": dg.MetadataValue.json(result.stage_seconds),
     }
 
 
@@ -284,8 +286,10 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         district = registry.get().get(context.partition_key)
         wh = warehouse.get()
         import_id = import_for_run(wh, district.id, context.run.run_id)
+        started = time.perf_counter()
         with failing_import(wh, import_id, "publish"):
             published = wh.publish(import_id)
+        publish_seconds = time.perf_counter() - started
         totals = {
             key: sum(getattr(c, key) for c in published.values())
             for key in ("fetched", "added", "updated", "deleted", "unchanged")
@@ -297,6 +301,7 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
                 **{f"total_{k}": v for k, v in totals.items()},
                 "changes": dg.MetadataValue.md(changes_table_markdown(published)),
                 **{f"{name}_current_rows": n for name, n in wh.current_counts(district.id).items()},
+                "stage_seconds": dg.MetadataValue.json({"publish": round(publish_seconds, 3)}),
             }
         )
 
@@ -357,8 +362,10 @@ def build_checked_snapshot_asset(
         import_id = import_for_run(wh, district.id, context.run.run_id)
         dry_run = context.run.job_name == DRY_RUN_JOB_NAME
         rollover = policy_for_run(district, context.run.tags)  # relaxed thresholds inside the change window
+        started = time.perf_counter()
         with failing_import(wh, import_id, "checks"):
             checks = check_snapshot(wh, district, import_id, dry_run=dry_run, relaxed=rollover.relaxed)
+        check_seconds = time.perf_counter() - started
         status = "dry run (never published)" if dry_run else ("ready to publish" if checks.passed else "held")
         if not checks.passed:
             context.log.warning(f"district {district.id}: import {import_id} held: {checks.reason()}")
@@ -376,6 +383,9 @@ def build_checked_snapshot_asset(
                 "field_changes": checks.field_changes,
                 "changes": dg.MetadataValue.md(summary_markdown(checks.summary)),
                 **({"rejected_sample": dg.MetadataValue.md(rejects_markdown(errors))} if errors else {}),
+                "stage_seconds": dg.MetadataValue.json(
+                    getattr(checks, "stage_seconds", None) or {"check": round(check_seconds, 3)}
+                ),
             },
             check_results=[
                 dg.AssetCheckResult(

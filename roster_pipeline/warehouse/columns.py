@@ -148,20 +148,24 @@ RowFlattener = Callable[[Mapping[str, Any]], tuple[str | None, ...]]
 def flattener(resource_name: str) -> RowFlattener:
     """One function per resource mapping a record to its flattened column values, in ``columns_for`` order.
 
-    Scalar fields that are already strings (the common case) skip the conversion call entirely.
+    Scalar fields that are already strings and references that are JSON objects (the common cases) skip
+    the conversion call entirely: this runs once per record of every pull.
     """
-    specs = [(c.field, _CONVERT[c.kind], c.kind == "scalar") for c in columns_for(resource_name)]
+    specs = [(c.field, _CONVERT[c.kind], c.kind == "scalar", c.kind == "ref") for c in columns_for(resource_name)]
 
     def flatten(record: Mapping[str, Any]) -> tuple[str | None, ...]:
         get = record.get
         out: list[str | None] = []
         append = out.append
-        for field, convert, is_scalar in specs:
+        for field, convert, is_scalar, is_ref in specs:
             value = get(field)
             if value is None:
                 append(None)
             elif is_scalar and value.__class__ is str:
                 append(value)
+            elif is_ref and value.__class__ is dict:  # a JSON object: skip the Mapping ABC check
+                sourced_id = value.get("sourcedId")
+                append(sourced_id if sourced_id is None or sourced_id.__class__ is str else str(sourced_id))
             else:
                 append(convert(value))
         return tuple(out)

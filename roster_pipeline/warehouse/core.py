@@ -19,7 +19,8 @@ the import's own staging tables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,7 @@ from .load import build_rows, copy_rows
 from .schema import TABLES, create_schema, import_resource_counts, import_runs
 
 SYNC_MODES = ("full", "delta")
+RowBuilder = Callable[[Sequence[Mapping[str, Any]]], list[tuple[Any, ...]]]
 OPEN_STATUSES = ("running", "staged")  # still receiving records / waiting for checks
 # statuses whose snapshot is still in staging (it can be diffed, summarised, reviewed)
 STAGED_STATUSES = ("running", "staged", "held", "dry_run", "failed")
@@ -251,13 +253,27 @@ class Warehouse:
 
     def stage(self, import_id: int, resource_name: str, records: Sequence[Mapping[str, Any]]) -> int:
         """Load one batch into staging (COPY on Postgres). An empty batch still marks the resource staged."""
+        return self.stage_rows(import_id, resource_name, self.row_builder(import_id, resource_name)(records))
+
+    def row_builder(self, import_id: int, resource_name: str) -> RowBuilder:
+        """The function that turns a batch of records into this import's staging rows (flatten + hash).
+
+        Separate from ``stage_rows`` so a sync can build page n+1's rows while page n is being loaded
+        (``warehouse.writer``); refuses an import that can no longer receive records."""
+        tables = staging.for_import(import_id, resource(resource_name).name)
+        run = self.get_import(import_id)
+        if run.status not in OPEN_STATUSES:
+            raise WarehouseError(f"import {import_id} is {run.status}; it cannot receive records")
+        return functools.partial(build_rows, tables, import_id, run.district_id, run.school_year)
+
+    def stage_rows(self, import_id: int, resource_name: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """COPY rows made by ``row_builder`` into the import's staging table, in a transaction of its own."""
         res = resource(resource_name)
         tables = staging.for_import(import_id, res.name)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id)
             if run.status not in OPEN_STATUSES:
                 raise WarehouseError(f"import {import_id} is {run.status}; it cannot receive records")
-            rows = build_rows(tables, import_id, run.district_id, run.school_year, records)
             copy_rows(conn, tables, rows)
             self._bump_counts(conn, import_id, res.name, batches=1, fetched=len(rows))
         return len(rows)
