@@ -322,7 +322,10 @@ def summary_markdown(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def rejects_markdown(rejects: Sequence[Reject], limit: int = 15) -> str:
+SAMPLE_REJECTS = 15  # quarantined rows shown in the UI; the full list is in rejected_records
+
+
+def rejects_markdown(rejects: Sequence[Reject], limit: int = SAMPLE_REJECTS) -> str:
     """A sample of quarantined rows for the UI: ids, fields and values only (records hold no secrets)."""
     lines = ["| resource | sourcedId | field | check | value |", "| --- | --- | --- | --- | --- |"]
     for r in list(rejects)[:limit]:
@@ -369,7 +372,7 @@ def build_checked_snapshot_asset(
         status = "dry run (never published)" if dry_run else ("ready to publish" if checks.passed else "held")
         if not checks.passed:
             context.log.warning(f"district {district.id}: import {import_id} held: {checks.reason()}")
-        errors = wh.rejects(import_id, severity="error")
+        errors = wh.rejects(import_id, severity="error", limit=SAMPLE_REJECTS)  # a sample, never them all
         return dg.MaterializeResult(
             metadata={
                 "district": district.id,
@@ -379,7 +382,8 @@ def build_checked_snapshot_asset(
                 "thresholds": rollover.relaxed_label or "normal",
                 "rejected_records": sum(wh.rejected_record_counts(import_id).values()),
                 "reference_rejects": checks.reference_rejects,
-                "warnings": checks.reference_warnings + len(wh.rejects(import_id, severity="warning")),
+                "warnings": checks.reference_warnings
+                + sum(sum(by_check.values()) for by_check in wh.reject_counts(import_id, "warning").values()),
                 "field_changes": checks.field_changes,
                 "changes": dg.MetadataValue.md(summary_markdown(checks.summary)),
                 **({"rejected_sample": dg.MetadataValue.md(rejects_markdown(errors))} if errors else {}),
