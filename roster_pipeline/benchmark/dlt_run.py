@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from roster_pipeline.benchmark.measure import Usage, run_measured
 from roster_pipeline.benchmark.rig import BenchDistrict, child_env, psycopg_dsn
 
@@ -64,8 +66,12 @@ def run_dlt(district: BenchDistrict, database_url: str, venv: Path, workdir: Pat
         str(district.concurrency), psycopg_dsn(database_url), DATASET, str(pipelines_dir),
     ]
     log = workdir / "dlt.log"
+    # dlt insists on a password even where the server trusts local connections (which ignore it).
+    password = sa.engine.make_url(database_url).password or "unused-under-trust-auth"
+    env = child_env({**district.credentials_env(), "RUNTIME__DLTHUB_TELEMETRY": "false",
+                     "DESTINATION__POSTGRES__CREDENTIALS__PASSWORD": str(password)})
     usage = run_measured(
-        command, env=child_env({**district.credentials_env(), "RUNTIME__DLTHUB_TELEMETRY": "false"}),
+        command, env=env,
         cwd=workdir, log_path=log, simulator_pid=district.simulator_pid,
     )
     if usage.returncode != 0:
