@@ -118,7 +118,8 @@ def print_loader(name: str, usage: Usage, records: Mapping[str, int], expected: 
     print(usage_line(name, usage))
     total = sum(records.values())
     extra = f", {requests} requests" if requests is not None else ""
-    print(f"  {total} records{extra}, {total / usage.wall_s:.0f} records/s" if usage.wall_s > 0 else "")
+    rate = total / usage.wall_s if usage.wall_s > 0 else 0.0
+    print(f"  {total} records{extra}, {rate:.0f} records/s")
     if expected is not None:
         missing = {k: (records.get(k, 0), v) for k, v in expected.items() if records.get(k, 0) != v}
         print("  record counts match the simulator" if not missing else f"  COUNTS DIFFER from the simulator: {missing}")
