@@ -16,7 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulator": ("roster_pipeline.simulator.command", "run a OneRoster 1.1 SIS (Infinite Campus layout) on loopback"),
     "demo": ("roster_pipeline.demo", "start the simulator with two demo districts and the Dagster UI (or --once)"),
-    "bench": ("roster_pipeline.bench", "sync the large simulated district and print wall time, records/s, peak RSS"),
+    "bench": ("roster_pipeline.benchmark", "run the real Dagster sync on a simulated district vs the machine's limit, dlt and a naive script"),
     "review": ("roster_pipeline.review_cli", "review a paused district's held import (approve, reject, reprocess) or undo its last import"),
     "backfill": ("roster_pipeline.backfill_cli", "sync several districts, one run each (e.g. after rollover): --all or --districts a,b"),
 }

@@ -1,4 +1,4 @@
-"""The console commands a newcomer runs first: `roster-pipeline demo --once` and `roster-pipeline bench`."""
+"""The console command a newcomer runs first: `roster-pipeline demo --once` (`roster-pipeline bench`: test_bench.py)."""
 
 from __future__ import annotations
 
@@ -71,13 +71,3 @@ def test_demo_scenario_shows_the_whole_review_loop_headless(tmp_path: Path) -> N
     assert message["To"] == "roster-admin@riversideusd.example.org"
     assert "Check Your Data" in message["Subject"]
     assert {a.get_filename() for a in message.iter_attachments()} == {"rejected_rows.csv", "field_changes.csv"}
-
-
-@pytest.mark.postgres
-def test_bench_runs_end_to_end_and_prints_figures(postgres_url: str, tmp_path: Path) -> None:
-    completed = run_command(["bench", "--size", "tiny", "--page-size", "50", "--database-url", postgres_url], cwd=tmp_path)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    out = completed.stdout
-    assert "records/s" in out and "peak RSS: sync process" in out
-    for resource in RESOURCES:
-        assert f"\n{resource.name} " in out
