@@ -3,11 +3,16 @@
 Concurrency model. Page 1 is fetched alone; its ``X-Total-Count`` says which offsets remain, and those
 are fetched by a thread pool of ``max_concurrency`` workers through a sliding window: at most
 ``max_concurrency`` pages are being fetched or waiting to be handed out, and batches leave in offset
-order. Memory is therefore bounded by (max_concurrency + 1) pages whatever the district's size (so
-with Infinite Campus's 50,000-record pages, choose the page size with that product in mind). A
-semaphore around every HTTP attempt keeps the per-district limit (Infinite Campus asks for at most 5)
-even when several pulls share one client. Without ``X-Total-Count`` the client pages sequentially by
-``Link: rel=next``, or by offset until an empty page.
+order. Only the next ``parse_ahead`` of them (in offset order) may be parsed into dicts; a worker whose
+page is further ahead keeps the raw body and waits (``parse_gate``), since a parsed page is 3-4 times
+its body and the consumer is the slower side. Memory is therefore bounded, whatever the district's
+size, by ``parse_ahead`` parsed pages ahead of the consumer, the page being handed out and the batch
+the consumer still holds, plus up to ``max_concurrency - parse_ahead`` raw bodies (at 10,000 records a
+page: ~4 × 20-30 MB parsed and ~3 × 5-8 MB raw with the defaults; choose the page size with that in
+mind, e.g. for Infinite Campus's 50,000-record pages), and the pull's ``SeenRecords`` (16-32 bytes a
+record). A semaphore around every HTTP attempt keeps the per-district limit (Infinite Campus asks for at
+most 5) even when several pulls share one client. Without ``X-Total-Count`` the client pages
+sequentially by ``Link: rel=next``, or by offset until an empty page.
 
 Completeness. A full pull's missing record becomes a deletion downstream, so a pass over the
 collection counts only when it provably received every record: it ended on an empty page, or on a
@@ -33,7 +38,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -54,6 +59,7 @@ from roster_pipeline.oneroster.errors import (
     PagingInconsistentError,
     RetriesExhaustedError,
 )
+from roster_pipeline.oneroster.parse_gate import ParseGate
 from roster_pipeline.oneroster.paging import (
     Batch,
     Endpoint,
@@ -308,22 +314,38 @@ class OneRosterClient:
             offsets.append(total)  # the last page would be full: only an empty page after it proves the end
         window = self.config.max_concurrency
         cancel = threading.Event()
+        gate = ParseGate(self.config.parse_ahead)
         pool = ThreadPoolExecutor(
             max_workers=min(window, len(offsets)), thread_name_prefix=f"oneroster-{self.config.district_id}"
         )
         pending: deque[tuple[int, Future[_Page]]] = deque()
+        submitted = 0
+
+        def parse_turn(index: int) -> Callable[[], None]:
+            def wait() -> None:
+                if not gate.enter(index):
+                    raise _Cancelled()
+            return wait
 
         def refill() -> None:
+            nonlocal submitted
             while offsets and len(pending) < window:
                 offset = offsets.popleft()
-                pending.append((offset, pool.submit(self._fetch_page, endpoint, params, offset, stride, stats, cancel)))
+                fetch = pool.submit(
+                    self._fetch_page, endpoint, params, offset, stride, stats, cancel, before_parse=parse_turn(submitted)
+                )
+                pending.append((offset, fetch))
+                submitted += 1
 
         try:
             refill()  # the window is already fetching while the consumer works on page 1
             yield from self._hand_out(first, seen, stats)
+            first.records = []  # handed out: the consumer holds its batch; page 1 must not stay pinned all pull
             while pending:
                 offset, future = pending.popleft()
                 page = future.result()
+                del future  # the page is ours now; its future would pin it past its hand-out
+                gate.took_next()
                 refill()
                 if page.total is not None and page.total != total:
                     raise _Drift(f"X-Total-Count moved from {total} to {page.total}", total, page.total)
@@ -336,9 +358,12 @@ class OneRosterClient:
                         page.total,
                     )
                 yield from self._hand_out(page, seen, stats)
+                del page  # handed out: not pinned while the next page is awaited
         finally:
             cancel.set()
+            gate.close()
             pool.shutdown(wait=True, cancel_futures=True)
+            stats.raise_to(peak_parsed_ahead=gate.peak_admitted)
 
     def _remaining_pages_sequentially(
         self, endpoint: Endpoint, params: dict[str, str], first: _Page, seen: SeenRecords, stats: FetchStats
@@ -413,6 +438,7 @@ class OneRosterClient:
         cancel: threading.Event,
         *,
         url: str | None = None,
+        before_parse: Callable[[], None] | None = None,
     ) -> _Page:
         label = self._label(endpoint)
         if url is None:
@@ -421,7 +447,7 @@ class OneRosterClient:
         else:
             target = self._same_origin(url, label)
             query = None
-        payload, response = self._get_json(target, query, label, stats, cancel)
+        payload, response = self._get_json(target, query, label, stats, cancel, before_parse)
         records = self._records_of(payload, endpoint, label)
         links = parse_link_header(response.headers.get("Link"))
         next_url = links.get("next")
@@ -484,7 +510,10 @@ class OneRosterClient:
         label: str,
         stats: FetchStats,
         cancel: threading.Event,
+        before_parse: Callable[[], None] | None = None,
     ) -> tuple[Any, httpx.Response]:
+        """GET with retries; a body is parsed inside the retry policy (a truncated one is re-fetched),
+        after ``before_parse`` (the concurrent window's gate: it may wait for the consumer)."""
         district = self.config.district_id
         policy = RetryPolicy(
             max_retries=self.config.max_retries,
@@ -504,7 +533,7 @@ class OneRosterClient:
             response = self._send(url, params)
             stats.add(bytes=len(response.content))
             try:
-                return self._decode(response, label, stats), response
+                return self._decode(response, label, stats, before_parse), response
             except CorruptBody as corrupt:
                 corrupt_reads += 1
                 if corrupt_reads > 1:  # read twice, same bytes: the SIS serves them, retrying will not help
@@ -550,7 +579,9 @@ class OneRosterClient:
                 with self._stats_lock:
                     self._in_flight -= 1
 
-    def _decode(self, response: httpx.Response, label: str, stats: FetchStats) -> Any:
+    def _decode(
+        self, response: httpx.Response, label: str, stats: FetchStats, before_parse: Callable[[], None] | None = None
+    ) -> Any:
         status = response.status_code
         district = self.config.district_id
         if status in self.config.retry_statuses:
@@ -572,10 +603,15 @@ class OneRosterClient:
                     status=status,
                 )
             raise OneRosterHTTPError(summary, district_id=district, endpoint=label, status=status, imsx=imsx)
+        if before_parse is not None:
+            before_parse()
+        started = time.perf_counter()
         try:
             decoded = parse_json(response.content)  # CorruptBody when garbled beyond reading
         except TransientFailure as failure:  # truncated or invalid JSON: retried as before
             raise TransientFailure(failure.reason, status=status) from None
+        finally:
+            stats.add(parse_seconds=time.perf_counter() - started)
         if decoded.invalid_utf8_offset is not None:
             stats.add(invalid_utf8_pages=1)
             log.warning(

@@ -45,6 +45,12 @@ class ClientConfig(BaseModel):
     max_paging_restarts: int = Field(
         default=2, ge=0, description="how often a pull whose total shifted is re-read before giving up"
     )
+    parse_ahead: int = Field(
+        default=2,
+        ge=1,
+        description="pages the concurrent window may parse ahead of the one the consumer is waiting for; "
+        "a parsed page is 3-4 times its body, so the rest of the window waits as raw bytes",
+    )
     concurrent_paging: bool = Field(
         default=True,
         description="fetch pages in parallel when X-Total-Count is known; False forces Link/short-page paging",

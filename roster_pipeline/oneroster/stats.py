@@ -18,6 +18,10 @@ class FetchStats:
     ``requests`` counts API attempts, retries included (token requests are counted in
     ``token_requests``); ``bytes`` is response body bytes received; ``seconds`` is wall time from the
     first request to the last batch, which includes time the consumer spent between batches.
+    ``parse_seconds`` is the time spent turning bodies into JSON, summed over the fetching threads (so it
+    can exceed ``seconds``): with ``seconds`` it tells a slow API from a slow parse.
+    ``peak_parsed_ahead`` is the most pages the concurrent window held parsed, or was parsing, ahead of
+    the consumer at once (at most ``ClientConfig.parse_ahead``): the memory bound, observed.
     """
 
     district_id: str
@@ -31,16 +35,24 @@ class FetchStats:
     invalid_utf8_pages: int = 0  # responses with bytes that are not UTF-8, decoded leniently
     bytes: int = 0
     seconds: float = 0.0
+    parse_seconds: float = 0.0
+    peak_parsed_ahead: int = 0
     restarts: int = 0
     reported_total: int | None = None
     token_requests: int = 0
     complete: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, **increments: int) -> None:
+    def add(self, **increments: float) -> None:
         with self._lock:
             for name, value in increments.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def raise_to(self, **values: int) -> None:
+        """Keep the highest value seen of each named peak."""
+        with self._lock:
+            for name, value in values.items():
+                setattr(self, name, max(getattr(self, name), value))
 
     def snapshot(self) -> FetchStats:
         with self._lock:
@@ -60,6 +72,8 @@ class FetchStats:
             "invalid_utf8_pages": snap.invalid_utf8_pages,
             "bytes": snap.bytes,
             "seconds": round(snap.seconds, 3),
+            "parse_seconds": round(snap.parse_seconds, 3),
+            "peak_parsed_ahead": snap.peak_parsed_ahead,
             "paging_restarts": snap.restarts,
             "reported_total": snap.reported_total,
             "token_requests": snap.token_requests,
