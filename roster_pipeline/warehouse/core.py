@@ -663,13 +663,13 @@ class Warehouse:
         tables = staging.for_import(run.import_id, res.name)
         sql.deduplicate(conn, tables, run.import_id)  # one row per record (sets work_mem on Postgres)
         self._purge(conn, run.import_id, res)  # quarantined records out
-        classify.classify_resource(conn, tables, self._scope(run))
+        unmarked = classify.classify_resource(conn, tables, self._scope(run))
         if run.additions_only:
             self._withhold(conn, run, res)
         conn.execute(
             import_resource_counts.update()
             .where(c.import_id == run.import_id, c.resource == res.name)
-            .values(classified_watermark=mark)
+            .values(classified_watermark=mark, unmarked_change=unmarked)
         )
         return True
 

@@ -272,13 +272,14 @@ def apply_changes(
     """
     from . import classify
 
+    unmarked = classify.unmarked_change(conn, scope.import_id, t.resource.name)
     if expected is None:
-        expected = classify.count(conn, t, scope, 0)
+        expected = classify.count(conn, t, scope, 0, unmarked=unmarked)
     p, s = t.published.c, t.staging.c
     at = sa.literal(now, type_=t.published.c.updated_at.type)
     import_id = sa.literal(scope.import_id, type_=sa.BigInteger)
     updated = inserted = vanished = 0
-    replaced = sa.and_(s.import_id == scope.import_id, s.change.in_(classify.REPLACES))
+    replaced = sa.and_(s.import_id == scope.import_id, classify.is_change(s, unmarked, classify.REPLACES))
 
     # 1. previous versions of the rows this import replaces, then the new versions themselves.
     if expected.updated + expected.readded + expected.tobedeleted > 0:  # a superset of the replaced rows
@@ -345,7 +346,7 @@ def apply_changes(
                     at,
                     sa.case((s.change == "new_tobedeleted", at), else_=sa.null()),
                     import_id,
-                ).where(s.import_id == scope.import_id, s.change.in_(classify.INSERTS)),
+                ).where(s.import_id == scope.import_id, classify.is_change(s, unmarked, classify.INSERTS)),
             ),
             execution_options={"preserve_rowcount": True},  # INSERT rowcount is not kept by default
         ).rowcount

@@ -61,8 +61,12 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
         total += int(result.rowcount or 0)
 
     # added (no published row) and re-added (published row soft-deleted): no join
+    unmarked = classify.unmarked_change(conn, scope.import_id, t.resource.name)
     if expected.added:
-        insert(sa.select(*head, s.sourced_id, s.change, star, null, null).where(staged_here, s.change.in_(("added", "readded"))))
+        insert(
+            sa.select(*head, s.sourced_id, classify.change_of(s, unmarked), star, null, null)
+            .where(staged_here, classify.is_change(s, unmarked, ("added", "readded")))
+        )
     joined = t.staging.join(t.published, sql._joined(t, scope))
     updated = sa.and_(staged_here, s.change == "updated")
     if expected.updated:

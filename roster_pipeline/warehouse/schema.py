@@ -216,6 +216,8 @@ import_resource_counts = sa.Table(
     sa.Column("classified_watermark", sa.Text, nullable=True),
     # v6: the highest error reject id whose records were withdrawn from staging since (``_purge``)
     sa.Column("purged_reject_id", sa.BigInteger, nullable=True),
+    # v6: what a staging row the pass left unmarked (``change`` NULL) stands for: added | unchanged
+    sa.Column("unmarked_change", sa.Text, nullable=True),
     sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_resource_counts"),
 )
 

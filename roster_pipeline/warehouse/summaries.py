@@ -19,6 +19,7 @@ from roster_pipeline.resources import RESOURCES
 
 from . import staging as stg
 from .counts import ChangeCounts
+from .classify import unmarked_change
 from .diff import Scope, unreadable_id_sql
 from .schema import TABLES
 
@@ -157,10 +158,12 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
         params,
     )
     s_from, s_school = _memberships(conn, resource_name, "s", scope.import_id)
+    unmarked_added = " OR s.change IS NULL" if unmarked_change(conn, scope.import_id, resource_name) == "added" else ""
     added = _per_school(
         conn,
         f"SELECT {s_school}, count(DISTINCT s.sourced_id) FROM {s_from}"
-        f" WHERE s.import_id = :import_id AND s.change IN ('added', 'readded', 'updated') GROUP BY {s_school}",
+        f" WHERE s.import_id = :import_id AND (s.change IN ('added', 'readded', 'updated'){unmarked_added})"
+        f" GROUP BY {s_school}",
         params,
     )
     after = {
