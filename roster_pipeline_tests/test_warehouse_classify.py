@@ -52,9 +52,9 @@ def passes(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = classify.classify_resource
 
-    def counting(conn: sa.Connection, t: Any, scope: Any) -> str:
+    def counting(conn: sa.Connection, t: Any, scope: Any, **kwargs: Any) -> str:
         seen.append(t.resource.name)
-        return real(conn, t, scope)
+        return real(conn, t, scope, **kwargs)
 
     monkeypatch.setattr(classify, "classify_resource", counting)
     return seen

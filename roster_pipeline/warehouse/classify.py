@@ -78,7 +78,7 @@ def anything_published(conn: sa.Connection, t: ResourceTables, scope: Scope) -> 
     return conn.execute(query).first() is not None
 
 
-def classify_resource(conn: sa.Connection, t: ResourceTables, scope: Scope) -> str:
+def classify_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, marked_before: bool = True) -> str:
     """Set ``change`` on the staged rows of the resource, and (full import) record its vanished rows;
     returns the change of the rows left unmarked (NULL): ``added`` or ``unchanged``.
 
@@ -88,11 +88,13 @@ def classify_resource(conn: sa.Connection, t: ResourceTables, scope: Scope) -> s
     (a first import) → no join, only ``new_tobedeleted`` rows are marked and NULL means ``added``; else one
     UPDATE from the staging table left-joined with the published rows of the scope marks every row that is
     not ``unchanged``, and NULL means ``unchanged`` (a nightly sync that changes little writes little).
+    ``marked_before=False``: no pass ever ran on these rows (nothing to reset first).
     """
     s = t.staging
     vanished = _vanished_table(scope)
     conn.execute(sa.delete(vanished).where(vanished.c.resource == t.resource.name))
-    conn.execute(sa.update(s).where(s.c.change.is_not(None)).values(change=None))  # a previous pass's marks
+    if marked_before:  # a previous pass's marks
+        conn.execute(sa.update(s).where(s.c.change.is_not(None)).values(change=None))
     if not anything_published(conn, t, scope):  # the first import of the district (or of the school year)
         conn.execute(sa.update(s).where(_tobedeleted(s.c.status)).values(change="new_tobedeleted"))
         return "added"

@@ -14,7 +14,14 @@ one import reads, writes, analyses or locks anything another import touches, exc
 control tables keyed by its own import id and the published rows of its own district.  Locks are taken
 in one order: the import's ``import_runs`` row (``SELECT ... FOR UPDATE``), then, in publish only, the
 district's advisory lock (one publish per district at a time), then the district's published rows and
-the import's own staging tables.
+the import's own staging tables.  A classification pass (``classify.py``) locks the resource's
+``import_resource_counts`` row, and never waits on the district lock.
+
+Classified once: each resource's staged rows are classified against the published rows in one SQL pass
+(``classify``; normally as the resource finishes staging, via ``diff``), and the counts, summaries, field
+diff and publish read that classification instead of joining staging with the published rows again.
+The pass runs again only when it would be wrong: more rows staged, or the district's published rows
+changed since (checked again inside the publish transaction, under the district lock).
 """
 
 from __future__ import annotations
@@ -648,7 +655,7 @@ class Warehouse:
         committing during it leaves the classification marked stale, never the other way round.
         """
         c = import_resource_counts.c
-        query = sa.select(c.classified_watermark, c.purged_reject_id).where(
+        query = sa.select(c.classified_watermark, c.purged_reject_id, c.unmarked_change).where(
             c.import_id == run.import_id, c.resource == res.name
         )
         if conn.dialect.name == "postgresql":
@@ -663,7 +670,8 @@ class Warehouse:
         tables = staging.for_import(run.import_id, res.name)
         sql.deduplicate(conn, tables, run.import_id)  # one row per record (sets work_mem on Postgres)
         self._purge(conn, run.import_id, res)  # quarantined records out
-        unmarked = classify.classify_resource(conn, tables, self._scope(run))
+        marked_before = row is None or row.unmarked_change is not None
+        unmarked = classify.classify_resource(conn, tables, self._scope(run), marked_before=marked_before)
         if run.additions_only:
             self._withhold(conn, run, res)
         conn.execute(
