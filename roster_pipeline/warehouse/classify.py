@@ -120,7 +120,9 @@ def classify_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, mark
         .values(change=classified.c.change)
     )
     if scope.full:
-        staged = sa.select(sa.literal(1)).where(s.c.sourced_id == p.sourced_id)
+        # import_id too: the staging index is (import_id, sourced_id), and a published table loaded by the
+        # previous publish may have no statistics yet (the planner then probes per published row).
+        staged = sa.select(sa.literal(1)).where(s.c.import_id == scope.import_id, s.c.sourced_id == p.sourced_id)
         conn.execute(
             vanished.insert().from_select(
                 ["resource", "sourced_id"],
