@@ -420,7 +420,7 @@ def test_upgrade_to_version_5_carries_imports_in_staging_into_their_own_tables(w
 
     wh = Warehouse(warehouse_url)
     try:
-        assert wh.create_schema() == SCHEMA_VERSION == 5
+        assert wh.create_schema() == SCHEMA_VERSION >= 5
         assert staging_tables(wh) == {f"stg_{res.name}_{i}" for res in RESOURCES for i in (held, running)}
         assert rows(wh, f"stg_users_{held}", "sourced_id", "given_name") == [("usr-1", "Grace"), ("usr-3", "Ada")]
         # the running import goes on staging after the upgrade; the later copy of a record still wins

@@ -14,7 +14,14 @@ one import reads, writes, analyses or locks anything another import touches, exc
 control tables keyed by its own import id and the published rows of its own district.  Locks are taken
 in one order: the import's ``import_runs`` row (``SELECT ... FOR UPDATE``), then, in publish only, the
 district's advisory lock (one publish per district at a time), then the district's published rows and
-the import's own staging tables.
+the import's own staging tables.  A classification pass (``classify.py``) locks the resource's
+``import_resource_counts`` row, and never waits on the district lock.
+
+Classified once: each resource's staged rows are classified against the published rows in one SQL pass
+(``classify``; normally as the resource finishes staging, via ``diff``), and the counts, summaries, field
+diff and publish read that classification instead of joining staging with the published rows again.
+The pass runs again only when it would be wrong: more rows staged, or the district's published rows
+changed since (checked again inside the publish transaction, under the district lock).
 """
 
 from __future__ import annotations
@@ -31,14 +38,14 @@ import sqlalchemy as sa
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource, resource
 
-from . import archive, field_diff, purge, quarantine, staging, summaries, undo
+from . import archive, classify, field_diff, purge, quarantine, staging, summaries, undo
 from . import diff as sql
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
 from .locks import lock_district_writes
 from .errors import WarehouseError
 from .load import build_rows, copy_rows
-from .schema import TABLES, create_schema, import_resource_counts, import_runs
+from .schema import TABLES, create_schema, import_resource_counts, import_runs, rejected_records
 
 SYNC_MODES = ("full", "delta")
 RowBuilder = Callable[[Sequence[Mapping[str, Any]]], list[tuple[Any, ...]]]
@@ -153,7 +160,7 @@ class Warehouse:
 
     def set_additions_only(self, import_id: int, additions_only: bool = True) -> None:
         """Record that the import runs in a rollover additions_only window (before anything is staged):
-        its diff and publish then never delete (see ``diff.withhold_deletions``)."""
+        its diff and publish then never delete (see ``classify.withhold_deletions``)."""
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
             if run.status not in OPEN_STATUSES:
@@ -269,7 +276,7 @@ class Warehouse:
     def stage_rows(self, import_id: int, resource_name: str, rows: Sequence[tuple[Any, ...]]) -> int:
         """COPY rows made by ``row_builder`` into the import's staging table, in a transaction of its own."""
         res = resource(resource_name)
-        tables = staging.for_import(import_id, res.name)
+        tables = staging.for_loading(import_id, res.name)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id)
             if run.status not in OPEN_STATUSES:
@@ -311,13 +318,37 @@ class Warehouse:
     def diff(self, import_id: int, resource_name: str) -> ChangeCounts:
         """What publishing would do to this resource, computed in SQL; nothing published changes.
 
-        Called once a resource is loaded (``sync.stage_resource``): its staging table is analysed first,
-        in a short transaction of its own."""
+        Called once a resource is loaded (``sync.stage_resource``): its staging table is analysed, then
+        classified (``classify``), each in a short transaction of its own; the counts are one aggregate
+        over the classified rows."""
         res = resource(resource_name)
         self.analyze_staging(import_id, [res.name], only_new=False)
+        self.classify(import_id, [res.name])
         with self.engine.begin() as conn:
             run = self._import(conn, import_id)
             return self._diff(conn, run, res)
+
+    def classify(self, import_id: int, resources: Sequence[str] | None = None) -> list[str]:
+        """Run the classification pass (``warehouse.classify``) for each staged resource of the import (or
+        ``resources``) that has none or a stale one, each in a short transaction of its own; then, on
+        Postgres, ANALYZE the tables classified (in a transaction of its own: the planner needs to know
+        how few rows changed).  Returns the resources classified.  Readers classify on demand anyway; this
+        keeps the pass out of their transactions, and lets the caller time it."""
+        done: list[str] = []
+        with self.engine.connect() as conn:
+            run = self._import(conn, import_id)
+            if run.status not in STAGED_STATUSES:
+                return done
+            names = [r.name for r in self._staged_resources(conn, import_id)] if resources is None else list(resources)
+        for name in names:
+            res = resource(name)
+            with self.engine.begin() as conn:
+                run = self._import(conn, import_id)
+                if self._ensure_classified(conn, run, res):
+                    done.append(res.name)
+        if done:
+            self.analyze_staging(import_id, done, only_new=False)
+        return done
 
     def publish(
         self,
@@ -335,6 +366,11 @@ class Warehouse:
         now = _now()
         results: dict[str, ChangeCounts] = {}
         self.analyze_staging(import_id)
+        if self.get_import(import_id).status in (*OPEN_STATUSES, "held"):
+            # A stale classification (the published rows changed since: an approve days later) is redone
+            # here, outside the publish transaction; the check below, under the district lock, catches
+            # a publish, undo or purge that slips in between.
+            self.classify(import_id)
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
             if run.status == "held" and not override:
@@ -345,13 +381,15 @@ class Warehouse:
             if run.status not in (*OPEN_STATUSES, "held"):
                 raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports publish")
             lock_district_writes(conn, run.district_id)  # one publish (undo, purge) per district at a time
+            if conn.dialect.name == "postgresql":  # hash joins over a whole district (see diff.deduplicate)
+                conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
             # An old school year is frozen after rollover; a newer one archives the years before it.
             current_year = archive.refuse_past_year(conn, run.district_id, run.school_year, exclude_import=import_id)
             scope = self._scope(run)
             rejected = quarantine.distinct_records(conn, import_id)
             for res in self._staged_resources(conn, import_id):
                 tables = staging.for_import(import_id, res.name)
-                counts = self._diff(conn, run, res)
+                counts = self._diff(conn, run, res)  # re-classifies if the published rows changed since
                 updated, inserted, vanished = sql.apply_changes(conn, tables, scope, now, counts)
                 expected_updates = counts.updated + counts.readded + (counts.deleted - vanished)
                 expected_inserts = counts.added - counts.readded + counts.new_tobedeleted
@@ -476,6 +514,7 @@ class Warehouse:
         """Per resource (whole catalogue, in order): published_before, fetched, added, updated, deleted,
         unchanged, tobedeleted, rejected and the %s the threshold checks compare (see ``summaries``)."""
         self.analyze_staging(import_id)
+        self.classify(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             counts = {res.name: self._diff(conn, run, res) for res in self._staged_resources(conn, import_id)}
@@ -484,22 +523,24 @@ class Warehouse:
     def school_summary(self, import_id: int) -> pd.DataFrame:
         """Per (school, resource) for users and enrollments: published_before, after, drop, drop_pct."""
         self.analyze_staging(import_id)
+        self.classify(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             staged = {res.name for res in self._staged_resources(conn, import_id)}
             for name in staged & set(summaries.SCHOOL_RESOURCES):
-                self._prepare_staging(conn, run, resource(name))
+                self._ensure_classified(conn, run, resource(name))
             return summaries.school_summary(conn, scope, staged)
 
     def build_field_diff(self, import_id: int) -> int:
         """(Re)build the import's rows in ``import_field_changes``; returns how many were written."""
         total = 0
         self.analyze_staging(import_id)
+        self.classify(import_id)
         with self.engine.begin() as conn:
             run, scope = self._staged_import(conn, import_id)
             field_diff.clear(conn, import_id)
             for res in self._staged_resources(conn, import_id):
-                expected = self._diff(conn, run, res)  # also dedupes and withdraws quarantined records
+                expected = self._diff(conn, run, res)  # the classification's counts (classified if stale)
                 if expected.changed:
                     total += field_diff.build_resource(conn, staging.for_import(import_id, res.name), scope, expected)
         return total
@@ -584,17 +625,27 @@ class Warehouse:
             raise WarehouseError(f"import {run.import_id} is {run.status}; its records can no longer be rejected")
 
     def _purge(self, conn: sa.Connection, import_id: int, res: Resource) -> int:
-        """Withdraw quarantined records from staging and count them on the resource's counts row."""
+        """Withdraw quarantined records from staging and count them on the resource's counts row, which
+        also records the latest error reject withdrawn (``purged_reject_id``: see ``_ensure_classified``)."""
         removed = sql.purge_quarantined(conn, staging.for_import(import_id, res.name), import_id)
         if removed:
             self._ensure_counts_row(conn, import_id, res.name)
-            c = import_resource_counts.c
-            conn.execute(
-                import_resource_counts.update()
-                .where(c.import_id == import_id, c.resource == res.name)
-                .values(quarantined=c.quarantined + removed)
-            )
+        c = import_resource_counts.c
+        conn.execute(
+            import_resource_counts.update()
+            .where(c.import_id == import_id, c.resource == res.name)
+            .values(quarantined=c.quarantined + removed, purged_reject_id=self._latest_error_reject(conn, import_id, res))
+        )
         return removed
+
+    @staticmethod
+    def _latest_error_reject(conn: sa.Connection, import_id: int, res: Resource) -> int | None:
+        r = rejected_records.c
+        return conn.execute(
+            sa.select(sa.func.max(r.reject_id)).where(
+                r.import_id == import_id, r.resource == res.name, r.severity == "error"
+            )
+        ).scalar()
 
     def _staged_import(self, conn: sa.Connection, import_id: int) -> tuple[ImportRun, sql.Scope]:
         """The import and its scope, if its snapshot is still in staging (not published or discarded)."""
@@ -609,16 +660,46 @@ class Warehouse:
         full = run.sync_mode == "full" and not run.additions_only
         return sql.Scope(run.import_id, run.district_id, run.school_year, full=full)
 
-    def _prepare_staging(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
-        """Last copy of each record wins, quarantined records out: what every diff reads."""
-        sql.deduplicate(conn, staging.for_import(run.import_id, res.name), run.import_id)
-        self._purge(conn, run.import_id, res)
+    def _ensure_classified(self, conn: sa.Connection, run: ImportRun, res: Resource) -> bool:
+        """Make the resource's staging rows carry a classification that is right now; True if the pass ran.
+
+        It runs when there is none (never classified, or more rows staged since) or when the district's
+        published rows changed since it ran (``classify.published_watermark``).  Otherwise only error
+        rejects recorded since the last withdrawal are withdrawn (deleting a classified row keeps the
+        counts right).  The resource's counts row is locked first (Postgres), so two steps of one import
+        never classify the same resource at once; the watermark is read before the pass, so a publish
+        committing during it leaves the classification marked stale, never the other way round.
+        """
+        c = import_resource_counts.c
+        query = sa.select(c.classified_watermark, c.purged_reject_id, c.unmarked_change).where(
+            c.import_id == run.import_id, c.resource == res.name
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        mark = classify.published_watermark(conn, run.district_id)
+        if row is not None and row.classified_watermark == mark:
+            latest = self._latest_error_reject(conn, run.import_id, res)
+            if latest is not None and (row.purged_reject_id is None or latest > row.purged_reject_id):
+                self._purge(conn, run.import_id, res)
+            return False
+        tables = staging.for_import(run.import_id, res.name)
+        sql.deduplicate(conn, tables, run.import_id)  # one row per record (sets work_mem on Postgres)
+        self._purge(conn, run.import_id, res)  # quarantined records out
+        marked_before = row is None or row.unmarked_change is not None
+        unmarked = classify.classify_resource(conn, tables, self._scope(run), marked_before=marked_before)
         if run.additions_only:
             self._withhold(conn, run, res)
+        conn.execute(
+            import_resource_counts.update()
+            .where(c.import_id == run.import_id, c.resource == res.name)
+            .values(classified_watermark=mark, unmarked_change=unmarked)
+        )
+        return True
 
     def _withhold(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
         """additions_only: withdraw staged deletions of alive rows, counted as ``withheld``."""
-        removed = sql.withhold_deletions(conn, staging.for_import(run.import_id, res.name), self._scope(run))
+        removed = classify.withhold_deletions(conn, staging.for_import(run.import_id, res.name), self._scope(run))
         if removed:
             self._ensure_counts_row(conn, run.import_id, res.name)
             c = import_resource_counts.c
@@ -629,14 +710,15 @@ class Warehouse:
             )
 
     def _diff(self, conn: sa.Connection, run: ImportRun, res: Resource) -> ChangeCounts:
+        """The resource's counts: one aggregate over its classified staging rows (classified if stale)."""
         tables = staging.for_import(run.import_id, res.name)
-        self._prepare_staging(conn, run, res)
+        self._ensure_classified(conn, run, res)
         c = import_resource_counts.c
         counts = conn.execute(
             sa.select(c.fetched, c.quarantined, c.withheld).where(c.import_id == run.import_id, c.resource == res.name)
         ).first()
         fetched, quarantined, withheld = (int(v) for v in counts) if counts is not None else (0, 0, 0)
-        return sql.count_changes(conn, tables, self._scope(run), fetched, quarantined, withheld)
+        return classify.count(conn, tables, self._scope(run), fetched, quarantined, withheld)
 
     def _staged_resources(self, conn: sa.Connection, import_id: int) -> list[Resource]:
         staged = set(
@@ -663,7 +745,8 @@ class Warehouse:
         conn.execute(
             import_resource_counts.update()
             .where(c.import_id == import_id, c.resource == resource_name)
-            .values(batches=c.batches + batches, fetched=c.fetched + fetched)
+            # rows staged after a classification pass have none: the next reader classifies again
+            .values(batches=c.batches + batches, fetched=c.fetched + fetched, classified_watermark=None)
         )
 
     def _clear_staging(self, conn: sa.Connection, import_id: int) -> None:

@@ -1,5 +1,8 @@
 """The diff between an import's staged snapshot and what is published, and the set-based publish.
 
+The classification below is computed ONCE per resource and stored in the staging rows' ``change``
+column (``classify.py``); ``apply_changes`` publishes from that column.
+
 Everything here is one SQL statement per step (INSERT ... SELECT, UPDATE ... FROM, NOT EXISTS), scoped
 to one district (and one school year for year-scoped resources) by literal predicates on the published
 table, so two districts can never touch each other's rows and Postgres can use the primary key.
@@ -47,7 +50,7 @@ class Scope:
     full: bool
 
 
-def _published_scope(t: ResourceTables, scope: Scope) -> list[sa.ColumnElement[bool]]:
+def published_scope(t: ResourceTables, scope: Scope) -> list[sa.ColumnElement[bool]]:
     p = t.published.c
     conditions = [p.district_id == scope.district_id]
     if t.resource.year_scoped:
@@ -56,7 +59,7 @@ def _published_scope(t: ResourceTables, scope: Scope) -> list[sa.ColumnElement[b
 
 
 def _joined(t: ResourceTables, scope: Scope) -> sa.ColumnElement[bool]:
-    return sa.and_(*_published_scope(t, scope), t.published.c.sourced_id == t.staging.c.sourced_id)
+    return sa.and_(*published_scope(t, scope), t.published.c.sourced_id == t.staging.c.sourced_id)
 
 
 def _raw(t: ResourceTables, dialect: str) -> sa.ColumnElement[object]:
@@ -69,16 +72,6 @@ def _raw(t: ResourceTables, dialect: str) -> sa.ColumnElement[object]:
 
 def _tobedeleted(t: ResourceTables) -> sa.ColumnElement[bool]:
     return sa.func.lower(sa.func.coalesce(t.staging.c.status, "")) == "tobedeleted"
-
-
-def _needs_update(t: ResourceTables) -> sa.ColumnElement[bool]:
-    """Staged record changes an existing published row (update, re-add or tobedeleted on an alive row)."""
-    p, s = t.published.c, t.staging.c
-    tbd = _tobedeleted(t)
-    return sa.or_(
-        sa.and_(sa.not_(tbd), sa.or_(p.deleted_at.is_not(None), p.record_hash != s.record_hash)),
-        sa.and_(tbd, p.deleted_at.is_(None)),
-    )
 
 
 def quarantined_ids(t: ResourceTables, import_id: int) -> sa.Select[tuple[str]]:
@@ -117,7 +110,7 @@ def unreadable_id_sql() -> str:
     )
 
 
-def _unreadable_id(t: ResourceTables, import_id: int) -> sa.ColumnElement[bool]:
+def unreadable_id(t: ResourceTables, import_id: int) -> sa.ColumnElement[bool]:
     """See ``unreadable_id_sql``."""
     r = rejected_records.c
     return sa.exists(
@@ -137,11 +130,11 @@ def _vanished(t: ResourceTables, scope: Scope) -> sa.ColumnElement[bool]:
     p, s = t.published.c, t.staging.c
     staged = sa.select(sa.literal(1)).where(s.import_id == scope.import_id, s.sourced_id == p.sourced_id)
     return sa.and_(
-        *_published_scope(t, scope),
+        *published_scope(t, scope),
         p.deleted_at.is_(None),
         sa.not_(sa.exists(staged)),
         sa.not_(_is_quarantined(t, scope.import_id, p.sourced_id)),
-        sa.not_(_unreadable_id(t, scope.import_id)),
+        sa.not_(unreadable_id(t, scope.import_id)),
     )
 
 
@@ -163,22 +156,6 @@ def purge_quarantined(conn: sa.Connection, t: ResourceTables, import_id: int) ->
     s = t.staging.c
     removed = conn.execute(
         sa.delete(t.staging).where(s.import_id == import_id, s.sourced_id.in_(quarantined_ids(t, import_id)))
-    ).rowcount
-    return int(removed or 0)
-
-
-def withhold_deletions(conn: sa.Connection, t: ResourceTables, scope: Scope) -> int:
-    """additions_only (rollover window): withdraw staged ``tobedeleted`` records of alive published rows.
-
-    Such an import adds and updates but never deletes: the alive row stays exactly as published (its
-    tobedeleted version is not stored either, or the row would say ``tobedeleted`` while alive).  The
-    caller also treats the import as not full, so nothing vanishes.  Records first seen as tobedeleted
-    are kept: storing them soft-deleted deletes nothing.  Returns staged rows withdrawn.
-    """
-    s, p = t.staging.c, t.published.c
-    alive = sa.select(sa.literal(1)).where(*_published_scope(t, scope), p.sourced_id == s.sourced_id, p.deleted_at.is_(None))
-    removed = conn.execute(
-        sa.delete(t.staging).where(s.import_id == scope.import_id, _tobedeleted(t), sa.exists(alive))
     ).rowcount
     return int(removed or 0)
 
@@ -219,10 +196,13 @@ def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
 def count_changes(
     conn: sa.Connection, t: ResourceTables, scope: Scope, fetched: int, quarantined: int = 0, withheld: int = 0
 ) -> ChangeCounts:
-    """What publishing would do, computed in SQL (call after ``deduplicate`` and ``purge_quarantined``).
+    """What publishing would do, by joining staging with the published rows (call after ``deduplicate``
+    and ``purge_quarantined``).  Not used by the pipeline any more (it reads the classification, see
+    ``classify.py``): kept as the plain statement of the table above, which the tests hold the
+    classification to.
 
     ``quarantined``: staged rows withdrawn by the quarantine, and ``withheld``: by an additions_only
-    import (``withhold_deletions``), so neither is mistaken for duplicates.
+    import (``classify.withhold_deletions``), so neither is mistaken for duplicates.
     """
     p, s = t.published.c, t.staging.c
     tbd = _tobedeleted(t)
@@ -283,49 +263,55 @@ def _history_columns(t: ResourceTables) -> list[str]:
 def apply_changes(
     conn: sa.Connection, t: ResourceTables, scope: Scope, now: datetime, expected: ChangeCounts | None = None
 ) -> tuple[int, int, int]:
-    """Publish one resource's staged snapshot. Returns (rows updated, rows inserted, rows vanished).
+    """Publish one resource's classified staged snapshot. Returns (rows updated, rows inserted, rows vanished).
 
-    ``expected`` (the diff computed in the same transaction) lets steps with nothing to do be skipped:
-    each step is a join over the whole district, and an unchanged nightly sync should cost one diff.
+    A set-based apply of the staging rows' ``change`` (classify.py), in the caller's transaction: the
+    previous versions of replaced rows to history, one UPDATE ... FROM staging for them, one INSERT of the
+    new records, and (full import) the vanished rows soft-deleted.  ``expected`` (the counts of the same
+    classification) lets steps with nothing to do be skipped: an unchanged nightly sync touches nothing.
     """
+    from . import classify
+
+    unmarked = classify.unmarked_change(conn, scope.import_id, t.resource.name)
     if expected is None:
-        expected = count_changes(conn, t, scope, 0)
+        expected = classify.count(conn, t, scope, 0, unmarked=unmarked)
     p, s = t.published.c, t.staging.c
-    tbd = _tobedeleted(t)
     at = sa.literal(now, type_=t.published.c.updated_at.type)
     import_id = sa.literal(scope.import_id, type_=sa.BigInteger)
     updated = inserted = vanished = 0
+    replaced = sa.and_(s.import_id == scope.import_id, classify.is_change(s, unmarked, classify.REPLACES))
 
-    # 1. previous versions of rows this import changes, then the changes themselves.
-    #    (Runs whenever it might have work: tobedeleted is a superset of deletions by tobedeleted.)
-    if expected.updated + expected.readded + expected.tobedeleted > 0:
-        change = sa.case((tbd, "deleted"), (p.deleted_at.is_not(None), "readded"), else_="updated")
+    # 1. previous versions of the rows this import replaces, then the new versions themselves.
+    if expected.updated + expected.readded + expected.tobedeleted > 0:  # a superset of the replaced rows
         conn.execute(
             t.history.insert().from_select(
                 _history_columns(t),
                 sa.select(
                     *[p[k] for k in t.key],
-                    p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id, change,
+                    p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id, s.change,
                 )
                 .select_from(t.published.join(t.staging, _joined(t, scope)))
-                .where(s.import_id == scope.import_id, _needs_update(t)),
+                .where(replaced),
             )
         )
         updated = conn.execute(
             sa.update(t.published)
-            .where(_joined(t, scope), s.import_id == scope.import_id, _needs_update(t))
+            .where(_joined(t, scope), replaced)
             .values(
                 **{c: s[c] for c in t.data_columns},
                 raw=_raw(t, conn.dialect.name),
                 record_hash=s.record_hash,
                 updated_at=at,
-                deleted_at=sa.case((tbd, at), else_=sa.null()),
+                deleted_at=sa.case((s.change == "deleted", at), else_=sa.null()),
                 last_import_id=import_id,
             )
         ).rowcount
 
     # 2. full pull: alive rows that vanished are soft-deleted, status and content kept.
     if scope.full and expected.deleted > 0:
+        gone = sa.and_(
+            *published_scope(t, scope), p.deleted_at.is_(None), p.sourced_id.in_(classify.vanished_rows(t, scope))
+        )
         conn.execute(
             t.history.insert().from_select(
                 _history_columns(t),
@@ -333,20 +319,17 @@ def apply_changes(
                     *[p[k] for k in t.key],
                     p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id,
                     sa.literal("vanished"),
-                ).where(_vanished(t, scope)),
+                ).where(gone),
             )
         )
-        vanished = conn.execute(
-            sa.update(t.published).where(_vanished(t, scope)).values(deleted_at=at, last_import_id=import_id)
-        ).rowcount
+        vanished = conn.execute(sa.update(t.published).where(gone).values(deleted_at=at, last_import_id=import_id)).rowcount
 
     # 3. new records, and records first seen as tobedeleted (inserted soft-deleted: nothing the SIS sent
-    #    is lost). After step 1, so the UPDATE never sees them.
+    #    is lost).  The classification says they have no published row; the primary key would refuse one.
     if expected.added > expected.readded or expected.new_tobedeleted > 0:
         key_values = [sa.literal(scope.district_id, type_=sa.Text)]
         if t.resource.year_scoped:
             key_values.append(sa.literal(scope.school_year, type_=sa.Integer))
-        already = sa.select(sa.literal(1)).select_from(t.published).where(_joined(t, scope))
         inserted = conn.execute(
             t.published.insert().from_select(
                 [
@@ -361,9 +344,9 @@ def apply_changes(
                     s.record_hash,
                     at,
                     at,
-                    sa.case((tbd, at), else_=sa.null()),
+                    sa.case((s.change == "new_tobedeleted", at), else_=sa.null()),
                     import_id,
-                ).where(s.import_id == scope.import_id, sa.not_(sa.exists(already))),
+                ).where(s.import_id == scope.import_id, classify.is_change(s, unmarked, classify.INSERTS)),
             ),
             execution_options={"preserve_rowcount": True},  # INSERT rowcount is not kept by default
         ).rowcount

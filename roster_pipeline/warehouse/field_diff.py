@@ -8,7 +8,8 @@ of each updated pair and keeps ``IS DISTINCT FROM`` ones — one join pass inste
 (200k enrollments: 1 s instead of 10 s).  Steps the diff says have nothing to do are skipped.  Added, re-added and deleted records get
 one row each with field ``*``; a record whose only change is outside the flattened columns gets one
 ``raw`` row with both JSON versions.  The classification is the diff's own (``diff.py``), quarantined
-records excluded.
+records excluded: it is read from the staging rows' ``change`` column (``classify.py``), so only updated
+records are joined with their published version.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ def _text(column: sa.ColumnElement[object]) -> sa.ColumnElement[str]:
 
 
 def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expected: ChangeCounts) -> int:
-    """Insert one resource's changes; ``expected`` is the diff just computed in this transaction (after
-    ``deduplicate`` and ``purge_quarantined``), used to skip steps with nothing to do. Returns rows."""
+    """Insert one resource's changes, read from its classified staging rows (``classify.py``); ``expected``
+    is that classification's counts, used to skip steps with nothing to do.  Only ``updated`` rows are
+    joined with their published version. Returns rows."""
+    from . import classify
+
     p, s = t.published.c, t.staging.c
     ifc = import_field_changes
     head = (
@@ -44,8 +48,6 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
         sa.literal(scope.district_id, type_=sa.Text),
         sa.literal(t.resource.name, type_=sa.Text),
     )
-    tbd = sql._tobedeleted(t)
-    active = sa.not_(tbd)
     staged_here = s.import_id == scope.import_id
     null = sa.null()
     star = sa.literal("*", type_=sa.Text)
@@ -58,17 +60,15 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
         )
         total += int(result.rowcount or 0)
 
-    # added (no published row) and re-added (published row soft-deleted)
+    # added (no published row) and re-added (published row soft-deleted): no join
+    unmarked = classify.unmarked_change(conn, scope.import_id, t.resource.name)
     if expected.added:
         insert(
-            sa.select(
-                *head, s.sourced_id, sa.case((p.sourced_id.is_(None), "added"), else_="readded"), star, null, null
-            )
-            .select_from(t.staging.outerjoin(t.published, sql._joined(t, scope)))
-            .where(staged_here, active, sa.or_(p.sourced_id.is_(None), p.deleted_at.is_not(None)))
+            sa.select(*head, s.sourced_id, classify.change_of(s, unmarked), star, null, null)
+            .where(staged_here, classify.is_change(s, unmarked, ("added", "readded")))
         )
     joined = t.staging.join(t.published, sql._joined(t, scope))
-    updated = sa.and_(staged_here, active, p.deleted_at.is_(None), p.record_hash != s.record_hash)
+    updated = sa.and_(staged_here, s.change == "updated")
     if expected.updated:
         if conn.dialect.name == "postgresql":
             pairs = (
@@ -101,13 +101,10 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
         )
     # deleted: arrived tobedeleted while alive, or (full pull) vanished
     if expected.tobedeleted:
-        insert(
-            sa.select(*head, s.sourced_id, sa.literal("deleted"), star, null, null)
-            .select_from(joined)
-            .where(staged_here, tbd, p.deleted_at.is_(None))
-        )
+        insert(sa.select(*head, s.sourced_id, sa.literal("deleted"), star, null, null).where(staged_here, s.change == "deleted"))
     if scope.full and expected.deleted:
-        insert(sa.select(*head, p.sourced_id, sa.literal("deleted"), star, null, null).where(sql._vanished(t, scope)))
+        vanished = classify.vanished_rows(t, scope).subquery("vanished")
+        insert(sa.select(*head, vanished.c.sourced_id, sa.literal("deleted"), star, null, null))
     return total
 
 

@@ -35,6 +35,13 @@ its admin's approve) is carried over, rows in their original order and with thei
 keeps the last copy of a duplicated record); rows of published or discarded imports are leftovers and
 are not.  The shared tables are then dropped, so a process still on version 3 fails loudly instead of
 staging where nobody reads.
+
+Version 6 (classify once, issue 10): every per-import staging table gets the nullable ``change`` column
+the classification pass fills in (``classify.py``), every import with staging tables its
+``vanished_<import_id>`` table, and ``import_resource_counts`` the columns ``classified_watermark``
+and ``purged_reject_id``.  Carried-over imports are not classified by the step: their
+``classified_watermark`` is NULL, so the first reader (a review's summary, an approve's publish)
+classifies them.
 """
 
 from __future__ import annotations
@@ -157,5 +164,20 @@ def upgrade_to_5(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"DROP TABLE {preparer.quote(shared.name)}"))
 
 
+def upgrade_to_6(conn: sa.Connection) -> None:
+    """The ``change`` column on each import's staging tables, its vanished table, the classification state."""
+    from . import staging
+
+    add_missing_columns(conn, import_resource_counts)
+    present = set(sa.inspect(conn).get_table_names())
+    for import_id, resources in staging.existing(conn).items():
+        for name in resources:
+            add_missing_columns(conn, staging.for_import(import_id, name).staging)
+        if staging.vanished_name(import_id) not in present:
+            staging.create_vanished(conn, import_id)
+
+
 # version -> the step that upgrades a database from version-1. Version 1 is the initial create_all.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4, 5: upgrade_to_5}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
+    2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4, 5: upgrade_to_5, 6: upgrade_to_6,
+}

@@ -10,6 +10,9 @@ Per resource there are three tables with the same flattened columns:
   data must be *reported* there, not bounce off a constraint mid-COPY;
 * ``<resource>_history`` — the previous version of every row an import changed or deleted.
 
+Each import also gets ``vanished_<import_id>``: the published rows its full pull no longer has (found
+by the classification pass, ``classify.py``, which also fills the staging tables' ``change`` column).
+
 Published tables are stricter than staging (``status`` is NOT NULL): a record that slipped past the
 checks fails the publish transaction as a whole instead of being half-published.
 
@@ -34,7 +37,7 @@ from roster_pipeline.resources import RESOURCES, Resource
 
 from .columns import columns_for
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Import lifecycle.  running → staged → published | held | dry_run | failed | discarded;
 # held → published (approve, thresholds overridden) | discarded (reject);
@@ -44,6 +47,8 @@ IMPORT_STATUSES: tuple[str, ...] = (
 )
 SEVERITIES: tuple[str, ...] = ("error", "warning")
 FIELD_CHANGES: tuple[str, ...] = ("added", "updated", "deleted", "readded")
+#: The staging column the classification pass fills in (see ``classify.py`` for its values).
+CHANGE_COLUMN = "change"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -115,6 +120,9 @@ def _build(resource: Resource) -> ResourceTables:
         # at publish).  Staging data is canonical JSON produced by the loader, so it is valid anyway.
         sa.Column("raw", sa.Text, nullable=False),
         sa.Column("record_hash", sa.Text, nullable=False),
+        # v6: what publishing does with the row, set by the classification pass (classify.py); NULL until
+        # then. Not loaded: the loader writes only the record's columns (``staging.for_loading``).
+        sa.Column(CHANGE_COLUMN, sa.Text, nullable=True, info={"classification": True}),
         sa.Index(f"ix_stg_{name}_import_sourced", "import_id", "sourced_id"),
     )
     history = sa.Table(
@@ -142,6 +150,16 @@ def _build(resource: Resource) -> ResourceTables:
 
 
 TABLES: dict[str, ResourceTables] = {r.name: _build(r) for r in RESOURCES}
+
+# v6: the published rows a FULL import would soft-delete because its pull no longer has them (``vanished``),
+# found once by the classification pass (classify.py); one per import, ``vanished_<import_id>``.
+vanished_template = sa.Table(
+    "vanished",
+    staging_templates,
+    sa.Column("resource", sa.Text, nullable=False),
+    sa.Column("sourced_id", sa.Text, nullable=False),
+    sa.Index("ix_vanished_resource", "resource", "sourced_id"),
+)
 
 import_runs = sa.Table(
     "import_runs",
@@ -189,10 +207,17 @@ import_resource_counts = sa.Table(
     sa.Column("rejected", sa.BigInteger, nullable=False, server_default="0"),  # distinct error records (at publish)
     # v2: staged rows withdrawn by the quarantine (keeps ``duplicates`` honest after reject_staged)
     sa.Column("quarantined", sa.BigInteger, nullable=False, server_default="0"),
-    # v3: staged deletions held back by an additions_only import (see diff.withhold_deletions)
+    # v3: staged deletions held back by an additions_only import (see classify.withhold_deletions)
     sa.Column("withheld", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
     sa.Column("seconds", sa.Float, nullable=False, server_default="0"),
+    # v6: the resource's staging rows carry their ``change`` (classify.py), computed against the district's
+    # published tables as of this watermark; NULL = not classified (reset whenever more rows are staged).
+    sa.Column("classified_watermark", sa.Text, nullable=True),
+    # v6: the highest error reject id whose records were withdrawn from staging since (``_purge``)
+    sa.Column("purged_reject_id", sa.BigInteger, nullable=True),
+    # v6: what a staging row the pass left unmarked (``change`` NULL) stands for: added | unchanged
+    sa.Column("unmarked_change", sa.Text, nullable=True),
     sa.PrimaryKeyConstraint("import_id", "resource", name="pk_import_resource_counts"),
 )
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from .schema import TABLES, ResourceTables
+from .schema import TABLES, ResourceTables, vanished_template
 
 _NAME = re.compile(r"^stg_(?P<resource>[a-z_]+)_(?P<import_id>\d+)$")
 
@@ -48,9 +48,17 @@ def parse_name(name: str) -> tuple[str, int] | None:
     return match["resource"], int(match["import_id"])
 
 
-def _table(template: sa.Table, name: str, metadata: sa.MetaData) -> sa.Table:
-    """A copy of the staging template under the import's own name (its own index and constraint names)."""
-    table = sa.Table(name, metadata, *[column._copy() for column in template.columns])
+def vanished_name(import_id: int) -> str:
+    return f"vanished_{int(import_id)}"
+
+
+def _table(template: sa.Table, name: str, metadata: sa.MetaData, loaded_only: bool = False) -> sa.Table:
+    """A copy of the staging template under the import's own name (its own index and constraint names).
+
+    ``loaded_only``: without the columns the classification pass fills in (the loader's view of the table:
+    it writes every column of the table object it is given except ``row_id``)."""
+    columns = [c for c in template.columns if not (loaded_only and c.info.get("classification"))]
+    table = sa.Table(name, metadata, *[column._copy() for column in columns])
     sa.Index(f"ix_{name}_sourced", table.c.import_id, table.c.sourced_id)
     return table
 
@@ -69,25 +77,58 @@ def for_import(import_id: int, resource_name: str) -> ResourceTables:
     return tables_for(int(import_id))[resource_name]
 
 
+@functools.lru_cache(maxsize=256)
+def _loading_for(import_id: int) -> dict[str, ResourceTables]:
+    metadata = sa.MetaData()
+    return {
+        name: dataclasses.replace(t, staging=_table(t.staging, table_name(name, import_id), metadata, loaded_only=True))
+        for name, t in TABLES.items()
+    }
+
+
+def for_loading(import_id: int, resource_name: str) -> ResourceTables:
+    """The import's tables as the loader sees them: staging without the ``change`` column (filled in later
+    by the classification pass, never by a batch)."""
+    return _loading_for(int(import_id))[resource_name]
+
+
+@functools.lru_cache(maxsize=256)
+def vanished_for(import_id: int) -> sa.Table:
+    """The import's ``vanished_<import_id>`` table (see ``schema.vanished_template``)."""
+    name = vanished_name(import_id)
+    table = sa.Table(name, sa.MetaData(), *[column._copy() for column in vanished_template.columns])
+    sa.Index(f"ix_{name}_resource", table.c.resource, table.c.sourced_id)
+    return table
+
+
+def _create(conn: sa.Connection, table: sa.Table) -> None:
+    ddl = str(sa.schema.CreateTable(table).compile(dialect=conn.dialect)).strip()
+    if conn.dialect.name == "postgresql":  # transient and re-fetchable: skip the WAL
+        ddl = ddl.replace("CREATE TABLE", "CREATE UNLOGGED TABLE", 1)
+    conn.exec_driver_sql(ddl)
+    for index in table.indexes:
+        index.create(conn)
+
+
+def create_vanished(conn: sa.Connection, import_id: int) -> None:
+    """Create the import's vanished table (``create`` does; the v6 migration for older imports)."""
+    _create(conn, vanished_for(int(import_id)))
+
+
 def create(conn: sa.Connection, import_id: int) -> None:
     """Create the import's staging tables (every resource: readers never have to ask whether one exists).
 
     Run in the transaction that opens the import, so an import row never exists without its tables."""
-    postgres = conn.dialect.name == "postgresql"
     for t in tables_for(int(import_id)).values():
-        ddl = str(sa.schema.CreateTable(t.staging).compile(dialect=conn.dialect)).strip()
-        if postgres:  # transient and re-fetchable: skip the WAL
-            ddl = ddl.replace("CREATE TABLE", "CREATE UNLOGGED TABLE", 1)
-        conn.exec_driver_sql(ddl)
-        for index in t.staging.indexes:
-            index.create(conn)
+        _create(conn, t.staging)
+    create_vanished(conn, import_id)
 
 
 def drop(conn: sa.Connection, import_id: int) -> None:
     """Drop the import's staging tables (publish, discard). Locks nothing but these tables."""
     quote = conn.dialect.identifier_preparer.quote
-    for name in TABLES:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(table_name(name, import_id))}")
+    for name in [*(table_name(resource, import_id) for resource in TABLES), vanished_name(import_id)]:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {quote(name)}")
 
 
 def existing(conn: sa.Connection) -> dict[int, set[str]]:

@@ -19,6 +19,7 @@ from roster_pipeline.resources import RESOURCES
 
 from . import staging as stg
 from .counts import ChangeCounts
+from .classify import unmarked_change
 from .diff import Scope, unreadable_id_sql
 from .schema import TABLES
 
@@ -116,8 +117,25 @@ def _per_school(conn: sa.Connection, sql: str, params: dict[str, object]) -> dic
     return {school: int(n) for school, n in conn.execute(sa.text(sql), params) if school is not None}
 
 
+def _vanished_sql(import_id: int) -> str:
+    """SQL: sourcedIds of the resource (``:resource``) the full import soft-deletes (see
+    ``classify.vanished_rows``: recorded by the classification, minus records quarantined since, none once
+    an id could not be read)."""
+    return (
+        f'SELECT v.sourced_id FROM "{stg.vanished_name(import_id)}" v WHERE v.resource = :resource'
+        " AND NOT EXISTS (SELECT 1 FROM rejected_records r WHERE r.import_id = :import_id AND r.resource = :resource"
+        f" AND r.severity = 'error' AND r.sourced_id = v.sourced_id) AND NOT {unreadable_id_sql()}"
+    )
+
+
 def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged: bool) -> tuple[dict[str, int], dict[str, int]]:
-    """({org: alive published records now}, {org: alive records after publishing}) for one resource."""
+    """({org: alive published records now}, {org: alive records after publishing}) for one resource.
+
+    After = now, minus the published versions of the records the import replaces or deletes (``updated``,
+    ``deleted``, vanished), plus the staged versions of the records it adds or replaces (``added``,
+    ``readded``, ``updated``), read from the classification: ``unchanged`` records have the same hash, so
+    the same schools, and are never read twice.
+    """
     params: dict[str, object] = {"district": scope.district_id, "year": scope.school_year, "import_id": scope.import_id,
                                  "resource": resource_name}
     p_from, p_school = _memberships(conn, resource_name, "p", scope.import_id)
@@ -129,24 +147,30 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
     )
     if not staged:  # the import does not touch this resource
         return before, dict(before)
-    s_from, s_school = _memberships(conn, resource_name, "s", scope.import_id)
     staging = stg.table_name(resource_name, scope.import_id)
-    not_restaged = f'NOT EXISTS (SELECT 1 FROM "{staging}" x WHERE x.import_id = :import_id AND x.sourced_id = p.sourced_id)'
-    if scope.full:  # a full pull keeps only what it staged, and what the quarantine protects
-        not_restaged += (
-            " AND (EXISTS (SELECT 1 FROM rejected_records r WHERE r.import_id = :import_id AND r.resource = :resource"
-            f" AND r.severity = 'error' AND r.sourced_id = p.sourced_id) OR {unreadable_id_sql()})"
-        )
-    after = _per_school(
+    replaced = f"SELECT x.sourced_id FROM \"{staging}\" x WHERE x.import_id = :import_id AND x.change IN ('updated', 'deleted')"
+    if scope.full:
+        replaced += f" UNION ALL {_vanished_sql(scope.import_id)}"
+    removed = _per_school(
         conn,
-        f"SELECT school, count(DISTINCT sourced_id) FROM ("
-        f" SELECT s.sourced_id AS sourced_id, {s_school} AS school FROM {s_from}"
-        f" WHERE s.import_id = :import_id AND lower(coalesce(s.status, '')) <> 'tobedeleted'"
-        f" UNION ALL"
-        f" SELECT p.sourced_id, {p_school} FROM {p_from} WHERE {_published_where(resource_name)} AND {not_restaged}"
-        f") a GROUP BY school",
+        f"SELECT {p_school}, count(DISTINCT p.sourced_id) FROM {p_from} WHERE {_published_where(resource_name)}"
+        f" AND p.sourced_id IN ({replaced}) GROUP BY {p_school}",
         params,
     )
+    s_from, s_school = _memberships(conn, resource_name, "s", scope.import_id)
+    unmarked_added = " OR s.change IS NULL" if unmarked_change(conn, scope.import_id, resource_name) == "added" else ""
+    added = _per_school(
+        conn,
+        f"SELECT {s_school}, count(DISTINCT s.sourced_id) FROM {s_from}"
+        f" WHERE s.import_id = :import_id AND (s.change IN ('added', 'readded', 'updated'){unmarked_added})"
+        f" GROUP BY {s_school}",
+        params,
+    )
+    after = {
+        school: n
+        for school in set(before) | set(added)
+        if (n := before.get(school, 0) - removed.get(school, 0) + added.get(school, 0)) > 0
+    }
     return before, after
 
 
