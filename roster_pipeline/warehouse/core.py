@@ -267,7 +267,7 @@ class Warehouse:
 
         Separate from ``stage_rows`` so a sync can build page n+1's rows while page n is being loaded
         (``warehouse.writer``); refuses an import that can no longer receive records."""
-        tables = staging.for_import(import_id, resource(resource_name).name)
+        tables = staging.for_loading(import_id, resource(resource_name).name)
         run = self.get_import(import_id)
         if run.status not in OPEN_STATUSES:
             raise WarehouseError(f"import {import_id} is {run.status}; it cannot receive records")
