@@ -106,3 +106,24 @@ def test_benchmark_one_million_enrollments(postgres_url: str) -> None:
     one_import("third (1% updated)", role_every=100)
     print("\n1,000,000 enrollments on Postgres:\n  " + "\n  ".join(figures))
     wh.dispose()
+
+@pytest.mark.postgres
+def test_postgres_staging_index_is_built_after_the_load_not_maintained_during_it(postgres_url: str) -> None:
+    wh = Warehouse(postgres_url)
+    wh.create_schema()
+    import_id = wh.begin_import("shelbyville", "run", YEAR)
+    table = f"stg_enrollments_{import_id}"
+
+    def indexes() -> list[str]:
+        with wh.engine.connect() as conn:
+            found = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": table})
+            return [name for name in found.scalars() if not name.endswith("_pkey")]  # row_id: append-only
+
+    for batch in batched(synthetic_enrollments(3_000), 1_000):
+        wh.stage(import_id, "enrollments", batch)
+    assert indexes() == [], "the COPY must not maintain the index row by row"
+    changes = wh.diff(import_id, "enrollments")  # the resource is loaded: index, statistics, classification
+    assert indexes() == [f"ix_{table}_sourced"]
+    assert changes.added == 3_000
+    assert wh.publish(import_id)["enrollments"].added == 3_000
+    wh.dispose()
