@@ -90,22 +90,27 @@ def change_summary(
 # -- per school ---------------------------------------------------------------------------------------
 
 
-def _memberships(conn: sa.Connection, resource_name: str, alias: str, import_id: int) -> tuple[str, str]:
+def _memberships(
+    conn: sa.Connection, resource_name: str, alias: str, import_id: int, source: str | None = None
+) -> tuple[str, str]:
     """(FROM clause, school expression) giving one row per (record, school it belongs to).
 
     Users belong to every org in ``org_sourced_ids`` (a JSON list; non-schools are filtered later),
-    enrollments to their ``school_sourced_id``.
+    enrollments to their ``school_sourced_id``.  ``source``: the FROM item the records come from, ending in
+    ``alias`` (default: the published table, or the import's staging table for any other alias).
     """
     name = TABLES[resource_name].published.name if alias == "p" else stg.table_name(resource_name, import_id)
+    if source is None:
+        source = f'"{name}" {alias}'
     if resource_name == "enrollments":
-        return f'"{name}" {alias}', f"{alias}.school_sourced_id"
+        return source, f"{alias}.school_sourced_id"
     if conn.dialect.name == "postgresql":
         return (
-            f'"{name}" {alias} CROSS JOIN LATERAL jsonb_array_elements_text(CAST({alias}.org_sourced_ids AS jsonb)) '
+            f"{source} CROSS JOIN LATERAL jsonb_array_elements_text(CAST({alias}.org_sourced_ids AS jsonb)) "
             f"AS j(school)",
             "j.school",
         )
-    return f'"{name}" {alias}, json_each({alias}.org_sourced_ids) j', "j.value"
+    return f"{source}, json_each({alias}.org_sourced_ids) j", "j.value"
 
 
 def _published_where(resource_name: str) -> str:
@@ -151,11 +156,19 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
     replaced = f"SELECT x.sourced_id FROM \"{staging}\" x WHERE x.import_id = :import_id AND x.change IN ('updated', 'deleted')"
     if scope.full:
         replaced += f" UNION ALL {_vanished_sql(scope.import_id)}"
+    # Driven by the (usually few) replaced records, each probing the published primary key: a published
+    # table without statistics yet (loaded by the previous publish) must not turn this into a scan of the
+    # replaced set per published row.  Postgres: LATERAL fixes that order; SQLite's planner takes it anyway.
+    published = TABLES[resource_name].published.name
+    year = " AND p0.school_year = :year" if TABLES[resource_name].resource.year_scoped else ""
+    probe = f"p0.district_id = :district{year} AND p0.deleted_at IS NULL AND p0.sourced_id = c.sourced_id"
+    if conn.dialect.name == "postgresql":
+        source = f'({replaced}) c CROSS JOIN LATERAL (SELECT p0.* FROM "{published}" p0 WHERE {probe}) p'
+    else:
+        source = f'({replaced}) c JOIN "{published}" p ON ' + probe.replace("p0.", "p.")
+    r_from, r_school = _memberships(conn, resource_name, "p", scope.import_id, source)
     removed = _per_school(
-        conn,
-        f"SELECT {p_school}, count(DISTINCT p.sourced_id) FROM {p_from} WHERE {_published_where(resource_name)}"
-        f" AND p.sourced_id IN ({replaced}) GROUP BY {p_school}",
-        params,
+        conn, f"SELECT {r_school}, count(DISTINCT p.sourced_id) FROM {r_from} GROUP BY {r_school}", params
     )
     s_from, s_school = _memberships(conn, resource_name, "s", scope.import_id)
     unmarked_added = " OR s.change IS NULL" if unmarked_change(conn, scope.import_id, resource_name) == "added" else ""
