@@ -33,6 +33,7 @@ STAGE_SECONDS: dict[str, str] = {
     "parse": "parsing JSON response bodies, summed over the client's threads",
     "validate": "Pandera models and storability checks, per batch",
     "load": "building staging rows (flatten, hash) plus the COPY and quarantine writes on the writer thread",
+    "classify": "the resource's classification pass against the published rows (index, statistics, SQL)",
 }
 
 
@@ -249,7 +250,9 @@ def stage_resource(
     warehouse.record_fetch_stats(
         import_id, resource.name, pages=stats.pages, seconds=seconds, dropped_duplicates=stats.duplicates_dropped
     )
-    changes = warehouse.diff(import_id, resource.name)
+    mark = time.perf_counter()
+    changes = warehouse.diff(import_id, resource.name)  # the resource's one classification pass
+    stage_seconds["classify"] = time.perf_counter() - mark
     return ResourceStageResult(
         district_id=district.id,
         resource=resource.name,

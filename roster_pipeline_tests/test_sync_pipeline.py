@@ -69,7 +69,7 @@ def test_full_sync_lands_every_resource_with_correct_counts(
         assert counts[resource.name] == active_count(server, "alpha", resource.collection), resource.name
         assert meta["updated"] == 0 and meta["deleted"] == 0
         # where the time went, for the benchmark and the UI: every stage measured, none negative
-        assert set(meta["stage_seconds"]) == {"fetch", "parse", "validate", "load"}, resource.name
+        assert set(meta["stage_seconds"]) == {"fetch", "parse", "validate", "load", "classify"}, resource.name
         assert min(meta["stage_seconds"].values()) >= 0 and meta["stage_seconds"]["load"] > 0, resource.name
     assert "check" in materialization_metadata(result, "checked_snapshot")["stage_seconds"]
     assert materialization_metadata(result, "published_roster")["stage_seconds"]["publish"] > 0
