@@ -139,7 +139,7 @@ def assert_truth(engine: sa.Engine, district: SimulatedDistrict, district_id: st
 
 
 class HookedWarehouse(Warehouse):
-    """The real warehouse, with a hook the rig calls when the sync stages its n-th batch."""
+    """The real warehouse, with a hook the rig calls when the sync loads its n-th batch."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -149,14 +149,15 @@ class HookedWarehouse(Warehouse):
         self.staging = False  # inside stage(): for faults aimed at its transaction
         self.publishing = False  # inside publish()
 
-    def stage(self, import_id: int, resource_name: str, records: Any) -> int:
+    def stage_rows(self, import_id: int, resource_name: str, rows: Any) -> int:
+        """Every batch is loaded through here (on the sync's writer thread; ``stage`` calls it too)."""
         self.batches += 1
         action = self.on_batch.pop(self.batches, None)
         if action is not None and self.rig is not None:
             action(self.rig)
         self.staging = True
         try:
-            return super().stage(import_id, resource_name, records)
+            return super().stage_rows(import_id, resource_name, rows)
         finally:
             self.staging = False
 
