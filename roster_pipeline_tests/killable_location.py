@@ -31,15 +31,15 @@ def _die() -> None:
 def install_kill(point: str) -> None:
     where, _, name = point.partition(":")
     if where == "load":
-        original_stage = core.Warehouse.stage
+        original_stage_rows = core.Warehouse.stage_rows  # every batch is loaded through it
 
-        def stage(self: core.Warehouse, import_id: int, resource_name: str, records: Any) -> int:
-            staged = original_stage(self, import_id, resource_name, records)
+        def stage_rows(self: core.Warehouse, import_id: int, resource_name: str, rows: Any) -> int:
+            staged = original_stage_rows(self, import_id, resource_name, rows)
             if resource(resource_name).name == name and staged:
                 _die()
             return staged
 
-        core.Warehouse.stage = stage  # type: ignore[method-assign]
+        core.Warehouse.stage_rows = stage_rows  # type: ignore[method-assign]
     elif where == "publish":
         original_apply = diff.apply_changes
 
