@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from roster_pipeline.warehouse import Warehouse
+
 # The in-process SMTP server (aiosmtpd) fixtures: smtp_server, smtp_server_factory.
 pytest_plugins = ["roster_pipeline_tests.smtp_server"]
 
@@ -130,6 +132,15 @@ def warehouse_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture()
+def wh(warehouse_url: str) -> Iterator[Warehouse]:
+    """A warehouse with its schema, on SQLite and on Postgres (``warehouse_url``)."""
+    warehouse = Warehouse(warehouse_url)
+    warehouse.create_schema()
+    yield warehouse
+    warehouse.dispose()
 
 
 @pytest.fixture(scope="session")

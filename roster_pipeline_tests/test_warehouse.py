@@ -69,14 +69,6 @@ def klass(n: int, **fields: Any) -> dict[str, Any]:
     return record
 
 
-@pytest.fixture()
-def wh(warehouse_url: str) -> Warehouse:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.create_schema()
-    yield warehouse
-    warehouse.dispose()
-
-
 def sync(
     wh: Warehouse,
     batches: dict[str, list[dict[str, Any]]],

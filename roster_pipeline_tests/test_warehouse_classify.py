@@ -19,14 +19,6 @@ from roster_pipeline.warehouse.schema import SCHEMA_VERSION, import_resource_cou
 from .test_warehouse import YEAR, enrollment, rows, sync, user
 
 
-@pytest.fixture()
-def wh(warehouse_url: str) -> Warehouse:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.create_schema()
-    yield warehouse
-    warehouse.dispose()
-
-
 def changes(wh: Warehouse, import_id: int, name: str = "users", raw: bool = False) -> dict[str, str | None]:
     """{sourced_id: change} of the import's staging rows (an unmarked row's change filled in, unless ``raw``)."""
     table = staging.table_name(name, import_id)
