@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from roster_pipeline.warehouse import SCHEMA_VERSION, ChangeCounts, Warehouse, WarehouseError
 from roster_pipeline.warehouse.archive import PastSchoolYearError
-from roster_pipeline_tests.test_warehouse import dump_published, enrollment, klass, rows, sync, user, wh  # noqa: F401
+from roster_pipeline_tests.test_warehouse import dump_published, enrollment, klass, rows, sync, user
 
 OLD, NEW = 2027, 2028
 

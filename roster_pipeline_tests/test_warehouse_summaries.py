@@ -17,7 +17,7 @@ from roster_pipeline.warehouse import (
     Warehouse,
     WarehouseError,
 )
-from roster_pipeline_tests.test_warehouse import YEAR, dump_published, enrollment, ref, sync, user, wh  # noqa: F401
+from roster_pipeline_tests.test_warehouse import YEAR, dump_published, enrollment, ref, sync, user
 
 
 def error(resource: str, sourced_id: str) -> Reject:
