@@ -32,14 +32,6 @@ def sim() -> Iterator[SimulatorServer]:
         yield s
 
 
-@pytest.fixture()
-def wh(warehouse_url: str) -> Iterator[Warehouse]:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.create_schema()
-    yield warehouse
-    warehouse.dispose()
-
-
 def district(sim: SimulatorServer) -> District:
     return District(
         id=APP, name="Tiny", client_id_env="TINY_ID", client_secret_env="TINY_SECRET", api_host=sim.url,

@@ -3,7 +3,6 @@ table reads exactly as before the import — every row, every column, no bookkee
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -71,14 +70,6 @@ def session(sid: str, **f: Any) -> dict[str, Any]:
 
 def tbd(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "status": "tobedeleted"}
-
-
-@pytest.fixture()
-def wh(warehouse_url: str) -> Iterator[Warehouse]:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.create_schema()
-    yield warehouse
-    warehouse.dispose()
 
 
 def publish(wh: Warehouse, batches: dict[str, list[dict[str, Any]]], district: str = D, year: int = YEAR,

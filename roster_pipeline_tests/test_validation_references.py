@@ -5,7 +5,6 @@ against the published roster, and a generated district passes."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,14 +22,6 @@ DISTRICT = "springfield"
 YEAR = 2027
 
 Records = dict[str, list[dict[str, Any]]]
-
-
-@pytest.fixture()
-def wh(warehouse_url: str) -> Iterator[Warehouse]:
-    warehouse = Warehouse(warehouse_url)
-    warehouse.create_schema()
-    yield warehouse
-    warehouse.dispose()
 
 
 @pytest.fixture(scope="module")
