@@ -252,6 +252,10 @@ class District(_Model):
     id: str
     name: str
     sis: SisVendor = "infinite_campus"
+    # How the roster arrives (roster_pipeline.sources.protocol.ImportMethod): REST with OAuth2 by default.
+    import_method: Literal["oneroster_rest", "oneroster_rest_oauth1", "oneroster_v1p2_rest", "csv_bundle"] = (
+        "oneroster_rest"
+    )
     api_host: str | None = None
     app_name: str | None = None
     token_url: str | None = None

@@ -8,7 +8,6 @@ publish the whole import in one transaction.  Dagster assets call these function
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -16,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from roster_pipeline.districts import District
-from roster_pipeline.oneroster import ClientConfig, OneRosterClient, OneRosterError
+from roster_pipeline.oneroster import OneRosterError
 from roster_pipeline.resources import Resource
+from roster_pipeline.sources import RosterSource, open_source
 from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
 from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
 from roster_pipeline.validation import issue_rejects, validate_batch
@@ -98,23 +98,7 @@ class DistrictSyncResult:
     mode: ModeDecision | None = None
 
 
-def client_config_for(district: District, environ: Mapping[str, str] | None = None) -> ClientConfig:
-    """Build the client settings of a district, reading its credentials from the env vars it names."""
-    client_id, client_secret = district.credentials(os.environ if environ is None else environ)
-    return ClientConfig(
-        district_id=district.id,
-        base_url=district.base_url_resolved,
-        token_url=district.token_url_resolved,
-        client_id=client_id,
-        client_secret=client_secret,
-        token_auth=district.token_auth,
-        page_size=district.page_size,
-        max_concurrency=district.max_concurrency,
-        timeout_seconds=district.timeout_seconds,
-    )
-
-
-def school_year_for(district: District, client: OneRosterClient, today: dt.date | None = None) -> int:
+def school_year_for(district: District, client: RosterSource, today: dt.date | None = None) -> int:
     """The school year an import belongs to.
 
     A registry override wins; otherwise the SIS's own schoolYear session that contains today; and when
@@ -139,7 +123,7 @@ class OpenedImport:
 
 
 def open_sync_import(
-    warehouse: Warehouse, district: District, client: OneRosterClient, run_id: str, request: ModeRequest
+    warehouse: Warehouse, district: District, client: RosterSource, run_id: str, request: ModeRequest
 ) -> OpenedImport:
     """Start an import for a run in the requested mode; a delta with nothing published before runs full."""
     if not district.enabled:
@@ -151,7 +135,7 @@ def open_sync_import(
 
 
 def open_import(
-    warehouse: Warehouse, district: District, client: OneRosterClient, run_id: str, sync_mode: SyncMode = "full"
+    warehouse: Warehouse, district: District, client: RosterSource, run_id: str, sync_mode: SyncMode = "full"
 ) -> tuple[int, int]:
     """Start an import for a run; returns (import_id, school_year)."""
     opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
@@ -185,7 +169,7 @@ def skip_resource(
 
 def stage_resource(
     warehouse: Warehouse,
-    client: OneRosterClient,
+    client: RosterSource,
     import_id: int,
     district: District,
     resource: Resource,
@@ -291,11 +275,7 @@ def sync_district(
     a script or a test can give up in seconds where a scheduled run patiently waits minutes.
     """
     started = time.perf_counter()
-    config = client_config_for(district, environ)
-    if client_overrides:
-        config = ClientConfig.model_validate({**config.model_dump(), **client_overrides,
-                                              "client_secret": config.client_secret})
-    with OneRosterClient(config) as client:
+    with open_source(district, environ, client_overrides) as client:
         opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
         import_id, since = opened.import_id, opened.mode.since
         result = DistrictSyncResult(district.id, import_id, opened.school_year, mode=opened.mode)

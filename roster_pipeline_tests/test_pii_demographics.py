@@ -27,7 +27,8 @@ from roster_pipeline.oneroster import OneRosterClient
 from roster_pipeline.resources import RESOURCES, resource
 from roster_pipeline.review_cli import review
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
-from roster_pipeline.sync import SyncError, client_config_for, stage_resource, sync_district
+from roster_pipeline.sources.factory import client_config_for
+from roster_pipeline.sync import SyncError, stage_resource, sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse, staging
 
 from .pipeline_helpers import MonkeypatchedEnviron, materialization_metadata, sync, write_registry

@@ -17,7 +17,7 @@ from roster_pipeline.districts import RegistryError, parse_registry
 from roster_pipeline.oneroster import ClientConfig, OneRosterClient, OneRosterError
 from roster_pipeline.oneroster.secure_url import InsecureURLError, is_loopback_host
 from roster_pipeline.simulator import SimulatorServer, running_simulator
-from roster_pipeline.sync import client_config_for
+from roster_pipeline.sources.factory import client_config_for
 
 from .smtp_server import make_self_signed_cert
 

@@ -25,7 +25,7 @@ import dagster as dg
 import pandas as pd
 
 from roster_pipeline.control.guard import refuse_if_paused
-from roster_pipeline.oneroster import OneRosterClient
+from roster_pipeline.sources import open_source
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource
 from roster_pipeline.rollover import policy_for_run
@@ -41,7 +41,6 @@ from roster_pipeline.sync import (
     ResourceSkipResult,
     ResourceStageResult,
     SyncError,
-    client_config_for,
     import_for_run,
     open_sync_import,
     skip_resource,
@@ -200,7 +199,7 @@ def build_roster_import_asset(partitions_def: dg.PartitionsDefinition) -> dg.Ass
         refuse_if_paused(wh.engine, district.id, context.run.tags)  # paused: only a review action may sync
         rollover = refuse_if_not_runnable(district, context.run.tags)  # disabled, or in a rollover pause: refused
         request = requested_mode(district, context.run.tags, config.sync_mode)
-        with OneRosterClient(client_config_for(district)) as client:
+        with open_source(district) as client:
             opened = open_sync_import(wh, district, client, context.run.run_id, request)
         rollover_metadata = start_rollover_import(wh, district, opened.import_id, rollover, context.run.tags)
         context.log.info(
@@ -254,7 +253,7 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
             return dg.MaterializeResult(metadata=skip_metadata(skipped, import_id))
         with failing_import(wh, import_id, resource.name):
             since = since_for_import(wh, district, import_id)  # the mode roster_import stored, not recomputed
-            with OneRosterClient(client_config_for(district)) as client:
+            with open_source(district) as client:
                 result = stage_resource(wh, client, import_id, district, resource, since)
         context.log.info(
             f"district {district.id}: {resource.name} ({result.sync_mode}"

@@ -1,0 +1,45 @@
+"""Open the roster source a district's registry entry asks for."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from roster_pipeline.districts import District
+from roster_pipeline.oneroster import ClientConfig, OneRosterClient
+from roster_pipeline.sources.protocol import RosterSource
+
+
+def client_config_for(district: District, environ: Mapping[str, str] | None = None) -> ClientConfig:
+    """Build the REST client settings of a district, reading its credentials from the env vars it names."""
+    client_id, client_secret = district.credentials(os.environ if environ is None else environ)
+    return ClientConfig(
+        district_id=district.id,
+        base_url=district.base_url_resolved,
+        token_url=district.token_url_resolved,
+        client_id=client_id,
+        client_secret=client_secret,
+        token_auth=district.token_auth,
+        page_size=district.page_size,
+        max_concurrency=district.max_concurrency,
+        timeout_seconds=district.timeout_seconds,
+    )
+
+
+def open_source(
+    district: District,
+    environ: Mapping[str, str] | None = None,
+    client_overrides: Mapping[str, Any] | None = None,
+) -> RosterSource:
+    """The district's roster source, not yet entered (use it as a context manager).
+
+    ``client_overrides`` adjusts REST client settings the registry does not carry (retry budget,
+    backoff), so a script or a test can give up in seconds where a scheduled run waits minutes.
+    """
+    config = client_config_for(district, environ)
+    if client_overrides:
+        config = ClientConfig.model_validate(
+            {**config.model_dump(), **client_overrides, "client_secret": config.client_secret}
+        )
+    return OneRosterClient(config)
