@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from roster_pipeline.warehouse import Warehouse
 
@@ -158,3 +159,18 @@ def fault_rig(fault_template, tmp_path: Path, warehouse_url: str):
     from roster_pipeline_tests.fault_harness import rig_factory
 
     yield from rig_factory(fault_template, tmp_path, warehouse_url)
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_dagster_state_storage() -> Iterator[None]:
+    """Each test starts without a "current" Dagster state storage, and whatever a test sets is undone.
+
+    Entering a ``DagsterInstance`` makes its state storage the current one (a context variable) until the
+    instance is exited; Dagster reads it whenever it loads definitions.  An instance exited out of order, or
+    from another thread, leaves its storage behind after the instance is gone, and the next test that loads
+    definitions with a bare instance fails with "Attempted to resolve undefined DagsterInstance weakref"
+    (seen in CI, depending on garbage collection).  Resetting the variable around each test keeps tests
+    independent of their order.
+    """
+    with set_defs_state_storage(None):
+        yield

@@ -189,7 +189,8 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         [executable("dagster-daemon"), "run", "-w", "workspace.yaml"],
         cwd=home, env=env, stdout=daemon_log, stderr=subprocess.STDOUT,
     )
-    instance = dg.DagsterInstance.from_config(str(home))
+    # Entered (and exited below) so Dagster reads this instance's state storage while it loads definitions.
+    instance = dg.DagsterInstance.from_config(str(home)).__enter__()
     try:
         queue = instance.get_concurrency_config().run_queue_config
         assert queue is not None
@@ -233,7 +234,7 @@ def test_twenty_small_districts_at_once_through_the_daemon(
     finally:
         stop_process(daemon)
         daemon_log.close()
-        instance.dispose()
+        instance.__exit__(None, None, None)  # disposes it
 
     def report(line: str) -> None:
         with capsys.disabled():  # the figures belong in every run's output, not only a failing one's

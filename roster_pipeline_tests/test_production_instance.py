@@ -98,7 +98,8 @@ def district_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, production_dag
 
 def test_schedule_run_and_sensor_work_on_the_production_instance(production_dagster_home, district_env) -> None:
     sim = district_env["sim"]
-    instance = dg.DagsterInstance.from_config(str(production_dagster_home.path))
+    # Entered (and exited below) so Dagster reads this instance's state storage while it loads definitions.
+    instance = dg.DagsterInstance.from_config(str(production_dagster_home.path)).__enter__()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
     assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
@@ -133,7 +134,7 @@ def test_schedule_run_and_sensor_work_on_the_production_instance(production_dags
             assert ticks[0].cursor and "import" in ticks[0].cursor.lower()
             wait_for_run_workers(workspace)
     finally:
-        instance.dispose()
+        instance.__exit__(None, None, None)  # disposes it
 
     # 4. Everything reads back from the database through a new instance (another process would see the same).
     with dg.DagsterInstance.from_config(str(production_dagster_home.path)) as reread:

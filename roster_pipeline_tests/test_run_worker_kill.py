@@ -116,12 +116,11 @@ def deployment(server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.Monk
     registry_path = tmp_path / "districts.yaml"
     registry = write_registry(registry_path, server, EnvSetter(monkeypatch), ["alpha"], timeout_seconds=120)
     Warehouse(warehouse_url).create_schema()
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
-    try:
+    # Entered, not only built: entering makes this instance's state storage the current one, which
+    # Dagster reads while it loads definitions; a bare instance would read whatever another test left.
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         yield Deployment(home, workspace, registry, registry_path, warehouse_url, instance,
                          bound_definitions(registry, registry_path, warehouse_url))
-    finally:
-        instance.dispose()
 
 
 def published_state(url: str) -> dict[str, list[tuple[str, ...]]]:
