@@ -217,7 +217,8 @@ def registry_entry(**fields: Any) -> dict[str, Any]:
 
 def test_the_registry_needs_no_token_url_for_oauth1_and_the_client_gets_none() -> None:
     registry = parse_registry({"districts": [
-        registry_entry(sis="generic", import_method="oneroster_rest_oauth1", base_url="https://sis.example.org/ims/oneroster/v1p1"),
+        registry_entry(sis="generic", import_method="oneroster_rest_oauth1",
+                       base_url="https://sis.example.org/ims/oneroster/v1p1"),
         registry_entry(id="south", import_method="oneroster_rest_oauth1",
                        base_url="https://ic.example.org/campus/api/oneroster/v1p1/app/ims/oneroster/v1p1"),
     ]})

@@ -224,7 +224,8 @@ def test_no_oauth1_secret_or_signature_reaches_logs_warehouse_or_request_log(
         "the error": f"{refused.value} {refused.value!r}",
         "simulator request log": request_log,
     }
-    signatures = [m.group(1) for header in authorizations for m in [re.search(r'oauth_signature="([^"]+)"', header)] if m]
+    found = (re.search(r'oauth_signature="([^"]+)"', header) for header in authorizations)
+    signatures = [m.group(1) for m in found if m]
     secrets = {"oauth1 secret": OAUTH1_SECRET, "wrong secret": WRONG_SECRET}
     secrets.update({f"signature {s[:4]}…": s for s in signatures})
     secrets.update({f"signature {s[:4]}… (computed)": unquote(s) for s in signatures})

@@ -59,7 +59,9 @@ def dispatch(server: SimulatorServer, request: Request) -> Response:
 def token_endpoint(server: SimulatorServer, request: Request) -> Response:
     if server.auth_mode == "oauth1":
         # An SIS that signs with OAuth 1.0a has no token endpoint: a client asking for a token is misconfigured.
-        return imsx_error(404, "unknownobject", "no token endpoint: this SIS authorises requests by OAuth 1.0a signatures")
+        return imsx_error(
+            404, "unknownobject", "no token endpoint: this SIS authorises requests by OAuth 1.0a signatures"
+        )
     if request.method != "POST":
         return oauth_error(405, "invalid_request", "use POST")
     app_name = request.params.get("appName", "").strip()
