@@ -359,22 +359,31 @@ class District(_Model):
                 raise ValueError(f"{problem} (api_host derives token_url and base_url)")
         return value
 
+    @property
+    def uses_token_url(self) -> bool:
+        """False for OAuth 1.0a signing (``oneroster_rest_oauth1``): it has no token endpoint."""
+        return self.import_method != "oneroster_rest_oauth1"
+
     @model_validator(mode="after")
     def _urls_resolvable(self) -> District:
+        token_missing = self.uses_token_url and self.token_url is None
         if self.sis == "infinite_campus":
-            if self.token_url is None or self.base_url is None:
+            if token_missing or self.base_url is None:
                 if not (self.api_host and self.app_name):
-                    missing = "token_url" if self.token_url is None else "base_url"
+                    missing = "token_url" if token_missing else "base_url"
                     raise ValueError(
                         f"infinite_campus needs api_host and app_name (to derive the URLs) or explicit "
                         f"token_url and base_url; {missing} cannot be derived"
                     )
-        elif self.token_url is None or self.base_url is None:
+        elif token_missing or self.base_url is None:
             raise ValueError(
                 f"sis {self.sis!r} needs explicit token_url and base_url (only infinite_campus derives them "
-                "from api_host and app_name)"
+                "from api_host and app_name; oneroster_rest_oauth1 needs no token_url)"
             )
-        for field, url in (("token_url", self.token_url_resolved), ("base_url", self.base_url_resolved)):
+        urls = [("base_url", self.base_url_resolved)]
+        if self.uses_token_url:
+            urls.insert(0, ("token_url", self.token_url_resolved))
+        for field, url in urls:
             problem = url_problem(url)  # the derived URLs too, whatever api_host looked like
             if problem is not None:
                 raise ValueError(f"{field} {problem}")

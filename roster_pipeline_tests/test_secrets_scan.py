@@ -11,7 +11,8 @@ logging of the whole process, Dagster's event log (every event with its metadata
 the sensor's results, the failures' exception texts and reprs, and the simulator's request log.
 
 test_oneroster_resilience.py and test_simulator_server_faults.py cover the client's and the simulator's
-own logs and exceptions in detail; this is the whole-system sweep over everything they write.
+own logs and exceptions in detail; this is the whole-system sweep over everything they write. The OAuth
+1.0a import method has its own, smaller sweep (below): its secret and its request signatures.
 """
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
+from roster_pipeline.districts import parse_registry
+from roster_pipeline.oneroster import AuthenticationError
+from roster_pipeline.resources import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
+from roster_pipeline.simulator.oauth1 import SignatureVerifier
+from roster_pipeline.sync import sync_district
 from roster_pipeline.warehouse import Warehouse
 
 from .control_helpers import bound_definitions, run_sync, tick
@@ -175,3 +184,54 @@ def test_no_secret_reaches_any_sink(
             "dagster run storage (config, tags)"]
         assert "held" in sinks["warehouse (every table)"] and "/oauth2/token" in sinks["simulator request log"]
         assert any(name.startswith("instance file") for name in sinks)
+
+
+OAUTH1_SECRET = "oauth1-S3cret-r5Tg8"
+
+
+def test_no_oauth1_secret_or_signature_reaches_logs_warehouse_or_request_log(
+    warehouse_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OAuth 1.0a import method: a sync that publishes and one the SIS refuses (wrong consumer secret),
+    then the process's logs at DEBUG (oauthlib's signing logger included), the warehouse, the error and the
+    simulator's request log searched for both secrets and every signature sent, as sent and as computed."""
+    caplog.set_level(logging.DEBUG)
+    authorizations: list[str] = []
+    verify = SignatureVerifier.refusal
+
+    def recording(self: SignatureVerifier, *args: Any) -> str | None:
+        authorizations.append(args[-1]["Authorization"])
+        return verify(self, *args)
+
+    monkeypatch.setattr(SignatureVerifier, "refusal", recording)
+    tenant = Tenant("gamma", "gamma-key", OAUTH1_SECRET, generate_district("tiny", seed=5))
+    warehouse = Warehouse(warehouse_url)
+    warehouse.create_schema()
+    with SimulatorServer([tenant], auth_mode="oauth1") as sim:
+        district = parse_registry({"districts": [{
+            "id": "gamma", "name": "Gamma", "import_method": "oneroster_rest_oauth1", "school_year": 2027,
+            "base_url": sim.base_url("gamma"), "client_id_env": "GAMMA_KEY", "client_secret_env": "GAMMA_SECRET",
+        }]}).get("gamma")
+        published = sync_district(warehouse, district, "run-1", RESOURCES,
+                                  environ={"GAMMA_KEY": "gamma-key", "GAMMA_SECRET": OAUTH1_SECRET})
+        with pytest.raises(AuthenticationError) as refused:
+            sync_district(warehouse, district, "run-2", RESOURCES,
+                          environ={"GAMMA_KEY": "gamma-key", "GAMMA_SECRET": WRONG_SECRET})
+        request_log = "\n".join(repr(r) for r in sim.requests)
+    sinks: dict[str, str | bytes] = {
+        "python logging": caplog.text + "\n".join(repr(r.__dict__) for r in caplog.records),
+        "warehouse (every table)": warehouse_text(warehouse_url),
+        "the error": f"{refused.value} {refused.value!r}",
+        "simulator request log": request_log,
+    }
+    found = (re.search(r'oauth_signature="([^"]+)"', header) for header in authorizations)
+    signatures = [m.group(1) for m in found if m]
+    secrets = {"oauth1 secret": OAUTH1_SECRET, "wrong secret": WRONG_SECRET}
+    secrets.update({f"signature {s[:4]}…": s for s in signatures})
+    secrets.update({f"signature {s[:4]}… (computed)": unquote(s) for s in signatures})
+    assert leaks(sinks, secrets) == []
+    # The runs really happened and the sinks really hold them.
+    assert published.published and len(signatures) == len(authorizations) >= len(RESOURCES) + 1  # + the refused one
+    assert "refused the OAuth 1.0a request signature" in str(sinks["warehouse (every table)"])  # the failed import
+    assert "/users" in request_log and "oauth_signature" not in request_log
+    warehouse.dispose()

@@ -1,4 +1,5 @@
-"""OneRoster 1.1 REST client: OAuth2 client credentials, safe offset paging, retries, delta reads.
+"""OneRoster 1.1 REST client: OAuth2 client credentials or OAuth 1.0a signing, safe offset paging, retries,
+delta reads.
 
 Everything other modules need is importable from here; the submodules are implementation detail.
 """

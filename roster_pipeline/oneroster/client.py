@@ -1,5 +1,8 @@
 """The OneRoster 1.1 REST client: streams a district's records out in ordered, de-duplicated batches.
 
+Authorisation is the config's ``auth_scheme``: an OAuth2 bearer token (``auth.py``) or an OAuth 1.0a
+HMAC-SHA256 signature on every request (``oauth1.py``); everything below is the same for both.
+
 Concurrency model. Page 1 is fetched alone; its ``X-Total-Count`` says which offsets remain, and those
 are fetched by a thread pool of ``max_concurrency`` workers through a sliding window: at most
 ``max_concurrency`` pages are being fetched or waiting to be handed out, and batches leave in offset
@@ -59,6 +62,7 @@ from roster_pipeline.oneroster.errors import (
     PagingInconsistentError,
     RetriesExhaustedError,
 )
+from roster_pipeline.oneroster.oauth1 import OAuth1Auth
 from roster_pipeline.oneroster.parse_gate import ParseGate
 from roster_pipeline.oneroster.paging import (
     Batch,
@@ -107,14 +111,22 @@ class OneRosterClient:
         self.config = config
         timeout = httpx.Timeout(config.timeout_seconds)
         headers = {"Accept": "application/json", "User-Agent": config.user_agent}
-        self._token_http = httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
-        self._tokens = TokenManager(config, self._token_http)
-        self._auth = BearerAuth(self._tokens)
+        # OAuth2: a token manager with its own connection to the token endpoint. OAuth 1.0a: no token
+        # endpoint at all (nothing may be sent to a token URL), every request is signed instead.
+        self._token_http: httpx.Client | None = None
+        self._tokens: TokenManager | None = None
+        self._auth: httpx.Auth
+        if config.auth_scheme == "oauth1":
+            self._auth = OAuth1Auth(config.client_id, config.client_secret.get_secret_value())
+        else:
+            self._token_http = httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+            self._tokens = TokenManager(config, self._token_http)
+            self._auth = BearerAuth(self._tokens)
         self._http = httpx.Client(
             auth=self._auth,
             timeout=timeout,
             headers=headers,
-            follow_redirects=False,  # a redirect to another host must not carry our bearer token
+            follow_redirects=False,  # a redirect to another host must not carry our credentials
             limits=httpx.Limits(
                 max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
             ),
@@ -137,7 +149,8 @@ class OneRosterClient:
 
     def close(self) -> None:
         self._http.close()
-        self._token_http.close()
+        if self._token_http is not None:
+            self._token_http.close()
 
     # ------------------------------------------------------------------ public API
 
@@ -228,11 +241,14 @@ class OneRosterClient:
                 return year
         return max(year for year, _, _ in years)
 
+    def _token_fetches(self) -> int:
+        return self._tokens.fetches if self._tokens is not None else 0
+
     # ------------------------------------------------------------------ paging
 
     def _pull(self, endpoint: Endpoint, params: dict[str, str], stats: FetchStats) -> Iterator[list[Record]]:
         started = time.perf_counter()
-        token_fetches_before = self._tokens.fetches
+        token_fetches_before = self._token_fetches()
         seen = SeenRecords()
         label = self._label(endpoint)
         try:
@@ -260,7 +276,7 @@ class OneRosterClient:
             stats.complete = True
         finally:
             stats.seconds = time.perf_counter() - started
-            stats.token_requests = self._tokens.fetches - token_fetches_before
+            stats.token_requests = self._token_fetches() - token_fetches_before
 
     def _one_pass(
         self, endpoint: Endpoint, params: dict[str, str], seen: SeenRecords, stats: FetchStats
@@ -597,10 +613,7 @@ class OneRosterClient:
             summary = f"HTTP {status}" + (f" ({imsx.summary()})" if imsx else "")
             if status == 401:
                 raise AuthenticationError(
-                    f"{summary}: the API refused a freshly issued token; check the application's permissions",
-                    district_id=district,
-                    endpoint=label,
-                    status=status,
+                    f"{summary}: {self._refusal()}", district_id=district, endpoint=label, status=status
                 )
             raise OneRosterHTTPError(summary, district_id=district, endpoint=label, status=status, imsx=imsx)
         if before_parse is not None:
@@ -619,6 +632,15 @@ class OneRosterClient:
                 "records holding undecodable bytes are quarantined", district, label, decoded.invalid_utf8_offset,
             )
         return decoded.payload
+
+    def _refusal(self) -> str:
+        """What a 401 from the API means under this client's auth scheme (no credential in it)."""
+        if self.config.auth_scheme == "oauth1":
+            return (
+                "the SIS refused the OAuth 1.0a request signature (HMAC-SHA256); check the consumer key and "
+                "secret (client_id_env / client_secret_env) and that this machine's clock is correct"
+            )
+        return "the API refused a freshly issued token; check the application's permissions"
 
     @staticmethod
     def _label(endpoint: Endpoint) -> str:

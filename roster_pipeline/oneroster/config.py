@@ -4,6 +4,10 @@ A frozen pydantic model so a config can be shared between threads and logged saf
 secret is a ``SecretStr``, which prints as ``**********`` in repr, str and ``model_dump``.  Token and API
 URLs must be https except on loopback (``secure_url``): the registry checks that on load, and this model
 checks it again for any config built another way.
+
+``auth_scheme`` picks how requests are authorised: ``oauth2`` (client credentials, a bearer token from
+``token_url``) or ``oauth1`` (two-legged OAuth 1.0a, every request signed with HMAC-SHA256 using the
+client id and secret as consumer key and secret; there is no token URL).
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ class ClientConfig(BaseModel):
 
     district_id: str = Field(min_length=1)
     base_url: str = Field(min_length=1, description="e.g. https://host/campus/api/oneroster/v1p1/APP/ims/oneroster/v1p1")
-    token_url: str = Field(min_length=1, description="e.g. https://host/campus/oauth2/token?appName=APP")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
+    token_url: str | None = Field(
+        default=None, min_length=1, description="e.g. https://host/campus/oauth2/token?appName=APP (oauth2 only)"
+    )
+    client_id: str = Field(min_length=1, description="OAuth2 client id, or the OAuth 1.0a consumer key")
+    client_secret: SecretStr = Field(description="OAuth2 client secret, or the OAuth 1.0a consumer secret")
+    auth_scheme: Literal["oauth2", "oauth1"] = "oauth2"
     token_auth: Literal["basic", "form"] = "basic"
     page_size: int = Field(default=1000, ge=1, le=1_000_000)
     max_concurrency: int = Field(default=5, ge=1, le=64)
@@ -65,6 +72,22 @@ class ClientConfig(BaseModel):
 
     @model_validator(mode="after")
     def _secure_urls(self) -> ClientConfig:
+        if self.auth_scheme == "oauth2" and self.token_url is None:
+            # Not a ValueError: a ValidationError's text would quote the whole input, secret included.
+            raise MissingTokenURLError(self.district_id)
         for field in ("token_url", "base_url"):
-            require_secure_url(getattr(self, field), field, self.district_id)
+            url = getattr(self, field)
+            if url is not None:
+                require_secure_url(url, field, self.district_id)
         return self
+
+
+class MissingTokenURLError(Exception):
+    """An OAuth2 client configuration without a token URL; names the district."""
+
+    def __init__(self, district_id: str) -> None:
+        self.district_id = district_id
+        super().__init__(
+            f"district {district_id!r}: token_url is required with auth_scheme 'oauth2' "
+            "(only OAuth 1.0a signing works without a token endpoint)"
+        )

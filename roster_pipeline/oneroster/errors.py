@@ -23,7 +23,8 @@ class OneRosterError(Exception):
 
 
 class AuthenticationError(OneRosterError):
-    """The token endpoint refused our credentials, or the API kept refusing a fresh token."""
+    """The token endpoint refused our credentials, the API kept refusing a fresh token, or (OAuth 1.0a)
+    the API refused our request signature."""
 
     def __init__(
         self,

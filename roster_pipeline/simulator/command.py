@@ -1,6 +1,7 @@
 """``roster-pipeline simulator``: serve a synthetic district, or drive a running simulator.
 
     roster-pipeline simulator --size small --port 8000
+    roster-pipeline simulator --size small --port 8000 --auth oauth1   # OAuth 1.0a signed requests
     roster-pipeline simulator mutate --url http://127.0.0.1:8000 --app demo change_users --param percent=5
     roster-pipeline simulator stats --url http://127.0.0.1:8000 --app demo
 
@@ -41,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-ms", type=float, default=0, help="latency added to every request")
     parser.add_argument("--max-page-size", type=int, default=None, help="server-side cap on limit")
     parser.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
+    parser.add_argument(
+        "--auth", choices=("oauth2", "oauth1"), default="oauth2",
+        help="oauth2: bearer tokens from the token endpoint (default); oauth1: every API request must be signed "
+        "with OAuth 1.0a HMAC-SHA256 (consumer key = client id, consumer secret = client secret; no token endpoint)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -106,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = SimulatorServer(
         [Tenant(args.app_name, args.client_id, secret, district)],
         host=args.host, port=args.port, latency_ms=args.latency_ms,
-        max_page_size=args.max_page_size, token_ttl_seconds=args.token_ttl,
+        max_page_size=args.max_page_size, token_ttl_seconds=args.token_ttl, auth_mode=args.auth,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,7 +120,10 @@ def _serve(args: argparse.Namespace) -> int:
     server.start()
     counts = ", ".join(f"{n} {name}" for name, n in ((k, len(v)) for k, v in district.collections.items()))
     print(f"OneRoster simulator: {args.size} district (seed {args.seed}) generated in {generated:.1f}s: {counts}")
-    print(f"  token URL:    {server.token_url(args.app_name)}")
+    if args.auth == "oauth1":
+        print("  auth:         OAuth 1.0a, HMAC-SHA256 signature on every request (no token endpoint)")
+    else:
+        print(f"  token URL:    {server.token_url(args.app_name)}")
     print(f"  API base URL: {server.base_url(args.app_name)}")
     print(f"  client id:    {args.client_id}   (client secret not shown)")
     print(f"  admin:        {server.url}/_simulator/{args.app_name}/stats")

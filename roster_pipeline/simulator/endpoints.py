@@ -21,7 +21,7 @@ from roster_pipeline.simulator.responses import Response, imsx_error, json_respo
 from roster_pipeline.simulator.views import COLLECTIONS, EMPTY_COLLECTIONS, Listing, empty, nested, top_level
 
 if TYPE_CHECKING:
-    from roster_pipeline.simulator.server import SimulatorServer
+    from roster_pipeline.simulator.server import SimulatorServer, Tenant
 
 TOKEN_PATH = "/campus/oauth2/token"
 API_PREFIX = "/campus/api/oneroster/v1p1/"
@@ -39,6 +39,7 @@ class Request:
     body: bytes
     host: str  # Host header (or the server's own), used to make hrefs absolute
     client_ip: str
+    target: str = ""  # the request target exactly as received (raw path and query): what OAuth 1.0a signs
 
 
 def dispatch(server: SimulatorServer, request: Request) -> Response:
@@ -56,6 +57,11 @@ def dispatch(server: SimulatorServer, request: Request) -> Response:
 
 
 def token_endpoint(server: SimulatorServer, request: Request) -> Response:
+    if server.auth_mode == "oauth1":
+        # An SIS that signs with OAuth 1.0a has no token endpoint: a client asking for a token is misconfigured.
+        return imsx_error(
+            404, "unknownobject", "no token endpoint: this SIS authorises requests by OAuth 1.0a signatures"
+        )
     if request.method != "POST":
         return oauth_error(405, "invalid_request", "use POST")
     app_name = request.params.get("appName", "").strip()
@@ -107,11 +113,9 @@ def api_endpoint(server: SimulatorServer, request: Request) -> Response:
         return not_found(request.path)
     resource_path = ("/" + tail)[len(API_SUFFIX):].strip("/")
 
-    state = server.token_store.check(bearer_token(request.headers.get("Authorization")), app_name)
-    if state is not TokenState.VALID:
-        response = imsx_error(401, "unauthorisedrequest", _TOKEN_PROBLEMS[state], auth_ok=False)
-        response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
-        return response
+    refused = _refusal(server, tenant, app_name, request)
+    if refused is not None:
+        return refused
     if request.method not in ("GET", "HEAD"):
         return imsx_error(
             405, "unsupportedoperation", "the simulator is read-only", code_major="unsupported", auth_ok=True
@@ -121,6 +125,26 @@ def api_endpoint(server: SimulatorServer, request: Request) -> Response:
     api_base = f"http://{request.host}{API_PREFIX}{app_name}{API_SUFFIX}"
     response = _read(server, tenant.district, segments, request, api_base)
     response.auth_ok = True
+    return response
+
+
+def _refusal(server: SimulatorServer, tenant: Tenant, app_name: str, request: Request) -> Response | None:
+    """The 401 for a request the tenant's credentials do not authorise (bearer token or OAuth 1.0a), else None."""
+    if server.auth_mode == "oauth1":
+        problem = server.signatures.refusal(
+            app_name, tenant.client_id, tenant.client_secret, request.method,
+            f"http://{request.host}{request.target or request.path}", request.headers,
+        )
+        if problem is None:
+            return None
+        response = imsx_error(401, "unauthorisedrequest", problem, auth_ok=False)
+        response.headers.append(("WWW-Authenticate", f'OAuth realm="{app_name}"'))
+        return response
+    state = server.token_store.check(bearer_token(request.headers.get("Authorization")), app_name)
+    if state is TokenState.VALID:
+        return None
+    response = imsx_error(401, "unauthorisedrequest", _TOKEN_PROBLEMS[state], auth_ok=False)
+    response.headers.append(("WWW-Authenticate", 'Bearer error="invalid_token"'))
     return response
 
 

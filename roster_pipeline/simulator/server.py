@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from roster_pipeline.simulator import paging_faults
@@ -32,12 +33,18 @@ from roster_pipeline.simulator.endpoints import (
     dispatch,
 )
 from roster_pipeline.simulator.faults import PAGING_KINDS, FaultRule, Faults, strip_envelope
+from roster_pipeline.simulator.oauth1 import DEFAULT_MAX_SKEW_SECONDS, SignatureVerifier
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response
 from roster_pipeline.simulator.views import IndexCache
 
 log = logging.getLogger("roster_pipeline.simulator")
 
-_SECRET_PARAMS = re.compile(r"((?:client_secret|access_token|token|password)=)[^&]*", re.IGNORECASE)
+_SECRET_PARAMS = re.compile(r"((?:client_secret|access_token|token|password|oauth_signature)=)[^&]*", re.IGNORECASE)
+
+#: How API requests are authorised: an OAuth2 bearer token from the token endpoint (Infinite Campus
+#: today), or a two-legged OAuth 1.0a HMAC-SHA256 signature on every request (no token endpoint).
+AuthMode = Literal["oauth2", "oauth1"]
+AUTH_MODES: tuple[str, ...] = ("oauth2", "oauth1")
 
 
 def redact(query: str) -> str:
@@ -66,7 +73,7 @@ class RequestRecord:
     path: str
     query: str  # redacted
     status: int  # 0 when the connection was reset without a response
-    auth_ok: bool | None  # None for endpoints that take no bearer token
+    auth_ok: bool | None  # None for endpoints that take no credentials (token, admin)
     fault: str | None
     started: float  # time.monotonic() when the request line was read
     seconds: float
@@ -84,9 +91,13 @@ class SimulatorServer:
         max_page_size: int | None = None,
         token_ttl_seconds: int = 3600,
         request_log_size: int = 10_000,
+        auth_mode: AuthMode = "oauth2",
+        oauth1_max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS,
     ) -> None:
         if not tenants:
             raise ValueError("a simulator needs at least one tenant")
+        if auth_mode not in AUTH_MODES:
+            raise ValueError(f"auth_mode must be one of {AUTH_MODES}, got {auth_mode!r}")
         self.tenants: dict[str, Tenant] = {}
         for tenant in tenants:
             if tenant.app_name in self.tenants:
@@ -96,7 +107,9 @@ class SimulatorServer:
         self.port = port
         self.latency_ms = latency_ms
         self.max_page_size = max_page_size
+        self.auth_mode: AuthMode = auth_mode
         self.token_store = TokenStore(token_ttl_seconds)
+        self.signatures = SignatureVerifier(oauth1_max_skew_seconds)  # used in auth_mode "oauth1" only
         self.faults = Faults()
         self.cache = IndexCache()
         self._requests: deque[RequestRecord] = deque(maxlen=request_log_size)
@@ -287,6 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body=body,
                 host=self.headers.get("Host") or f"{sim.host}:{sim.port}",
                 client_ip=self.client_address[0],
+                target=self.path,
             )
             try:
                 response = dispatch(sim, request)

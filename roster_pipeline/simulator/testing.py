@@ -116,7 +116,7 @@ class SimulatorProcess:
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError("simulator did not become ready in time")
-        self.url = self.token_url.split("/campus/", 1)[0]
+        self.url = (self.token_url or self.base_url).split("/campus/", 1)[0]  # no token URL under --auth oauth1
         return self
 
     @property

@@ -12,12 +12,18 @@ from roster_pipeline.sources.protocol import RosterSource
 
 
 def client_config_for(district: District, environ: Mapping[str, str] | None = None) -> ClientConfig:
-    """Build the REST client settings of a district, reading its credentials from the env vars it names."""
+    """Build the REST client settings of a district, reading its credentials from the env vars it names.
+
+    ``oneroster_rest_oauth1`` is the same REST client signing each request with OAuth 1.0a (the client
+    id and secret are the consumer key and secret); it has no token endpoint, so no token URL is passed.
+    """
     client_id, client_secret = district.credentials(os.environ if environ is None else environ)
+    oauth1 = district.import_method == "oneroster_rest_oauth1"
     return ClientConfig(
         district_id=district.id,
         base_url=district.base_url_resolved,
-        token_url=district.token_url_resolved,
+        token_url=None if oauth1 else district.token_url_resolved,
+        auth_scheme="oauth1" if oauth1 else "oauth2",
         client_id=client_id,
         client_secret=client_secret,
         token_auth=district.token_auth,
