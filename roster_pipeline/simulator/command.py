@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-ms", type=float, default=0, help="latency added to every request")
     parser.add_argument("--max-page-size", type=int, default=None, help="server-side cap on limit")
     parser.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
+    parser.add_argument(
+        "--oneroster-version", choices=("1.1", "1.2"), default="1.1",
+        help="binding to serve: 1.1 (default) or 1.2 rostering (roles[] on users, the .../rostering/v1p2 base)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -107,13 +111,14 @@ def _serve(args: argparse.Namespace) -> int:
         [Tenant(args.app_name, args.client_id, secret, district)],
         host=args.host, port=args.port, latency_ms=args.latency_ms,
         max_page_size=args.max_page_size, token_ttl_seconds=args.token_ttl,
+        oneroster_version=args.oneroster_version,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     counts = ", ".join(f"{n} {name}" for name, n in ((k, len(v)) for k, v in district.collections.items()))
-    print(f"OneRoster simulator: {args.size} district (seed {args.seed}) generated in {generated:.1f}s: {counts}")
+    print(f"OneRoster {args.oneroster_version} simulator: {args.size} district (seed {args.seed}) generated in {generated:.1f}s: {counts}")
     print(f"  token URL:    {server.token_url(args.app_name)}")
     print(f"  API base URL: {server.base_url(args.app_name)}")
     print(f"  client id:    {args.client_id}   (client secret not shown)")
