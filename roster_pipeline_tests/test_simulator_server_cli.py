@@ -51,3 +51,17 @@ def test_console_script_serves_mutates_and_keeps_the_secret_quiet() -> None:
         log = proc.log_text()
     assert "/users" in log  # requests are logged ...
     assert secret not in log and token["access_token"] not in log  # ... without credentials
+
+
+def test_console_script_serves_oneroster_1p2_under_the_1p2_base() -> None:
+    with SimulatorProcess(
+        size="tiny", seed=3, app_name="cli", client_id="cli-id", client_secret="cli-secret-Rr8",
+        extra_args=["--oneroster-version", "1.2", "--quiet"],
+    ) as proc:
+        assert proc.base_url == f"{proc.url}/campus/api/oneroster/v1p2/cli/ims/oneroster/rostering/v1p2"
+        token = httpx.post(proc.token_url, data={"grant_type": "client_credentials"}, auth=("cli-id", "cli-secret-Rr8"))
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        users = httpx.get(proc.base_url + "/users", headers=headers).json()["users"]
+        assert users and all("roles" in user and "role" not in user for user in users)
+        v1p1_base = proc.base_url.replace("v1p2/cli/ims/oneroster/rostering/v1p2", "v1p1/cli/ims/oneroster/v1p1")
+        assert httpx.get(v1p1_base + "/users", headers=headers).status_code == 404

@@ -1,5 +1,5 @@
-"""OneRoster 1.1 REST client: OAuth2 client credentials or OAuth 1.0a signing, safe offset paging, retries,
-delta reads.
+"""OneRoster REST client: OAuth2 client credentials or OAuth 1.0a signing, safe offset paging, retries,
+delta reads; 1.1, and 1.2 rostering mapped onto the 1.1 shape (``v1p2``).
 
 Everything other modules need is importable from here; the submodules are implementation detail.
 """

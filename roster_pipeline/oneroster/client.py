@@ -1,4 +1,9 @@
-"""The OneRoster 1.1 REST client: streams a district's records out in ordered, de-duplicated batches.
+"""The OneRoster REST client: streams a district's records out in ordered, de-duplicated batches.
+
+It speaks 1.1, and 1.2 rostering when ``ClientConfig.oneroster_version`` is "1.2": the paging, envelopes
+and errors are the same, and each 1.2 batch is mapped onto the 1.1 shape (``v1p2``) after de-duplication
+and before it is handed out, so whoever reads batches only ever sees 1.1 records; a 1.2 record with no
+1.1 shape arrives as one of the batch's ``issues``, to be quarantined.  The 1.1 path does none of that.
 
 Authorisation is the config's ``auth_scheme``: an OAuth2 bearer token (``auth.py``) or an OAuth 1.0a
 HMAC-SHA256 signature on every request (``oauth1.py``); everything below is the same for both.
@@ -43,7 +48,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -53,6 +58,7 @@ import orjson
 
 from roster_pipeline.oneroster.auth import BearerAuth, TokenManager
 from roster_pipeline.oneroster.body import CorruptBody, parse_json
+from roster_pipeline.oneroster import v1p2
 from roster_pipeline.oneroster.config import ClientConfig
 from roster_pipeline.oneroster.errors import (
     AuthenticationError,
@@ -68,6 +74,7 @@ from roster_pipeline.oneroster.paging import (
     Batch,
     Endpoint,
     Record,
+    RecordIssue,
     SeenRecords,
     build_filter,
     endpoint_for,
@@ -132,6 +139,7 @@ class OneRosterClient:
             ),
         )
         self._base = httpx.URL(config.base_url + "/")
+        self._v1p2 = config.oneroster_version == "1.2"  # map each batch onto the 1.1 shape (module v1p2)
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
         self._stats: dict[str, FetchStats] = {}
         self._stats_lock = threading.Lock()
@@ -211,6 +219,16 @@ class OneRosterClient:
                 endpoint=label,
                 field=endpoint.singular,
             )
+        if self._v1p2:
+            try:
+                return v1p2.mapper_for(endpoint.envelope)(record)
+            except v1p2.UnmappableRecord as problem:
+                raise EnvelopeError(
+                    f"OneRoster 1.2 record has no 1.1 shape ({problem.check}): {problem.detail}",
+                    district_id=self.config.district_id,
+                    endpoint=label,
+                    field=problem.field,
+                ) from None
         return record
 
     def current_school_year(self, today: date | None = None) -> int | None:
@@ -226,7 +244,10 @@ class OneRosterClient:
         url = self._base.join(endpoint.collection)
         payload, response = self._get_json(url, params, label, stats, threading.Event())
         years: list[tuple[int, date | None, date | None]] = []
-        for record in self._records_of(payload, endpoint, label):
+        records = self._records_of(payload, endpoint, label)
+        if self._v1p2:
+            records = [v1p2.map_academic_session(record) for record in records]
+        for record in records:
             if str(record.get("status", "")).lower() == "tobedeleted":
                 continue  # an SIS that rolled over serves the old year's session as tobedeleted: not current
             try:
@@ -255,7 +276,10 @@ class OneRosterClient:
             restarts = 0
             while True:
                 try:
-                    yield from self._one_pass(endpoint, params, seen, stats)
+                    if self._v1p2:
+                        yield from self._as_v1p1(endpoint, self._one_pass(endpoint, params, seen, stats))
+                    else:
+                        yield from self._one_pass(endpoint, params, seen, stats)
                     break
                 except _Drift as drift:
                     if restarts >= self.config.max_paging_restarts:
@@ -277,6 +301,26 @@ class OneRosterClient:
         finally:
             stats.seconds = time.perf_counter() - started
             stats.token_requests = self._token_fetches() - token_fetches_before
+
+    def _as_v1p1(self, endpoint: Endpoint, batches: Iterator[list[Record]]) -> Iterator[list[Record]]:
+        """A 1.2 pass's batches in 1.1 shape: mapped after de-duplication (so completeness counts what the
+        SIS served), each record that has no 1.1 shape moved to the batch's issues with check and field."""
+        try:
+            for batch in batches:
+                records, unmappable = v1p2.map_page(endpoint.envelope, batch)
+                served_issues: list[RecordIssue] = [
+                    replace(issue, record=v1p2.without_secrets(issue.record)) for issue in getattr(batch, "issues", ())
+                ]
+                for issue in unmappable:
+                    log.warning(
+                        "district %s %s: record %r has no OneRoster 1.1 shape (%s, field %s); it is quarantined",
+                        self.config.district_id, self._label(endpoint), issue.sourced_id, issue.check, issue.field,
+                    )
+                yield Batch(records, served_issues + unmappable)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # the pass's pool and gate shut down now, not whenever the generator is collected
 
     def _one_pass(
         self, endpoint: Endpoint, params: dict[str, str], seen: SeenRecords, stats: FetchStats

@@ -63,6 +63,10 @@ class ClientConfig(BaseModel):
         description="fetch pages in parallel when X-Total-Count is known; False forces Link/short-page paging",
     )
     sort_field: str | None = Field(default="sourcedId", description="stable order makes offset paging safe")
+    oneroster_version: Literal["1.1", "1.2"] = Field(
+        default="1.1",
+        description="the SIS's OneRoster binding; 1.2 records are mapped onto the 1.1 shape (oneroster.v1p2)",
+    )
     user_agent: str = "roster-pipeline OneRoster client"
 
     @field_validator("base_url")
@@ -79,6 +83,22 @@ class ClientConfig(BaseModel):
             url = getattr(self, field)
             if url is not None:
                 require_secure_url(url, field, self.district_id)
+        return self
+
+    @model_validator(mode="after")
+    def _base_url_matches_version(self) -> ClientConfig:
+        """A 1.1 base URL with the 1.2 setting (or the reverse) would read every record in the wrong
+        shape; the two bases end differently, so a mix-up is caught before any request."""
+        path = self.base_url.split("?", 1)[0].rstrip("/")
+        other = {"1.1": ("/ims/oneroster/rostering/v1p2", "1.2"), "1.2": ("/ims/oneroster/v1p1", "1.1")}
+        suffix, version = other[self.oneroster_version]
+        if path.endswith(suffix):
+            expected = "/ims/oneroster/v1p1" if self.oneroster_version == "1.1" else "/ims/oneroster/rostering/v1p2"
+            raise ValueError(
+                f"district {self.district_id!r}: base_url ends in {suffix}, a OneRoster {version} API, but "
+                f"oneroster_version is {self.oneroster_version} (its base ends in {expected}); set the other "
+                "import method or the SIS's other base URL"
+            )
         return self
 
 

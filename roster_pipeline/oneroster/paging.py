@@ -183,12 +183,19 @@ class RecordIssue:
 
     ``withdraw_earlier``: an earlier copy of the same sourcedId was handed out in an earlier batch (and
     may be staged by now), so the importer must withdraw that copy as well.
+
+    ``field``, ``value`` and ``detail`` let an issue found by other means than dedupe (a OneRoster 1.2
+    record that has no 1.1 shape, ``oneroster.v1p2``) name the field at fault and say why in its own
+    words; without ``detail`` the message is the one for ``check`` on the sourcedId.
     """
 
     sourced_id: str
     check: str
     record: Record
     withdraw_earlier: bool = False
+    field: str = "sourcedId"
+    value: str | None = None
+    detail: str | None = None
 
 
 class Batch(list[Record]):

@@ -47,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="oauth2: bearer tokens from the token endpoint (default); oauth1: every API request must be signed "
         "with OAuth 1.0a HMAC-SHA256 (consumer key = client id, consumer secret = client secret; no token endpoint)",
     )
+    parser.add_argument(
+        "--oneroster-version", choices=("1.1", "1.2"), default="1.1",
+        help="binding to serve: 1.1 (default) or 1.2 rostering (roles[] on users, the .../rostering/v1p2 base)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -113,13 +117,14 @@ def _serve(args: argparse.Namespace) -> int:
         [Tenant(args.app_name, args.client_id, secret, district)],
         host=args.host, port=args.port, latency_ms=args.latency_ms,
         max_page_size=args.max_page_size, token_ttl_seconds=args.token_ttl, auth_mode=args.auth,
+        oneroster_version=args.oneroster_version,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     counts = ", ".join(f"{n} {name}" for name, n in ((k, len(v)) for k, v in district.collections.items()))
-    print(f"OneRoster simulator: {args.size} district (seed {args.seed}) generated in {generated:.1f}s: {counts}")
+    print(f"OneRoster {args.oneroster_version} simulator: {args.size} district (seed {args.seed}) generated in {generated:.1f}s: {counts}")
     if args.auth == "oauth1":
         print("  auth:         OAuth 1.0a, HMAC-SHA256 signature on every request (no token endpoint)")
     else:

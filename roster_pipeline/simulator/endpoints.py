@@ -6,6 +6,7 @@ without socket handling in the way.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ import orjson
 
 from roster_pipeline.simulator.auth import TokenState, basic_credentials, bearer_token, secrets_equal
 from roster_pipeline.simulator.faults import DATA_SETTINGS, KINDS, PAGING_SETTINGS, finish_body
-from roster_pipeline.simulator.query import QueryError, parse_query, project
+from roster_pipeline.simulator import v1p2
+from roster_pipeline.simulator.query import Query, QueryError, parse_query, project
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response, not_found, oauth_error
 from roster_pipeline.simulator.views import COLLECTIONS, EMPTY_COLLECTIONS, Listing, empty, nested, top_level
 
@@ -24,8 +26,7 @@ if TYPE_CHECKING:
     from roster_pipeline.simulator.server import SimulatorServer, Tenant
 
 TOKEN_PATH = "/campus/oauth2/token"
-API_PREFIX = "/campus/api/oneroster/v1p1/"
-API_SUFFIX = "/ims/oneroster/v1p1"
+API_PREFIX, API_SUFFIX = v1p2.API_LAYOUTS["1.1"]  # the 1.1 layout; a 1.2 server uses API_LAYOUTS["1.2"]
 ADMIN_PREFIX = "/_simulator/"
 
 
@@ -46,7 +47,7 @@ def dispatch(server: SimulatorServer, request: Request) -> Response:
     path = request.path
     if path == TOKEN_PATH:
         return token_endpoint(server, request)
-    if path.startswith(API_PREFIX):
+    if path.startswith(server.api_prefix):
         return api_endpoint(server, request)
     if path.startswith(ADMIN_PREFIX):
         return admin_endpoint(server, request)
@@ -106,12 +107,13 @@ _TOKEN_PROBLEMS = {
 
 
 def api_endpoint(server: SimulatorServer, request: Request) -> Response:
-    rest = request.path[len(API_PREFIX):]
+    prefix, suffix = server.api_prefix, server.api_suffix
+    rest = request.path[len(prefix):]
     app_name, _, tail = rest.partition("/")
     tenant = server.tenants.get(app_name)
-    if tenant is None or not ("/" + tail).startswith(API_SUFFIX):
+    if tenant is None or not ("/" + tail).startswith(suffix):
         return not_found(request.path)
-    resource_path = ("/" + tail)[len(API_SUFFIX):].strip("/")
+    resource_path = ("/" + tail)[len(suffix):].strip("/")
 
     refused = _refusal(server, tenant, app_name, request)
     if refused is not None:
@@ -122,7 +124,7 @@ def api_endpoint(server: SimulatorServer, request: Request) -> Response:
         )
 
     segments = resource_path.split("/") if resource_path else []
-    api_base = f"http://{request.host}{API_PREFIX}{app_name}{API_SUFFIX}"
+    api_base = f"http://{request.host}{prefix}{app_name}{suffix}"
     response = _read(server, tenant.district, segments, request, api_base)
     response.auth_ok = True
     return response
@@ -150,23 +152,51 @@ def _refusal(server: SimulatorServer, tenant: Tenant, app_name: str, request: Re
 
 def _read(server: SimulatorServer, district: Any, segments: list[str], request: Request, api_base: str) -> Response:
     n = len(segments)
+    # 1.2 puts gradebook and resources under bases of their own: the rostering base does not serve them.
+    gradebook = server.oneroster_version == "1.1"
     if n == 1:
         name = segments[0]
         if name in COLLECTIONS:
             return _list(server, district, top_level(name), request, api_base)
-        if name in EMPTY_COLLECTIONS:
+        if name in EMPTY_COLLECTIONS and gradebook:
             return _list(server, district, empty(name), request, api_base)
     elif n == 2:
         name, sourced_id = segments
         if name in COLLECTIONS:
-            return _single(district, name, sourced_id, request, api_base)
-        if name in EMPTY_COLLECTIONS:
+            return _single(server, district, name, sourced_id, request, api_base)
+        if name in EMPTY_COLLECTIONS and gradebook:
             return imsx_error(404, "unknownobject", f"{name} {sourced_id!r} not found")
     elif n >= 3:
         listing = nested(segments)
-        if listing is not None:
+        if listing is not None and (gradebook or listing.shape.base not in EMPTY_COLLECTIONS):
             return _list(server, district, listing, request, api_base)
     return not_found(request.path)
+
+
+def _parse_query(server: SimulatorServer, params: Mapping[str, str], base: str, max_page_size: int | None) -> Query:
+    """The request's query; in 1.2 mode ``fields`` names 1.2 fields (filter and sort work on the stored
+    records, whose shared fields are the same in both versions)."""
+    if server.oneroster_version == "1.1":
+        return parse_query(params, base, max_page_size=max_page_size)
+    query = parse_query({k: v for k, v in params.items() if k != "fields"}, base, max_page_size=max_page_size)
+    raw_fields = params.get("fields")
+    if raw_fields is None:
+        return query
+    names = tuple(f.strip() for f in raw_fields.split(","))
+    if not any(names):
+        raise QueryError("invalid_selection_field", "fields is blank")
+    known = v1p2.FIELDS.get(base, frozenset())
+    for name in names:
+        if name not in known:
+            raise QueryError("invalid_selection_field", f"unknown selection field {name!r} for {base}")
+    return dataclasses.replace(query, fields=names)
+
+
+def _render(server: SimulatorServer, district: Any, base: str, records: list[Any]) -> list[Any]:
+    """Stored records as this server's OneRoster version serves them (1.1: as they are)."""
+    if server.oneroster_version == "1.1":
+        return records
+    return v1p2.render_page(base, records, district.collections["orgs"])
 
 
 def _absolute(body: bytes, api_base: str) -> bytes:
@@ -177,13 +207,14 @@ def _absolute(body: bytes, api_base: str) -> bytes:
 
 def _list(server: SimulatorServer, district: Any, listing: Listing, request: Request, api_base: str) -> Response:
     try:
-        query = parse_query(request.params, listing.shape.base, max_page_size=server.max_page_size)
+        query = _parse_query(server, request.params, listing.shape.base, server.max_page_size)
     except QueryError as exc:
         return imsx_error(400, exc.code_minor, exc.description)
     records = server.cache.records(district, listing, query)
     records = server.faults.rewrite_listing(request.method, request.path, records)  # data faults
     total = len(records)
-    page = project(records[query.offset : query.offset + query.limit], query.fields)
+    page = _render(server, district, listing.shape.base, records[query.offset : query.offset + query.limit])
+    page = project(page, query.fields)
     page, patch = server.faults.corrupt_page(request.method, request.path, page)
     body = _absolute(orjson.dumps({listing.shape.envelope: page}), api_base)
     if patch:
@@ -214,18 +245,18 @@ def _links(request: Request, total: int, offset: int, limit: int) -> str:
     return ", ".join(parts)
 
 
-def _single(district: Any, name: str, sourced_id: str, request: Request, api_base: str) -> Response:
+def _single(
+    server: SimulatorServer, district: Any, name: str, sourced_id: str, request: Request, api_base: str
+) -> Response:
     shape = COLLECTIONS[name]
     try:
-        query = parse_query(
-            {k: v for k, v in request.params.items() if k == "fields"}, shape.base, max_page_size=None
-        )
+        query = _parse_query(server, {k: v for k, v in request.params.items() if k == "fields"}, shape.base, None)
     except QueryError as exc:
         return imsx_error(400, exc.code_minor, exc.description)
     record = district.collections[shape.base].get(sourced_id)
     if record is None or not shape.admits(record):
         return imsx_error(404, "unknownobject", f"{name} {sourced_id!r} not found")
-    (projected,) = project([record], query.fields)
+    (projected,) = project(_render(server, district, shape.base, [record]), query.fields)
     body = _absolute(orjson.dumps({shape.singular: projected}), api_base)
     # X-Total-Count on a single read is not required by 1.1 but SDS's collection checks for it.
     return Response(200, body, headers=[("X-Total-Count", "1")])

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import orjson
 
 from roster_pipeline.simulator.admin import MUTATIONS, mutation_arguments
-from roster_pipeline.simulator.endpoints import API_PREFIX
 from roster_pipeline.simulator.faults import FaultRule
 from roster_pipeline.simulator.responses import Response
 
@@ -60,7 +59,8 @@ def _without_records(rule: FaultRule, response: Response) -> Response:
 
 
 def _mutate(server: SimulatorServer, rule: FaultRule, path: str) -> None:
-    app_name = path[len(API_PREFIX):].partition("/")[0] if path.startswith(API_PREFIX) else ""
+    prefix = server.api_prefix
+    app_name = path[len(prefix):].partition("/")[0] if path.startswith(prefix) else ""
     tenant = server.tenants.get(app_name)
     if tenant is None or rule.mutation is None:
         return

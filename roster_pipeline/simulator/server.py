@@ -26,8 +26,6 @@ from roster_pipeline.simulator.auth import TokenStore
 from roster_pipeline.simulator.district import SimulatedDistrict
 from roster_pipeline.simulator.endpoints import (
     ADMIN_PREFIX,
-    API_PREFIX,
-    API_SUFFIX,
     TOKEN_PATH,
     Request,
     dispatch,
@@ -35,6 +33,7 @@ from roster_pipeline.simulator.endpoints import (
 from roster_pipeline.simulator.faults import PAGING_KINDS, FaultRule, Faults, strip_envelope
 from roster_pipeline.simulator.oauth1 import DEFAULT_MAX_SKEW_SECONDS, SignatureVerifier
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response
+from roster_pipeline.simulator.v1p2 import API_LAYOUTS, OneRosterVersion, error_body_v1p2
 from roster_pipeline.simulator.views import IndexCache
 
 log = logging.getLogger("roster_pipeline.simulator")
@@ -80,7 +79,11 @@ class RequestRecord:
 
 
 class SimulatorServer:
-    """A multi-tenant OneRoster 1.1 SIS on loopback; start()/stop() or use as a context manager."""
+    """A multi-tenant OneRoster SIS on loopback; start()/stop() or use as a context manager.
+
+    ``oneroster_version="1.2"`` serves the same districts in the 1.2 rostering binding, under 1.2 paths
+    (``simulator.v1p2``); the default is 1.1.
+    """
 
     def __init__(
         self,
@@ -93,7 +96,12 @@ class SimulatorServer:
         request_log_size: int = 10_000,
         auth_mode: AuthMode = "oauth2",
         oauth1_max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS,
+        oneroster_version: OneRosterVersion = "1.1",
     ) -> None:
+        if oneroster_version not in API_LAYOUTS:
+            raise ValueError(f"oneroster_version must be one of {sorted(API_LAYOUTS)}, got {oneroster_version!r}")
+        self.oneroster_version: OneRosterVersion = oneroster_version
+        self.api_prefix, self.api_suffix = API_LAYOUTS[oneroster_version]
         if not tenants:
             raise ValueError("a simulator needs at least one tenant")
         if auth_mode not in AUTH_MODES:
@@ -167,7 +175,7 @@ class SimulatorServer:
 
     def base_url(self, app_name: str) -> str:
         self.tenant(app_name)
-        return f"{self.url}{API_PREFIX}{app_name}{API_SUFFIX}"
+        return f"{self.url}{self.api_prefix}{app_name}{self.api_suffix}"
 
     def tenant(self, app_name: str) -> Tenant:
         try:
@@ -309,6 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
                 response = imsx_error(500, "internal_server_error", "simulator error")
             if fault is not None and fault.kind in PAGING_KINDS:
                 response = paging_faults.apply(sim, fault, path, response)
+        if sim.oneroster_version == "1.2" and response.status >= 400:
+            response = error_body_v1p2(response)
         # Logged before the bytes go out: a client that has its answer must find the request in the log.
         self._log(sim, path, split.query, response.status, response.auth_ok, fault, started)
         self._send(response, fault)

@@ -30,6 +30,8 @@ def client_config_for(district: District, environ: Mapping[str, str] | None = No
         page_size=district.page_size,
         max_concurrency=district.max_concurrency,
         timeout_seconds=district.timeout_seconds,
+        # oneroster_v1p2_rest: the same client, reading the 1.2 rostering binding and mapping it onto 1.1.
+        oneroster_version="1.2" if district.import_method == "oneroster_v1p2_rest" else "1.1",
     )
 
 

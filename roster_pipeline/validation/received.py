@@ -26,13 +26,18 @@ def issue_rejects(district_id: str, resource_name: str, issues: Sequence[RecordI
     for issue in issues:
         sourced_id = visible(issue.sourced_id)
         label = record_label(district_id, resource_name, sourced_id)
-        message = f"{label}: {explain(issue.check, 'sourcedId', sourced_id)}"
+        if issue.detail is None:
+            message = f"{label}: {explain(issue.check, 'sourcedId', sourced_id)}"
+            value = sourced_id
+        else:  # the finder explained it (e.g. a 1.2 user without a primary role): field and reason are its own
+            message = f"{label}: {issue.detail}"
+            value = None if issue.value is None else visible(issue.value)
         reject = Reject(
             resource=resource_name,
             sourced_id=sourced_id,
-            field="sourcedId",
+            field=issue.field,
             check=issue.check,
-            value=clip(sourced_id),
+            value=clip(value),
             message=message,
             raw=dict(issue.record),
         )
