@@ -68,7 +68,9 @@ class ModeDecision:
             "plan": "the district's plan",
         }
         text = f"{self.mode} sync (requested {self.requested.mode} by {origin[self.requested.source]})"
-        if self.since is not None:
+        if self.since is not None and self.base_import_id is None:
+            text += ", no published import to count from: everything delivered is new, nothing inferred deleted"
+        elif self.since is not None:
             text += f", records modified after {self.since.isoformat()} (import {self.base_import_id} minus overlap)"
         if self.fallback_reason:
             text += f"; {self.fallback_reason}"

@@ -29,7 +29,7 @@ import csv
 import io
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -215,7 +215,7 @@ class CsvBundleSource:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         return text, raw
 
-    def _lines(self, file: str) -> Iterator[tuple[int, list[str]]]:
+    def _lines(self, file: str) -> Generator[tuple[int, list[str]], None, None]:
         """(first line of the row, cells) for every row, the header included; blank lines skipped."""
         text, raw = self._text(file)
         try:
@@ -250,7 +250,11 @@ class CsvBundleSource:
             yield line, cells
 
     def _check_header(self, spec: CsvFile) -> list[str]:
-        first = next(self._lines(spec.name), None)
+        rows = self._lines(spec.name)
+        try:
+            first = next(rows, None)
+        finally:
+            rows.close()  # closes the zip member now, not when the generator is collected
         if first is None:
             raise self.error("the file is empty; expected a header row", file=spec.name, line=1)
         line, header = first
@@ -297,11 +301,22 @@ class CsvBundleSource:
         started = time.perf_counter()
         header = self._headers[spec.collection]
         children = self._children(spec.collection) if spec.collection in CHILD_REFS else None
+        rows = self._lines(spec.name)
+        try:
+            yield from self._batches(spec, stats, header, children, rows)
+        finally:
+            rows.close()  # a consumer that stops early closes the zip member too
+        stats.add(seconds=time.perf_counter() - started)
+        stats.complete = True
+
+    def _batches(
+        self, spec: CsvFile, stats: FetchStats, header: list[str], children: dict[str, list[str]] | None,
+        rows: Generator[tuple[int, list[str]], None, None],
+    ) -> Iterator[list[Record]]:
         seen = SeenRecords()
         pending: list[Record] = []
         lines: dict[str, int] = {}
         row_rejects: list[Reject] = []
-        rows = self._lines(spec.name)
         next(rows, None)  # the header, checked on open
         for line, cells in rows:
             stats.add(records=1)
@@ -331,8 +346,6 @@ class CsvBundleSource:
                 pending, lines, row_rejects = [], {}, []
         if pending or row_rejects or stats.pages == 0:
             yield self._batch(spec, seen, stats, pending, lines, row_rejects)
-        stats.add(seconds=time.perf_counter() - started)
-        stats.complete = True
 
     def _batch(
         self, spec: CsvFile, seen: SeenRecords, stats: FetchStats, records: list[Record],
