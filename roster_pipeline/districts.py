@@ -246,6 +246,39 @@ class Pii(_Model):
     demographics: bool = True
 
 
+class CsvBundleSettings(_Model):
+    """Where a ``csv_bundle`` district's OneRoster 1.1 CSV zip comes from: exactly one of the two.
+
+    ``path``: one zip file, re-read by every run (a district that overwrites it at a fixed place).
+    ``drop_folder``: the folder an SFTP export drops bundles into; the drop-folder sensor starts a run per
+    new bundle (complete: a ``.zip`` whose size and mtime have not changed for ``settle_seconds``) and
+    moves it to ``processed/`` so it never runs twice.
+    """
+
+    path: str | None = None
+    drop_folder: str | None = None
+    settle_seconds: float = Field(default=60.0, ge=0, le=24 * 3600)
+
+    @field_validator("path", "drop_folder")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return None if value is None else value.strip()
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CsvBundleSettings:
+        if (self.path is None) == (self.drop_folder is None):
+            raise ValueError(
+                "set exactly one of 'path' (one bundle zip) or 'drop_folder' (a folder new bundles land in)"
+            )
+        return self
+
+
+#: Import methods that call a REST API, and so need credentials and URLs.
+REST_IMPORT_METHODS: frozenset[str] = frozenset({"oneroster_rest", "oneroster_rest_oauth1", "oneroster_v1p2_rest"})
+
+
 class District(_Model):
     """One district's settings. Holds env var NAMES for credentials, never values."""
 
@@ -260,8 +293,10 @@ class District(_Model):
     app_name: str | None = None
     token_url: str | None = None
     base_url: str | None = None
-    client_id_env: str
-    client_secret_env: str
+    # Required by the REST import methods (checked in ``_method_settings``); a csv_bundle district has none.
+    client_id_env: str | None = None
+    client_secret_env: str | None = None
+    csv_bundle: CsvBundleSettings | None = None  # import_method csv_bundle only
     token_auth: Literal["basic", "form"] = "basic"
     page_size: int = Field(default=5000, ge=1, le=50_000)
     max_concurrency: int = Field(default=5, ge=1, le=10)
@@ -296,7 +331,9 @@ class District(_Model):
 
     @field_validator("client_id_env", "client_secret_env")
     @classmethod
-    def _env_var_name(cls, value: str) -> str:
+    def _env_var_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         # Never echo `value`: if someone pasted the actual key or secret here, the error must not leak it.
         hint = (
             "must be the NAME of an environment variable (UPPER_SNAKE_CASE, e.g. SPRINGFIELD_ONEROSTER_SECRET), "
@@ -365,7 +402,26 @@ class District(_Model):
         return self.import_method != "oneroster_rest_oauth1"
 
     @model_validator(mode="after")
+    def _method_settings(self) -> District:
+        """Each import method's own settings, and none of another's (a stray csv_bundle block is a mistake)."""
+        if self.import_method == "csv_bundle":
+            if self.csv_bundle is None:
+                raise ValueError(
+                    "import_method 'csv_bundle' needs a 'csv_bundle' section with 'path' (one bundle zip) or "
+                    "'drop_folder' (a folder new bundles land in)"
+                )
+        elif self.csv_bundle is not None:
+            raise ValueError(f"'csv_bundle' only applies to import_method 'csv_bundle', not {self.import_method!r}")
+        else:
+            missing = [name for name in ("client_id_env", "client_secret_env") if getattr(self, name) is None]
+            if missing:
+                raise ValueError(f"import_method {self.import_method!r} needs {' and '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
     def _urls_resolvable(self) -> District:
+        if self.import_method not in REST_IMPORT_METHODS:
+            return self  # no URL to reach: a CSV bundle is read from disk
         token_missing = self.uses_token_url and self.token_url is None
         if self.sis == "infinite_campus":
             if token_missing or self.base_url is None:
@@ -425,6 +481,8 @@ class District(_Model):
     def credentials(self, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
         """Read (client_id, client_secret) from the environment, at run time, for this district only."""
         env = os.environ if environ is None else environ
+        if self.client_id_env is None or self.client_secret_env is None:
+            raise RegistryError(f"district {self.id!r}: import_method {self.import_method!r} uses no credentials")
         client_id = env.get(self.client_id_env, "")
         if not client_id.strip():
             raise MissingSecretError(self.id, self.client_id_env, "client id")
@@ -560,6 +618,7 @@ def load_registry(path: str | Path | None = None) -> Registry:
 
 __all__ = [
     "ChangeWindow",
+    "CsvBundleSettings",
     "District",
     "EffectiveThresholds",
     "MissingSecretError",

@@ -18,6 +18,7 @@ from roster_pipeline.districts import District
 from roster_pipeline.oneroster import OneRosterError
 from roster_pipeline.resources import Resource
 from roster_pipeline.sources import RosterSource, open_source
+from roster_pipeline.sources.csv_bundle import CsvBundleError
 from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
 from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
 from roster_pipeline.validation import issue_rejects, validate_batch
@@ -129,7 +130,8 @@ def open_sync_import(
     if not district.enabled:
         raise SyncError(f"district {district.id!r} is disabled (enabled: false in the registry); no import started")
     school_year = school_year_for(district, client)
-    mode = decide_mode(warehouse, district, school_year, request)
+    # A source whose data has a mode of its own (a CSV bundle's manifest) decides it; REST sources have none.
+    mode = decide_mode(warehouse, district, school_year, request, getattr(client, "delivered_mode", None))
     import_id = warehouse.begin_import(district.id, run_id, school_year, mode.mode)
     return OpenedImport(import_id, school_year, mode)
 
@@ -206,6 +208,10 @@ def stage_resource(
             if batch is None:
                 break
             checked = validate_batch(district, resource.name, batch)
+            locate = getattr(batch, "locate", None)  # a file source puts file, line and column into its rejects
+            if locate is not None:
+                checked.rejects = [locate(r) for r in checked.rejects]
+                checked.warnings = [locate(r) for r in checked.warnings]
             mark, now = now, time.perf_counter()
             validate_s += now - mark
             rows = build(checked.valid)
@@ -217,6 +223,11 @@ def stage_resource(
             rejected += len(batch) - len(checked.valid)
             warnings += len(checked.warnings)
             rejects_by_check.update(f"{r.field}: {r.check}" for r in checked.rejects)
+            unreadable = getattr(batch, "row_rejects", ())
+            if unreadable:  # rows a file source could not make records of (wrong cell count ...): quarantined
+                writer.submit(warehouse.record_rejects, import_id, list(unreadable))
+                rejected += len(unreadable)
+                rejects_by_check.update(f"{r.field}: {r.check}" for r in unreadable)
             issues = getattr(batch, "issues", ())
             if issues:  # conflicting duplicates: quarantine every copy, withdrawing one staged earlier
                 found = issue_rejects(district.id, resource.name, issues)
@@ -267,15 +278,17 @@ def sync_district(
     sync_mode: SyncMode = "full",
     environ: Mapping[str, str] | None = None,
     client_overrides: Mapping[str, Any] | None = None,
+    run_tags: Mapping[str, str] | None = None,
 ) -> DistrictSyncResult:
     """Run every step for one district outside Dagster (benchmark and scripts); fails the import on error.
 
     ``sync_mode="delta"`` counts from the last published import (full when there is none).
     ``client_overrides`` adjusts client settings the registry does not carry (retry budget, backoff), so
     a script or a test can give up in seconds where a scheduled run patiently waits minutes.
+    ``run_tags`` are the tags a Dagster run would carry (a drop-folder district's bundle: ``roster/csv_bundle``).
     """
     started = time.perf_counter()
-    with open_source(district, environ, client_overrides) as client:
+    with open_source(district, environ, client_overrides, run_tags) as client:
         opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
         import_id, since = opened.import_id, opened.mode.since
         result = DistrictSyncResult(district.id, import_id, opened.school_year, mode=opened.mode)
@@ -295,7 +308,7 @@ def sync_district(
                 result.published = warehouse.publish(import_id)
         except BaseException as exc:
             warehouse.fail_import(import_id, f"{step}: {type(exc).__name__}: {exc}")
-            if isinstance(exc, Exception) and not isinstance(exc, (OneRosterError, SyncError)):
+            if isinstance(exc, Exception) and not isinstance(exc, (OneRosterError, SyncError, CsvBundleError)):
                 # A warehouse failure (a lost connection, a Postgres restart) knows neither the district
                 # nor the step; the person on call needs both.
                 raise SyncError(f"district {district.id!r}, step {step!r}: {type(exc).__name__}: "

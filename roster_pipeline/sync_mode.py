@@ -33,6 +33,11 @@ ModeSource = Literal["tag", "config", "review", "plan"]
 REVIEW_ACTION_TAG = "roster/review_action"  # control.guard's tag; a reprocess re-examines the whole snapshot
 
 
+#: The ``since`` of a delta with no published import to count from (a CSV delta bundle as a district's first
+#: import): everything the bundle delivers is new, and, being a delta, nothing is inferred deleted.
+DELTA_FROM_THE_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 class SyncModeError(ValueError):
     """A run asked for a sync mode that does not exist (a typo in a tag or the launchpad config)."""
 
@@ -63,7 +68,9 @@ class ModeDecision:
             "plan": "the district's plan",
         }
         text = f"{self.mode} sync (requested {self.requested.mode} by {origin[self.requested.source]})"
-        if self.since is not None:
+        if self.since is not None and self.base_import_id is None:
+            text += ", no published import to count from: everything delivered is new, nothing inferred deleted"
+        elif self.since is not None:
             text += f", records modified after {self.since.isoformat()} (import {self.base_import_id} minus overlap)"
         if self.fallback_reason:
             text += f"; {self.fallback_reason}"
@@ -133,8 +140,38 @@ def since_from(base: ImportRun, district: District) -> dt.datetime:
     return (_aware(base.started_at) - overlap).astimezone(dt.UTC)
 
 
-def decide_mode(warehouse: Warehouse, district: District, school_year: int, request: ModeRequest) -> ModeDecision:
-    """Turn a request into the mode the import opens with (a delta with nothing to count from: full)."""
+def decide_mode(
+    warehouse: Warehouse,
+    district: District,
+    school_year: int,
+    request: ModeRequest,
+    delivered: SyncMode | None = None,
+) -> ModeDecision:
+    """Turn a request into the mode the import opens with (a delta with nothing to count from: full).
+
+    ``delivered``: the mode the source's data itself has, when the source decides rather than the run
+    (a CSV bundle: its manifest's bulk or delta files).  Then the data wins over the request: a delta
+    bundle is a delta import whatever was asked (a full import would infer every record it lacks
+    deleted), counting from the last published import or, with none, from the start
+    (``DELTA_FROM_THE_START``); a bulk bundle is a full import.  A request it overrides is noted in
+    ``fallback_reason`` (shown as a warning and in the run's metadata).
+    """
+    if delivered is not None:
+        note = None
+        if delivered != request.mode:
+            note = (
+                f"district {district.id}: {request.mode} sync requested, but the CSV bundle delivers "
+                f"{'delta files (changes only)' if delivered == 'delta' else 'bulk files (every record)'}: "
+                f"running a {delivered} import"
+            )
+        if delivered == "full":
+            return ModeDecision(request, "full", fallback_reason=note)
+        base = delta_base(warehouse, district.id, school_year)
+        if base is None:
+            return ModeDecision(request, "delta", since=DELTA_FROM_THE_START, fallback_reason=note)
+        return ModeDecision(
+            request, "delta", since=since_from(base, district), base_import_id=base.import_id, fallback_reason=note
+        )
     if request.mode == "full":
         return ModeDecision(request, "full")
     base = delta_base(warehouse, district.id, school_year)
@@ -153,6 +190,8 @@ def since_for_import(warehouse: Warehouse, district: District, import_id: int) -
     if run.sync_mode != "delta":
         return None
     base = delta_base(warehouse, run.district_id, run.school_year, before_import_id=import_id)
+    if base is None and district.import_method == "csv_bundle":
+        return DELTA_FROM_THE_START  # a delta bundle as the first import (see decide_mode)
     if base is None:  # only if published imports were removed by hand after this one opened
         raise SyncModeError(
             f"district {district.id}: delta import {import_id} has no earlier published import to count from; "
@@ -162,6 +201,7 @@ def since_for_import(warehouse: Warehouse, district: District, import_id: int) -
 
 
 __all__ = [
+    "DELTA_FROM_THE_START",
     "SYNC_MODE_TAG",
     "ModeDecision",
     "ModeRequest",

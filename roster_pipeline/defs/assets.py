@@ -199,7 +199,7 @@ def build_roster_import_asset(partitions_def: dg.PartitionsDefinition) -> dg.Ass
         refuse_if_paused(wh.engine, district.id, context.run.tags)  # paused: only a review action may sync
         rollover = refuse_if_not_runnable(district, context.run.tags)  # disabled, or in a rollover pause: refused
         request = requested_mode(district, context.run.tags, config.sync_mode)
-        with open_source(district) as client:
+        with open_source(district, run_tags=context.run.tags) as client:
             opened = open_sync_import(wh, district, client, context.run.run_id, request)
         rollover_metadata = start_rollover_import(wh, district, opened.import_id, rollover, context.run.tags)
         context.log.info(
@@ -253,7 +253,7 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
             return dg.MaterializeResult(metadata=skip_metadata(skipped, import_id))
         with failing_import(wh, import_id, resource.name):
             since = since_for_import(wh, district, import_id)  # the mode roster_import stored, not recomputed
-            with open_source(district) as client:
+            with open_source(district, run_tags=context.run.tags) as client:
                 result = stage_resource(wh, client, import_id, district, resource, since)
         context.log.info(
             f"district {district.id}: {resource.name} ({result.sync_mode}"

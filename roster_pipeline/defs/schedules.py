@@ -88,6 +88,8 @@ def build_district_schedule(district: District) -> dg.ScheduleDefinition | None:
     crons = cron_for(district)
     if crons is None:
         return None
+    if district.csv_bundle is not None and district.csv_bundle.drop_folder is not None:
+        return None  # a new bundle in its drop folder starts its runs (defs.drop_folders), not the clock
     name = schedule_name(district.id)
 
     @dg.schedule(
