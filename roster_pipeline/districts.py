@@ -298,6 +298,8 @@ class District(_Model):
     client_secret_env: str | None = None
     csv_bundle: CsvBundleSettings | None = None  # import_method csv_bundle only
     token_auth: Literal["basic", "form"] = "basic"
+    # OAuth2 scope(s), space-separated, for SIS that grant a token only with them (some OneRoster 1.2 providers).
+    token_scope: str | None = None
     page_size: int = Field(default=5000, ge=1, le=50_000)
     max_concurrency: int = Field(default=5, ge=1, le=10)
     timeout_seconds: float = Field(default=60.0, gt=0, le=3600)

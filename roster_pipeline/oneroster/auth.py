@@ -57,6 +57,7 @@ class TokenManager:
     ) -> None:
         self._district_id = config.district_id
         self._token_url = config.token_url
+        self._scope = config.token_scope
         self._client_auth = ClientAuth(
             config.client_id, config.client_secret.get_secret_value(), _AUTH_METHODS[config.token_auth]
         )
@@ -109,7 +110,7 @@ class TokenManager:
                 self._renew_at = None
 
     def _fetch_locked(self) -> None:
-        body = prepare_token_request("client_credentials", "")
+        body = prepare_token_request("client_credentials", "", scope=self._scope)  # no scope: left out
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
         url, headers, body = self._client_auth.prepare("POST", self._token_url, headers, body)
         started = self._clock()
@@ -159,8 +160,13 @@ class TokenManager:
                 details.append(f"error={oauth_error}")
             if imsx:
                 details.append(imsx.summary())
+            hint = (
+                "check token_scope: the SIS wants other or more scopes"
+                if oauth_error == "invalid_scope"
+                else "check the client id/secret and token URL"
+            )
             raise AuthenticationError(
-                "token request refused (" + "; ".join(details) + "); check the client id/secret and token URL",
+                "token request refused (" + "; ".join(details) + f"); {hint}",
                 district_id=self._district_id,
                 endpoint=TOKEN_ENDPOINT_LABEL,
                 status=status,

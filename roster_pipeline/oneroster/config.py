@@ -39,6 +39,11 @@ class ClientConfig(BaseModel):
     client_secret: SecretStr = Field(description="OAuth2 client secret, or the OAuth 1.0a consumer secret")
     auth_scheme: Literal["oauth2", "oauth1"] = "oauth2"
     token_auth: Literal["basic", "form"] = "basic"
+    token_scope: str | None = Field(
+        default=None,
+        description="OAuth2 scope(s) to ask the token endpoint for, space-separated; some OneRoster 1.2 providers "
+        "grant nothing without e.g. https://purl.imsglobal.org/spec/or/v1p2/scope/roster-core.readonly",
+    )
     page_size: int = Field(default=1000, ge=1, le=1_000_000)
     max_concurrency: int = Field(default=5, ge=1, le=64)
     timeout_seconds: float = Field(default=60.0, gt=0)

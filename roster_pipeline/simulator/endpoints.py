@@ -88,10 +88,16 @@ def token_endpoint(server: SimulatorServer, request: Request) -> Response:
     if not (secrets_equal(client_id, tenant.client_id) and secrets_equal(client_secret, tenant.client_secret)):
         return oauth_error(401, "invalid_client", "client authentication failed")
 
+    asked = frozenset(form.get("scope", "").split())
+    if not server.required_scopes <= asked:  # a provider that grants nothing without its scopes
+        missing = " ".join(sorted(server.required_scopes - asked))
+        return oauth_error(400, "invalid_scope", f"this application must ask for the scope(s): {missing}")
+
     token, ttl = server.token_store.issue(app_name)
+    granted = {"scope": " ".join(sorted(asked))} if asked else {}
     return json_response(
         200,
-        {"access_token": token, "token_type": "Bearer", "expires_in": ttl},
+        {"access_token": token, "token_type": "Bearer", "expires_in": ttl, **granted},
         headers=[("Cache-Control", "no-store"), ("Pragma", "no-cache")],
     )
 

@@ -97,6 +97,7 @@ class SimulatorServer:
         auth_mode: AuthMode = "oauth2",
         oauth1_max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS,
         oneroster_version: OneRosterVersion = "1.1",
+        required_scopes: frozenset[str] = frozenset(),
     ) -> None:
         if oneroster_version not in API_LAYOUTS:
             raise ValueError(f"oneroster_version must be one of {sorted(API_LAYOUTS)}, got {oneroster_version!r}")
@@ -115,6 +116,8 @@ class SimulatorServer:
         self.port = port
         self.latency_ms = latency_ms
         self.max_page_size = max_page_size
+        # OAuth2 scopes a token request must ask for (empty: none required, as Infinite Campus).
+        self.required_scopes = frozenset(required_scopes)
         self.auth_mode: AuthMode = auth_mode
         self.token_store = TokenStore(token_ttl_seconds)
         self.signatures = SignatureVerifier(oauth1_max_skew_seconds)  # used in auth_mode "oauth1" only

@@ -30,6 +30,7 @@ def client_config_for(district: District, environ: Mapping[str, str] | None = No
         client_id=client_id,
         client_secret=client_secret,
         token_auth=district.token_auth,
+        token_scope=district.token_scope,
         page_size=district.page_size,
         max_concurrency=district.max_concurrency,
         timeout_seconds=district.timeout_seconds,
