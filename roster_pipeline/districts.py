@@ -428,7 +428,8 @@ class District(_Model):
         """
         problems = self.profile.problems(self._connection_fields, self.import_method)
         if problems:
-            raise ValueError("; ".join(str(p) for p in problems))
+            # One line per problem, each naming the district, as the registry reports every other error.
+            raise ValueError(f"\n  district {self.id!r}: ".join(str(p) for p in problems))
         for field, url in (("token_url", self._token_url), ("base_url", self._base_url)):
             problem = None if url is None else url_problem(url)  # derived URLs too, whatever api_host looked like
             if problem is not None:

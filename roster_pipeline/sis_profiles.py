@@ -116,6 +116,7 @@ class SisProfile:
     sources: tuple[str, ...] = ()
     root_from_base_url: bool = False
     api_host_may_have_path: bool = False
+    root_shown: str = "https://HOST"  # how `{root}` reads in the README table
     field_hints: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -172,15 +173,16 @@ class SisProfile:
         if found:
             return found  # derived URLs built from malformed parts would only add confusing errors
         version = oneroster_version(import_method)
+        wanted: list[tuple[str, str | None]] = []  # (url field, its template) the import method needs
         if needs_token_url(import_method) and self.token_url(fields) is None:
-            found.extend(self._missing("token_url", self.token_url_template, fields, import_method))
+            wanted.append(("token_url", self.token_url_template))
         if version is not None and needs_base_url(import_method):
             if self.base_url(fields, version) is None:
-                found.extend(self._missing("base_url", self.base_url_templates.get(version), fields, import_method))
+                wanted.append(("base_url", self.base_url_templates.get(version)))
             elif fields.base_url:
                 found.extend(self._explicit_base_url(fields.base_url, version, import_method))
-        unique: dict[tuple[str, str], FieldProblem] = {(p.field, p.message): p for p in found}
-        return list(unique.values())
+        found[:0] = self._missing(wanted, fields, import_method, version)
+        return found
 
     def _api_host_shape(self, fields: ConnectionFields) -> list[FieldProblem]:
         if not fields.api_host or self.api_host_may_have_path:
@@ -206,35 +208,53 @@ class SisProfile:
         )]
 
     def _missing(
-        self, url_field: str, template: str | None, fields: ConnectionFields, import_method: str
+        self,
+        wanted: list[tuple[str, str | None]],
+        fields: ConnectionFields,
+        import_method: str,
+        version: OneRosterVersion | None,
     ) -> list[FieldProblem]:
-        """Why ``url_field`` cannot be resolved: which field is missing and where to copy it from."""
-        hint = self.field_hints.get(f"{url_field}:{import_method}") or self.field_hints.get(url_field)
-        if template is None:
+        """Why the wanted URLs cannot be resolved: one problem per field to fix, saying where to copy it from."""
+        found: list[FieldProblem] = []
+        needs: dict[str, list[str]] = {}  # input field -> the URL fields it would derive
+        for url_field, template in wanted:
+            if template is not None:
+                if "{root}" in template and self._root(fields) is None:
+                    needs.setdefault("api_host", []).append(url_field)
+                if "{app_name}" in template and not fields.app_name:
+                    needs.setdefault("app_name", []).append(url_field)
+                continue
+            hint = self.field_hints.get(f"{url_field}:{import_method}") or self.field_hints.get(url_field)
             where = self.token_url_from if url_field == "token_url" else self.base_url_from
-            text = hint or (
-                f"sis {self.name!r} needs an explicit {url_field} ({self.label}'s layout is not derived); "
-                f"copy {where}"
-            )
-            if fields.api_host and not self.uses_api_host:
-                text += f" (api_host is not used for {self.label})"
-            return [FieldProblem(url_field, text)]
-        missing: list[FieldProblem] = []
-        if "{root}" in template and self._root(fields) is None:
-            source = self.api_host_from or "the SIS host"
-            also = " or base_url" if self.root_from_base_url else ""
-            missing.append(FieldProblem(
-                "api_host",
-                f"sis {self.name!r} derives {url_field} from api_host{also}, which is missing: copy {source} "
-                f"(or set {url_field} explicitly)",
-            ))
-        if "{app_name}" in template and not fields.app_name:
-            missing.append(FieldProblem(
-                "app_name",
-                f"sis {self.name!r} derives {url_field} from api_host and app_name, and app_name is missing: "
-                f"copy {self.app_name_from} (or set {url_field} explicitly)",
-            ))
-        return missing
+            if hint:
+                text = hint
+            elif url_field == "base_url" and self.base_url_templates:
+                derived = ", ".join(sorted(self.base_url_templates)).replace("v1p", "1.")
+                text = (
+                    f"sis {self.name!r} derives only the OneRoster {derived} base URL; for import_method "
+                    f"{import_method!r} set base_url to the {'1.2' if version == 'v1p2' else '1.1'} base URL "
+                    f"{self.label} gives"
+                )
+            else:
+                text = f"sis {self.name!r} derives no {url_field}: set it, copying {where}"
+                if fields.api_host and not self.uses_api_host:
+                    text += f" (api_host is not used for sis {self.name!r})"
+            found.append(FieldProblem(url_field, text))
+        for input_field, derived_fields in needs.items():
+            targets = " and ".join(derived_fields)
+            if input_field == "api_host":
+                also = " (or from base_url's server)" if self.root_from_base_url else ""
+                text = (
+                    f"missing: sis {self.name!r} derives {targets} from api_host{also}; copy "
+                    f"{self.api_host_from or 'the SIS host'} (or set {targets} explicitly)"
+                )
+            else:
+                text = (
+                    f"missing: sis {self.name!r} derives {targets} from api_host and app_name; copy "
+                    f"{self.app_name_from} (or set {targets} explicitly)"
+                )
+            found.append(FieldProblem(input_field, text))
+        return found
 
     def _explicit_base_url(self, base_url: str, version: OneRosterVersion, import_method: str) -> list[FieldProblem]:
         path = urlsplit(base_url).path.rstrip("/").lower()
@@ -262,15 +282,14 @@ class SisProfile:
         """The derived URLs as templates, for the README and `describe()`."""
         parts = []
         token = self.token_url_template
-        parts.append(f"token `{_shown(token)}`" if token else "token URL: explicit")
+        parts.append(f"token `{self._shown(token)}`" if token else "token URL: explicit")
         for version, label in (("v1p1", "1.1"), ("v1p2", "1.2")):
             template = self.base_url_templates.get(version)
-            parts.append(f"{label} base `{_shown(template)}`" if template else f"{label} base: explicit")
+            parts.append(f"{label} base `{self._shown(template)}`" if template else f"{label} base: explicit")
         return "; ".join(parts)
 
-
-def _shown(template: str | None) -> str:
-    return (template or "").replace("{root}", "https://HOST").replace("{app_name}", "APP")
+    def _shown(self, template: str | None) -> str:
+        return (template or "").replace("{root}", self.root_shown).replace("{app_name}", "APP")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -300,7 +319,7 @@ INFINITE_CAMPUS = SisProfile(
     app_name_from="the appName value at the end of that Token URL (…/campus/oauth2/token?appName=APP)",
     token_url_from="the Token URL under Information to Share",
     base_url_from="the Base URL under Information to Share",
-    page_size_note="Campus serves up to 50,000 records per page (since Campus.1645)",
+    page_size_note="Campus serves up to 50,000 records per page since Campus.1645",
     concurrency_note="Campus asks for at most 5 concurrent requests off-peak and serial requests during peak hours",
     quirks=(
         "The Base URL Campus shows under Information to Share is authoritative: if it differs from the derived "
@@ -343,11 +362,11 @@ CLASSLINK = SisProfile(
     ),
     api_host_from="the host of that server URL, e.g. TENANT-XX-v2.rosterserver.com",
     token_url_from=(
-        "the OAuth2 token URL ClassLink gives for your Roster Server (ClassLink documents OAuth 1.0a signing for "
-        "direct access, so there is none to derive)"
+        "OAuth2 only, not needed with import_method oneroster_rest_oauth1 (the OAuth 1.0a signing ClassLink "
+        "documents for direct access): the token URL ClassLink gives for your Roster Server"
     ),
     base_url_from="the server URL followed by /ims/oneroster/v1p1 (1.1) or the 1.2 base URL ClassLink gives",
-    page_size_note="no published maximum; 1,000 is the page size ClassLink asks SIS plugins to allow",
+    page_size_note="no published maximum",
     concurrency_note="no published guidance; the Roster Server is shared by the district's apps, so start low",
     quirks=(
         "Direct access to a Roster Server is signed with OAuth 1.0a (HMAC-SHA256): use import_method "
@@ -394,9 +413,7 @@ POWERSCHOOL = SisProfile(
         "the OneRoster base URL documented by the plugin that serves OneRoster on your PowerSchool server (not "
         "derived: no single layout could be confirmed)"
     ),
-    page_size_note=(
-        "the plugin's Maximum Page Size (Data Provider Configuration) caps each page; vendors ask for 1,000"
-    ),
+    page_size_note="the plugin's Maximum Page Size caps each page; vendors ask districts to set it to 1,000",
     concurrency_note="no published guidance; PowerSchool also serves staff during the day, so start low",
     quirks=(
         "A page_size above the plugin's Maximum Page Size is cut down by the server; the client copes (a short "
@@ -435,7 +452,7 @@ SKYWARD = SisProfile(
     page_size_note="no published maximum",
     concurrency_note="no published guidance; start low",
     quirks=(
-        "The Skyward API Server must be installed and the OneRoster API licensed before the URL answers.",
+        "The Skyward API Server must be installed before the OneRoster API URL answers.",
         "Skyward's OneRoster layout is not public: both URLs are explicit.",
     ),
     sources=(
@@ -467,9 +484,10 @@ AERIES = SisProfile(
     concurrency_note="no published number; Aeries warns that heavy pulls slow Aeries for its users",
     quirks=(
         "Aeries serves OneRoster 1.1 only; a 1.2 base URL has to be given explicitly.",
-        "Aeries's current documentation asks for OAuth2 scopes on the token request; the client does not send "
-        "scopes yet (see the import method notes).",
-        "Aeries behind a load balancer sets session cookies on the token response that later calls should carry.",
+        "Aeries's current documentation asks for OAuth2 scopes on the token request, which the OneRoster client "
+        "does not send yet: a token request refused for a missing scope has that cause.",
+        "Aeries behind a load balancer sets session cookies on the token response for later calls to carry; the "
+        "client fetches tokens on a connection pool of its own, so they are not carried yet.",
         "Older Aeries releases issued tokens at the Aeries URL + /v2/oauth/token: set token_url if /token answers 404.",
     ),
     sources=(
@@ -478,11 +496,12 @@ AERIES = SisProfile(
         "https://support.aeries.com/support/solutions/articles/14000065678-oneroster-api-data-sync-considerations",
     ),
     api_host_may_have_path=True,
+    root_shown="AERIES_URL",
 )
 
 GENERIC = SisProfile(
     name="generic",
-    label="another OneRoster SIS",
+    label="generic OneRoster",
     token_url_template=None,
     base_url_templates={},
     token_auth="basic",
@@ -530,7 +549,8 @@ def setup_table_markdown() -> str:
             copied.append(f"`base_url`: {p.base_url_from}")
         elif len(p.base_url_templates) == 1:
             copied.append(f"`base_url` for OneRoster 1.2 only: the 1.2 base URL {p.label} gives")
-        copied.append("an explicit `token_url` / `base_url` always wins")
+        if p.token_url_template or p.base_url_templates:
+            copied.append("an explicit `token_url` / `base_url` always wins")
         rows.append(
             f"| `{p.name}` | {p.credentials_from} | {'; '.join(copied)} | {p.layout_text()} | {p.token_auth} "
             f"| {p.default_page_size:,} / {p.max_page_size:,} ({p.page_size_note}) "
