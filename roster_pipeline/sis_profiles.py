@@ -117,13 +117,20 @@ class SisProfile:
     root_from_base_url: bool = False
     api_host_may_have_path: bool = False
     root_shown: str = "https://HOST"  # how `{root}` reads in the README table
-    field_hints: Mapping[str, str] = field(default_factory=dict)
+    #: Say more than "derives no token_url" where the SIS has a reason: keyed "token_url" or
+    #: "token_url:<import_method>" (the latter wins), likewise for base_url.
+    missing_url_hints: Mapping[str, str] = field(default_factory=dict)
+    #: Base URL path fragments the SIS no longer serves (fragment -> what to copy instead).
+    retired_base_urls: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Profiles are constants: a wrong one is a programming error, caught at import.
-        assert 1 <= self.default_page_size <= self.max_page_size <= REGISTRY_MAX_PAGE_SIZE, self.name
-        assert 1 <= self.default_concurrency <= self.max_concurrency <= REGISTRY_MAX_CONCURRENCY, self.name
-        object.__setattr__(self, "base_url_templates", MappingProxyType(dict(self.base_url_templates)))
+        # Profiles are constants: a wrong one is a programming error, refused at import.
+        if not 1 <= self.default_page_size <= self.max_page_size <= REGISTRY_MAX_PAGE_SIZE:
+            raise ValueError(f"profile {self.name!r}: page sizes must satisfy 1 <= default <= max <= registry cap")
+        if not 1 <= self.default_concurrency <= self.max_concurrency <= REGISTRY_MAX_CONCURRENCY:
+            raise ValueError(f"profile {self.name!r}: concurrency must satisfy 1 <= default <= max <= registry cap")
+        for name in ("base_url_templates", "missing_url_hints", "retired_base_urls"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     @property
     def uses_app_name(self) -> bool:
@@ -224,7 +231,7 @@ class SisProfile:
                 if "{app_name}" in template and not fields.app_name:
                     needs.setdefault("app_name", []).append(url_field)
                 continue
-            hint = self.field_hints.get(f"{url_field}:{import_method}") or self.field_hints.get(url_field)
+            hint = self.missing_url_hints.get(f"{url_field}:{import_method}") or self.missing_url_hints.get(url_field)
             where = self.token_url_from if url_field == "token_url" else self.base_url_from
             if hint:
                 text = hint
@@ -271,8 +278,8 @@ class SisProfile:
                 f"is a OneRoster 1.2 URL (ends in /v1p2) but import_method is {import_method!r} (OneRoster 1.1): "
                 "set import_method: oneroster_v1p2_rest, or copy the 1.1 base URL (ending in /ims/oneroster/v1p1)",
             ))
-        for marker, message in self.field_hints.items():
-            if marker.startswith("base_url~") and marker[len("base_url~"):] in path:
+        for fragment, message in self.retired_base_urls.items():
+            if fragment in path:
                 found.append(FieldProblem("base_url", message))
         return found
 
@@ -337,8 +344,8 @@ INFINITE_CAMPUS = SisProfile(
         "https://kb.infinitecampus.com/help/update-oneroster-connections-legacy-configurations",
         "https://kb.infinitecampus.com/help/oneroster-migration-instructions",
     ),
-    field_hints={
-        "base_url~/campus/oneroster/": (
+    retired_base_urls={
+        "/campus/oneroster/": (
             "is a legacy Campus Base URL (…/campus/oneroster/APP/…), which stops working with Campus.2651: copy the "
             "current Base URL from Information to Share (Digital Learning Applications Configuration → the "
             "connection), or remove base_url to derive it from api_host and app_name"
@@ -378,9 +385,8 @@ CLASSLINK = SisProfile(
     sources=(
         "https://developer.classlink.com/reference/accessing-data",
         "https://developer.classlink.com/reference/obtaining-list-of-districts-and-servers",
-        "https://support.classlink.com/hc/en-us/articles/360007232513-PowerSchool-API-Activation",
     ),
-    field_hints={
+    missing_url_hints={
         "token_url:oneroster_rest": (
             "sis 'classlink' has no OAuth2 token URL to derive: a ClassLink Roster Server signs requests with "
             "OAuth 1.0a, so set import_method: oneroster_rest_oauth1 (no token URL needed), or set token_url to the "
@@ -559,6 +565,17 @@ def setup_table_markdown() -> str:
     return "\n".join(rows)
 
 
+def quirks_markdown() -> str:
+    """The README's per-SIS quirks list with the vendor pages each profile rests on (kept equal by a test)."""
+    lines = []
+    for p in PROFILES.values():
+        lines.append(f"- **{p.label}** (`{p.name}`):")
+        lines.extend(f"  - {quirk}" for quirk in p.quirks)
+        if p.sources:
+            lines.append("  - Vendor documentation: " + ", ".join(f"<{url}>" for url in p.sources))
+    return "\n".join(lines)
+
+
 __all__ = [
     "AERIES",
     "CLASSLINK",
@@ -578,6 +595,7 @@ __all__ = [
     "oneroster_version",
     "origin_of",
     "profile_for",
+    "quirks_markdown",
     "root_of",
     "setup_table_markdown",
 ]
