@@ -6,6 +6,9 @@ reported before any run starts, naming the district and the field.  Credentials 
 it holds the *names* of environment variables, and those are read only when a district actually runs,
 so one district's missing secret never stops the others.
 
+What differs between SIS (how URLs follow from the fields an admin copies, token auth, page size and
+concurrency bounds) lives in ``roster_pipeline.sis_profiles``; this module applies the district's profile.
+
 Error messages and reprs never contain a secret value: the only place a value is read is
 ``District.credentials`` and it never formats what it read.
 """
