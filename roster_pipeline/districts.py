@@ -6,6 +6,9 @@ reported before any run starts, naming the district and the field.  Credentials 
 it holds the *names* of environment variables, and those are read only when a district actually runs,
 so one district's missing secret never stops the others.
 
+What differs between SIS (how URLs follow from the fields an admin copies, token auth, page size and
+concurrency bounds) lives in ``roster_pipeline.sis_profiles``; this module applies the district's profile.
+
 Error messages and reprs never contain a secret value: the only place a value is read is
 ``District.credentials`` and it never formats what it read.
 """
@@ -21,10 +24,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from roster_pipeline.oneroster.secure_url import url_problem
 from roster_pipeline.resources import RESOURCES_BY_NAME
+from roster_pipeline.sis_profiles import (
+    PROFILES,
+    REGISTRY_MAX_CONCURRENCY,
+    REGISTRY_MAX_PAGE_SIZE,
+    ConnectionFields,
+    OneRosterVersion,
+    SisProfile,
+    oneroster_version,
+)
 
 ENV_FILE_VARIABLE = "ROSTER_DISTRICTS_FILE"
 EXAMPLE_FILE = Path(__file__).with_name("districts.example.yaml")
@@ -275,9 +295,6 @@ class CsvBundleSettings(_Model):
         return self
 
 
-#: Import methods that call a REST API, and so need credentials and URLs.
-REST_IMPORT_METHODS: frozenset[str] = frozenset({"oneroster_rest", "oneroster_rest_oauth1", "oneroster_v1p2_rest"})
-
 
 class District(_Model):
     """One district's settings. Holds env var NAMES for credentials, never values."""
@@ -297,11 +314,13 @@ class District(_Model):
     client_id_env: str | None = None
     client_secret_env: str | None = None
     csv_bundle: CsvBundleSettings | None = None  # import_method csv_bundle only
+    # token_auth, page_size and max_concurrency default to the SIS profile's values (sis_profiles.py) when
+    # the district does not set them; the static defaults below only apply when `sis` itself is invalid.
     token_auth: Literal["basic", "form"] = "basic"
     # OAuth2 scope(s), space-separated, for SIS that grant a token only with them (some OneRoster 1.2 providers).
     token_scope: str | None = None
-    page_size: int = Field(default=5000, ge=1, le=50_000)
-    max_concurrency: int = Field(default=5, ge=1, le=10)
+    page_size: int = Field(default=5000, ge=1, le=REGISTRY_MAX_PAGE_SIZE)
+    max_concurrency: int = Field(default=5, ge=1, le=REGISTRY_MAX_CONCURRENCY)
     timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
     timezone: str = "UTC"
     schedule: Schedule = Schedule()
@@ -312,6 +331,48 @@ class District(_Model):
     enabled: bool = True
     school_year: int | None = Field(default=None, ge=2000, le=2100)  # ending year: 2027 for 2026-27
     pii: Pii = Pii()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_defaults(cls, data: Any) -> Any:
+        """Fill token_auth, page_size and max_concurrency from the SIS profile where the district leaves them out.
+
+        Done before validation so the fields stay plain values for every reader (the client config, the
+        benchmark); a value the district (or the registry's `defaults`) gives always wins.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        sis = data.get("sis", "infinite_campus")
+        profile = PROFILES.get(sis) if isinstance(sis, str) else None
+        if profile is None:
+            return data  # the `sis` field reports the problem
+        filled = dict(data)
+        filled.setdefault("token_auth", profile.token_auth)
+        filled.setdefault("page_size", profile.default_page_size)
+        filled.setdefault("max_concurrency", profile.default_concurrency)
+        return filled
+
+    @field_validator("page_size")
+    @classmethod
+    def _page_size_within_profile(cls, value: int, info: ValidationInfo) -> int:
+        profile = PROFILES.get(info.data.get("sis", ""))
+        if profile is not None and value > profile.max_page_size:
+            raise ValueError(
+                f"{value:,} is above the {profile.label} maximum of {profile.max_page_size:,} records per page "
+                f"({profile.page_size_note}); the profile's default is {profile.default_page_size:,}"
+            )
+        return value
+
+    @field_validator("max_concurrency")
+    @classmethod
+    def _concurrency_within_profile(cls, value: int, info: ValidationInfo) -> int:
+        profile = PROFILES.get(info.data.get("sis", ""))
+        if profile is not None and value > profile.max_concurrency:
+            raise ValueError(
+                f"{value} is above the {profile.label} maximum of {profile.max_concurrency} concurrent requests "
+                f"({profile.concurrency_note}); the profile's default is {profile.default_concurrency}"
+            )
+        return value
 
     @field_validator("id")
     @classmethod
@@ -398,11 +459,6 @@ class District(_Model):
                 raise ValueError(f"{problem} (api_host derives token_url and base_url)")
         return value
 
-    @property
-    def uses_token_url(self) -> bool:
-        """False for OAuth 1.0a signing (``oneroster_rest_oauth1``): it has no token endpoint."""
-        return self.import_method != "oneroster_rest_oauth1"
-
     @model_validator(mode="after")
     def _method_settings(self) -> District:
         """Each import method's own settings, and none of another's (a stray csv_bundle block is a mistake)."""
@@ -422,49 +478,73 @@ class District(_Model):
 
     @model_validator(mode="after")
     def _urls_resolvable(self) -> District:
-        if self.import_method not in REST_IMPORT_METHODS:
-            return self  # no URL to reach: a CSV bundle is read from disk
-        token_missing = self.uses_token_url and self.token_url is None
-        if self.sis == "infinite_campus":
-            if token_missing or self.base_url is None:
-                if not (self.api_host and self.app_name):
-                    missing = "token_url" if token_missing else "base_url"
-                    raise ValueError(
-                        f"infinite_campus needs api_host and app_name (to derive the URLs) or explicit "
-                        f"token_url and base_url; {missing} cannot be derived"
-                    )
-        elif token_missing or self.base_url is None:
-            raise ValueError(
-                f"sis {self.sis!r} needs explicit token_url and base_url (only infinite_campus derives them "
-                "from api_host and app_name; oneroster_rest_oauth1 needs no token_url)"
-            )
-        urls = [("base_url", self.base_url_resolved)]
-        if self.uses_token_url:
-            urls.insert(0, ("token_url", self.token_url_resolved))
-        for field, url in urls:
-            problem = url_problem(url)  # the derived URLs too, whatever api_host looked like
+        """The SIS profile can resolve every URL the import method needs (a CSV bundle needs none).
+
+        Each problem names the field to fix and what to copy from where in the SIS's admin screens.
+        """
+        problems = self.profile.problems(self._connection_fields, self.import_method)
+        if problems:
+            # One line per problem, each naming the district, as the registry reports every other error.
+            raise ValueError(f"\n  district {self.id!r}: ".join(str(p) for p in problems))
+        for field, url in (("token_url", self._token_url), ("base_url", self._base_url)):
+            problem = None if url is None else url_problem(url)  # derived URLs too, whatever api_host looked like
             if problem is not None:
                 raise ValueError(f"{field} {problem}")
         return self
 
     @property
-    def _origin(self) -> str:
-        host = self.api_host or ""
-        return host if re.match(r"^https?://", host, re.IGNORECASE) else f"https://{host}"
+    def profile(self) -> SisProfile:
+        """What this district's SIS needs and tolerates (URL layout, token auth, page and concurrency limits)."""
+        return PROFILES[self.sis]
+
+    @property
+    def oneroster_version(self) -> OneRosterVersion | None:
+        """The OneRoster REST version the import method speaks (None for a CSV bundle)."""
+        return oneroster_version(self.import_method)
+
+    @property
+    def _connection_fields(self) -> ConnectionFields:
+        return ConnectionFields(
+            api_host=self.api_host, app_name=self.app_name, token_url=self.token_url, base_url=self.base_url
+        )
+
+    @property
+    def _token_url(self) -> str | None:
+        return self.profile.token_url(self._connection_fields)
+
+    @property
+    def _base_url(self) -> str | None:
+        version = self.oneroster_version
+        return None if version is None else self.profile.base_url(self._connection_fields, version)
 
     @property
     def token_url_resolved(self) -> str:
-        """The OAuth2 token endpoint; an explicit ``token_url`` wins over the Infinite Campus layout."""
-        if self.token_url:
-            return self.token_url
-        return f"{self._origin}/campus/oauth2/token?appName={self.app_name}"
+        """The OAuth2 token endpoint: an explicit ``token_url`` wins over the SIS profile's layout.
+
+        Raises ValueError (naming the district) when the district has none: an OAuth 1.0a or CSV bundle
+        district whose profile derives no token endpoint and that sets no ``token_url``.
+        """
+        url = self._token_url
+        if url is None:
+            raise ValueError(
+                f"district {self.id!r}: no token URL (sis {self.sis!r}, import_method {self.import_method!r} "
+                "needs none); set token_url to give one"
+            )
+        return url
 
     @property
     def base_url_resolved(self) -> str:
-        """The OneRoster base (``.../ims/oneroster/v1p1``); an explicit ``base_url`` wins."""
-        if self.base_url:
-            return self.base_url
-        return f"{self._origin}/campus/api/oneroster/v1p1/{self.app_name}/ims/oneroster/v1p1"
+        """The OneRoster base for the import method's version (1.2 for ``oneroster_v1p2_rest``, 1.1 otherwise).
+
+        An explicit ``base_url`` wins over the SIS profile's layout.  Raises ValueError (naming the district)
+        for a CSV bundle district, which reads files and has no API base.
+        """
+        url = self._base_url
+        if url is None:
+            raise ValueError(
+                f"district {self.id!r}: no OneRoster base URL (import_method {self.import_method!r} reads no API)"
+            )
+        return url
 
     def excluded_resources(self) -> dict[str, str]:
         """{resource name: why} for the resources this district never fetches nor stores (PII settings)."""

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from roster_pipeline.districts import WEEKDAYS, District, RegistryError, parse_registry
+from roster_pipeline.sis_profiles import INFINITE_CAMPUS
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIMEZONES = sorted(zoneinfo.available_timezones())  # scans the tz database: once, not per example
@@ -82,7 +83,8 @@ def districts(draw: st.DrawFn, district_id: str | None = None) -> dict[str, Any]
     optional: dict[str, st.SearchStrategy[Any]] = {
         "token_auth": st.sampled_from(["basic", "form"]),
         "page_size": st.integers(1, 50_000),
-        "max_concurrency": st.integers(1, 10),
+        # generated districts are Infinite Campus ones: Campus asks for at most 5 concurrent requests
+        "max_concurrency": st.integers(1, INFINITE_CAMPUS.max_concurrency),
         "timeout_seconds": st.floats(0.1, 3600),
         "timezone": st.sampled_from(TIMEZONES),
         "schedule": schedules(),

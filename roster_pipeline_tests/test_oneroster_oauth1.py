@@ -230,7 +230,7 @@ def test_the_registry_needs_no_token_url_for_oauth1_and_the_client_gets_none() -
 
 
 def test_oauth2_still_needs_a_token_url() -> None:
-    with pytest.raises(RegistryError, match="'north'.*needs explicit token_url and base_url"):
+    with pytest.raises(RegistryError, match="'north'.*field 'token_url'"):
         parse_registry({"districts": [registry_entry(sis="generic", base_url="https://sis.example.org/v1p1")]})
     with pytest.raises(MissingTokenURLError, match="district 'north': token_url is required"):
         ClientConfig(district_id="north", base_url="https://sis.example.org/v1p1", client_id=KEY, client_secret=SECRET)
