@@ -490,8 +490,8 @@ AERIES = SisProfile(
     concurrency_note="no published number; Aeries warns that heavy pulls slow Aeries for its users",
     quirks=(
         "Aeries serves OneRoster 1.1 only; a 1.2 base URL has to be given explicitly.",
-        "Aeries's current documentation asks for OAuth2 scopes on the token request, which the OneRoster client "
-        "does not send yet: a token request refused for a missing scope has that cause.",
+        "Aeries's current documentation asks for OAuth2 scopes on the token request: copy them into the "
+        "district's token_scope (space-separated); a token request refused with invalid_scope has that cause.",
         "Aeries behind a load balancer sets session cookies on the token response for later calls to carry; the "
         "client fetches tokens on a connection pool of its own, so they are not carried yet.",
         "Older Aeries releases issued tokens at the Aeries URL + /v2/oauth/token: set token_url if /token answers 404.",
