@@ -1,0 +1,145 @@
+"""Rebuild a district's derived tables from its published roster (Dagster-free: assets, the review's
+approve and scripts call these).
+
+Each build reads the published rows (``warehouse.derived``), applies the rules (``class_teachers``,
+``student_logins``), replaces the district's rows and records its warnings against the published import
+it read, all in one transaction.  A district with nothing published yet cannot be built: there is no
+roster to derive from, and an empty table would look like a district without classes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from roster_pipeline.districts import District
+from roster_pipeline.warehouse import Warehouse
+from roster_pipeline.warehouse import derived as sql
+from roster_pipeline.warehouse.derived import DerivedWarning
+
+from .class_teachers import FINDING_TEXT, ClassFindings, TeacherEnrollment, order_class
+from .student_logins import LOGIN_FIELDS, PROBLEM_TEXT, login_for
+
+CLASS_TEACHERS = "class_teachers"
+STUDENT_LOGINS = "student_logins"
+SAMPLE_IDS = 5  # sourcedIds named in a warning (the table lists them all)
+
+
+class NothingPublishedError(RuntimeError):
+    """The district has no published import: nothing to derive from."""
+
+
+@dataclass
+class DerivedBuild:
+    """What one rebuild wrote: rows, the import they reflect, warnings, and figures for the UI."""
+
+    table_name: str
+    district_id: str
+    import_id: int
+    rows: int
+    warnings: list[DerivedWarning] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def warning_count(self) -> int:
+        """Records concerned (classes or students), summed over the checks."""
+        return sum(w.count for w in self.warnings)
+
+
+def _published_or_refuse(conn: Any, district_id: str, table_name: str) -> int:
+    import_id = sql.published_import(conn, district_id)
+    if import_id is None:
+        raise NothingPublishedError(
+            f"district {district_id!r}: {table_name} not built: the district has no published import yet "
+            "(it is built from the published roster only; sync the district first)"
+        )
+    return int(import_id)
+
+
+def _warning(district_id: str, table_name: str, check: str, what: str, ids: list[str]) -> DerivedWarning:
+    ids = sorted(ids)  # the same "first few" on SQLite and Postgres, whatever their collations
+    sample = ids[:SAMPLE_IDS]
+    more = f", … ({len(ids) - len(sample)} more in {table_name})" if len(ids) > len(sample) else ""
+    message = f"district {district_id!r}: {len(ids)} {what} (first: {', '.join(sample)}{more})"
+    return DerivedWarning(table_name, check, len(ids), sample, message)
+
+
+def build_class_teachers(warehouse: Warehouse, district: District) -> DerivedBuild:
+    """Every teacher of every current class, in display order; classes with several / no primary or no
+    teacher are warnings."""
+    roles = list(district.class_teachers.include_roles)
+    findings = ClassFindings()
+    rows = classes = 0
+    with sql.rebuilding(warehouse.engine) as conn:
+        import_id = _published_or_refuse(conn, district.id, CLASS_TEACHERS)
+        sql.clear_district(conn, CLASS_TEACHERS, district.id)
+        for page in sql.class_pages(conn, district.id):
+            by_class: dict[tuple[str, int], list[TeacherEnrollment]] = defaultdict(list)
+            for r in sql.teacher_enrollments(conn, district.id, [class_id for class_id, _ in page], roles):
+                by_class[(r["class_sourced_id"], int(r["school_year"]))].append(TeacherEnrollment(
+                    r["class_sourced_id"], int(r["school_year"]), r["user_sourced_id"], r["role"], r["primary"],
+                    r["family_name"], r["given_name"],
+                ))
+            batch = []
+            for class_id, year in page:
+                ordered, found = order_class(class_id, by_class.get((class_id, year), []))
+                findings.merge(found)
+                batch += [{"district_id": district.id, "import_id": import_id, **vars(t)} for t in ordered]
+            rows += sql.insert_rows(conn, CLASS_TEACHERS, batch)
+            classes += len(page)
+        warnings = [_warning(district.id, CLASS_TEACHERS, check, finding_text(CLASS_TEACHERS, check), ids)
+                    for check, ids in findings.classes.items() if ids]
+        sql.record_warnings(conn, district.id, import_id, CLASS_TEACHERS, warnings)
+    return DerivedBuild(CLASS_TEACHERS, district.id, import_id, rows, warnings, {
+        "classes": classes, "include_roles": ", ".join(roles), **findings.counts(),
+    })
+
+
+def build_student_logins(warehouse: Warehouse, district: District) -> DerivedBuild:
+    """One row per current student with the login(s) the district's ``student_devices`` calls for; a
+    student who cannot sign in keeps a row, with the reason in ``problem``, and is a warning."""
+    devices = district.student_devices
+    problems: dict[str, list[str]] = defaultdict(list)
+    rows = 0
+    with sql.rebuilding(warehouse.engine) as conn:
+        import_id = _published_or_refuse(conn, district.id, STUDENT_LOGINS)
+        sql.clear_district(conn, STUDENT_LOGINS, district.id)
+        for page in sql.student_pages(conn, district.id):
+            batch = []
+            for s in page:
+                login = login_for(devices, s["email"], s["username"])
+                if login.problem:
+                    problems[login.problem].append(s["sourced_id"])
+                batch.append({
+                    "district_id": district.id, "student_sourced_id": s["sourced_id"],
+                    "family_name": s["family_name"], "given_name": s["given_name"], "student_devices": devices,
+                    "chromebook_login": login.chromebook_login, "other_device_login": login.other_device_login,
+                    "problem": login.problem, "import_id": import_id,
+                })
+            rows += sql.insert_rows(conn, STUDENT_LOGINS, batch)
+        warnings = [_warning(district.id, STUDENT_LOGINS, problem, finding_text(STUDENT_LOGINS, problem), ids)
+                    for problem, ids in sorted(problems.items())]
+        sql.record_warnings(conn, district.id, import_id, STUDENT_LOGINS, warnings)
+    fields = LOGIN_FIELDS[devices]
+    return DerivedBuild(STUDENT_LOGINS, district.id, import_id, rows, warnings, {
+        "student_devices": devices,
+        "chromebook_login_is": fields["chromebook"] or "not used",
+        "other_device_login_is": fields["other_devices"] or "not used",
+        **{problem: len(ids) for problem, ids in sorted(problems.items())},
+    })
+
+
+def finding_text(table_name: str, check: str) -> str:
+    """The words an admin reads for a stored warning (the check's name when it is not one of ours)."""
+    texts = FINDING_TEXT if table_name == CLASS_TEACHERS else {
+        problem: f"students cannot sign in: {text}" for problem, text in PROBLEM_TEXT.items()}
+    return texts.get(check, check)
+
+
+BUILDERS = {CLASS_TEACHERS: build_class_teachers, STUDENT_LOGINS: build_student_logins}
+
+
+def build_derived_tables(warehouse: Warehouse, district: District) -> dict[str, DerivedBuild]:
+    """Both tables (after an approve, from a script)."""
+    return {name: build(warehouse, district) for name, build in BUILDERS.items()}
