@@ -133,7 +133,7 @@ def build_student_logins(warehouse: Warehouse, district: District) -> DerivedBui
 def finding_text(table_name: str, check: str) -> str:
     """The words an admin reads for a stored warning (the check's name when it is not one of ours)."""
     texts = FINDING_TEXT if table_name == CLASS_TEACHERS else {
-        problem: f"students cannot sign in: {text}" for problem, text in PROBLEM_TEXT.items()}
+        problem: f"students who cannot sign in: {text}" for problem, text in PROBLEM_TEXT.items()}
     return texts.get(check, check)
 
 

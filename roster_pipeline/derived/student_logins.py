@@ -29,8 +29,8 @@ LOGIN_FIELDS: dict[str, dict[str, str | None]] = {
 }
 
 PROBLEM_TEXT: dict[str, str] = {
-    NO_EMAIL: "no email: cannot sign in on a Chromebook (student_devices: chromebooks_only)",
-    NO_USERNAME: "no username: cannot sign in on a non-Chromebook device",
+    NO_EMAIL: "no email (Chromebooks sign in by email)",
+    NO_USERNAME: "no username (devices other than Chromebooks sign in by username)",
 }
 
 

@@ -281,8 +281,8 @@ def _derived_warnings(warnings: Sequence[DerivedTableWarning]) -> tuple[list[str
     if not warnings:
         return [], []
     total = sum(w.count for w in warnings)
-    intro = (f"{total:,} warning(s) from the derived tables, rebuilt from the published data (the rows are "
-             "listed in full in the tables named):")
+    intro = (f"{total:,} warning(s) from the derived tables, rebuilt from the published data (published anyway; "
+             "each table lists every row concerned):")
     headers = ["Table", "Warning", "Count", "First sourcedIds"]
     rows: list[list[m.Cell | str]] = [
         [w.table, w.finding, m.Cell(m.fmt_int(w.count), numeric=True), ", ".join(w.first_ids)] for w in warnings
@@ -341,7 +341,8 @@ def render_import_results(report: ImportResultsReport, recipients: Sequence[str]
                      "rejected is a share of the rows fetched.", style=f"margin:4px 0;{m.MUTED}"),
                  m.table(headers, rows)]
 
-    warn = f"{report.warnings_count:,} warning(s)" if report.warnings_count else "No warnings."
+    none = "No record warnings." if report.derived_warnings else "No warnings."
+    warn = f"{report.warnings_count:,} warning(s)" if report.warnings_count else none
     text += ["Warnings", "--------", warn]
     html += [m.h2("Warnings"), m.p(warn)]
     if report.top_warnings:
