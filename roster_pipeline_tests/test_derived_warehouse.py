@@ -256,3 +256,38 @@ def test_import_results_waits_for_the_run_then_shows_the_derived_warnings(wh: Wa
         assert f" {count} " in line and ids in line, (finding, line)
     html = message.get_body(("html",)).get_content()
     assert "classes with no teacher at all" in html and "cls-d, cls-e" in html
+
+
+def test_an_approve_and_an_undo_rebuild_the_tables_from_what_they_published(
+    wh: Warehouse, warehouse_url: str, tmp_path
+) -> None:
+    """Review actions change the published roster outside a sync run; the review rebuilds the tables."""
+    import yaml
+
+    from roster_pipeline.review_cli import review
+
+    path = tmp_path / "districts.yaml"
+    path.write_text(yaml.safe_dump({"districts": [{
+        "id": "north", "name": "North", "api_host": "sis.example.org", "app_name": "north",
+        "client_id_env": "NORTH_ID", "client_secret_env": "NORTH_SECRET"}]}))
+    first = publish(wh, ROSTER)
+    build_class_teachers(wh, district())
+    build_student_logins(wh, district())
+    held = wh.begin_import("north", "run-held", YEAR)
+    wh.stage(held, "classes", ROSTER["classes"])
+    wh.stage(held, "users", ROSTER["users"])
+    wh.stage(held, "enrollments", ROSTER["enrollments"] + [enrol("e-20", "cls-e", "t-ang", primary="true")])
+    wh.hold_import(held, "change_thresholds: test")
+
+    outcome = review("approve", "north", reviewer="Jo", database_url=warehouse_url, districts_file=str(path))
+    assert f"derived tables rebuilt from import {held}" in outcome
+    assert teachers_of(wh)["cls-e"] == [("t-ang", 1, True, "teacher")]
+    assert {r["import_id"] for r in derived_rows(wh.engine, STUDENT_LOGINS, "north")} == {held}
+    assert all("cls-e" not in w.sample_ids for w in warnings_for_import(wh.engine, held))  # it has a primary now
+
+    outcome = review("undo", "north", reviewer="Jo", database_url=warehouse_url, districts_file=str(path), force=True)
+    assert f"derived tables rebuilt from import {first}" in outcome
+    assert "cls-e" not in teachers_of(wh)
+    outcome = review("undo", "north", reviewer="Jo", database_url=warehouse_url, districts_file=str(path), force=True)
+    assert "derived tables emptied" in outcome  # the first import undone: nothing published, nothing derived
+    assert derived_rows(wh.engine, CLASS_TEACHERS, "north") == derived_rows(wh.engine, STUDENT_LOGINS, "north") == []

@@ -141,5 +141,24 @@ BUILDERS = {CLASS_TEACHERS: build_class_teachers, STUDENT_LOGINS: build_student_
 
 
 def build_derived_tables(warehouse: Warehouse, district: District) -> dict[str, DerivedBuild]:
-    """Both tables (after an approve, from a script)."""
+    """Both tables (after a sync outside Dagster, an approve, an undo)."""
     return {name: build(warehouse, district) for name, build in BUILDERS.items()}
+
+
+def rebuild_after_review(warehouse: Warehouse, district: District, action: str) -> tuple[dict[str, DerivedBuild], str]:
+    """An approve or an undo changed the published roster outside a sync run: rebuild both tables so they
+    match it again.  Never raises (the review action itself succeeded): the sentence says what happened,
+    and how to catch up if the rebuild failed.  An undo that left nothing published empties them."""
+    try:
+        builds = build_derived_tables(warehouse, district)
+    except NothingPublishedError:
+        with sql.rebuilding(warehouse.engine) as conn:
+            for name in BUILDERS:
+                sql.clear_district(conn, name, district.id)
+        return {}, f"derived tables emptied: district {district.id!r} has nothing published after the {action}"
+    except Exception as exc:  # noqa: BLE001 - reported; the approve/undo stands
+        return {}, (f"derived tables NOT rebuilt after the {action}: {type(exc).__name__}: {exc}; materialize "
+                    f"class_teachers and student_logins for district {district.id!r} (its next sync also does)")
+    parts = [f"{b.table_name} {b.rows} rows ({b.warning_count} warning(s))" for b in builds.values()]
+    import_id = next(iter(builds.values())).import_id
+    return builds, f"derived tables rebuilt from import {import_id}: {', '.join(parts)}"
