@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from roster_pipeline.control.review import launchpad_config
+from roster_pipeline.derived.build import finding_text
 from roster_pipeline.districts import District
 from roster_pipeline.notify import (
     Approval,
@@ -35,7 +36,6 @@ from roster_pipeline.snapshot_checks import (
     VALID_RECORDS,
 )
 from roster_pipeline.thresholds import evaluate_change_thresholds, evaluate_school_thresholds
-from roster_pipeline.derived.build import finding_text
 from roster_pipeline.warehouse import ImportRun, Warehouse
 from roster_pipeline.warehouse.derived import warnings_for_import
 

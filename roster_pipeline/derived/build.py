@@ -10,6 +10,7 @@ roster to derive from, and an empty table would look like a district without cla
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from .student_logins import LOGIN_FIELDS, PROBLEM_TEXT, login_for
 CLASS_TEACHERS = "class_teachers"
 STUDENT_LOGINS = "student_logins"
 SAMPLE_IDS = 5  # sourcedIds named in a warning (the table lists them all)
+INSERT_BATCH = 5_000  # derived rows written per INSERT
 
 
 class NothingPublishedError(RuntimeError):
@@ -45,6 +47,18 @@ class DerivedBuild:
     def warning_count(self) -> int:
         """Records concerned (classes or students), summed over the checks."""
         return sum(w.count for w in self.warnings)
+
+
+# student_logins rows are written as tuples in this column order (150,000 students: no dict per row).
+STUDENT_LOGIN_COLUMNS = ("district_id", "student_sourced_id", "family_name", "given_name", "student_devices",
+                         "chromebook_login", "other_device_login", "problem", "import_id")
+assert sql.columns(STUDENT_LOGINS) == STUDENT_LOGIN_COLUMNS, "keep build_student_logins in step with the table"
+
+
+def _row_builder(table_name: str) -> Callable[..., tuple[Any, ...]]:
+    """Named values → the tuple ``insert_rows`` takes, in the table's column order."""
+    names = sql.columns(table_name)
+    return lambda **value: tuple(value[name] for name in names)
 
 
 def _published_or_refuse(conn: Any, district_id: str, table_name: str) -> int:
@@ -74,20 +88,23 @@ def build_class_teachers(warehouse: Warehouse, district: District) -> DerivedBui
     with sql.rebuilding(warehouse.engine) as conn:
         import_id = _published_or_refuse(conn, district.id, CLASS_TEACHERS)
         sql.clear_district(conn, CLASS_TEACHERS, district.id)
-        for page in sql.class_pages(conn, district.id):
-            by_class: dict[tuple[str, int], list[TeacherEnrollment]] = defaultdict(list)
-            for r in sql.teacher_enrollments(conn, district.id, [class_id for class_id, _ in page], roles):
-                by_class[(r["class_sourced_id"], int(r["school_year"]))].append(TeacherEnrollment(
-                    r["class_sourced_id"], int(r["school_year"]), r["user_sourced_id"], r["role"], r["primary"],
-                    r["family_name"], r["given_name"],
-                ))
-            batch = []
-            for class_id, year in page:
-                ordered, found = order_class(class_id, by_class.get((class_id, year), []))
-                findings.merge(found)
-                batch += [{"district_id": district.id, "import_id": import_id, **vars(t)} for t in ordered]
-            rows += sql.insert_rows(conn, CLASS_TEACHERS, batch)
-            classes += len(page)
+        by_class: dict[tuple[str, int], list[TeacherEnrollment]] = defaultdict(list)
+        for r in sql.teaching_enrollments(conn, district.id, roles):
+            by_class[(r["class_sourced_id"], int(r["school_year"]))].append(TeacherEnrollment(
+                r["class_sourced_id"], int(r["school_year"]), r["user_sourced_id"], r["role"], r["primary"],
+                r["family_name"], r["given_name"],
+            ))
+        values = _row_builder(CLASS_TEACHERS)
+        batch: list[tuple[Any, ...]] = []
+        for class_id, year in sql.current_classes(conn, district.id):
+            ordered, found = order_class(class_id, by_class.get((class_id, year), []))
+            findings.merge(found)
+            classes += 1
+            batch += [values(district_id=district.id, import_id=import_id, **vars(t)) for t in ordered]
+            if len(batch) >= INSERT_BATCH:
+                rows += sql.insert_rows(conn, CLASS_TEACHERS, batch)
+                batch = []
+        rows += sql.insert_rows(conn, CLASS_TEACHERS, batch)
         warnings = [_warning(district.id, CLASS_TEACHERS, check, finding_text(CLASS_TEACHERS, check), ids)
                     for check, ids in findings.classes.items() if ids]
         sql.record_warnings(conn, district.id, import_id, CLASS_TEACHERS, warnings)
@@ -107,16 +124,12 @@ def build_student_logins(warehouse: Warehouse, district: District) -> DerivedBui
         sql.clear_district(conn, STUDENT_LOGINS, district.id)
         for page in sql.student_pages(conn, district.id):
             batch = []
-            for s in page:
-                login = login_for(devices, s["email"], s["username"])
+            for student in page:
+                login = login_for(devices, student.email, student.username)
                 if login.problem:
-                    problems[login.problem].append(s["sourced_id"])
-                batch.append({
-                    "district_id": district.id, "student_sourced_id": s["sourced_id"],
-                    "family_name": s["family_name"], "given_name": s["given_name"], "student_devices": devices,
-                    "chromebook_login": login.chromebook_login, "other_device_login": login.other_device_login,
-                    "problem": login.problem, "import_id": import_id,
-                })
+                    problems[login.problem].append(student.sourced_id)
+                batch.append((district.id, student.sourced_id, student.family_name, student.given_name, devices,
+                              login.chromebook_login, login.other_device_login, login.problem, import_id))
             rows += sql.insert_rows(conn, STUDENT_LOGINS, batch)
         warnings = [_warning(district.id, STUDENT_LOGINS, problem, finding_text(STUDENT_LOGINS, problem), ids)
                     for problem, ids in sorted(problems.items())]
