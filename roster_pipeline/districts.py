@@ -295,6 +295,28 @@ class CsvBundleSettings(_Model):
         return self
 
 
+TeachingRole = Literal["teacher", "administrator", "aide", "proctor"]
+
+
+class ClassTeachers(_Model):
+    """Which enrollment roles the ``class_teachers`` table lists as a class's teachers.
+
+    Teachers always; administrators, aides (OneRoster 1.2) or proctors only when the district opts in,
+    e.g. ``class_teachers: {include_roles: [teacher, aide]}``: co-teaching aides are staff to some districts
+    and not to others, and the product shows exactly the list the district chose.
+    """
+
+    include_roles: list[TeachingRole] = Field(default_factory=lambda: ["teacher"])
+
+    @field_validator("include_roles")
+    @classmethod
+    def _teachers_always(cls, value: list[str]) -> list[str]:
+        if "teacher" not in value:
+            raise ValueError("must include 'teacher' (the other roles are added to the teachers, never instead of them)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a role twice: {value}")
+        return value
+
 
 class District(_Model):
     """One district's settings. Holds env var NAMES for credentials, never values."""
@@ -326,6 +348,7 @@ class District(_Model):
     schedule: Schedule = Schedule()
     admin_emails: list[str] = Field(default_factory=list)
     student_devices: Literal["chromebooks_only", "no_chromebooks", "mixed"] = "mixed"
+    class_teachers: ClassTeachers = ClassTeachers()
     thresholds: Thresholds = Thresholds()
     rollover: Rollover = Rollover()
     enabled: bool = True
@@ -700,6 +723,7 @@ def load_registry(path: str | Path | None = None) -> Registry:
 
 __all__ = [
     "ChangeWindow",
+    "ClassTeachers",
     "CsvBundleSettings",
     "District",
     "EffectiveThresholds",

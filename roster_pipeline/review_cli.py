@@ -22,6 +22,7 @@ from roster_pipeline.control import review as actions
 from roster_pipeline.control import undo as undo_action
 from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
 from roster_pipeline.control.schema import create_control_schema
+from roster_pipeline.derived.build import rebuild_after_review
 from roster_pipeline.districts import ENV_FILE_VARIABLE, load_registry
 from roster_pipeline.warehouse import ENV_DATABASE_URL, Warehouse
 
@@ -83,15 +84,17 @@ def review(action: str, district_id: str, *, reviewer: str, note: str = "", impo
     warehouse.create_schema()
     create_control_schema(warehouse.engine)
     if action == "approve":
-        return actions.approve(warehouse, district.id, reviewer, note, import_id,
-                               excluded_resources=district.excluded_resources()).outcome
+        approved = actions.approve(warehouse, district.id, reviewer, note, import_id,
+                                   excluded_resources=district.excluded_resources()).outcome
+        return f"{approved}\n{rebuild_after_review(warehouse, district, 'approve')[1]}"
     if action == "reject":
         return actions.reject(warehouse, district.id, reviewer, note, import_id, stay_paused=stay_paused).outcome
     if action == "undo":
         outcome = undo_action.undo(warehouse, district, reviewer, note, import_id=import_id, force=force,
                                    resume=resume, preview=dry_run)
         assert outcome.result is not None
-        return f"{outcome.outcome}\n{undo_action.describe(outcome.result)}"
+        text = f"{outcome.outcome}\n{undo_action.describe(outcome.result)}"
+        return text if dry_run else f"{text}\n{rebuild_after_review(warehouse, district, 'undo')[1]}"
     if action != "reprocess":
         raise ValueError(f"unknown review action {action!r}; one of {', '.join(ACTIONS)}")
     outcome = actions.reprocess(warehouse, district.id, reviewer, note, import_id, leave_to_sensor=False)

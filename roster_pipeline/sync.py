@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from roster_pipeline.derived.build import DerivedBuild, build_derived_tables
 from roster_pipeline.districts import District
 from roster_pipeline.oneroster import OneRosterError
 from roster_pipeline.resources import Resource
@@ -97,6 +98,7 @@ class DistrictSyncResult:
     checks: SnapshotChecks | None = None
     seconds: float = 0.0
     mode: ModeDecision | None = None
+    derived: dict[str, DerivedBuild] = field(default_factory=dict)  # rebuilt after a publish, else empty
 
 
 def school_year_for(district: District, client: RosterSource, today: dt.date | None = None) -> int:
@@ -282,6 +284,8 @@ def sync_district(
 ) -> DistrictSyncResult:
     """Run every step for one district outside Dagster (benchmark and scripts); fails the import on error.
 
+    After a publish the derived tables are rebuilt from the published rows, as in the sync job.
+
     ``sync_mode="delta"`` counts from the last published import (full when there is none).
     ``client_overrides`` adjusts client settings the registry does not carry (retry budget, backoff), so
     a script or a test can give up in seconds where a scheduled run patiently waits minutes.
@@ -314,6 +318,8 @@ def sync_district(
                 raise SyncError(f"district {district.id!r}, step {step!r}: {type(exc).__name__}: "
                                 f"{_first_line(exc)}") from exc
             raise
+    if result.published:  # as the job does after published_roster; a failure here leaves the publish as it is
+        result.derived = build_derived_tables(warehouse, district)
     result.seconds = time.perf_counter() - started
     return result
 

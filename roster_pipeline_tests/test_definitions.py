@@ -31,12 +31,16 @@ EXPECTED_ASSETS = [
 ]
 
 
+# Derived from the published roster in the same run (group roster_derived), downstream of published_roster.
+DERIVED_ASSETS = ["class_teachers", "student_logins"]
+
+
 def test_definitions_snapshot_from_the_example_registry() -> None:
     registry = load_registry()
     defs = build_definitions(registry)
     graph = defs.resolve_asset_graph()
     assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == sorted(
-        [*EXPECTED_ASSETS, "district_status"]
+        [*EXPECTED_ASSETS, *DERIVED_ASSETS, "district_status"]
     )
     status = graph.get(dg.AssetKey("district_status"))
     assert status.group_name == "roster_control" and status.partitions_def is None
@@ -44,7 +48,9 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
     job = defs.resolve_job_def("sync_district")
     assert job.partitions_def is not None
     assert job.partitions_def.get_partition_keys() == list(registry.districts)
-    assert sorted(key.to_user_string() for key in job.asset_layer.executable_asset_keys) == EXPECTED_ASSETS
+    assert sorted(key.to_user_string() for key in job.asset_layer.executable_asset_keys) == sorted(
+        EXPECTED_ASSETS + DERIVED_ASSETS
+    )
 
     for name in EXPECTED_ASSETS:
         key = dg.AssetKey(name)
@@ -52,6 +58,11 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
         assert node.partitions_def == job.partitions_def, key
         assert node.group_name == "roster_sync"
         assert node.description and len(node.description) > 40, f"{key} needs a description that reads well in the UI"
+    for name in DERIVED_ASSETS:
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def == job.partitions_def and node.group_name == "roster_derived", name
+        assert {k.to_user_string() for k in node.parent_keys} == {"published_roster"}, name
+        assert node.description and len(node.description) > 40, name
     publish = graph.get(dg.AssetKey("published_roster"))
     assert {k.to_user_string() for k in publish.parent_keys} == {"checked_snapshot"}
     checked = graph.get(dg.AssetKey("checked_snapshot"))

@@ -26,7 +26,9 @@ TERMINAL_RUN_STATUSES = ("FAILURE", "CANCELED", "SUCCESS")
 DEFAULT_MISSING_GRACE = timedelta(hours=1)
 
 # Dagster step keys of the sync job, in words an admin reads.
-_STEP_WORDS = {"roster_import": "opening the import", "checked_snapshot": "checks", "published_roster": "publish"}
+_STEP_WORDS = {"roster_import": "opening the import", "checked_snapshot": "checks", "published_roster": "publish",
+               "class_teachers": "rebuild of class_teachers", "student_logins": "rebuild of student_logins"}
+ALIVE_RUN_STATUSES = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 
 def step_label(step_key: str | None) -> str | None:
@@ -52,6 +54,12 @@ class RunObservation:
     worker_dead: str | None = None  # the launcher's health check says the worker is gone (why)
     will_retry: bool = False  # Dagster retries the run: no pause or email for this attempt
     root_run_id: str | None = None
+
+
+def still_running(seen: RunObservation | None) -> bool:
+    """The orchestrator says the run is queued or working (its later steps, e.g. the derived tables after
+    the publish, may still write what an email reports)."""
+    return seen is not None and seen.status in ALIVE_RUN_STATUSES
 
 
 @dataclass(frozen=True)

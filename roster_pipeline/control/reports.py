@@ -12,10 +12,12 @@ from dataclasses import replace
 from datetime import datetime
 
 from roster_pipeline.control.review import launchpad_config
+from roster_pipeline.derived.build import finding_text
 from roster_pipeline.districts import District
 from roster_pipeline.notify import (
     Approval,
     CheckYourDataReport,
+    DerivedTableWarning,
     FailedCheck,
     ImportResultsReport,
     ResourceCountsRow,
@@ -35,6 +37,7 @@ from roster_pipeline.snapshot_checks import (
 )
 from roster_pipeline.thresholds import evaluate_change_thresholds, evaluate_school_thresholds
 from roster_pipeline.warehouse import ImportRun, Warehouse
+from roster_pipeline.warehouse.derived import warnings_for_import
 
 log = logging.getLogger("roster_pipeline.control")
 
@@ -136,4 +139,11 @@ def import_results_report(warehouse: Warehouse, district: District, run: ImportR
         school_year=run.school_year, sync_mode=run.sync_mode, started_at=run.started_at, duration=duration,
         resources=rows, warnings_count=len(warnings), top_warnings=summarize_rejects(warnings, severity="warning"),
         approval=approval, run_url=dagster_run_url(run.run_id), timezone=district.timezone,
+        derived_warnings=derived_warnings(warehouse, run.import_id),
     )
+
+
+def derived_warnings(warehouse: Warehouse, import_id: int) -> list[DerivedTableWarning]:
+    """What rebuilding the derived tables from this import's published data found (stored by the rebuild)."""
+    return [DerivedTableWarning(w.table_name, finding_text(w.table_name, w.check), w.count, tuple(w.sample_ids))
+            for w in warnings_for_import(warehouse.engine, import_id)]

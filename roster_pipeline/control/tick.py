@@ -4,8 +4,9 @@ For each import at or above the cursor's floor:
 
 - ``held`` → pause the district (who: the sensor, why: the hold reason, which import and run) and send
   the Check Your Data email;
-- ``published`` → send the Import Results email, and resume a paused district whose reprocess import
-  this is (an import started after the pause and newer than the held one);
+- ``published`` → send the Import Results email once the run that published it is over (its last steps
+  rebuild the derived tables, whose warnings the email reports), and resume a paused district whose
+  reprocess import this is (an import started after the pause and newer than the held one);
 - ``running`` / ``staged`` whose run is over (killed, canceled, gone: ``dead_runs``) → fail it with the
   cause, clear its staging, pause the district and send Check Your Data once.
 
@@ -25,7 +26,7 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 
 from roster_pipeline.control import audit, ledger
-from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, RunObservation, dead_run
+from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, RunObservation, dead_run, still_running
 from roster_pipeline.control.notifier import Delivery, send_once
 from roster_pipeline.control.reports import check_your_data_report, import_results_report
 from roster_pipeline.control.run_failures import settle_dead_run
@@ -165,7 +166,10 @@ def process_imports(warehouse: Warehouse, registry: Registry, sender: Callable[[
             if line:
                 report.lines.append(line)
                 report.changed = True
-            delivery = email_import_results(warehouse, district, run, sender, settings, now)
+            if observe is not None and run.run_id and still_running(observe(run.run_id)):
+                delivery = None  # the derived tables are still being rebuilt: email on a later tick
+            else:
+                delivery = email_import_results(warehouse, district, run, sender, settings, now)
         else:
             delivery = None
         if delivery is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from .assets import DRY_RUN_JOB_NAME, GROUP
+from .derived_assets import DERIVED_GROUP
 
 SYNC_JOB_NAME = "sync_district"
 # Run monitoring (dagster.yaml) fails a run still going after this long. DefaultRunLauncher cannot check
@@ -20,14 +21,16 @@ def build_sync_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAsse
     In-process executor: the resources of one district are fetched one after another, each with the
     client's own bounded concurrency, so a district never sees more than ``max_concurrency`` requests at
     once (Infinite Campus asks for at most 5).  Districts still run in parallel as separate runs.
+    The derived tables (class_teachers, student_logins) follow the publish in the same run.
     """
     return dg.define_asset_job(
         name=SYNC_JOB_NAME,
-        selection=dg.AssetSelection.groups(GROUP),
+        selection=dg.AssetSelection.groups(GROUP, DERIVED_GROUP),
         partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
         tags=MAX_RUNTIME_TAGS,
-        description="Full sync of one district: fetch every OneRoster resource into staging, then publish.",
+        description=("Full sync of one district: fetch every OneRoster resource into staging, check, publish, then "
+                     "rebuild its derived tables (class_teachers, student_logins) from the published rows."),
     )
 
 

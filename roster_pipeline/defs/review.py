@@ -10,7 +10,10 @@ from pydantic import Field
 
 from roster_pipeline.control import review as actions
 from roster_pipeline.control import undo as undo_action
+from roster_pipeline.derived.build import rebuild_after_review
+from roster_pipeline.districts import District
 
+from .derived_assets import build_metadata
 from .resources import DistrictRegistryResource, WarehouseResource
 from .sensors import district_status_event
 
@@ -47,6 +50,17 @@ def _finish(context: dg.OpExecutionContext, outcome: actions.ReviewOutcome, ware
     return {"district": outcome.district_id, "import_id": outcome.import_id, "outcome": outcome.outcome}
 
 
+def _rebuild_derived(context: dg.OpExecutionContext, warehouse: WarehouseResource, district: District,
+                     action: str) -> None:
+    """The published roster changed outside a sync run: rebuild the derived tables and say so on their
+    partitions, so the UI shows them built from the approved (or restored) data."""
+    builds, line = rebuild_after_review(warehouse.get(), district, action)
+    (context.log.info if builds else context.log.warning)(line)
+    for name, build in builds.items():
+        context.log_event(dg.AssetMaterialization(asset_key=name, partition=district.id,
+                                                  description=f"rebuilt after {action}", metadata=build_metadata(build)))
+
+
 def _known(registry: DistrictRegistryResource, district_id: str) -> str:
     return registry.get().get(district_id).id  # KeyError names the known districts
 
@@ -57,6 +71,7 @@ def review_approve_op(context: dg.OpExecutionContext, config: ReviewConfig, ware
     district = registry.get().get(config.district_id)  # KeyError names the known districts
     outcome = actions.approve(warehouse.get(), district.id, config.reviewer, config.note, config.import_id,
                               excluded_resources=district.excluded_resources())
+    _rebuild_derived(context, warehouse, district, "approve")
     return _finish(context, outcome, warehouse, registry)
 
 
@@ -98,6 +113,7 @@ def review_undo_op(context: dg.OpExecutionContext, config: UndoConfig, warehouse
                   "current_school_year": result.current_school_year if result.current_school_year is not None else "",
                   "changes": dg.MetadataValue.md("```\n" + undo_action.describe(result) + "\n```")},
     ))
+    _rebuild_derived(context, warehouse, district, "undo")
     return _finish(context, outcome, warehouse, registry)
 
 

@@ -8,6 +8,7 @@ reads the ``ROSTER_SMTP_*`` variables; ``scrub`` refuses any message that contai
 from roster_pipeline.notify.content import (
     Approval,
     CheckYourDataReport,
+    DerivedTableWarning,
     FailedCheck,
     ImportResultsReport,
     ResourceCountsRow,
@@ -48,6 +49,7 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "Approval",
     "CheckYourDataReport",
+    "DerivedTableWarning",
     "DeliveryOutcome",
     "EmailDeliveryError",
     "FailedCheck",

@@ -283,6 +283,16 @@ class Approval:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class DerivedTableWarning:
+    """A finding of a derived table's rebuild after the publish (never an error: the data is published)."""
+
+    table: str  # class_teachers | student_logins
+    finding: str  # what an admin reads, e.g. "classes with no primary teacher"
+    count: int
+    first_ids: tuple[str, ...] = ()  # the first few sourcedIds (classes or students); the table has them all
+
+
 @dataclass
 class ImportResultsReport:
     """Everything the Import Results email says about one published import."""
@@ -301,6 +311,7 @@ class ImportResultsReport:
     approval: Approval | None = None
     run_url: str | None = None
     timezone: str = "UTC"
+    derived_warnings: list[DerivedTableWarning] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.run_url is None:
@@ -310,6 +321,7 @@ class ImportResultsReport:
 __all__ = [
     "Approval",
     "CheckYourDataReport",
+    "DerivedTableWarning",
     "EmailKind",
     "FailedCheck",
     "ImportResultsReport",

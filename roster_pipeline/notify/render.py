@@ -24,6 +24,7 @@ from roster_pipeline.notify.attachments import (
 )
 from roster_pipeline.notify.content import (
     CheckYourDataReport,
+    DerivedTableWarning,
     EmailKind,
     ImportResultsReport,
     ResourceThresholdRow,
@@ -275,6 +276,21 @@ def _count_cell(count: int, share: float | None) -> m.Cell:
     return m.Cell(f"{m.fmt_int(count)} ({m.fmt_pct(share)})", numeric=True)
 
 
+def _derived_warnings(warnings: Sequence[DerivedTableWarning]) -> tuple[list[str], list[m.Raw]]:
+    """The derived tables' findings (published anyway): count and the first few sourcedIds of each."""
+    if not warnings:
+        return [], []
+    total = sum(w.count for w in warnings)
+    intro = (f"{total:,} warning(s) from the derived tables, rebuilt from the published data (published anyway; "
+             "each table lists every row concerned):")
+    headers = ["Table", "Warning", "Count", "First sourcedIds"]
+    rows: list[list[m.Cell | str]] = [
+        [w.table, w.finding, m.Cell(m.fmt_int(w.count), numeric=True), ", ".join(w.first_ids)] for w in warnings
+    ]
+    return (["Derived tables", "--------------", intro, m.text_table(headers, rows), ""],
+            [m.h2("Derived tables"), m.p(intro), m.table(headers, rows)])
+
+
 def render_import_results(report: ImportResultsReport, recipients: Sequence[str], sender: str, *,
                           secret_env_names: Iterable[str] = ()) -> EmailMessage:
     """The Import Results email of a published import (no attachments)."""
@@ -325,7 +341,8 @@ def render_import_results(report: ImportResultsReport, recipients: Sequence[str]
                      "rejected is a share of the rows fetched.", style=f"margin:4px 0;{m.MUTED}"),
                  m.table(headers, rows)]
 
-    warn = f"{report.warnings_count:,} warning(s)" if report.warnings_count else "No warnings."
+    none = "No record warnings." if report.derived_warnings else "No warnings."
+    warn = f"{report.warnings_count:,} warning(s)" if report.warnings_count else none
     text += ["Warnings", "--------", warn]
     html += [m.h2("Warnings"), m.p(warn)]
     if report.top_warnings:
@@ -333,6 +350,9 @@ def render_import_results(report: ImportResultsReport, recipients: Sequence[str]
         text.append(m.text_table(headers, rows))
         html.append(m.table(headers, rows))
     text.append("")
+    derived_text, derived_html = _derived_warnings(report.derived_warnings)
+    text += derived_text
+    html += derived_html
 
     footer = f"Sent by roster_pipeline for district {report.district_id}, import {report.import_id}."
     text.append(footer)

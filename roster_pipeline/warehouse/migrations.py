@@ -42,6 +42,11 @@ the classification pass fills in (``classify.py``), every import with staging ta
 and ``purged_reject_id``.  Carried-over imports are not classified by the step: their
 ``classified_watermark`` is NULL, so the first reader (a review's summary, an approve's publish)
 classifies them.
+
+Version 7 (derived tables, issue 11): the tables ``class_teachers``, ``student_logins`` and
+``derived_warnings``, created by ``create_all`` before the step runs.  They start empty: the next sync of
+each district (or a materialization of the two assets) builds them from its published rows, since how
+they are built depends on registry settings the warehouse does not hold.
 """
 
 from __future__ import annotations
@@ -177,7 +182,17 @@ def upgrade_to_6(conn: sa.Connection) -> None:
             staging.create_vanished(conn, import_id)
 
 
+def upgrade_to_7(conn: sa.Connection) -> None:
+    """Nothing to carry over: the derived tables are new and are filled by the next rebuild per district."""
+    from .schema import class_teachers, derived_warnings, student_logins
+
+    present = set(sa.inspect(conn).get_table_names())
+    missing = {t.name for t in (class_teachers, student_logins, derived_warnings)} - present
+    if missing:  # create_all runs first; a database without them was not upgraded the way this step assumes
+        raise RuntimeError(f"schema v7: tables {sorted(missing)} are missing after create_all")
+
+
 # version -> the step that upgrades a database from version-1. Version 1 is the initial create_all.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
-    2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4, 5: upgrade_to_5, 6: upgrade_to_6,
+    2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4, 5: upgrade_to_5, 6: upgrade_to_6, 7: upgrade_to_7,
 }

@@ -21,6 +21,10 @@ Control tables: ``import_runs`` (one row per import and its status), ``import_re
 ``import_field_changes`` (the per-record, per-field diff of a staged snapshot, for review and emails) and
 ``data_purges`` (data removed because a district switched it off, e.g. demographics).
 
+Derived tables (v7, ``derived.py``): ``class_teachers`` and ``student_logins``, rebuilt per district from
+the published rows after each publish (never from staging), and ``derived_warnings``, what each rebuild
+found worth an admin's look (the Import Results email and the Dagster metadata read the same rows).
+
 Why not Alembic: the schema is derived from code (the catalogue) and operators get one explicit,
 idempotent ``create_schema`` with a ``schema_version`` row; numbered upgrade steps live in
 ``migrations.py`` (``MIGRATIONS``) and can move to Alembic when they get numerous.
@@ -37,7 +41,7 @@ from roster_pipeline.resources import RESOURCES, Resource
 
 from .columns import columns_for
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Import lifecycle.  running → staged → published | held | dry_run | failed | discarded;
 # held → published (approve, thresholds overridden) | discarded (reject);
@@ -298,6 +302,56 @@ data_purges = sa.Table(
     sa.Column("rejected_rows", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("field_change_rows", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_data_purges_district", "district_id", "purged_at"),
+)
+
+# v7: derived tables, one district's rows replaced as a whole by each rebuild (see derived.py).  Keyed by
+# district and sourcedIds only: they hold the district's current school year, like the current_ views.
+class_teachers = sa.Table(
+    "class_teachers",
+    metadata,
+    sa.Column("district_id", sa.Text, nullable=False),
+    sa.Column("school_year", sa.Integer, nullable=False),
+    sa.Column("class_sourced_id", sa.Text, nullable=False),
+    sa.Column("teacher_sourced_id", sa.Text, nullable=False),
+    sa.Column("family_name", sa.Text, nullable=True),
+    sa.Column("given_name", sa.Text, nullable=True),
+    sa.Column("role", sa.Text, nullable=False),  # the enrollment's role: teacher, or an opted-in one
+    sa.Column("is_primary", sa.Boolean, nullable=False),
+    sa.Column("display_order", sa.Integer, nullable=False),  # 1.. per class: family, given name, sourcedId
+    sa.Column("import_id", sa.BigInteger, nullable=False),  # the published import the rows reflect
+    sa.PrimaryKeyConstraint("district_id", "school_year", "class_sourced_id", "teacher_sourced_id",
+                            name="pk_class_teachers"),
+)
+
+student_logins = sa.Table(
+    "student_logins",
+    metadata,
+    sa.Column("district_id", sa.Text, nullable=False),
+    sa.Column("student_sourced_id", sa.Text, nullable=False),
+    sa.Column("family_name", sa.Text, nullable=True),
+    sa.Column("given_name", sa.Text, nullable=True),
+    sa.Column("student_devices", sa.Text, nullable=False),  # the district's setting the row was built under
+    sa.Column("chromebook_login", sa.Text, nullable=True),  # the email; NULL in a no_chromebooks district
+    sa.Column("other_device_login", sa.Text, nullable=True),  # the username; NULL in a chromebooks_only one
+    sa.Column("problem", sa.Text, nullable=True),  # no_email | no_username: cannot sign in; NULL when fine
+    sa.Column("import_id", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("district_id", "student_sourced_id", name="pk_student_logins"),
+)
+
+derived_warnings = sa.Table(
+    "derived_warnings",
+    metadata,
+    sa.Column("warning_id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("district_id", sa.Text, nullable=False),
+    sa.Column("import_id", sa.BigInteger, nullable=False),  # the published import the rebuild read
+    sa.Column("table_name", sa.Text, nullable=False),  # class_teachers | student_logins
+    sa.Column("check_name", sa.Text, nullable=False),  # e.g. no_primary_teacher, no_email
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("sample_ids", sa.Text, nullable=False),  # JSON list: the first few sourcedIds concerned
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("recorded_at", Timestamp, nullable=False),
+    sa.Index("ix_derived_warnings_import", "import_id", "table_name"),
+    sa.Index("ix_derived_warnings_district", "district_id", "table_name"),
 )
 
 schema_version = sa.Table(
