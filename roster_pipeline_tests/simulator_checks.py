@@ -1,4 +1,5 @@
-"""Invariants of a simulated district, shared by the generator and mutation tests."""
+"""Invariants of a simulated district, shared by the generator and mutation tests, and the ids the
+OpenAPI conformance tests (1.1 and 1.2) put into path templates."""
 
 from __future__ import annotations
 
@@ -76,3 +77,42 @@ def active_student_enrollment_counts(district: SimulatedDistrict) -> dict[str, i
             if user_id in counts:
                 counts[user_id] += 1
     return counts
+
+
+def first_record(district: SimulatedDistrict, collection: str, **where: str) -> dict[str, Any]:
+    """The first stored record of ``collection`` whose fields equal ``where``."""
+    return next(r for r in district.collections[collection].values() if all(r.get(k) == v for k, v in where.items()))
+
+
+def path_values(district: SimulatedDistrict) -> dict[str, str]:
+    """Ids for the OpenAPI path templates' parameters: a school with a class, a student, a teacher..."""
+    school = first_record(district, "orgs", type="school")
+    klass = next(c for c in district.collections["classes"].values() if c["school"]["sourcedId"] == school["sourcedId"])
+    student = first_record(district, "users", role="student")
+    return {
+        "schoolSourcedId": school["sourcedId"], "classSourcedId": klass["sourcedId"],
+        "studentSourcedId": student["sourcedId"],
+        "teacherSourcedId": first_record(district, "users", role="teacher")["sourcedId"],
+        "userSourcedId": student["sourcedId"], "termSourcedId": klass["terms"][0]["sourcedId"],
+        "courseSourcedId": klass["course"]["sourcedId"], "lineItemSourcedId": "no-such-lineitem",
+    }
+
+
+#: For each single-read endpoint (``/schools/{sourcedId}``...), the stored collection and what its record must be.
+SINGLE_READS: dict[str, tuple[str, dict[str, str]]] = {
+    "orgs": ("orgs", {}), "schools": ("orgs", {"type": "school"}),
+    "academicSessions": ("academicSessions", {}), "terms": ("academicSessions", {"type": "term"}),
+    "gradingPeriods": ("academicSessions", {"type": "gradingPeriod"}), "courses": ("courses", {}),
+    "classes": ("classes", {}), "users": ("users", {}), "students": ("users", {"role": "student"}),
+    "teachers": ("users", {"role": "teacher"}), "enrollments": ("enrollments", {}),
+    "demographics": ("demographics", {}),
+}
+
+
+def single_read_id(district: SimulatedDistrict, endpoint: str) -> str | None:
+    """A sourcedId the single-read ``endpoint`` serves (None: the simulator holds no such records)."""
+    if endpoint not in SINGLE_READS:
+        return None  # gradebook/resources: the simulator holds none
+    base, where = SINGLE_READS[endpoint]
+    found = [r for r in district.collections[base].values() if all(r.get(k) == v for k, v in where.items())]
+    return found[0]["sourcedId"] if found else None

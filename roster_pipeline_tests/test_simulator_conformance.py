@@ -22,6 +22,7 @@ import pytest
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.simulator.district import SimulatedDistrict
 from roster_pipeline.simulator.query import parse_datetime
+from roster_pipeline_tests.simulator_checks import first_record, path_values, single_read_id
 
 pytestmark = pytest.mark.shared
 
@@ -40,10 +41,6 @@ def district() -> SimulatedDistrict:
 def server(district: SimulatedDistrict) -> Iterator[SimulatorServer]:
     with SimulatorServer([Tenant("sds", CID, SECRET, district)]) as srv:
         yield srv
-
-
-def _first(district: SimulatedDistrict, collection: str, **where: str) -> dict[str, Any]:
-    return next(r for r in district.collections[collection].values() if all(r.get(k) == v for k, v in where.items()))
 
 
 # ------------------------------------------------------------------------------------------ newman
@@ -84,12 +81,12 @@ def _environment(server: SimulatorServer, district: SimulatedDistrict) -> dict[s
         "DeltaDateTime": delta,
         "teacher_email_address": teacher["email"],
         "TeacherEmailAddress": teacher["email"],
-        "school_id": _first(district, "orgs", type="school")["sourcedId"],
+        "school_id": first_record(district, "orgs", type="school")["sourcedId"],
         "class_id": first_class["sourcedId"],
         "term_id": first_class["terms"][0]["sourcedId"],
-        "student_id": _first(district, "users", role="student")["sourcedId"],
+        "student_id": first_record(district, "users", role="student")["sourcedId"],
         "teacher_id": teacher["sourcedId"],
-        "user_id": _first(district, "users", role="student")["sourcedId"],
+        "user_id": first_record(district, "users", role="student")["sourcedId"],
         "lineitem_id": "no-such-lineitem",  # gradebook is served empty: results for it are an empty list
     }
 
@@ -188,42 +185,12 @@ def _validator(doc: dict[str, Any], ref: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft4Validator(schema)
 
 
-def _path_values(district: SimulatedDistrict) -> dict[str, str]:
-    school = _first(district, "orgs", type="school")
-    cls = next(c for c in district.collections["classes"].values() if c["school"]["sourcedId"] == school["sourcedId"])
-    student = _first(district, "users", role="student")
-    teacher = _first(district, "users", role="teacher")
-    return {
-        "schoolSourcedId": school["sourcedId"], "classSourcedId": cls["sourcedId"],
-        "studentSourcedId": student["sourcedId"], "teacherSourcedId": teacher["sourcedId"],
-        "userSourcedId": student["sourcedId"], "termSourcedId": cls["terms"][0]["sourcedId"],
-        "courseSourcedId": cls["course"]["sourcedId"], "lineItemSourcedId": "no-such-lineitem",
-    }
-
-
-def _single_id(district: SimulatedDistrict, collection: str) -> str | None:
-    """A sourcedId that the single-read endpoint of ``collection`` serves (None: no such records)."""
-    picks: dict[str, tuple[str, dict[str, str]]] = {
-        "orgs": ("orgs", {}), "schools": ("orgs", {"type": "school"}),
-        "academicSessions": ("academicSessions", {}), "terms": ("academicSessions", {"type": "term"}),
-        "gradingPeriods": ("academicSessions", {"type": "gradingPeriod"}), "courses": ("courses", {}),
-        "classes": ("classes", {}), "users": ("users", {}), "students": ("users", {"role": "student"}),
-        "teachers": ("users", {"role": "teacher"}), "enrollments": ("enrollments", {}),
-        "demographics": ("demographics", {}),
-    }
-    if collection not in picks:
-        return None  # gradebook/resources: the simulator holds none
-    base, where = picks[collection]
-    found = [r for r in district.collections[base].values() if all(r.get(k) == v for k, v in where.items())]
-    return found[0]["sourcedId"] if found else None
-
-
 def test_every_openapi_get_path_validates(
     openapi: dict[str, Any], server: SimulatorServer, district: SimulatedDistrict
 ) -> None:
     token = httpx.post(server.token_url("sds"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
-    values = _path_values(district)
+    values = path_values(district)
     error_validator = _validator(openapi, "#/components/schemas/imsx_StatusInfo.Type")
     checked: list[str] = []
     with httpx.Client(base_url=server.base_url("sds"), headers=headers, timeout=30) as api:
@@ -236,7 +203,7 @@ def test_every_openapi_get_path_validates(
             collection = template.strip("/").split("/")[0]
             expect_404 = False
             if "{sourcedId}" in path:
-                sid = _single_id(district, collection)
+                sid = single_read_id(district, collection)
                 expect_404 = sid is None
                 path = path.replace("{sourcedId}", sid or "no-such-id")
             responses = item["get"]["responses"]

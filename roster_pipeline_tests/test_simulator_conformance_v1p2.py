@@ -18,6 +18,7 @@ import pytest
 
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.simulator.district import SimulatedDistrict
+from roster_pipeline_tests.simulator_checks import path_values, single_read_id
 
 pytestmark = pytest.mark.shared
 
@@ -53,33 +54,6 @@ def validator(doc: dict[str, Any], ref: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
-def first(district: SimulatedDistrict, collection: str, **where: str) -> dict[str, Any]:
-    return next(r for r in district.collections[collection].values() if all(r.get(k) == v for k, v in where.items()))
-
-
-def path_values(district: SimulatedDistrict) -> dict[str, str]:
-    school = first(district, "orgs", type="school")
-    klass = next(c for c in district.collections["classes"].values() if c["school"]["sourcedId"] == school["sourcedId"])
-    student = first(district, "users", role="student")
-    return {
-        "schoolSourcedId": school["sourcedId"], "classSourcedId": klass["sourcedId"],
-        "studentSourcedId": student["sourcedId"], "teacherSourcedId": first(district, "users", role="teacher")["sourcedId"],
-        "userSourcedId": student["sourcedId"], "termSourcedId": klass["terms"][0]["sourcedId"],
-        "courseSourcedId": klass["course"]["sourcedId"],
-    }
-
-
-#: For each single-read endpoint, the stored collection and what its record must be.
-SINGLE: dict[str, tuple[str, dict[str, str]]] = {
-    "orgs": ("orgs", {}), "schools": ("orgs", {"type": "school"}),
-    "academicSessions": ("academicSessions", {}), "terms": ("academicSessions", {"type": "term"}),
-    "gradingPeriods": ("academicSessions", {"type": "gradingPeriod"}), "courses": ("courses", {}),
-    "classes": ("classes", {}), "users": ("users", {}), "students": ("users", {"role": "student"}),
-    "teachers": ("users", {"role": "teacher"}), "enrollments": ("enrollments", {}),
-    "demographics": ("demographics", {}),
-}
-
-
 def test_every_1p2_get_path_validates_against_the_openapi_schemas(
     openapi: dict[str, Any], server: SimulatorServer, district: SimulatedDistrict, headers: dict[str, str]
 ) -> None:
@@ -91,8 +65,9 @@ def test_every_1p2_get_path_validates_against_the_openapi_schemas(
             for name, value in values.items():
                 path = path.replace("{" + name + "}", value)
             if "{sourcedId}" in path:
-                base, where = SINGLE[template.strip("/").split("/")[0]]
-                path = path.replace("{sourcedId}", first(district, base, **where)["sourcedId"])
+                sid = single_read_id(district, template.strip("/").split("/")[0])
+                assert sid is not None, template
+                path = path.replace("{sourcedId}", sid)
             ok_ref = item["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
             is_list = template.split("/")[-1] != "{sourcedId}"
             response = api.get(path, params={"limit": "100000"} if is_list else None)
