@@ -121,13 +121,19 @@ def run_failure_report(
 def import_results_report(warehouse: Warehouse, district: District, run: ImportRun) -> ImportResultsReport:
     """The Import Results content of a published import (counts as recorded by the publish)."""
     rows = []
+    before = warehouse.published_before(run.import_id)
     for name, counts in warehouse.resource_counts(run.import_id).items():
-        added, updated, deleted = (int(counts.get(k) or 0) for k in ("added", "updated", "deleted"))
-        unchanged = int(counts.get("unchanged") or 0)
+        n = {k: int(counts.get(k) or 0) for k in (
+            "fetched", "added", "updated", "deleted", "unchanged", "tobedeleted", "withheld", "duplicates",
+            "quarantined", "rejected")}
         rows.append(ResourceCountsRow(
-            resource=name, published_before=updated + deleted + unchanged, fetched=int(counts.get("fetched") or 0),
-            added=added, updated=updated, deleted=deleted, unchanged=unchanged,
-            rejected=int(counts.get("rejected") or 0),
+            # the base and the fetched figure checked_snapshot's thresholds used (summaries.change_summary):
+            # a delta never sees its unchanged rows, so the base cannot be summed from the counts
+            resource=name, published_before=before.get(name, 0),
+            fetched=max(n["fetched"] - n["quarantined"], 0) + n["rejected"],
+            added=n["added"], updated=n["updated"], deleted=n["deleted"], unchanged=n["unchanged"],
+            rejected=n["rejected"], tobedeleted=n["tobedeleted"], withheld=n["withheld"],
+            duplicates=n["duplicates"],
         ))
     warnings = warehouse.rejects(run.import_id, severity="warning")
     approval = None

@@ -242,7 +242,16 @@ class CheckYourDataReport:
 
 @dataclass(frozen=True)
 class ResourceCountsRow:
-    """One resource of a published import."""
+    """One resource of a published import.
+
+    Every fetched record is accounted for once: ``fetched == added + updated + unchanged + tobedeleted +
+    withheld + duplicates + rejected`` (``accounted``).  ``tobedeleted``: records the SIS sent marked
+    ``tobedeleted`` (stored soft-deleted); ``withheld``: deletions an additions_only import held back;
+    ``duplicates``: repeated copies of a record in the same pull.  ``deleted`` is an effect, not a kind of
+    fetched record: the published rows soft-deleted, i.e. the alive ones marked tobedeleted plus, in a
+    full import, those that vanished from the pull.  Percentages of added/updated/deleted/unchanged are of
+    ``published_before``, the base the threshold checks used.
+    """
 
     resource: str
     published_before: int
@@ -252,6 +261,15 @@ class ResourceCountsRow:
     deleted: int
     unchanged: int
     rejected: int
+    tobedeleted: int = 0
+    withheld: int = 0
+    duplicates: int = 0
+
+    @property
+    def accounted(self) -> int:
+        """The fetched records the other columns explain (equals ``fetched`` for a consistent import)."""
+        return (self.added + self.updated + self.unchanged + self.tobedeleted + self.withheld + self.duplicates
+                + self.rejected)
 
     @property
     def added_pct(self) -> float | None:

@@ -325,20 +325,27 @@ def render_import_results(report: ImportResultsReport, recipients: Sequence[str]
     html.append(overview_html)
 
     if report.resources:
-        headers = ["Resource", "Published before", "Fetched", "Added", "Updated", "Deleted", "Unchanged", "Rejected"]
+        headers = ["Resource", "Published before", "Fetched", "Added", "Updated", "Unchanged", "Marked tobedeleted",
+                   "Withheld", "Duplicates", "Rejected", "Deleted"]
         rows: list[list[m.Cell | str]] = [
             [r.resource, m.Cell(m.fmt_int(r.published_before), numeric=True), m.Cell(m.fmt_int(r.fetched), numeric=True),
              _count_cell(r.added, r.added_pct), _count_cell(r.updated, r.updated_pct),
-             _count_cell(r.deleted, r.deleted_pct), _count_cell(r.unchanged, r.unchanged_pct),
-             _count_cell(r.rejected, r.rejected_pct)]
+             _count_cell(r.unchanged, r.unchanged_pct), m.Cell(m.fmt_int(r.tobedeleted), numeric=True),
+             m.Cell(m.fmt_int(r.withheld), numeric=True), m.Cell(m.fmt_int(r.duplicates), numeric=True),
+             _count_cell(r.rejected, r.rejected_pct), _count_cell(r.deleted, r.deleted_pct)]
             for r in report.resources
         ]
+        explain = ("Fetched = added + updated + unchanged + marked tobedeleted + withheld + duplicates + rejected. "
+                   "Marked tobedeleted: records the SIS sent as tobedeleted (stored as deleted); withheld: deletions "
+                   "held back during the rollover window; duplicates: repeated copies of a record in the same pull. "
+                   "Deleted: published rows this import deleted (those marked tobedeleted, and in a full import "
+                   "those no longer in the SIS). Percentages are of the rows published before this import "
+                   "(rejected: of the rows fetched), the figures the import's checks used.")
         text += ["Changes by resource (% of published rows; rejected: % of fetched rows)",
                  "----------------------------------------------------------------------",
-                 m.text_table(headers, rows), ""]
+                 m.text_table(headers, rows), m.one_line(explain), ""]
         html += [m.h2("Changes by resource"),
-                 m.p("Added, updated, deleted and unchanged are a share of the rows published before this import; "
-                     "rejected is a share of the rows fetched.", style=f"margin:4px 0;{m.MUTED}"),
+                 m.p(explain, style=f"margin:4px 0;{m.MUTED}"),
                  m.table(headers, rows)]
 
     none = "No record warnings." if report.derived_warnings else "No warnings."

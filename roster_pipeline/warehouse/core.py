@@ -611,6 +611,14 @@ class Warehouse:
                 counts[res.name] = int(conn.execute(query).scalar_one())
         return counts
 
+    def published_before(self, import_id: int) -> dict[str, int]:
+        """{resource: alive published rows in the import's scope before it was published}: the base of the
+        threshold checks' %s (``change_summary``'s ``published_before``), for full and delta imports alike,
+        also after the publish (see ``summaries.published_before_import``)."""
+        with self.engine.connect() as conn:
+            run = self._import(conn, import_id)
+            return summaries.published_before_import(conn, import_id, self._scope(run), run.status)
+
     def resource_counts(self, import_id: int) -> dict[str, dict[str, Any]]:
         """The import_resource_counts rows of an import, by resource."""
         with self.engine.connect() as conn:

@@ -21,7 +21,7 @@ from . import staging as stg
 from .counts import ChangeCounts
 from .classify import unmarked_change
 from .diff import Scope, unreadable_id_sql
-from .schema import TABLES
+from .schema import TABLES, import_resource_counts, import_runs
 
 CHANGE_SUMMARY_COLUMNS: tuple[str, ...] = (
     "resource", "published_before", "fetched", "added", "updated", "deleted", "unchanged", "tobedeleted",
@@ -85,6 +85,37 @@ def change_summary(
         )
     frame = pd.DataFrame(rows, columns=list(CHANGE_SUMMARY_COLUMNS))
     return frame.astype({c: "int64" for c in CHANGE_SUMMARY_COLUMNS[1:9]} | {c: "float64" for c in CHANGE_SUMMARY_COLUMNS[9:]})
+
+
+def published_before_import(conn: sa.Connection, run_import_id: int, scope: Scope, status: str) -> dict[str, int]:
+    """Per resource: the alive published rows in the import's scope just before the import was published,
+    the same base ``change_summary`` (so ``checked_snapshot``'s thresholds) computes its %s against.
+
+    WHY reconstructed: a delta import never sees the unchanged rows, so its counts cannot give the base,
+    and ``import_resource_counts`` does not store it.  Every publish changes the alive count of a resource
+    by exactly ``added - deleted`` (``added`` includes re-added rows; first-seen ``tobedeleted`` records are
+    inserted soft-deleted; ``deleted`` includes vanished rows), and an undo restores what its import
+    changed.  So the base is the alive count now minus the net change of this import and of every import
+    of the district published after it and not undone (same school year for year-scoped resources).
+    An import that was not published (held, staged) has changed nothing: its base is the alive count now.
+    """
+    alive = published_alive(conn, scope)
+    if status != "published":
+        return alive
+    runs, counts = import_runs, import_resource_counts
+    query = (
+        sa.select(counts.c.resource, runs.c.school_year,
+                  sa.func.sum(counts.c.added - counts.c.deleted).label("net"))
+        .join(runs, runs.c.import_id == counts.c.import_id)
+        .where(runs.c.district_id == scope.district_id, runs.c.status == "published",
+               runs.c.import_id >= run_import_id)
+        .group_by(counts.c.resource, runs.c.school_year)
+    )
+    year_scoped = {res.name for res in RESOURCES if res.year_scoped}
+    for name, year, net in conn.execute(query):
+        if name in alive and (name not in year_scoped or year == scope.school_year):
+            alive[name] -= int(net or 0)
+    return alive
 
 
 # -- per school ---------------------------------------------------------------------------------------
