@@ -127,3 +127,36 @@ def test_every_fetched_record_is_accounted_for_in_full_and_delta(wh: Warehouse) 
     header = next(line for line in text.splitlines() if line.startswith("Resource"))
     for column in ("Marked tobedeleted", "Withheld", "Duplicates", "Rejected", "Deleted"):
         assert column in header
+
+
+def attached_csv(message: Any, filename: str) -> list[dict[str, str]]:
+    part = next(p for p in message.iter_attachments() if p.get_filename() == filename)
+    return list(csv.DictReader(io.StringIO(part.get_payload(decode=True).decode("utf-8-sig"))))
+
+
+# the base of the percentages is named "published" rows; anything else saying published is a false claim
+PERCENT_BASE = ("% of published rows", "rows published before this import", "Published before")
+
+
+def test_held_import_lists_its_warnings_where_it_says_and_never_claims_a_publish(wh: Warehouse) -> None:
+    """Item 3: failed before the fix: the email said "2 warning(s) ... (records published anyway; they are
+    in rejected_rows.csv ...)" while that file held only the error and nothing was published."""
+    full = wh.begin_import("springfield", "run-1", YEAR, "full")
+    wh.stage(full, "users", [user(n) for n in range(4)])
+    wh.record_rejects(full, [bad_email("users", "usr-9"), bad_email("users", "usr-1", "warning"),
+                             bad_email("users", "usr-2", "warning")])
+    wh.hold_import(full, "users_valid_records: 20.0% of users rejected (limit 1%)")
+    report = check_your_data_report(wh, DISTRICT, wh.get_import(full))
+    message = render_check_your_data(report, DISTRICT.admin_emails, SENDER)
+    text = text_of(message)
+
+    rows = attached_csv(message, "rejected_rows.csv")
+    assert sorted((r["sourced_id"], r["severity"]) for r in rows) == [
+        ("usr-1", "warning"), ("usr-2", "warning"), ("usr-9", "error")]
+    assert "2 warning(s) were also reported" in text
+    assert "listed in rejected_rows.csv with severity 'warning'" in text
+    assert "1 rejected row(s) (severity 'error'" in text and "2 warning(s) (severity 'warning'" in text
+    remainder = text
+    for phrase in PERCENT_BASE:
+        remainder = remainder.replace(phrase, "")
+    assert "published" not in remainder.lower(), [line for line in text.splitlines() if "published" in line.lower()]

@@ -90,7 +90,9 @@ def check_your_data_report(warehouse: Warehouse, district: District, run: Import
     report.rejected_total = len(errors)
     report.rejected_rows = errors[:MAX_ATTACHED_ROWS]
     report.top_errors = summarize_rejects(errors)
-    report.warnings_count = len(warehouse.rejects(run.import_id, severity="warning"))
+    warnings = warehouse.rejects(run.import_id, severity="warning")
+    report.warnings_count = len(warnings)
+    report.warning_rows = warnings[:MAX_ATTACHED_ROWS]  # rejected_rows.csv lists them, as the email says
     changes = warehouse.field_changes(run.import_id)
     report.field_changes_total = len(changes)
     report.field_changes = changes.head(MAX_ATTACHED_ROWS)

@@ -152,7 +152,7 @@ class ReviewAction:
 _ACTION_TEXT: dict[str, str] = {
     "approve": "Publish the held snapshot as it is (the thresholds are overridden for this import only, "
     "and the override is recorded), then resume scheduled imports.",
-    "reject": "Discard the held snapshot and keep the data published today, then resume scheduled imports "
+    "reject": "Discard the held snapshot and keep the roster as it is today, then resume scheduled imports "
     "(or stay paused until the SIS is fixed).",
     "reprocess": "Fetch everything again now (after the SIS data has been corrected) and run the checks again.",
 }
@@ -223,6 +223,9 @@ class CheckYourDataReport:
     warnings_count: int = 0
     rejected_rows: Sequence[Reject] = ()
     rejected_total: int | None = None
+    # the warnings' rows (severity "warning"), listed after the errors in rejected_rows.csv; warnings_count
+    # is their real total when this is a bounded sample
+    warning_rows: Sequence[Reject] = ()
     field_changes: Any = None  # pd.DataFrame | Sequence[Mapping[str, Any]] | None
     field_changes_total: int | None = None
     run_url: str | None = None

@@ -130,6 +130,18 @@ def _attachment_note(attachment: CsvAttachment, noun: str) -> str:
     return f"{attachment.filename}: all {attachment.rows_total:,} {noun}."
 
 
+def _rejected_note(attachment: CsvAttachment, errors: int, warnings: int) -> str:
+    """What rejected_rows.csv holds: errors (kept out of the snapshot) and warnings (kept in it)."""
+    if not warnings:
+        return _attachment_note(attachment, "rejected rows")
+    what = (f"{errors:,} rejected row(s) (severity 'error': kept out of the snapshot) and {warnings:,} warning(s) "
+            "(severity 'warning': kept in the held snapshot)")
+    if attachment.truncated:
+        return (f"{attachment.filename}: the first {attachment.rows_written:,} of {what} (the email would be too "
+                "large for all of them; the full list is in the warehouse).")
+    return f"{attachment.filename}: {what}."
+
+
 def check_your_data_subject(report: CheckYourDataReport) -> str:
     if report.failure is not None:
         return f"{SUBJECT_PREFIX} Check Your Data: {m.one_line(report.district_name)} — sync failed, district paused"
@@ -154,7 +166,10 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
     """
     subject = check_your_data_subject(report)
     message = _envelope("check_your_data", report.district_id, report.import_id, subject, recipients, sender)
-    rejected = rejected_rows_csv(report.district_id, report.rejected_rows, report.rejected_total, max_attachment_rows)
+    errors_total = report.rejected_total if report.rejected_total is not None else len(report.rejected_rows)
+    warnings_listed = max(report.warnings_count, len(report.warning_rows)) if report.warning_rows else 0
+    rejected = rejected_rows_csv(report.district_id, [*report.rejected_rows, *report.warning_rows],
+                                 errors_total + warnings_listed, max_attachment_rows)
     changes = field_changes_csv(report.field_changes, report.field_changes_total, max_attachment_rows)
 
     text: list[str] = []
@@ -164,8 +179,8 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
     failure = report.failure
     intro = _failure_intro(report) if failure is not None else (
         f"Import {report.import_id} of {report.district_name} ({report.district_id}) was paused before "
-        f"publishing: {len(report.failed_checks)} blocking check(s) failed. The published roster has not "
-        "changed; the new snapshot is held until an administrator reviews it.")
+        f"publishing: {len(report.failed_checks)} blocking check(s) failed. Nothing from this import has "
+        "reached the roster your systems read; the new snapshot is held until an administrator reviews it.")
     text += [m.one_line(title), "=" * len(m.one_line(title)), "", intro, ""]
     html += [m.Raw(f'<h1 style="font-size:20px;margin:0 0 8px 0">{m.esc(title)}</h1>'), m.p(intro)]
 
@@ -227,8 +242,11 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
         text += ["Top errors", "----------", m.text_table(headers, rows), ""]
         html += [m.h2("Top errors"), m.table(headers, rows)]
     if report.warnings_count:
-        note = (f"{report.warnings_count:,} warning(s) were also reported (records published anyway; "
-                "they are in rejected_rows.csv with severity 'warning' when listed).")
+        listed = report.warning_rows or any(r.severity == "warning" for r in report.rejected_rows)
+        where = ("They are listed in rejected_rows.csv with severity 'warning'." if listed
+                 else "They are not listed in the attachments.")
+        note = (f"{report.warnings_count:,} warning(s) were also reported. A warning does not reject its record: "
+                f"it is part of the held snapshot and goes live only if the snapshot is approved. {where}")
         text += [note, ""]
         html.append(m.p(note))
 
@@ -252,7 +270,7 @@ def render_check_your_data(report: CheckYourDataReport, recipients: Sequence[str
                  m.pre(action.launchpad_config.rstrip()),
                  m.p("Command line: ", m.code(action.cli_command), style="margin:2px 0 8px 0")]
 
-    notes = [_attachment_note(rejected, "rejected rows"), _attachment_note(changes, "field changes")]
+    notes = [_rejected_note(rejected, errors_total, warnings_listed), _attachment_note(changes, "field changes")]
     text += ["Attachments", "-----------", *(f"- {n}" for n in notes), ""]
     html += [m.h2("Attachments"), m.bullets(notes)]
 
