@@ -160,3 +160,22 @@ def test_held_import_lists_its_warnings_where_it_says_and_never_claims_a_publish
     for phrase in PERCENT_BASE:
         remainder = remainder.replace(phrase, "")
     assert "published" not in remainder.lower(), [line for line in text.splitlines() if "published" in line.lower()]
+
+
+def test_published_before_survives_an_undo_and_later_imports(wh: Warehouse) -> None:
+    """The base of an import's email does not move when later imports are published or undone."""
+    first = wh.begin_import("springfield", "run-1", YEAR, "full")
+    wh.stage(first, "users", [user(n) for n in range(10)])
+    wh.stage(first, "enrollments", [enrollment(n) for n in range(4)])
+    wh.publish(first)
+    undone = wh.begin_import("springfield", "run-2", YEAR, "delta")
+    wh.stage(undone, "users", [user(n) for n in range(10, 15)])
+    wh.publish(undone)
+    wh.undo_last_import("springfield", undone_by="Jo Admin")
+    later = wh.begin_import("springfield", "run-3", YEAR, "full")
+    wh.stage(later, "users", [user(n) for n in range(8)])  # 2 vanish
+    checked = publish_checked(wh, later)
+    assert wh.published_before(first)["users"] == 0 and wh.published_before(first)["enrollments"] == 0
+    assert wh.published_before(undone)["users"] == 10
+    assert wh.published_before(later)["users"] == checked["users"]["published_before"] == 10
+    assert wh.published_before(later)["enrollments"] == checked["enrollments"]["published_before"] == 4

@@ -617,7 +617,7 @@ class Warehouse:
         also after the publish (see ``summaries.published_before_import``)."""
         with self.engine.connect() as conn:
             run = self._import(conn, import_id)
-            return summaries.published_before_import(conn, import_id, self._scope(run), run.status)
+            return summaries.published_before_import(conn, import_id, self._scope(run))
 
     def resource_counts(self, import_id: int) -> dict[str, dict[str, Any]]:
         """The import_resource_counts rows of an import, by resource."""

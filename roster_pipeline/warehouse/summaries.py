@@ -87,7 +87,7 @@ def change_summary(
     return frame.astype({c: "int64" for c in CHANGE_SUMMARY_COLUMNS[1:9]} | {c: "float64" for c in CHANGE_SUMMARY_COLUMNS[9:]})
 
 
-def published_before_import(conn: sa.Connection, run_import_id: int, scope: Scope, status: str) -> dict[str, int]:
+def published_before_import(conn: sa.Connection, run_import_id: int, scope: Scope) -> dict[str, int]:
     """Per resource: the alive published rows in the import's scope just before the import was published,
     the same base ``change_summary`` (so ``checked_snapshot``'s thresholds) computes its %s against.
 
@@ -96,12 +96,13 @@ def published_before_import(conn: sa.Connection, run_import_id: int, scope: Scop
     by exactly ``added - deleted`` (``added`` includes re-added rows; first-seen ``tobedeleted`` records are
     inserted soft-deleted; ``deleted`` includes vanished rows), and an undo restores what its import
     changed.  So the base is the alive count now minus the net change of this import and of every import
-    of the district published after it and not undone (same school year for year-scoped resources).
-    An import that was not published (held, staged) has changed nothing: its base is the alive count now.
+    of the district published after it and not undone (same school year for year-scoped resources).  The
+    import's own net counts only while it is published: a held or staged one has changed nothing yet, an
+    undone one no longer has.
+    A resource hard-deleted later by ``purge`` has lost its rows, so its old imports' base can no longer be
+    rebuilt; it is then clamped at 0 rather than shown negative.
     """
     alive = published_alive(conn, scope)
-    if status != "published":
-        return alive
     runs, counts = import_runs, import_resource_counts
     query = (
         sa.select(counts.c.resource, runs.c.school_year,
@@ -115,7 +116,7 @@ def published_before_import(conn: sa.Connection, run_import_id: int, scope: Scop
     for name, year, net in conn.execute(query):
         if name in alive and (name not in year_scoped or year == scope.school_year):
             alive[name] -= int(net or 0)
-    return alive
+    return {name: max(count, 0) for name, count in alive.items()}
 
 
 # -- per school ---------------------------------------------------------------------------------------
