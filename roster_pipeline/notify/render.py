@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 from email import policy
 from email.message import EmailMessage
@@ -361,7 +362,7 @@ def render_import_results(report: ImportResultsReport, recipients: Sequence[str]
                    "(rejected: of the rows fetched), the figures the import's checks used.")
         text += ["Changes by resource (% of published rows; rejected: % of fetched rows)",
                  "----------------------------------------------------------------------",
-                 m.text_table(headers, rows), m.one_line(explain), ""]
+                 m.text_table(headers, rows), textwrap.fill(explain, 100), ""]
         html += [m.h2("Changes by resource"),
                  m.p(explain, style=f"margin:4px 0;{m.MUTED}"),
                  m.table(headers, rows)]
