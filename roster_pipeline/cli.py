@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+# Commands that act on a deployment's registry and warehouse: run from the folder of `roster-pipeline demo`
+# without a registry of their own, they use the demo's settings (roster_pipeline.demo_home).
+USES_DEMO_SETTINGS = frozenset({"review", "backfill"})
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     module_name, _ = COMMANDS[args.command]
+    if args.command in USES_DEMO_SETTINGS:
+        from roster_pipeline.demo_home import apply_demo_settings
+
+        used = apply_demo_settings(os.environ)
+        if used is not None:
+            print(f"using the demo's settings from {used}", file=sys.stderr)
     return int(importlib.import_module(module_name).run(args) or 0)
 
 

@@ -1,9 +1,12 @@
 """`roster-pipeline demo`: two simulated districts, a registry for them, and the Dagster UI (or --once).
 
 Everything runs on this machine: the OneRoster simulator on loopback, the warehouse at
-``ROSTER_DATABASE_URL`` or the embedded SQLite file, and Dagster with temporary storage.  The demo's
-client secrets are generated per run and handed to Dagster only through environment variables, the
-same way a real district's secrets are.
+``ROSTER_DATABASE_URL`` or the embedded SQLite file, and Dagster on the demo's own local instance.  All of
+it lives in one stable folder, ``.roster_pipeline/`` under the directory the demo is started from
+(``roster_pipeline.demo_home``), printed with absolute paths, so a second shell (``dagster job launch``,
+``roster-pipeline review``) finds the same runs, registry, warehouse and outbox.  The demo's client secrets
+are generated per run and handed to Dagster through environment variables, the same way a real district's
+secrets are; the only file holding them is the user-only ``.roster_pipeline/demo.env``.
 """
 
 from __future__ import annotations
@@ -11,15 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from roster_pipeline.demo_home import DemoHome, demo_home, write_settings
+from roster_pipeline.districts import ENV_FILE_VARIABLE
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
-from roster_pipeline.warehouse.engine import resolve_url
+from roster_pipeline.warehouse.engine import ENV_DATABASE_URL, resolve_url
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --once: after the first sync, change the first demo district in the simulator and sync it "
         "again, to show what the pipeline does (wipe_enrollments: the SIS loses 90%% of its enrollments)",
     )
+    parser.add_argument(
+        "--leave-held",
+        action="store_true",
+        help="with --scenario: leave a held import for you to review with the command its Check Your Data "
+        "email prints, instead of approving it",
+    )
+    parser.add_argument("--no-ui", action="store_true",
+                        help="keep the simulator up for commands from another shell, without the Dagster UI")
     parser.add_argument("--workdir", default=".roster_pipeline/demo", help="where the demo registry is written")
     parser.add_argument("--simulator-port", type=int, default=0, help="simulator port (0 = a free one)")
     parser.add_argument("--dagster-port", type=int, default=3000, help="port of the Dagster UI")
@@ -134,7 +149,7 @@ def sync_once(job: object, instance: object, district_id: str) -> tuple[bool, li
     return published, rows, "\n".join(checks)
 
 
-def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None) -> int:
+def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None, leave_held: bool = False) -> int:
     """Materialize every demo district through the real Dagster job and print per-resource counts."""
     import dagster as dg
 
@@ -149,7 +164,7 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None)
     job = build_definitions(registry).resolve_job_def("sync_district")
     rows: list[tuple[str, str, dict[str, object]]] = []
     failed = False
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.DagsterInstance.get() as instance:  # the demo's stable instance (DAGSTER_HOME), seen by the UI
         for district_id in registry.districts:
             published, district_rows, checks = sync_once(job, instance, district_id)
             rows += district_rows
@@ -183,6 +198,10 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None)
         if outcome == "held":
             state = get_state(warehouse.engine, district.id)
             print(f"{district.id}: paused={state.paused} ({state.reason})")
+        if outcome == "held" and leave_held:
+            print(f"{district.id}: left held for your review: from {Path.cwd()}, run the command its "
+                  "Check Your Data email prints")
+        elif outcome == "held":
             result = approve(warehouse, district.id, reviewer="demo data engineer", note="demo: approved on purpose",
                              excluded_resources=registry.get(district.id).excluded_resources())
             print(f"review approve: {result.outcome}")
@@ -229,18 +248,55 @@ def print_table(rows: list[tuple[str, str, dict[str, object]]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def use_demo_home(home: DemoHome, registry_path: Path, environ: dict[str, str]) -> dict[str, str]:
+    """Point this process (and the Dagster it starts) at the demo folder; return the settings to share.
+
+    The warehouse URL and the outbox are pinned as absolute paths, so every process (the UI's runs, the
+    daemon's sensor, a second shell) uses the same SQLite file and the same outbox whatever its working
+    folder.  DAGSTER_HOME is the demo's own instance: with it set, Dagster never reads a ``dagster.yaml``
+    from the working folder (the repository's is the production instance, on Postgres).
+    """
+    environ[ENV_FILE_VARIABLE] = str(registry_path)
+    environ[ENV_DATABASE_URL] = resolve_url(environ.get(ENV_DATABASE_URL) or None)
+    environ["ROSTER_OUTBOX_DIR"] = str(Path(environ.get("ROSTER_OUTBOX_DIR", "").strip() or home.outbox).resolve())
+    environ["DAGSTER_HOME"] = str(home.prepare_dagster_home())
+    names = ["DAGSTER_HOME", ENV_FILE_VARIABLE, ENV_DATABASE_URL, "ROSTER_OUTBOX_DIR"]
+    names += [name for d in DEMO_DISTRICTS for name in (d.key_env, d.secret_env)]
+    settings = {name: environ[name] for name in names}
+    write_settings(home.settings_file, settings)
+    return settings
+
+
+def wait_for_interrupt() -> int:
+    """--no-ui: keep the simulator serving until Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    home = demo_home()
     workdir = Path(args.workdir).resolve()
     server = start_simulator(args.simulator_port)
     try:
         registry_path = write_registry(server, workdir, os.environ)  # type: ignore[arg-type]
-        os.environ["ROSTER_DISTRICTS_FILE"] = str(registry_path)
-        where = os.environ.get("ROSTER_DATABASE_URL") and "ROSTER_DATABASE_URL" or "the embedded SQLite file"
+        settings = use_demo_home(home, registry_path, os.environ)  # type: ignore[arg-type]
+        where = settings[ENV_DATABASE_URL] if settings[ENV_DATABASE_URL].startswith("sqlite") else "ROSTER_DATABASE_URL"
         print(f"OneRoster simulator: {server.url} ({len(DEMO_DISTRICTS)} districts)", flush=True)
         print(f"district registry:   {registry_path}", flush=True)
         print(f"warehouse:           {where}", flush=True)
+        print(f"Dagster instance:    {settings['DAGSTER_HOME']}", flush=True)
+        print(f"email outbox:        {settings['ROSTER_OUTBOX_DIR']}", flush=True)
+        print(f"demo settings:       {home.settings_file} (another shell: source it; `roster-pipeline review` "
+              f"run from {home.root.parent} reads it itself)", flush=True)
         if args.once:
-            return run_once(registry_path, server, args.scenario)
+            return run_once(registry_path, server, args.scenario, args.leave_held)
+        if args.no_ui:
+            print("serving the simulator without the UI (Ctrl-C stops the demo)", flush=True)
+            return wait_for_interrupt()
         workspace = workdir / "workspace.yaml"
         workspace.write_text(
             "load_from:\n  - python_module:\n      module_name: roster_pipeline.definitions\n"
@@ -248,14 +304,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"Dagster UI:          http://127.0.0.1:{args.dagster_port} (Ctrl-C stops the demo)", flush=True)
         command = ["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.dagster_port)]
-        env = os.environ.copy()
-        # dagster dev reads dagster.yaml from its working folder; the project's is the production one
-        # (Postgres from env vars), so the demo runs Dagster from its own folder, with temporary storage,
-        # and pins the warehouse URL so the runs still find the same embedded SQLite file.
-        env.setdefault("ROSTER_DATABASE_URL", resolve_url(None))
-        env.pop("DAGSTER_HOME", None)
         try:
-            return subprocess.call(command, env=env, cwd=workdir)
+            return subprocess.call(command, env=os.environ.copy(), cwd=workdir)
         except KeyboardInterrupt:
             return 0
     finally:

@@ -1,8 +1,8 @@
 """Control-plane settings from the environment (all optional; the defaults suit the demo).
 
 =================================  =============================================================
-``ROSTER_OUTBOX_DIR``              Where emails go when no SMTP is configured
-                                   (default ``./.roster_pipeline/outbox``).
+``ROSTER_OUTBOX_DIR``              Where emails go when no SMTP is configured (default
+                                   ``./.roster_pipeline/outbox``; made absolute when read).
 ``ROSTER_NOTIFY_MAX_ATTEMPTS``     Sends per email before giving up (default 5).
 ``ROSTER_NOTIFY_RETRY_SECONDS``    Wait after a failed send before the next attempt (default 60).
 ``ROSTER_NOTIFY_LOOKBACK_DAYS``    A sensor without a cursor (first deploy, reset) only emails about
@@ -47,7 +47,8 @@ class NotifySettings:
                 raise ValueError(f"{name} must be a number, got {text!r}") from None
 
         return cls(
-            outbox_dir=Path(env.get("ROSTER_OUTBOX_DIR", "").strip() or DEFAULT_OUTBOX),
+            # Absolute, so the logs name the folder the emails really went to, whatever the reader's cwd.
+            outbox_dir=Path(env.get("ROSTER_OUTBOX_DIR", "").strip() or DEFAULT_OUTBOX).resolve(),
             max_attempts=max(1, int(number("ROSTER_NOTIFY_MAX_ATTEMPTS", 5))),
             retry_after=timedelta(seconds=max(0.0, number("ROSTER_NOTIFY_RETRY_SECONDS", 60))),
             lookback=timedelta(days=max(0.0, number("ROSTER_NOTIFY_LOOKBACK_DAYS", 7))),
