@@ -167,6 +167,7 @@ def test_approve_publishes_the_held_snapshot_with_the_override_recorded(
     approve = audit.actions_for(wh.engine, "alpha")[-1]
     assert (approve.action, approve.actor, approve.import_id) == ("approve", "Dana Admin", held)
     assert "published" in (approve.outcome or "")
+    assert_partition_shows_approval(instance, "alpha", held, "Dana Admin", wh)
 
     tick(defs, instance, cursor)
     results = [m for m in smtp_server.messages
@@ -174,6 +175,41 @@ def test_approve_publishes_the_held_snapshot_with_the_override_recorded(
     assert len(results) == 1
     assert "Dana Admin" in results[0].get_body(("plain",)).get_content()
     assert not get_state(wh.engine, "alpha").paused  # a published import never re-pauses
+
+
+def latest_published_roster(instance: dg.DagsterInstance, district_id: str) -> dg.EventLogRecord:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("published_roster"), asset_partitions=[district_id]), limit=1
+    ).records
+    assert records, f"no materialization of published_roster for partition {district_id}"
+    return records[0]
+
+
+def assert_partition_shows_approval(instance: dg.DagsterInstance, district_id: str, import_id: int, reviewer: str,
+                                    wh: Warehouse) -> None:
+    """The district's partition of published_roster shows the approved import, its figures and who approved."""
+    record = latest_published_roster(instance, district_id)
+    materialization = record.asset_materialization
+    assert materialization is not None and materialization.partition == district_id
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["import_id"] == import_id and metadata["reviewer"] == reviewer
+    assert metadata["action"] == "approve"
+    assert metadata["enrollments_current_rows"] == wh.current_counts(district_id)["enrollments"]
+    assert metadata["total_deleted"] > 0  # the approved wipe soft-deleted enrollments
+    assert {"total_fetched", "total_added", "total_updated", "total_unchanged"} <= set(metadata)
+
+
+def test_approve_from_the_cli_shows_on_the_district_partition(server, setup, instance, warehouse_url) -> None:
+    """Before: the CLI published the held import but Dagster still showed the previous import as the latest."""
+    defs, path = setup
+    held = hold_alpha(server, defs, instance, warehouse_url)
+    tick(defs, instance)
+    before = latest_published_roster(instance, "alpha").asset_materialization
+    assert before is not None and before.metadata["import_id"].value != held
+
+    review("approve", "alpha", reviewer="Jo Admin", note="ok", database_url=warehouse_url,
+           districts_file=str(path), instance=instance)
+    assert_partition_shows_approval(instance, "alpha", held, "Jo Admin", Warehouse(warehouse_url))
 
 
 def test_reject_discards_and_keeps_the_published_data(server, setup, instance, warehouse_url) -> None:
