@@ -11,6 +11,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+DISTRIBUTION = "roster-pipeline"
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -22,8 +25,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def installed_version() -> str:
+    """The installed package's version (pyproject.toml), so it is never a second copy to keep in step."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roster-pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -37,7 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     module_name, _ = COMMANDS[args.command]
-    return int(importlib.import_module(module_name).run(args) or 0)
+    try:
+        return int(importlib.import_module(module_name).run(args) or 0)
+    except Exception as exc:
+        # A registry that is missing or wrong is the user's to fix: its message names the file and the
+        # field, and a stack trace around it only hides that.  Imported here: `simulator` never loads it.
+        from roster_pipeline.districts import RegistryError
+
+        if not isinstance(exc, RegistryError):
+            raise
+        print(f"roster-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
