@@ -99,6 +99,9 @@ def test_held_import_pauses_the_district_and_sends_one_check_your_data_email(
     assert {p.get_filename() for p in message.iter_attachments()} >= {"field_changes.csv"}
     # the first (clean) import got its Import Results email too, exactly once
     assert sorted(k for _, _, k in kinds(smtp_server.messages)) == ["check_your_data", "import_results"]
+    # the tick's line in the UI says what it did (Dagster shows any tick without runs as skipped)
+    assert first.skip_message == (f"paused alpha (held import {held}); emailed Import Results to alpha "
+                                  f"(import {held - 1}), Check Your Data to alpha (import {held}); no run to launch")
     status = [e for e in first.asset_events if e.asset_key == dg.AssetKey("district_status")]
     assert status and "PAUSED" in status[0].metadata["status"].value
 
@@ -301,7 +304,9 @@ def test_smtp_down_is_retried_later_and_never_fails_the_import(
     wh = Warehouse(warehouse_url)
     row = ledger.get(wh.engine, f"alpha:{held}:check_your_data")
     assert row is not None and row.status == "failed" and row.attempts == 1 and row.last_error
-    assert "could not be sent" in (down.skip_message or "")
+    assert f"paused alpha (held import {held})" in (down.skip_message or "")
+    assert "2 email(s) NOT sent, retried on a later tick: Import Results to alpha: could not send" in down.skip_message
+    assert "; Check Your Data to alpha: could not send" in down.skip_message
     assert wh.get_import(held).status == "held" and get_state(wh.engine, "alpha").paused
     assert smtp_server.messages == []
 
