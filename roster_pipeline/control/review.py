@@ -8,7 +8,7 @@ with the error as the outcome.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from roster_pipeline.control import audit
 from roster_pipeline.control.state import get_state, pause_district, request_action, resume_district
@@ -45,7 +45,7 @@ class ReviewOutcome:
     resumed: bool
     # approve only: what the publish did per resource, so the caller can record it on the district's
     # partition of published_roster (the figures a sync run records there)
-    published: Mapping[str, ChangeCounts] | None = None
+    published: Mapping[str, ChangeCounts] | None = field(default=None, kw_only=True)
 
 
 def _held(warehouse: Warehouse, district_id: str, import_id: int | None, *, required: bool) -> ImportRun | None:
