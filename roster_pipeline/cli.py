@@ -12,6 +12,9 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+DISTRIBUTION = "roster-pipeline"
 
 # Commands that act on a deployment's registry and warehouse: run from the folder of `roster-pipeline demo`
 # without a registry of their own, they use the demo's settings (roster_pipeline.demo_home).
@@ -27,8 +30,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def installed_version() -> str:
+    """The installed package's version (pyproject.toml), so it is never a second copy to keep in step."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roster-pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -48,7 +60,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         used = apply_demo_settings(os.environ)
         if used is not None:
             print(f"using the demo's settings from {used}", file=sys.stderr)
-    return int(importlib.import_module(module_name).run(args) or 0)
+    try:
+        return int(importlib.import_module(module_name).run(args) or 0)
+    except Exception as exc:
+        # A registry that is missing or wrong is the user's to fix: its message names the file and the
+        # field, and a stack trace around it only hides that.  Imported here: `simulator` never loads it.
+        from roster_pipeline.districts import RegistryError
+
+        if not isinstance(exc, RegistryError):
+            raise
+        print(f"roster-pipeline {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

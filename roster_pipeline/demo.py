@@ -132,9 +132,12 @@ def sync_once(job: object, instance: object, district_id: str) -> tuple[bool, li
     """One district through the real Dagster job; returns (published?, table rows, check summary)."""
     from roster_pipeline.resources import RESOURCES
 
+    from roster_pipeline.demo_logging import RUN_CONFIG
+
     # Full pulls: the demo shows what a whole snapshot does (a delta never infers deletions).
     result = job.execute_in_process(  # type: ignore[attr-defined]
-        partition_key=district_id, instance=instance, raise_on_error=False, tags={"roster/sync_mode": "full"}
+        partition_key=district_id, instance=instance, raise_on_error=False, tags={"roster/sync_mode": "full"},
+        run_config=RUN_CONFIG,
     )
     rows = []
     for resource in RESOURCES:
@@ -161,7 +164,10 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None,
     from roster_pipeline.warehouse import Warehouse
 
     registry = load_registry(registry_path)
-    job = build_definitions(registry).resolve_job_def("sync_district")
+    from roster_pipeline.demo_logging import demo_console_logger
+
+    # INFO and up, a hold in one line (demo_logging)
+    job = build_definitions(registry).resolve_job_def("sync_district").with_logger_defs({"console": demo_console_logger})
     rows: list[tuple[str, str, dict[str, object]]] = []
     failed = False
     with dg.DagsterInstance.get() as instance:  # the demo's stable instance (DAGSTER_HOME), seen by the UI

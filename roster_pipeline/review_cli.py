@@ -23,6 +23,7 @@ from roster_pipeline.control import undo as undo_action
 from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
 from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.derived.build import rebuild_after_review
+from roster_pipeline.defs.publish_events import approved_materialization, undone_materialization
 from roster_pipeline.districts import ENV_FILE_VARIABLE, load_registry
 from roster_pipeline.warehouse import ENV_DATABASE_URL, Warehouse
 
@@ -50,6 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _instance() -> dg.DagsterInstance:
     """The deployment's instance when DAGSTER_HOME is set (the run shows in the UI), else an ephemeral one."""
     return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def record_on_partition(instance: dg.DagsterInstance | None, event: dg.AssetMaterialization) -> None:
+    """Report a change of the published roster made outside any run to the Dagster instance (the UI's,
+    when DAGSTER_HOME is set), so the district's partition shows what is published now."""
+    if instance is not None:
+        instance.report_runless_asset_event(event)
+        return
+    with _instance() as own:
+        own.report_runless_asset_event(event)
 
 
 def run_reprocess_sync(warehouse: Warehouse, district_id: str, action_id: int, instance: dg.DagsterInstance,
@@ -85,8 +96,10 @@ def review(action: str, district_id: str, *, reviewer: str, note: str = "", impo
     create_control_schema(warehouse.engine)
     if action == "approve":
         approved = actions.approve(warehouse, district.id, reviewer, note, import_id,
-                                   excluded_resources=district.excluded_resources()).outcome
-        return f"{approved}\n{rebuild_after_review(warehouse, district, 'approve')[1]}"
+                                   excluded_resources=district.excluded_resources())
+        # Published outside a sync run: record it on the district's partition, as the review job does.
+        record_on_partition(instance, approved_materialization(warehouse, approved, reviewer.strip(), note))
+        return f"{approved.outcome}\n{rebuild_after_review(warehouse, district, 'approve')[1]}"
     if action == "reject":
         return actions.reject(warehouse, district.id, reviewer, note, import_id, stay_paused=stay_paused).outcome
     if action == "undo":
@@ -94,7 +107,10 @@ def review(action: str, district_id: str, *, reviewer: str, note: str = "", impo
                                    resume=resume, preview=dry_run)
         assert outcome.result is not None
         text = f"{outcome.outcome}\n{undo_action.describe(outcome.result)}"
-        return text if dry_run else f"{text}\n{rebuild_after_review(warehouse, district, 'undo')[1]}"
+        if dry_run:
+            return text
+        record_on_partition(instance, undone_materialization(district.id, outcome.result))
+        return f"{text}\n{rebuild_after_review(warehouse, district, 'undo')[1]}"
     if action != "reprocess":
         raise ValueError(f"unknown review action {action!r}; one of {', '.join(ACTIONS)}")
     outcome = actions.reprocess(warehouse, district.id, reviewer, note, import_id, leave_to_sensor=False)

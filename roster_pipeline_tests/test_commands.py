@@ -19,9 +19,17 @@ def run_command(args: list[str], cwd: Path, env: dict[str, str] | None = None) -
     return subprocess.run(command, cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=300)
 
 
+def assert_quiet(completed: subprocess.CompletedProcess[str]) -> None:
+    """The demo's in-process runs log at INFO: no Dagster DEBUG events, and no stack trace for a hold."""
+    output = completed.stdout + completed.stderr
+    assert " - DEBUG - " not in output
+    assert "Stack Trace" not in output and "Traceback" not in output, output[-3000:]
+
+
 def test_demo_once_syncs_both_demo_districts_into_the_embedded_default(tmp_path: Path) -> None:
     completed = run_command(["demo", "--once", "--workdir", str(tmp_path / "demo")], cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert_quiet(completed)
 
     table = [line.split() for line in completed.stdout.splitlines() if line.startswith(("riverside_usd", "lakeside_isd"))]
     assert {(row[0], row[1]) for row in table} == {
@@ -56,6 +64,9 @@ def test_demo_scenario_shows_the_whole_review_loop_headless(tmp_path: Path) -> N
         ["demo", "--once", "--scenario", "wipe_enrollments", "--workdir", str(tmp_path / "demo")], cwd=tmp_path
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    assert_quiet(completed)
+    # the expected hold is told in one line each by Dagster and by the demo, no stack traces
+    assert "held for review, nothing was published" in completed.stderr
     out = completed.stdout
     assert "check change_thresholds: FAILED" in out
     assert "riverside_usd: import held; published rows unchanged: True" in out
@@ -71,3 +82,38 @@ def test_demo_scenario_shows_the_whole_review_loop_headless(tmp_path: Path) -> N
     assert message["To"] == "roster-admin@riversideusd.example.org"
     assert "Check Your Data" in message["Subject"]
     assert {a.get_filename() for a in message.iter_attachments()} == {"rejected_rows.csv", "field_changes.csv"}
+
+
+def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from roster_pipeline.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"roster-pipeline {version('roster-pipeline')}"
+
+
+@pytest.mark.parametrize("command", [["backfill", "--all"], ["review", "somewhere_usd", "approve", "--reviewer", "Jo"]])
+def test_a_missing_registry_file_is_one_clear_line_and_exit_code_2(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from roster_pipeline.cli import main
+
+    missing = tmp_path / "no-such-districts.yaml"
+    code = main([*command, "--districts-file", str(missing), "--database-url", f"sqlite:///{tmp_path / 'w.sqlite'}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip() == f"roster-pipeline {command[0]}: cannot read district registry {missing}: No such file or directory"
+
+
+def test_simulator_mutate_help_lists_every_mutation(capsys: pytest.CaptureFixture[str]) -> None:
+    from roster_pipeline.cli import main
+    from roster_pipeline.simulator.admin import DESCRIPTIONS, MUTATIONS
+
+    with pytest.raises(SystemExit):
+        main(["simulator", "mutate", "--help"])
+    help_text = capsys.readouterr().out
+    for name in MUTATIONS:
+        assert f"  {name} " in help_text and DESCRIPTIONS[name] in help_text, name

@@ -84,6 +84,14 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
     )
 
 
+def test_sync_job_description_says_the_mode_is_decided_per_run() -> None:
+    """The job is not always a full sync: the run tag or the district's plan decides, and the UI says so."""
+    description = build_definitions(load_registry()).resolve_job_def("sync_district").description or ""
+    assert not description.lower().startswith("full sync")
+    assert "full or delta" in description and "roster/sync_mode" in description
+    assert "district's sync plan" in description
+
+
 def test_dagster_definitions_validate_passes_on_the_workspace(tmp_path: Path) -> None:
     # Run from a folder without dagster.yaml: in the project root Dagster would pick up the production
     # instance config, which needs the DAGSTER_PG_* variables (tested separately below).

@@ -99,6 +99,9 @@ def test_held_import_pauses_the_district_and_sends_one_check_your_data_email(
     assert {p.get_filename() for p in message.iter_attachments()} >= {"field_changes.csv"}
     # the first (clean) import got its Import Results email too, exactly once
     assert sorted(k for _, _, k in kinds(smtp_server.messages)) == ["check_your_data", "import_results"]
+    # the tick's line in the UI says what it did (Dagster shows any tick without runs as skipped)
+    assert first.skip_message == (f"paused alpha (held import {held}); emailed Import Results to alpha "
+                                  f"(import {held - 1}), Check Your Data to alpha (import {held}); no run to launch")
     status = [e for e in first.asset_events if e.asset_key == dg.AssetKey("district_status")]
     assert status and "PAUSED" in status[0].metadata["status"].value
 
@@ -167,6 +170,7 @@ def test_approve_publishes_the_held_snapshot_with_the_override_recorded(
     approve = audit.actions_for(wh.engine, "alpha")[-1]
     assert (approve.action, approve.actor, approve.import_id) == ("approve", "Dana Admin", held)
     assert "published" in (approve.outcome or "")
+    assert_partition_shows_approval(instance, "alpha", held, "Dana Admin", wh)
 
     tick(defs, instance, cursor)
     results = [m for m in smtp_server.messages
@@ -174,6 +178,41 @@ def test_approve_publishes_the_held_snapshot_with_the_override_recorded(
     assert len(results) == 1
     assert "Dana Admin" in results[0].get_body(("plain",)).get_content()
     assert not get_state(wh.engine, "alpha").paused  # a published import never re-pauses
+
+
+def latest_published_roster(instance: dg.DagsterInstance, district_id: str) -> dg.EventLogRecord:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("published_roster"), asset_partitions=[district_id]), limit=1
+    ).records
+    assert records, f"no materialization of published_roster for partition {district_id}"
+    return records[0]
+
+
+def assert_partition_shows_approval(instance: dg.DagsterInstance, district_id: str, import_id: int, reviewer: str,
+                                    wh: Warehouse) -> None:
+    """The district's partition of published_roster shows the approved import, its figures and who approved."""
+    record = latest_published_roster(instance, district_id)
+    materialization = record.asset_materialization
+    assert materialization is not None and materialization.partition == district_id
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert metadata["import_id"] == import_id and metadata["reviewer"] == reviewer
+    assert metadata["action"] == "approve"
+    assert metadata["enrollments_current_rows"] == wh.current_counts(district_id)["enrollments"]
+    assert metadata["total_deleted"] > 0  # the approved wipe soft-deleted enrollments
+    assert {"total_fetched", "total_added", "total_updated", "total_unchanged"} <= set(metadata)
+
+
+def test_approve_from_the_cli_shows_on_the_district_partition(server, setup, instance, warehouse_url) -> None:
+    """Before: the CLI published the held import but Dagster still showed the previous import as the latest."""
+    defs, path = setup
+    held = hold_alpha(server, defs, instance, warehouse_url)
+    tick(defs, instance)
+    before = latest_published_roster(instance, "alpha").asset_materialization
+    assert before is not None and before.metadata["import_id"].value != held
+
+    review("approve", "alpha", reviewer="Jo Admin", note="ok", database_url=warehouse_url,
+           districts_file=str(path), instance=instance)
+    assert_partition_shows_approval(instance, "alpha", held, "Jo Admin", Warehouse(warehouse_url))
 
 
 def test_reject_discards_and_keeps_the_published_data(server, setup, instance, warehouse_url) -> None:
@@ -265,7 +304,9 @@ def test_smtp_down_is_retried_later_and_never_fails_the_import(
     wh = Warehouse(warehouse_url)
     row = ledger.get(wh.engine, f"alpha:{held}:check_your_data")
     assert row is not None and row.status == "failed" and row.attempts == 1 and row.last_error
-    assert "could not be sent" in (down.skip_message or "")
+    assert f"paused alpha (held import {held})" in (down.skip_message or "")
+    assert "2 email(s) NOT sent, retried on a later tick: Import Results to alpha: could not send" in down.skip_message
+    assert "; Check Your Data to alpha: could not send" in down.skip_message
     assert wh.get_import(held).status == "held" and get_state(wh.engine, "alpha").paused
     assert smtp_server.messages == []
 

@@ -218,3 +218,30 @@ def test_control_schema_widens_the_checks_of_an_existing_database(wh: Warehouse)
     assert [(a.id, a.action) for a in audit.actions_for(wh.engine, "alpha")] == [(first, "pause"), (second, "undo")]
     assert ledger.claim(wh.engine, "alpha:1:import_undone", district_id="alpha", import_id=1, kind="import_undone")
     assert not ledger.claim(wh.engine, "alpha:1:import_undone", district_id="alpha", import_id=1, kind="import_undone")
+
+
+def test_cli_undo_is_recorded_on_the_partition_in_the_dagster_home_instance(
+    wh: Warehouse, registry_path: Path, warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI changes the published roster outside any run: the instance the UI reads (DAGSTER_HOME's)
+    gets a materialization of published_roster for the district, with the undone import and the reviewer."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    publish(wh, "alpha", [user(n) for n in range(1, 21)])
+    second = publish(wh, "alpha", [user(1, givenName="Grace")] + [user(n) for n in range(2, 20)] + [user(21)])
+
+    assert main(["review", "alpha", "undo", "--reviewer", "Jo Admin", "--database-url", warehouse_url,
+                 "--districts-file", str(registry_path)]) == 0, capsys.readouterr().err
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("published_roster"), asset_partitions=["alpha"]), limit=1
+        ).records
+    assert records, "no materialization of published_roster for alpha"
+    materialization = records[0].asset_materialization
+    assert materialization is not None and materialization.partition == "alpha"
+    metadata = {k: v.value for k, v in materialization.metadata.items()}
+    assert (metadata["undone_import_id"], metadata["reviewer"], metadata["action"]) == (second, "Jo Admin", "undo")
+    assert (metadata["restored"], metadata["removed"]) == (2, 1)

@@ -8,11 +8,12 @@ with the error as the outcome.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from roster_pipeline.control import audit
 from roster_pipeline.control.state import get_state, pause_district, request_action, resume_district
 from roster_pipeline.warehouse import ImportRun, Warehouse
+from roster_pipeline.warehouse.counts import ChangeCounts
 
 REVIEW_JOBS: dict[str, str] = {"approve": "review_approve", "reject": "review_reject", "reprocess": "review_reprocess"}
 REVIEW_OPS: dict[str, str] = {"approve": "approve_held_import", "reject": "reject_held_import",
@@ -42,6 +43,9 @@ class ReviewOutcome:
     audit_id: int
     outcome: str
     resumed: bool
+    # approve only: what the publish did per resource, so the caller can record it on the district's
+    # partition of published_roster (the figures a sync run records there)
+    published: Mapping[str, ChangeCounts] | None = field(default=None, kw_only=True)
 
 
 def _held(warehouse: Warehouse, district_id: str, import_id: int | None, *, required: bool) -> ImportRun | None:
@@ -93,7 +97,7 @@ def approve(warehouse: Warehouse, district_id: str, reviewer: str, note: str = "
                f"(+{totals['added']} ~{totals['updated']} -{totals['deleted']}); district resumed")
     audit_id = audit.record_action(warehouse.engine, district_id, "approve", reviewer, import_id=run.import_id,
                                    note=note or None, outcome=outcome)
-    return ReviewOutcome("approve", district_id, run.import_id, audit_id, outcome, resumed)
+    return ReviewOutcome("approve", district_id, run.import_id, audit_id, outcome, resumed, published=published)
 
 
 def reject(warehouse: Warehouse, district_id: str, reviewer: str, note: str = "", import_id: int | None = None,

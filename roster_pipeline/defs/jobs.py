@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from roster_pipeline.sync_mode import SYNC_MODE_TAG
+
 from .assets import DRY_RUN_JOB_NAME, GROUP
 from .derived_assets import DERIVED_GROUP
 
@@ -29,7 +31,9 @@ def build_sync_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAsse
         partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
         tags=MAX_RUNTIME_TAGS,
-        description=("Full sync of one district: fetch every OneRoster resource into staging, check, publish, then "
+        description=("Sync of one district: fetch every OneRoster resource into staging (full or delta: the run tag "
+                     f"{SYNC_MODE_TAG} if set, else roster_import's config, else full for a review reprocess, else "
+                     "the district's sync plan for its local today), check, publish, then "
                      "rebuild its derived tables (class_teachers, student_logins) from the published rows."),
     )
 

@@ -14,6 +14,7 @@ from roster_pipeline.derived.build import rebuild_after_review
 from roster_pipeline.districts import District
 
 from .derived_assets import build_metadata
+from .publish_events import approved_materialization, undone_materialization
 from .resources import DistrictRegistryResource, WarehouseResource
 from .sensors import district_status_event
 
@@ -71,6 +72,8 @@ def review_approve_op(context: dg.OpExecutionContext, config: ReviewConfig, ware
     district = registry.get().get(config.district_id)  # KeyError names the known districts
     outcome = actions.approve(warehouse.get(), district.id, config.reviewer, config.note, config.import_id,
                               excluded_resources=district.excluded_resources())
+    # Published outside a sync run: record it on the district's partition of published_roster.
+    context.log_event(approved_materialization(warehouse.get(), outcome, config.reviewer.strip(), config.note))
     _rebuild_derived(context, warehouse, district, "approve")
     return _finish(context, outcome, warehouse, registry)
 
@@ -100,19 +103,9 @@ def review_undo_op(context: dg.OpExecutionContext, config: UndoConfig, warehouse
     district = registry.get().get(config.district_id)  # KeyError names the known districts
     outcome = undo_action.undo(warehouse.get(), district, config.reviewer, config.note, import_id=config.import_id,
                                force=config.force, resume=config.resume)
-    result = outcome.result
-    assert result is not None
-    totals = result.totals()
+    assert outcome.result is not None
     # The district's published roster changed: say so on its partition of published_roster.
-    context.log_event(dg.AssetMaterialization(
-        asset_key="published_roster", partition=district.id,
-        description=f"import {result.import_id} undone by {result.undone_by}",
-        metadata={"undone_import_id": result.import_id, "undone_by": result.undone_by, "note": result.note or "",
-                  "forced": result.forced, "restored": totals["restored"], "removed": totals["removed"],
-                  "unarchived": totals["unarchived"],
-                  "current_school_year": result.current_school_year if result.current_school_year is not None else "",
-                  "changes": dg.MetadataValue.md("```\n" + undo_action.describe(result) + "\n```")},
-    ))
+    context.log_event(undone_materialization(district.id, outcome.result))
     _rebuild_derived(context, warehouse, district, "undo")
     return _finish(context, outcome, warehouse, registry)
 

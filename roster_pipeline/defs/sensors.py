@@ -21,6 +21,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from roster_pipeline.control import ledger
+from roster_pipeline.control.notifier import Delivery
 from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, dead_run, step_label
 from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
 from roster_pipeline.control.run_failures import handle_run_failure, retry_run_failure_emails, settle_dead_run
@@ -210,6 +211,32 @@ def _reprocess_requests(context: dg.SensorEvaluationContext, wh: Warehouse, regi
     return requests
 
 
+def email_name(kind: str) -> str:
+    """check_your_data -> Check Your Data: the email's name as its subject line says it."""
+    return kind.replace("_", " ").title()
+
+
+def tick_summary(paused: dict[str, int | None], resumed: list[str], deliveries: list[Delivery],
+                 other_lines: int) -> str:
+    """One line for a tick that launched no run: the districts it paused or resumed and the emails it sent
+    or could not send, e.g. "paused riverside_usd (held import 12); emailed Check Your Data to
+    riverside_usd (import 12); no run to launch"."""
+    parts = [f"paused {d}" + (f" (held import {i})" if i is not None else "") for d, i in paused.items()]
+    parts += [f"resumed {d}" for d in resumed]
+    sent = [f"{email_name(d.kind)} to {d.district_id}" + (f" (import {d.import_id})" if d.import_id else "")
+            for d in deliveries if d.ok]
+    if sent:
+        parts.append("emailed " + ", ".join(sent))
+    failed = [d for d in deliveries if not d.ok]
+    if failed:
+        parts.append(f"{len(failed)} email(s) NOT sent, retried on a later tick: "
+                     + "; ".join(f"{email_name(d.kind)} to {d.district_id}: {d.error or '?'}" for d in failed))
+    if not parts:
+        # e.g. a dead run's import failed and its staging cleared: the tick's log has the details
+        return f"{other_lines} action(s) taken, see this tick's log; no run to launch" if other_lines else "nothing new"
+    return ("; ".join(parts) + "; no run to launch")[:1500]
+
+
 def build_control_sensor() -> dg.SensorDefinition:
     @dg.sensor(
         name=CONTROL_SENSOR_NAME,
@@ -253,14 +280,16 @@ def build_control_sensor() -> dg.SensorDefinition:
                 "re-sent automatically (at most once) — check the recipient's mailbox, then release it with "
                 "roster_pipeline.control.ledger.release_stuck if it never arrived"
             )
-        paused_now = {d for d, s in all_states(wh.engine).items() if s.paused}
+        states_now = all_states(wh.engine)
+        paused_now = {d for d, s in states_now.items() if s.paused}
         changed = report.changed or first_tick or paused_now != paused_before or bool(requests)
         events = [district_status_event(wh, reg)] if changed else []
-        skip = None
-        if not requests:
-            skip = (f"{len(failed)} email(s) could not be sent (retried later): "
-                    + "; ".join(d.error or "?" for d in failed)[:1000]) if failed else (
-                f"{len(lines)} action(s) taken" if lines else "nothing new")
+        # Dagster 1.13 records every tick without run requests as "Skipped", and its skip reason is the only
+        # text the Ticks table shows: it says what this tick did, not how many lines it logged.
+        skip = None if requests else tick_summary(
+            paused={d: states_now[d].import_id for d in sorted(paused_now - paused_before)},
+            resumed=sorted(paused_before - paused_now),
+            deliveries=report.deliveries + retried + undone, other_lines=len(lines))
         return dg.SensorResult(run_requests=requests, cursor=cursor.dump(), asset_events=events, skip_reason=skip)
 
     return district_control

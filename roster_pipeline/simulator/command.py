@@ -54,8 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
 
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
-    mutate = sub.add_parser("mutate", help="apply a district mutation on a running simulator")
-    mutate.add_argument("kind", help="mutation name, e.g. change_users")
+    from roster_pipeline.simulator.admin import DESCRIPTIONS
+
+    mutate = sub.add_parser("mutate", help="apply a district mutation on a running simulator",
+                            description="Apply a district mutation on a running simulator.",
+                            epilog=mutations_help(DESCRIPTIONS), formatter_class=argparse.RawDescriptionHelpFormatter)
+    mutate.add_argument("kind", metavar="MUTATION", help="one of the mutations listed below, e.g. change_users")
     mutate.add_argument("--url", required=True, help="the simulator's root URL, e.g. http://127.0.0.1:8000")
     mutate.add_argument("--app", default=DEFAULT_APP, help="app name of the district to mutate")
     mutate.add_argument(
@@ -65,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stats = sub.add_parser("stats", help="print record counts of a running simulator's district")
     stats.add_argument("--url", required=True)
     stats.add_argument("--app", default=DEFAULT_APP)
+
+
+def mutations_help(descriptions: dict[str, str]) -> str:
+    """The mutations ``simulator mutate`` knows, one a line with its parameters (shown by --help)."""
+    width = max(len(name) for name in descriptions)
+    lines = [f"  {name.ljust(width)}  {text}" for name, text in descriptions.items()]
+    return "mutations (parameters go in --param KEY=VALUE):\n" + "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
