@@ -54,6 +54,15 @@ from roster_pipeline.warehouse.core import OPEN_STATUSES
 from .resources import DistrictRegistryResource, WarehouseResource
 
 GROUP = "roster_sync"
+# Who answers for these assets in the UI (Dagster owners are emails or "team:<name>").
+OWNERS = ["team:roster_data"]
+PII_RESOURCES = frozenset({"users", "demographics"})  # names, emails, birth dates, demographics
+
+
+def asset_tags(layer: str, pii: bool = False) -> dict[str, str]:
+    """Tags the asset catalogue filters on: the domain, the step of the import, and whether it holds PII."""
+    return {"domain": "rostering", "layer": layer, **({"pii": "true"} if pii else {})}
+
 DRY_RUN_JOB_NAME = "dry_run_district"
 
 RESOURCE_DESCRIPTIONS: dict[str, str] = {
@@ -181,6 +190,8 @@ def build_roster_import_asset(partitions_def: dg.PartitionsDefinition) -> dg.Ass
         name="roster_import",
         partitions_def=partitions_def,
         group_name=GROUP,
+        owners=OWNERS,
+        tags=asset_tags("import"),
         kinds={"oneroster"},
         description=(
             "Opens an import for the district: checks it is enabled, asks the SIS for its current school "
@@ -228,6 +239,8 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         name=resource.name,
         partitions_def=partitions_def,
         group_name=GROUP,
+        owners=OWNERS,
+        tags=asset_tags("staging", pii=resource.name in PII_RESOURCES),
         deps=["roster_import"],
         kinds={"oneroster", "sql"},
         description=(
@@ -266,11 +279,16 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
     return stage
 
 
-def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_publish_asset(
+    partitions_def: dg.PartitionsDefinition, freshness_policy: dg.FreshnessPolicy | None = None
+) -> dg.AssetsDefinition:
     @dg.asset(
         name="published_roster",
         partitions_def=partitions_def,
         group_name=GROUP,
+        owners=OWNERS,
+        tags=asset_tags("published", pii=True),
+        freshness_policy=freshness_policy,
         deps=["checked_snapshot"],
         kinds={"sql"},
         description=(
@@ -297,6 +315,7 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         return dg.MaterializeResult(
             metadata={
                 "district": district.id,
+                "district_name": district.name,
                 "import_id": import_id,
                 **{f"total_{k}": v for k, v in totals.items()},
                 "changes": dg.MetadataValue.md(changes_table_markdown(published)),
@@ -364,6 +383,8 @@ def build_checked_snapshot_asset(
         name="checked_snapshot",
         partitions_def=partitions_def,
         group_name=GROUP,
+        owners=OWNERS,
+        tags=asset_tags("checks"),
         deps=[r.name for r in resources],
         kinds={"pandera", "sql"},
         check_specs=check_specs,
@@ -394,6 +415,7 @@ def build_checked_snapshot_asset(
         return dg.MaterializeResult(
             metadata={
                 "district": district.id,
+                "district_name": district.name,
                 "import_id": import_id,
                 "import_status": status,
                 "first_import": checks.first_import,
@@ -428,10 +450,13 @@ def build_checked_snapshot_asset(
     return checked_snapshot
 
 
-def build_roster_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def build_roster_assets(
+    partitions_def: dg.PartitionsDefinition, freshness_policy: dg.FreshnessPolicy | None = None
+) -> list[dg.AssetsDefinition]:
+    """``freshness_policy`` (from the registry's schedules, defs.freshness) goes on published_roster."""
     return [
         build_roster_import_asset(partitions_def),
         *(build_resource_asset(r, partitions_def) for r in RESOURCES),
         build_checked_snapshot_asset(partitions_def, RESOURCES),
-        build_publish_asset(partitions_def),
+        build_publish_asset(partitions_def, freshness_policy),
     ]
