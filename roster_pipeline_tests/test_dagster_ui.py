@@ -53,6 +53,13 @@ def test_each_district_partition_keeps_its_own_latest_check_results(
                 assert record.partition == district and record.run_id == run.run_id, (district, key)
         evaluations = [e.partition for e in beta.get_asset_check_evaluations()]
         assert evaluations == ["beta"] * 3
+        # every publish re-records district_status: both districts' last import is there, with its outcome
+        status = instance.get_latest_materialization_event(dg.AssetKey("district_status"))
+        assert status is not None and status.run_id == beta.run_id
+        table = status.asset_materialization.metadata["status"].value
+        for district in ("alpha", "beta"):
+            line = next(row for row in table.splitlines() if row.startswith(f"| {district} "))
+            assert f"District {district}" in line and ", full, published" in line, line
 
 
 def scheduled_district(**schedule: object) -> District:

@@ -308,6 +308,12 @@ def build_publish_asset(
         with failing_import(wh, import_id, "publish"):
             published = wh.publish(import_id)
         publish_seconds = time.perf_counter() - started
+        # district_status's "last import" and "last published" change with every publish, not only when
+        # the control sensor pauses or resumes someone; record it here too (imported late: sensors
+        # imports this module's neighbours).
+        from .sensors import district_status_event
+
+        context.log_event(district_status_event(wh, registry.get()))
         totals = {
             key: sum(getattr(c, key) for c in published.values())
             for key in ("fetched", "added", "updated", "deleted", "unchanged")
