@@ -311,9 +311,13 @@ def build_publish_asset(
         # district_status's "last import" and "last published" change with every publish, not only when
         # the control sensor pauses or resumes someone; record it here too (imported late: sensors
         # imports this module's neighbours).
+        # The import is published by now: a failure to record the status must not fail the run.
         from .sensors import district_status_event
 
-        context.log_event(district_status_event(wh, registry.get()))
+        try:
+            context.log_event(district_status_event(wh, registry.get()))
+        except Exception as exc:  # noqa: BLE001 - the control sensor records it on its next change
+            context.log.warning(f"district {district.id}: district_status not recorded: {type(exc).__name__}: {exc}")
         totals = {
             key: sum(getattr(c, key) for c in published.values())
             for key in ("fetched", "added", "updated", "deleted", "unchanged")
