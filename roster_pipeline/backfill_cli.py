@@ -107,6 +107,7 @@ def run_backfill(
     """
     from roster_pipeline.definitions import build_definitions
     from roster_pipeline.defs.jobs import SYNC_JOB_NAME
+    from roster_pipeline.defs.schedules import district_tags
     from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 
     job = build_definitions(registry).get_job_def(SYNC_JOB_NAME)
@@ -119,8 +120,10 @@ def run_backfill(
     results = []
     try:
         for district_id in district_ids:
+            district = registry.districts.get(district_id)
+            named = {**run_tags, **(district_tags(district) if district is not None else {})}
             result = job.execute_in_process(
-                partition_key=district_id, instance=instance, tags=run_tags, resources=resources,
+                partition_key=district_id, instance=instance, tags=named, resources=resources,
                 raise_on_error=False,
             )
             results.append(_outcome(warehouse, district_id, result))

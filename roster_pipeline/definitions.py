@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from roster_pipeline.defs.assets import build_roster_assets
+from roster_pipeline.defs.freshness import import_freshness_policy
 from roster_pipeline.defs.drop_folders import build_drop_folder_sensor
 from roster_pipeline.defs.derived_assets import build_derived_assets
 from roster_pipeline.defs.jobs import build_dry_run_job, build_sync_job
@@ -24,7 +25,11 @@ def build_definitions(registry: Registry | None = None) -> dg.Definitions:
     registry = registry or load_registry()
     partitions_def = district_partitions(registry)
     return dg.Definitions(
-        assets=[*build_roster_assets(partitions_def), *build_derived_assets(partitions_def), district_status_spec()],
+        assets=[
+            *build_roster_assets(partitions_def, import_freshness_policy(registry)),
+            *build_derived_assets(partitions_def),
+            district_status_spec(),
+        ],
         jobs=[build_sync_job(partitions_def), build_dry_run_job(partitions_def), *build_review_jobs()],
         schedules=build_district_schedules(registry),
         sensors=[build_control_sensor(), build_drop_folder_sensor()],

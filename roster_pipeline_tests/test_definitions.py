@@ -70,6 +70,8 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
         "published_roster", "roster_import", "checked_snapshot"
     }
     assert sorted(key.name for key in graph.asset_check_keys) == ["change_thresholds", "school_thresholds", "valid_records"]
+    for check_key in graph.asset_check_keys:  # one result per district, on the district's partition
+        assert graph.get(check_key).partitions_def == job.partitions_def, check_key
 
     # Per-district schedules for enabled, non-manual districts; the control sensor runs by default.
     enabled = [d.id for d in registry.districts.values() if d.enabled and d.schedule.frequency != "manual"]

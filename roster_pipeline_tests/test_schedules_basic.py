@@ -76,6 +76,8 @@ def test_tick_requests_the_district_partition_with_an_idempotent_run_key(setup) 
     [request] = result.run_requests
     assert request.partition_key == "chicago"
     assert request.run_key == again.run_requests[0].run_key and "2026-11-27T02:30:00-06:00" in request.run_key
+    # the runs list shows the district's name next to the partition id
+    assert request.tags["roster/district"] == "chicago" and request.tags["roster/district_name"] == "District chicago"
 
 
 def test_a_paused_district_is_skipped_with_the_reason_and_the_others_still_run(setup) -> None:

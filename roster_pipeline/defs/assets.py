@@ -18,6 +18,7 @@ returns only metadata, so no roster data goes through Dagster's pickling IO mana
 
 
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -53,6 +54,15 @@ from roster_pipeline.warehouse.core import OPEN_STATUSES
 from .resources import DistrictRegistryResource, WarehouseResource
 
 GROUP = "roster_sync"
+# Who answers for these assets in the UI (Dagster owners are emails or "team:<name>").
+OWNERS = ["team:roster_data"]
+PII_RESOURCES = frozenset({"users", "demographics"})  # names, emails, birth dates, demographics
+
+
+def asset_tags(layer: str, pii: bool = False) -> dict[str, str]:
+    """Tags the asset catalogue filters on: the domain, the step of the import, and whether it holds PII."""
+    return {"domain": "rostering", "layer": layer, **({"pii": "true"} if pii else {})}
+
 DRY_RUN_JOB_NAME = "dry_run_district"
 
 RESOURCE_DESCRIPTIONS: dict[str, str] = {
@@ -180,6 +190,8 @@ def build_roster_import_asset(partitions_def: dg.PartitionsDefinition) -> dg.Ass
         name="roster_import",
         partitions_def=partitions_def,
         group_name=GROUP,
+        owners=OWNERS,
+        tags=asset_tags("import"),
         kinds={"oneroster"},
         description=(
             "Opens an import for the district: checks it is enabled, asks the SIS for its current school "
@@ -227,6 +239,8 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
         name=resource.name,
         partitions_def=partitions_def,
         group_name=GROUP,
+        owners=OWNERS,
+        tags=asset_tags("staging", pii=resource.name in PII_RESOURCES),
         deps=["roster_import"],
         kinds={"oneroster", "sql"},
         description=(
@@ -265,11 +279,16 @@ def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefini
     return stage
 
 
-def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_publish_asset(
+    partitions_def: dg.PartitionsDefinition, freshness_policy: dg.FreshnessPolicy | None = None
+) -> dg.AssetsDefinition:
     @dg.asset(
         name="published_roster",
         partitions_def=partitions_def,
         group_name=GROUP,
+        owners=OWNERS,
+        tags=asset_tags("published", pii=True),
+        freshness_policy=freshness_policy,
         deps=["checked_snapshot"],
         kinds={"sql"},
         description=(
@@ -289,6 +308,16 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         with failing_import(wh, import_id, "publish"):
             published = wh.publish(import_id)
         publish_seconds = time.perf_counter() - started
+        # district_status's "last import" and "last published" change with every publish, not only when
+        # the control sensor pauses or resumes someone; record it here too (imported late: sensors
+        # imports this module's neighbours).
+        # The import is published by now: a failure to record the status must not fail the run.
+        from .sensors import district_status_event
+
+        try:
+            context.log_event(district_status_event(wh, registry.get()))
+        except Exception as exc:  # noqa: BLE001 - the control sensor records it on its next change
+            context.log.warning(f"district {district.id}: district_status not recorded: {type(exc).__name__}: {exc}")
         totals = {
             key: sum(getattr(c, key) for c in published.values())
             for key in ("fetched", "added", "updated", "deleted", "unchanged")
@@ -296,6 +325,7 @@ def build_publish_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDef
         return dg.MaterializeResult(
             metadata={
                 "district": district.id,
+                "district_name": district.name,
                 "import_id": import_id,
                 **{f"total_{k}": v for k, v in totals.items()},
                 "changes": dg.MetadataValue.md(changes_table_markdown(published)),
@@ -333,18 +363,38 @@ def rejects_markdown(rejects: Sequence[Reject], limit: int = SAMPLE_REJECTS) -> 
     return "\n".join(lines)
 
 
+def district_check_specs(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """The three blocking checks of checked_snapshot, one result per district partition."""
+    return [
+        # Scoped to the district partition: each evaluation is recorded on its district, so the Checks
+        # tab and a district's partition page show that district's own latest result, not whichever
+        # district ran last.
+        dg.AssetCheckSpec(
+            name,
+            asset="checked_snapshot",
+            blocking=True,
+            description=CHECK_DESCRIPTIONS[name],
+            partitions_def=partitions_def,
+        )
+        for name in (VALID_RECORDS, CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS)
+    ]
+
+
 def build_checked_snapshot_asset(
     partitions_def: dg.PartitionsDefinition, resources: Sequence[Resource]
 ) -> dg.AssetsDefinition:
-    check_specs = [
-        dg.AssetCheckSpec(name, asset="checked_snapshot", blocking=True, description=CHECK_DESCRIPTIONS[name])
-        for name in (VALID_RECORDS, CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS)
-    ]
+    with warnings.catch_warnings():
+        # Partitioned check specs are a "preview" API in Dagster 1.13; the pipeline depends on them on
+        # purpose (one result per district), so the warning would only be noise on every code-location load.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        check_specs = district_check_specs(partitions_def)
 
     @dg.asset(
         name="checked_snapshot",
         partitions_def=partitions_def,
         group_name=GROUP,
+        owners=OWNERS,
+        tags=asset_tags("checks"),
         deps=[r.name for r in resources],
         kinds={"pandera", "sql"},
         check_specs=check_specs,
@@ -375,6 +425,7 @@ def build_checked_snapshot_asset(
         return dg.MaterializeResult(
             metadata={
                 "district": district.id,
+                "district_name": district.name,
                 "import_id": import_id,
                 "import_status": status,
                 "first_import": checks.first_import,
@@ -409,10 +460,13 @@ def build_checked_snapshot_asset(
     return checked_snapshot
 
 
-def build_roster_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def build_roster_assets(
+    partitions_def: dg.PartitionsDefinition, freshness_policy: dg.FreshnessPolicy | None = None
+) -> list[dg.AssetsDefinition]:
+    """``freshness_policy`` (from the registry's schedules, defs.freshness) goes on published_roster."""
     return [
         build_roster_import_asset(partitions_def),
         *(build_resource_asset(r, partitions_def) for r in RESOURCES),
         build_checked_snapshot_asset(partitions_def, RESOURCES),
-        build_publish_asset(partitions_def),
+        build_publish_asset(partitions_def, freshness_policy),
     ]

@@ -24,6 +24,7 @@ from roster_pipeline.derived.build import (
 from roster_pipeline.districts import District
 from roster_pipeline.warehouse import Warehouse
 
+from .assets import OWNERS, asset_tags
 from .resources import DistrictRegistryResource, WarehouseResource
 
 DERIVED_GROUP = "roster_derived"
@@ -64,6 +65,8 @@ def _derived_asset(name: str, build: Callable[[Warehouse, District], DerivedBuil
         name=name,
         partitions_def=partitions_def,
         group_name=DERIVED_GROUP,
+        owners=OWNERS,
+        tags=asset_tags("derived", pii=True),
         deps=["published_roster"],
         kinds={"sql"},
         description=DESCRIPTIONS[name],

@@ -23,7 +23,7 @@ from roster_pipeline.sources.csv_bundle.drop_folder import CSV_BUNDLE_TAG, drop_
 
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource
-from .schedules import DISTRICT_TAG, skip_reason
+from .schedules import district_tags, skip_reason
 
 DROP_FOLDER_SENSOR_NAME = "csv_bundle_drop_folders"
 REMEMBERED_PER_DISTRICT = 500  # bundle identities kept in the cursor per district (newest)
@@ -88,7 +88,7 @@ def build_drop_folder_sensor() -> dg.SensorDefinition:
                     dg.RunRequest(
                         run_key=f"{district.id}:{bundle.key}",
                         partition_key=district.id,
-                        tags={CSV_BUNDLE_TAG: str(taken), DISTRICT_TAG: district.id},
+                        tags={CSV_BUNDLE_TAG: str(taken), **district_tags(district)},
                     )
                 )
             del seen[:-REMEMBERED_PER_DISTRICT]

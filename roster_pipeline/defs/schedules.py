@@ -26,6 +26,7 @@ from .resources import DistrictRegistryResource, WarehouseResource
 
 SCHEDULE_TAG = "roster/schedule"
 DISTRICT_TAG = "roster/district"
+DISTRICT_NAME_TAG = "roster/district_name"  # partitions are ids; the runs list shows the name next to them
 SCHOOL_YEAR_TAG = "roster/school_year"
 
 
@@ -67,12 +68,17 @@ def schedule_name(district_id: str) -> str:
     return f"sync_{district_id.replace('-', '_')}"  # Dagster names allow [A-Za-z0-9_] only
 
 
+def district_tags(district: District) -> dict[str, str]:
+    """The district's id and name as run tags, so a run in the UI says which district it is for."""
+    return {DISTRICT_TAG: district.id, DISTRICT_NAME_TAG: district.name}
+
+
 def tick_request(district: District, scheduled: dt.datetime, schedule: str) -> dg.RunRequest:
     """The run one tick asks for: plan mode of the district's local date, idempotent run key."""
     local = scheduled.astimezone(district.zone)
     tags = {
         SCHEDULE_TAG: schedule,
-        DISTRICT_TAG: district.id,
+        **district_tags(district),
         SYNC_MODE_TAG: district.schedule.sync_mode_on(local.date()),
     }
     if district.school_year is not None:

@@ -27,7 +27,7 @@ from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TA
 from roster_pipeline.control.run_failures import handle_run_failure, retry_run_failure_emails, settle_dead_run
 from roster_pipeline.control.settings import NotifySettings
 from roster_pipeline.control.state import all_states, clear_pending, now_utc
-from roster_pipeline.control.status import status_markdown
+from roster_pipeline.control.status import district_activity, status_markdown
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.control.undo_emails import email_undone_imports
 from roster_pipeline.districts import Registry
@@ -69,8 +69,9 @@ def district_status_spec() -> dg.AssetSpec:
         group_name="roster_control",
         kinds={"sql"},
         description=(
-            "Every district: running or PAUSED, since when, by whom, why, the held import and any pending "
-            "review action. Recorded by the district_control sensor and the review jobs whenever a district "
+            "Every district: running or PAUSED, since when, by whom, why (in full below the table), the held "
+            "import, any pending review action, the next scheduled run, the last import (when, full or delta, "
+            "outcome), the last publish (OVERDUE when its schedule is missed) and the thresholds in force. Recorded by the district_control sensor and the review jobs whenever a district "
             "is paused or resumed; the source of truth is the warehouse table district_state."
         ),
     )
@@ -86,7 +87,7 @@ def district_status_event(warehouse: Warehouse, registry: Registry) -> dg.AssetM
             "districts": len(registry.districts),
             "paused": len(paused),
             "paused_districts": ", ".join(paused) or "none",
-            "status": dg.MetadataValue.md(status_markdown(registry, states, held)),
+            "status": dg.MetadataValue.md(status_markdown(registry, states, held, district_activity(warehouse, registry))),
         },
     )
 

@@ -153,6 +153,13 @@ class Warehouse:
                 )
             ).scalar()
 
+    def latest_import(self, district_id: str) -> ImportRun | None:
+        """The district's most recent import whatever became of it (district_status shows its outcome)."""
+        query = sa.select(sa.func.max(import_runs.c.import_id)).where(import_runs.c.district_id == district_id)
+        with self.engine.connect() as conn:
+            import_id = conn.execute(query).scalar()
+            return None if import_id is None else self._import(conn, import_id)
+
     def last_published_import(self, district_id: str, sync_mode: str | None = None) -> ImportRun | None:
         """The latest published import (delta syncs start from its ``started_at``)."""
         query = sa.select(sa.func.max(import_runs.c.import_id)).where(
