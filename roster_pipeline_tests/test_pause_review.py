@@ -273,6 +273,7 @@ def test_reprocess_job_after_the_sis_is_fixed_publishes_fresh_data(
     assert ("alpha", str(new_import), "import_results") in kinds(smtp_server.messages)
     assert [a.action for a in audit.actions_for(wh.engine, "alpha")] == ["pause", "reprocess", "resume"]
     assert request.tags[REVIEW_ACTION_ID_TAG] == str(audit.actions_for(wh.engine, "alpha")[1].id)
+    assert request.tags["roster/district_name"] == "District alpha"  # the run says which district in the UI
 
 
 def test_reprocess_cli_with_the_sis_still_broken_holds_again_and_emails_again(

@@ -38,6 +38,7 @@ from roster_pipeline.warehouse import Warehouse
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource
 from .run_watch import ROOT_RUN_TAG, observe_run
+from .schedules import district_tags
 
 CONTROL_SENSOR_NAME = "district_control"
 DISTRICT_STATUS_ASSET = "district_status"
@@ -207,7 +208,8 @@ def _reprocess_requests(context: dg.SensorEvaluationContext, wh: Warehouse, regi
         requests.append(dg.RunRequest(
             partition_key=district_id,
             run_key=f"reprocess-{district_id}-{action_id}",
-            tags={REVIEW_ACTION_TAG: "reprocess", REVIEW_ACTION_ID_TAG: action_id},
+            tags={REVIEW_ACTION_TAG: "reprocess", REVIEW_ACTION_ID_TAG: action_id,
+                  **district_tags(registry.get(district_id))},
         ))
     return requests
 
