@@ -170,7 +170,9 @@ def _no_inherited_dagster_state_storage() -> Iterator[None]:
     from another thread, leaves its storage behind after the instance is gone, and the next test that loads
     definitions with a bare instance fails with "Attempted to resolve undefined DagsterInstance weakref"
     (seen in CI, depending on garbage collection).  Resetting the variable around each test keeps tests
-    independent of their order.
+    independent of their order.  Within a test the same holds for Dagster's evaluation contexts
+    (``build_schedule_context``, ``build_sensor_context``): they enter an instance of their own, so the
+    tests use them in a ``with`` block, which exits it at once instead of at garbage collection.
     """
     with set_defs_state_storage(None):
         yield

@@ -49,8 +49,9 @@ def run_review_job(defs: dg.Definitions, job_name: str, op_name: str, config: di
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None):
     """One evaluation of the control sensor (cursor None = a fresh sensor, as after a restart)."""
     sensor = defs.get_sensor_def(CONTROL_SENSOR_NAME)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=defs.resources)
-    return sensor.evaluate_tick(context)
+    # Entered, so whatever the context enters (resources, an instance) is exited here, not at garbage collection.
+    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=defs.resources) as context:
+        return sensor.evaluate_tick(context)
 
 
 def published_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:

@@ -112,8 +112,8 @@ def tick(resources: dict, cursor: str | None) -> dg.SensorResult:
     defs = build_definitions(resources["registry"].get())
     sensor = defs.get_sensor_def(DROP_FOLDER_SENSOR_NAME)
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=resources)
-        return sensor.evaluate_tick(context)
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=resources) as context:
+            return sensor.evaluate_tick(context)
 
 
 def test_new_bundle_starts_one_run_of_the_partition_and_is_moved(drop: Path, resources: dict) -> None:

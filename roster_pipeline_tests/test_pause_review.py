@@ -123,14 +123,14 @@ def test_paused_district_schedule_skips_manual_run_refused_other_district_goes_o
     cursor = tick(defs, instance).cursor
     before = published_dump(warehouse_url)
 
-    context = dg.build_schedule_context(instance=instance, resources=defs.resources,
-                                        repository_def=defs.get_repository_def(),
-                                        scheduled_execution_time=datetime(2026, 11, 27, 2, 0, tzinfo=UTC))
-    alpha = defs.get_schedule_def(schedule_name("alpha")).evaluate_tick(context)
+    with dg.build_schedule_context(instance=instance, resources=defs.resources,
+                                   repository_def=defs.get_repository_def(),
+                                   scheduled_execution_time=datetime(2026, 11, 27, 2, 0, tzinfo=UTC)) as context:
+        alpha = defs.get_schedule_def(schedule_name("alpha")).evaluate_tick(context)
+        beta = defs.get_schedule_def(schedule_name("beta")).evaluate_tick(context)
     assert not alpha.run_requests
     assert "district alpha is paused since" in (alpha.skip_message or "")
     assert f"import {held}" in alpha.skip_message and "roster-pipeline review alpha" in alpha.skip_message
-    beta = defs.get_schedule_def(schedule_name("beta")).evaluate_tick(context)
     assert [r.partition_key for r in beta.run_requests or []] == ["beta"]
 
     refused = run_sync(defs, "alpha", instance)

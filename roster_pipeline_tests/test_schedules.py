@@ -80,9 +80,11 @@ def ticks(schedule: dg.ScheduleDefinition, start: dt.datetime, end: dt.datetime)
 
 
 def evaluate(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when: dt.datetime):
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=defs.resources,
-                                        repository_def=defs.get_repository_def())
-    return defs.get_schedule_def(name).evaluate_tick(context)
+    # Entered: an evaluation context enters its own instance, which must be exited here, not when the
+    # context is garbage-collected (that would restore a dead instance's state storage; see conftest).
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=defs.resources,
+                                   repository_def=defs.get_repository_def()) as context:
+        return defs.get_schedule_def(name).evaluate_tick(context)
 
 
 def utc(*args: int) -> dt.datetime:

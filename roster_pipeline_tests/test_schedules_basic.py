@@ -49,9 +49,10 @@ def setup(tmp_path: Path, sqlite_url: str):
 
 
 def evaluate(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when: datetime):
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=defs.resources,
-                                        repository_def=defs.get_repository_def())
-    return defs.get_schedule_def(name).evaluate_tick(context)
+    # Entered, so the instance the context enters is exited here, not whenever it is garbage-collected.
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=defs.resources,
+                                   repository_def=defs.get_repository_def()) as context:
+        return defs.get_schedule_def(name).evaluate_tick(context)
 
 
 def test_one_schedule_per_enabled_scheduled_district_in_its_timezone(setup) -> None:
