@@ -21,7 +21,7 @@ from roster_pipeline.resources import Resource
 from roster_pipeline.sources import RosterSource, open_source
 from roster_pipeline.sources.csv_bundle import CsvBundleError
 from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
-from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode
+from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode, escalate_on_vanish
 from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 from roster_pipeline.warehouse.purge import PurgeCounts
@@ -134,6 +134,9 @@ def open_sync_import(
     school_year = school_year_for(district, client)
     # A source whose data has a mode of its own (a CSV bundle's manifest) decides it; REST sources have none.
     mode = decide_mode(warehouse, district, school_year, request, getattr(client, "delivered_mode", None))
+    count = getattr(client, "collection_count", None)  # REST sources; a CSV bundle's files decide its mode
+    if mode.mode == "delta" and count is not None:
+        mode = escalate_on_vanish(mode, district, warehouse.current_counts(district.id), count)
     import_id = warehouse.begin_import(district.id, run_id, school_year, mode.mode)
     return OpenedImport(import_id, school_year, mode)
 

@@ -15,13 +15,14 @@ one import filters on exactly the same instant without any extra column or cross
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Literal, cast
 
 import sqlalchemy as sa
 
 from roster_pipeline.districts import District
+from roster_pipeline.resources import RESOURCES
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.core import ImportRun
 from roster_pipeline.warehouse.schema import import_runs
@@ -59,6 +60,7 @@ class ModeDecision:
     since: dt.datetime | None = None
     base_import_id: int | None = None  # the published import the delta counts from
     fallback_reason: str | None = None  # why a requested delta runs as full
+    vanish_probe: str | None = None  # what a delta's count probe found (see ``escalate_on_vanish``)
 
     def describe(self) -> str:
         origin = {
@@ -74,6 +76,8 @@ class ModeDecision:
             text += f", records modified after {self.since.isoformat()} (import {self.base_import_id} minus overlap)"
         if self.fallback_reason:
             text += f"; {self.fallback_reason}"
+        elif self.vanish_probe:
+            text += f"; {self.vanish_probe}"
         return text
 
 
@@ -213,3 +217,57 @@ __all__ = [
     "requested_mode",
     "since_for_import",
 ]
+
+
+def escalate_on_vanish(
+    decision: ModeDecision,
+    district: District,
+    published: Mapping[str, int],
+    served_count: Callable[[str], int | None],
+) -> ModeDecision:
+    """A delta whose SIS now serves far fewer records than are published runs full instead.
+
+    A delta asks only for records modified since the last import, so records that vanish from the SIS
+    (a botched export, a wiped section table) never show up in it: without this, a mass vanish waits for
+    the next full sync, up to a week. So before a delta opens, every collection is asked for its count
+    (``served_count``: one request of one record each). Where the SIS serves fewer than are published, by
+    more than the district's ``max_deleted_pct`` and at least ``min_changes`` records (the bounds at which
+    the full import's ``change_thresholds`` would hold it), the import runs full: the full pull sees the
+    vanish, the checks hold it, nothing is published. Smaller drops stay deltas and are settled by the next
+    full sync. Only ever a reason to pull more: a count never deletes anything.
+
+    ``published``: the district's published, not deleted rows per resource (``Warehouse.current_counts``).
+    """
+    if decision.mode != "delta" or decision.base_import_id is None:
+        return decision
+    excluded = district.excluded_resources()
+    vanished: list[str] = []
+    uncounted: list[str] = []
+    for resource in RESOURCES:
+        before = published.get(resource.name, 0)
+        if resource.name in excluded or before == 0:
+            continue
+        served = served_count(resource.collection)
+        if served is None:
+            uncounted.append(resource.name)
+            continue
+        missing = before - served
+        bounds = district.thresholds.for_resource(resource.name)
+        if missing >= max(bounds.min_changes, 1) and 100.0 * missing / before > bounds.max_deleted_pct:
+            vanished.append(
+                f"{resource.name}: the SIS serves {served:,}, {before:,} are published "
+                f"({100.0 * missing / before:.1f}% fewer; max_deleted_pct {bounds.max_deleted_pct:g})"
+            )
+    if vanished:
+        reason = (
+            f"running full: district {district.id}'s SIS serves far fewer records than are published, which a "
+            f"delta cannot see vanish ({'; '.join(vanished)})"
+        )
+        return ModeDecision(decision.requested, "full", fallback_reason=reason, vanish_probe=reason)
+    note = "every collection's count is within the thresholds of what is published"
+    if uncounted:
+        note = (
+            f"the SIS sends no count for {', '.join(uncounted)}: records vanishing there are seen by the next "
+            f"full sync; {note.replace('every', 'every other')}"
+        )
+    return replace(decision, vanish_probe=f"vanish probe: {note}")

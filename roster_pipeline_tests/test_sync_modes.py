@@ -65,6 +65,8 @@ def data_filters(server: SimulatorServer) -> dict[str, set[str | None]]:
         query = parse_qs(r.query)
         if query.get("filter", [""])[0].startswith("type="):  # the school-year lookup of roster_import
             continue
+        if query.get("limit") == ["1"] and "filter" not in query:  # a delta's count probe (roster_import)
+            continue
         out.setdefault(r.path.rsplit("/", 1)[-1], set()).add(query.get("filter", [None])[0])
     return out
 
@@ -110,6 +112,8 @@ def test_delta_asks_for_changes_since_the_last_import_and_never_deletes_what_it_
     assert set(filters) >= {"orgs", "academicSessions", "courses", "classes", "users", "enrollments", "demographics"}
     for collection, seen in filters.items():
         assert len(seen) == 1 and next(iter(seen)).startswith(expected_filter), (collection, seen)
+    probes = [r.path.rsplit("/", 1)[-1] for r in server.requests if parse_qs(r.query).get("limit") == ["1"]]
+    assert sorted(probes) == sorted(filters)  # one count request per collection, nothing more
 
     opened = materialization_metadata(delta, "roster_import")
     assert opened["sync_mode"] == "delta" and opened["delta_base_import_id"] == base.import_id
@@ -204,3 +208,67 @@ def test_the_launchpad_config_sets_the_mode_when_no_tag_does(server: SimulatorSe
     )
     opened = materialization_metadata(result, "roster_import")
     assert (opened["sync_mode"], opened["sync_mode_requested"]) == ("delta", "delta (config)")
+
+
+def test_a_delta_that_would_miss_a_mass_vanish_runs_full_and_is_held(
+    server: SimulatorServer, setup, instance
+) -> None:
+    """The README's UI walkthrough: wipe 90% of enrollments, sync again on a delta day: held, not published.
+
+    Before the count probe the delta fetched 0 enrollments, passed every check and published.
+    """
+    registry, path, url = setup
+    assert sync(registry, path, url, "alpha", instance, sync_mode="full").success
+    warehouse = Warehouse(url)
+    before = warehouse.current_counts("alpha")
+    mutations.wipe_enrollments(server.tenant("alpha").district, percent=90, seed=1)
+
+    result = sync(registry, path, url, "alpha", instance, sync_mode="delta")
+
+    opened = materialization_metadata(result, "roster_import")
+    assert (opened["sync_mode"], opened["sync_mode_requested"]) == ("full", "delta (tag)")
+    assert "enrollments: the SIS serves" in opened["sync_mode_fallback"]
+    assert "users" not in opened["sync_mode_fallback"]  # untouched collections are not named
+    assert materialization_metadata(result, "enrollments")["deleted"] > 0.85 * before["enrollments"]
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "change_thresholds" in failed
+    assert not result.asset_materializations_for_node("published_roster")
+    assert warehouse.get_import(opened["import_id"]).status == "held"
+    assert warehouse.current_counts("alpha") == before
+
+
+def test_a_delta_whose_counts_are_within_thresholds_stays_a_delta_and_says_what_it_checked(
+    server: SimulatorServer, setup, instance
+) -> None:
+    registry, path, url = setup
+    assert sync(registry, path, url, "alpha", instance, sync_mode="full").success
+    mutations.remove_students(server.tenant("alpha").district, count=3, seed=4, mode="vanish")
+    result = sync(registry, path, url, "alpha", instance, sync_mode="delta")
+    assert result.success
+    opened = materialization_metadata(result, "roster_import")
+    assert opened["sync_mode"] == "delta" and "sync_mode_fallback" not in opened
+    assert opened["vanish_probe"].startswith("vanish probe: every collection's count is within")
+
+
+def test_the_count_probe_escalates_only_beyond_the_deletion_bounds_and_names_uncounted_collections(setup) -> None:
+    from roster_pipeline.sync_mode import ModeDecision, escalate_on_vanish
+
+    registry, _, _ = setup
+    alpha = registry.get("alpha")  # max_deleted_pct 10, min_changes 25 (the defaults)
+    delta = ModeDecision(ModeRequest("delta", "plan"), "delta", since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), base_import_id=7)
+    published = {"users": 1000, "enrollments": 100, "orgs": 5}
+
+    def served(counts: dict[str, int | None]):
+        return lambda collection: counts.get(collection, published.get(collection, 0))
+
+    within = escalate_on_vanish(delta, alpha, published, served({"users": 901, "enrollments": 76}))
+    assert within.mode == "delta" and within.fallback_reason is None  # 9.9% of users; 24 enrollments < min_changes
+    beyond = escalate_on_vanish(delta, alpha, published, served({"users": 899}))
+    assert beyond.mode == "full" and beyond.since is None
+    assert "users: the SIS serves 899, 1,000 are published (10.1% fewer" in beyond.fallback_reason
+    assert beyond.requested == delta.requested
+    uncounted = escalate_on_vanish(delta, alpha, published, served({"users": None}))
+    assert uncounted.mode == "delta"
+    assert "no count for users" in uncounted.vanish_probe and "next full sync" in uncounted.vanish_probe
+    full = ModeDecision(ModeRequest("full", "plan"), "full")
+    assert escalate_on_vanish(full, alpha, published, served({"users": 0})) is full

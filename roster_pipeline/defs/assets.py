@@ -118,6 +118,7 @@ def mode_metadata(mode: ModeDecision) -> dict[str, object]:
         "since": mode.since.isoformat() if mode.since else "",
         **({"delta_base_import_id": mode.base_import_id} if mode.base_import_id is not None else {}),
         **({"sync_mode_fallback": mode.fallback_reason} if mode.fallback_reason else {}),
+        **({"vanish_probe": mode.vanish_probe} if mode.vanish_probe else {}),
     }
 
 

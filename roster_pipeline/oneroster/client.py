@@ -231,6 +231,21 @@ class OneRosterClient:
                 ) from None
         return record
 
+    def collection_count(self, name: str) -> int | None:
+        """How many records the SIS serves in the whole collection now (its ``X-Total-Count``), or None.
+
+        One request for one record: cheap enough to ask every collection at the start of a delta, which
+        cannot see records vanish (see ``sync_mode.escalate_on_vanish``). None when the SIS sends no
+        count; the figure only ever makes an import pull *more*, so it is never trusted to prove a pull
+        complete.
+        """
+        endpoint = endpoint_for(name)
+        label = self._label(endpoint)
+        stats = FetchStats(district_id=self.config.district_id, endpoint=label)
+        params = {"limit": "1", "offset": "0"}
+        _, response = self._get_json(self._base.join(endpoint.collection), params, label, stats, threading.Event())
+        return parse_total_count(response.headers.get("X-Total-Count"))
+
     def current_school_year(self, today: date | None = None) -> int | None:
         """The ending year of the active schoolYear session containing today (else the latest one), or None.
 
