@@ -283,6 +283,45 @@ def wait_for_interrupt() -> int:
         return 0
 
 
+#: How long ``dagster dev`` gets to stop its webserver, daemon and code servers before it is killed.
+UI_STOP_SECONDS = 60
+
+
+def run_until_stopped(command: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Run ``dagster dev`` until it ends, and never leave it behind when the demo is stopped.
+
+    Ctrl-C reaches the whole foreground process group, ``dagster dev`` included, so then the demo only
+    waits for it. A SIGTERM (a service manager, ``kill``, a closed terminal session) reaches the demo
+    alone: it used to end the demo and leave ``dagster dev`` and its webserver and daemon running. So the
+    demo passes SIGTERM on (``dagster dev`` treats it as Ctrl-C and stops its children) and waits.
+    """
+    child = subprocess.Popen(command, env=env, cwd=cwd)
+
+    def pass_on(signum: int, _frame: object) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, pass_on)
+    try:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            try:
+                child.wait(timeout=UI_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if child.poll() is None:  # the demo itself failed: take dagster dev down with it
+            child.terminate()
+            try:
+                child.wait(timeout=UI_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
 def run(args: argparse.Namespace) -> int:
     home = demo_home()
     workdir = Path(args.workdir).resolve()
@@ -310,9 +349,6 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"Dagster UI:          http://127.0.0.1:{args.dagster_port} (Ctrl-C stops the demo)", flush=True)
         command = ["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.dagster_port)]
-        try:
-            return subprocess.call(command, env=os.environ.copy(), cwd=workdir)
-        except KeyboardInterrupt:
-            return 0
+        return run_until_stopped(command, os.environ.copy(), workdir)
     finally:
         server.stop()
