@@ -186,7 +186,7 @@ class EffectiveThresholds(_Model):
 
 
 class Thresholds(_Model):
-    """Import thresholds (issue 4): a snapshot exceeding them is held for admin review.
+    """Import thresholds: a snapshot exceeding them is held for admin review.
 
     Percentages are of the resource's currently published (not deleted) rows; ``min_changes`` is an
     absolute floor below which no percentage trips, so a 5-record change in a tiny district passes.
@@ -235,7 +235,7 @@ class ChangeWindow(_Model):
 
 
 class Rollover(_Model):
-    """New-school-year handling (issue 6).
+    """New-school-year handling.
 
     ``pause``: no imports from ``date`` until ``first_day`` of the new year (or an admin resumes);
     ``additions_only``: imports in that period add and update but never delete; ``none``: no special

@@ -141,14 +141,6 @@ def open_sync_import(
     return OpenedImport(import_id, school_year, mode)
 
 
-def open_import(
-    warehouse: Warehouse, district: District, client: RosterSource, run_id: str, sync_mode: SyncMode = "full"
-) -> tuple[int, int]:
-    """Start an import for a run; returns (import_id, school_year)."""
-    opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
-    return opened.import_id, opened.school_year
-
-
 def import_for_run(warehouse: Warehouse, district_id: str, run_id: str) -> int:
     """The import a Dagster run opened for a district (its resource assets stage into it)."""
     import_id = warehouse.import_for_run(district_id, run_id)

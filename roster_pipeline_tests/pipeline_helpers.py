@@ -108,3 +108,17 @@ class EnvSetter(dict):
     def __setitem__(self, key: str, value: str) -> None:
         self._monkeypatch.setenv(key, value)
         super().__setitem__(key, value)
+
+
+def monkeypatch_environ(monkeypatch: Any) -> EnvSetter:
+    """What ``write_registry`` writes the districts' credentials into: os.environ, undone after the test."""
+    return EnvSetter(monkeypatch)
+
+
+def failure(result: dg.ExecuteInProcessResult) -> str:
+    """The root cause of a run's one failed step, as ``ClassName: message``."""
+    [event] = result.get_step_failure_events()
+    error = event.step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    return f"{error.cls_name}: {error.message}"

@@ -16,8 +16,7 @@ from roster_pipeline.districts import load_registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
-from .pipeline_helpers import write_registry
-from .test_sync_pipeline import monkeypatch_environ
+from .pipeline_helpers import monkeypatch_environ, write_registry
 
 APPS = ("alpha", "beta", "gamma")
 

@@ -16,9 +16,7 @@ from roster_pipeline.districts import load_registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
-from .pipeline_helpers import sync, write_registry
-from .test_rollover_e2e import failure
-from .test_sync_pipeline import monkeypatch_environ
+from .pipeline_helpers import failure, monkeypatch_environ, sync, write_registry
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""The figures of the two emails equal what the warehouse and the checks recorded (issue 12, items 1-3).
+"""The figures of the two emails equal what the warehouse and the checks recorded.
 
 Built from a real Warehouse on SQLite and Postgres through the same report builders the control sensor
 uses, then rendered: the numbers an admin reads must be the ones ``checked_snapshot`` judged, and every

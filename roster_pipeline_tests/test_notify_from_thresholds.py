@@ -8,7 +8,7 @@ from roster_pipeline.districts import SchoolThresholds, Thresholds
 from roster_pipeline.notify import render_check_your_data
 from roster_pipeline.notify.from_thresholds import failed_checks, resource_rows, school_rows
 from roster_pipeline.thresholds import evaluate_change_thresholds, evaluate_school_thresholds
-from roster_pipeline_tests.test_notify_render import ADMINS, SENDER, check_your_data_report, parts
+from roster_pipeline_tests.notify_helpers import ADMINS, SENDER, check_your_data_report, parts
 
 
 def _change_row(resource: str, before: int, *, deleted: int = 0, updated: int = 0, rejected: int = 0) -> dict:

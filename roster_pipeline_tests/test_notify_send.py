@@ -24,8 +24,8 @@ from roster_pipeline.notify import (
     render_import_results,
     sender_from_env,
 )
-from roster_pipeline_tests.smtp_server import SmtpTestServer, free_port, smtp_server, smtp_server_factory  # noqa: F401
-from roster_pipeline_tests.test_notify_render import (
+from roster_pipeline_tests.smtp_server import SmtpTestServer, free_port
+from roster_pipeline_tests.notify_helpers import (
     ADMINS,
     SENDER,
     check_your_data_report,

@@ -21,8 +21,7 @@ from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.warehouse import Warehouse
 
 from .control_helpers import bound_definitions, kinds, published_dump, run_review_job, run_sync, tick
-from .pipeline_helpers import write_registry
-from .test_sync_pipeline import monkeypatch_environ
+from .pipeline_helpers import monkeypatch_environ, write_registry
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,7 @@ from roster_pipeline.rollover import AS_OF_TAG, ROLLOVER_OVERRIDE_TAG
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
-from .pipeline_helpers import materialization_metadata, write_registry
-from .test_sync_pipeline import monkeypatch_environ
+from .pipeline_helpers import failure, materialization_metadata, monkeypatch_environ, write_registry
 
 OLD, NEW = 2027, 2028
 STRICT = {"max_updated_pct": 10.0, "max_deleted_pct": 10.0, "min_changes": 5}
@@ -70,14 +69,6 @@ def run(registry: Registry, path: Path, url: str, instance: dg.DagsterInstance, 
                    "registry": DistrictRegistryResource(districts_file=str(path))},
         raise_on_error=False,
     )
-
-
-def failure(result: dg.ExecuteInProcessResult) -> str:
-    [event] = result.get_step_failure_events()
-    error = event.step_failure_data.error
-    while error.cause is not None:
-        error = error.cause
-    return f"{error.cls_name}: {error.message}"
 
 
 def active(server: SimulatorServer, collection: str) -> set[str]:

@@ -10,22 +10,22 @@ import sqlalchemy as sa
 
 from roster_pipeline.warehouse import SCHEMA_VERSION, ChangeCounts, Warehouse, WarehouseError
 from roster_pipeline.warehouse.archive import PastSchoolYearError
-from roster_pipeline_tests.test_warehouse import dump_published, enrollment, klass, rows, sync, user
+from roster_pipeline_tests.warehouse_helpers import dump_published, enrollment, klass, rows, sync, user
 
 OLD, NEW = 2027, 2028
 
 
-def year_one(wh: Warehouse) -> None:  # noqa: F811
+def year_one(wh: Warehouse) -> None:
     sync(wh, {"users": [user(1), user(2)], "classes": [klass(1)], "enrollments": [enrollment(1), enrollment(2)]},
          year=OLD)
 
 
-def current(wh: Warehouse, view: str) -> list[tuple[Any, ...]]:  # noqa: F811
+def current(wh: Warehouse, view: str) -> list[tuple[Any, ...]]:
     with wh.engine.connect() as conn:
         return [tuple(r) for r in conn.execute(sa.text(f'SELECT sourced_id FROM "{view}" ORDER BY 1'))]
 
 
-def test_publishing_a_newer_year_archives_the_old_one_and_keeps_it_queryable(wh: Warehouse) -> None:  # noqa: F811
+def test_publishing_a_newer_year_archives_the_old_one_and_keeps_it_queryable(wh: Warehouse) -> None:
     year_one(wh)
     assert wh.current_school_year("springfield") == OLD
     old_rows = rows(wh, "enrollments", "school_year", "sourced_id", "user_sourced_id", "raw",
@@ -58,7 +58,7 @@ def test_publishing_a_newer_year_archives_the_old_one_and_keeps_it_queryable(wh:
     }
 
 
-def test_a_full_pull_of_the_new_year_never_deletes_the_old_years_rows(wh: Warehouse) -> None:  # noqa: F811
+def test_a_full_pull_of_the_new_year_never_deletes_the_old_years_rows(wh: Warehouse) -> None:
     year_one(wh)
     sync(wh, {"enrollments": [enrollment(5)]}, year=NEW)
     sync(wh, {"enrollments": []}, year=NEW)  # the new year emptied: only ITS rows are soft-deleted
@@ -67,7 +67,7 @@ def test_a_full_pull_of_the_new_year_never_deletes_the_old_years_rows(wh: Wareho
     ]
 
 
-def test_a_past_school_year_can_never_be_imported_into(wh: Warehouse) -> None:  # noqa: F811
+def test_a_past_school_year_can_never_be_imported_into(wh: Warehouse) -> None:
     year_one(wh)
     sync(wh, {"enrollments": [enrollment(3)]}, year=NEW)
     before = dump_published(wh)
@@ -78,7 +78,7 @@ def test_a_past_school_year_can_never_be_imported_into(wh: Warehouse) -> None:  
     assert wh.begin_import("shelbyville", "run", OLD)
 
 
-def test_an_old_year_import_opened_before_the_rollover_cannot_publish_after_it(wh: Warehouse) -> None:  # noqa: F811
+def test_an_old_year_import_opened_before_the_rollover_cannot_publish_after_it(wh: Warehouse) -> None:
     year_one(wh)
     slow = wh.begin_import("springfield", "slow-run", OLD)
     wh.stage(slow, "enrollments", [])  # would vanish every old-year enrollment
@@ -89,7 +89,7 @@ def test_an_old_year_import_opened_before_the_rollover_cannot_publish_after_it(w
     assert dump_published(wh) == before
 
 
-def test_additions_only_adds_and_updates_but_never_deletes(wh: Warehouse) -> None:  # noqa: F811
+def test_additions_only_adds_and_updates_but_never_deletes(wh: Warehouse) -> None:
     sync(wh, {"users": [user(1), user(2), user(3)], "enrollments": [enrollment(1), enrollment(2)]})
     import_id = wh.begin_import("springfield", "run", 2027)
     wh.set_additions_only(import_id)
@@ -118,7 +118,7 @@ def test_additions_only_adds_and_updates_but_never_deletes(wh: Warehouse) -> Non
     assert counts["users"].deleted == 2 and counts["enrollments"].deleted == 1
 
 
-def test_additions_only_is_fixed_before_staging(wh: Warehouse) -> None:  # noqa: F811
+def test_additions_only_is_fixed_before_staging(wh: Warehouse) -> None:
     import_id = wh.begin_import("springfield", "run", 2027)
     wh.stage(import_id, "users", [user(1)])
     wh.publish(import_id)
@@ -126,7 +126,7 @@ def test_additions_only_is_fixed_before_staging(wh: Warehouse) -> None:  # noqa:
         wh.set_additions_only(import_id)
 
 
-def test_views_are_created_once_and_survive_create_schema(wh: Warehouse) -> None:  # noqa: F811
+def test_views_are_created_once_and_survive_create_schema(wh: Warehouse) -> None:
     wh.create_schema()
     with wh.engine.connect() as conn:
         views = set(sa.inspect(conn).get_view_names())
@@ -136,7 +136,7 @@ def test_views_are_created_once_and_survive_create_schema(wh: Warehouse) -> None
 
 def test_create_schema_upgrades_a_version_2_database_and_archives_its_older_years(warehouse_url: str) -> None:
     # Build a version-2 database: today's schema minus what v3 added, holding two school years.
-    wh = Warehouse(warehouse_url)  # noqa: F811 - this test builds its own (a v2 database)
+    wh = Warehouse(warehouse_url)  # this test builds its own (a v2 database)
     wh.create_schema()
     year_one(wh)
     sync(wh, {"enrollments": [enrollment(3)], "classes": [klass(3)]}, year=NEW)

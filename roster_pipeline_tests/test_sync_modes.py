@@ -23,8 +23,7 @@ from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.sync_mode import SYNC_MODE_TAG, ModeRequest, requested_mode
 from roster_pipeline.warehouse import Warehouse
 
-from .pipeline_helpers import materialization_metadata, sync, write_registry
-from .test_sync_pipeline import monkeypatch_environ
+from .pipeline_helpers import materialization_metadata, sync, monkeypatch_environ, write_registry
 
 OVERLAP_MINUTES = 45
 

@@ -17,7 +17,7 @@ from roster_pipeline.resources import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
-from .pipeline_helpers import EnvSetter, materialization_metadata, sync, write_registry
+from .pipeline_helpers import materialization_metadata, monkeypatch_environ, sync, write_registry
 
 
 @pytest.fixture(scope="module")
@@ -176,10 +176,6 @@ def test_429_with_retry_after_is_honoured(
     assert after and after[0].started - throttled[0].started >= 1.0
     assert materialization_metadata(result, "users")["retries"] >= 1
     assert time.monotonic() - started >= 1.0
-
-
-def monkeypatch_environ(monkeypatch: pytest.MonkeyPatch) -> EnvSetter:
-    return EnvSetter(monkeypatch)
 
 
 def test_secrets_never_reach_dagster_events_logs_or_metadata(

@@ -1,4 +1,4 @@
-"""Import thresholds (issue 4): every rule at and around its boundary, for the district and per school.
+"""Import thresholds: every rule at and around its boundary, for the district and per school.
 
 Pure pandas: the summaries are built here exactly as the warehouse builder produces them.
 """

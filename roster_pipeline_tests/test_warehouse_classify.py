@@ -16,7 +16,7 @@ from roster_pipeline.warehouse import diff as sql
 from roster_pipeline.warehouse import staging
 from roster_pipeline.warehouse.schema import SCHEMA_VERSION, import_resource_counts
 
-from .test_warehouse import YEAR, enrollment, rows, sync, user
+from .warehouse_helpers import YEAR, enrollment, rows, sync, user
 
 
 def changes(wh: Warehouse, import_id: int, name: str = "users", raw: bool = False) -> dict[str, str | None]:

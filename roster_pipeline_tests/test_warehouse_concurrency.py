@@ -1,5 +1,5 @@
 """Districts side by side on one Postgres warehouse: staging, checks and publish of different districts
-never wait on or block each other (issue 9, item 2).
+never wait on or block each other.
 
 Each district is synced through ``sync.sync_district`` (stage → reference checks → summaries → field
 diff → publish) from the project's simulator over loopback HTTP, each with its own engine as separate

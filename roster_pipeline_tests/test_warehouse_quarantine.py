@@ -13,7 +13,7 @@ from roster_pipeline.oneroster.paging import CONFLICTING_DUPLICATE, RecordIssue
 from roster_pipeline.rejects import Reject
 from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import SCHEMA_VERSION, ChangeCounts, Warehouse, WarehouseError
-from roster_pipeline_tests.test_warehouse import YEAR, dump_published, enrollment, rows, sync, user
+from roster_pipeline_tests.warehouse_helpers import YEAR, dump_published, enrollment, rows, sync, user
 
 
 def bad(resource: str, sourced_id: str | None, field: str = "email", check: str = "format", **kw: object) -> Reject:

@@ -1,4 +1,4 @@
-"""`roster-pipeline bench`: the benchmark of issue 10, one module per job.
+"""`roster-pipeline bench`: the benchmark, one module per job.
 
 - ``rig``         the simulated district, credentials by env var name, the warehouse database, child envs
 - ``measure``     wall/CPU/peak RSS of a child process (``os.wait4``) and the simulator's CPU meanwhile

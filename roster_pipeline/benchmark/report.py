@@ -1,4 +1,4 @@
-"""The benchmark's figures, its targets (issue 10) and how they are printed.
+"""The benchmark's figures, its targets and how they are printed.
 
 The last line of ``roster-pipeline bench`` is machine-readable (``key=value`` pairs, ``nan`` for what was
 not measured); everything above it is for a person: per-run tables, per-stage seconds, CPU of the sync

@@ -55,7 +55,7 @@ class FailedCheck:
 class ResourceThresholdRow:
     """One resource of a held snapshot against its thresholds.
 
-    Percentages default to the issue-4 rule (added/updated/deleted of the rows published before the
+    Percentages default to the thresholds' rule (added/updated/deleted of the rows published before the
     import; rejected of the rows fetched); the check code may pass its own if it computed them.
     ``exceeded`` names the measures that tripped ("deleted", "rejected"), so they can be highlighted.
     """
@@ -183,7 +183,7 @@ def failure_actions(district_id: str, reviewer: str = "YOUR NAME") -> list[Revie
 
 
 def review_actions(district_id: str, import_id: int | str, reviewer: str = "YOUR NAME") -> list[ReviewAction]:
-    """The three review actions of issue 5 with their launchpad config and CLI form."""
+    """The three review actions with their launchpad config and CLI form."""
     actions: list[ReviewAction] = []
     for action in ("approve", "reject", "reprocess"):
         job = f"review_{action}"
@@ -297,7 +297,7 @@ class ResourceCountsRow:
 
 @dataclass(frozen=True)
 class Approval:
-    """An admin approved a held snapshot, overriding its thresholds (issue 5's ``approve``)."""
+    """An admin approved a held snapshot, overriding its thresholds (the review's ``approve``)."""
 
     reviewer: str
     approved_at: datetime | None = None

@@ -1,4 +1,4 @@
-"""Import thresholds (issue 4): should this staged snapshot be published, or held for an admin?
+"""Import thresholds: should this staged snapshot be published, or held for an admin?
 
 Two checks, both pure pandas/Pandera over summaries the warehouse computes:
 

@@ -15,7 +15,7 @@ new shape under a temporary name, copy the rows (keeping the import ids), drop t
 recreate the indexes.  Nothing references ``import_runs`` by foreign key, so the foreign-key steps of
 that procedure are moot.  On Postgres the constraint is dropped and re-added in place.
 
-Version 3 (rollover, issue 6):
+Version 3 (rollover):
 * ``import_runs.additions_only`` and ``import_resource_counts.withheld`` (an additions_only import never
   deletes; ``withheld`` counts the deletions it held back);
 * ``archived_at`` on the year-scoped published tables (academic_sessions, courses, classes,
@@ -28,7 +28,7 @@ Version 4 (undo):
   ``undone_at``, ``undo_note``, ``undo_forced`` (same procedure as version 2);
 * the table ``import_undo_counts`` (created by ``create_all`` before the step runs).
 
-Version 5 (districts side by side, issue 9): staging moves from the shared ``stg_<resource>`` tables to
+Version 5 (districts side by side): staging moves from the shared ``stg_<resource>`` tables to
 tables of each import's own (``stg_<resource>_<import_id>``, see ``staging.py``).  Every import whose
 snapshot is still in staging (running, staged, held, dry_run, failed: a held import may be waiting for
 its admin's approve) is carried over, rows in their original order and with their row ids (the diff
@@ -36,14 +36,14 @@ keeps the last copy of a duplicated record); rows of published or discarded impo
 are not.  The shared tables are then dropped, so a process still on version 3 fails loudly instead of
 staging where nobody reads.
 
-Version 6 (classify once, issue 10): every per-import staging table gets the nullable ``change`` column
+Version 6 (classify once): every per-import staging table gets the nullable ``change`` column
 the classification pass fills in (``classify.py``), every import with staging tables its
 ``vanished_<import_id>`` table, and ``import_resource_counts`` the columns ``classified_watermark``
 and ``purged_reject_id``.  Carried-over imports are not classified by the step: their
 ``classified_watermark`` is NULL, so the first reader (a review's summary, an approve's publish)
 classifies them.
 
-Version 7 (derived tables, issue 11): the tables ``class_teachers``, ``student_logins`` and
+Version 7 (derived tables): the tables ``class_teachers``, ``student_logins`` and
 ``derived_warnings``, created by ``create_all`` before the step runs.  They start empty: the next sync of
 each district (or a materialization of the two assets) builds them from its published rows, since how
 they are built depends on registry settings the warehouse does not hold.

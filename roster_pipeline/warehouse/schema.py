@@ -177,7 +177,7 @@ import_runs = sa.Table(
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
-    # v2: why an import was held, and who published it anyway (issue 5's approve).
+    # v2: why an import was held, and who published it anyway (the review's approve).
     sa.Column("hold_reason", sa.Text, nullable=True),
     sa.Column("overridden_by", sa.Text, nullable=True),
     sa.Column("override_reason", sa.Text, nullable=True),
