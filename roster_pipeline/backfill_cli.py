@@ -110,7 +110,7 @@ def run_backfill(
     from roster_pipeline.defs.schedules import district_tags
     from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 
-    job = build_definitions(registry).get_job_def(SYNC_JOB_NAME)
+    job = build_definitions(registry).resolve_job_def(SYNC_JOB_NAME)
     resources = {
         "warehouse": WarehouseResource(database_url=database_url),  # None: the env var, no password in config
         "registry": DistrictRegistryResource(districts_file=districts_file),

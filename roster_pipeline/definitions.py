@@ -30,7 +30,7 @@ def build_definitions(registry: Registry | None = None) -> dg.Definitions:
             *build_derived_assets(partitions_def),
             district_status_spec(),
         ],
-        jobs=[build_sync_job(partitions_def), build_dry_run_job(partitions_def), *build_review_jobs()],
+        jobs=[build_sync_job(), build_dry_run_job(), *build_review_jobs()],
         schedules=build_district_schedules(registry),
         sensors=[build_control_sensor(), build_drop_folder_sensor()],
         resources={

@@ -72,7 +72,7 @@ def run_reprocess_sync(warehouse: Warehouse, district_id: str, action_id: int, i
 
     registry = load_registry(districts_file)
     defs = build_definitions(registry)
-    job = defs.get_job_def(SYNC_JOB_NAME)
+    job = defs.resolve_job_def(SYNC_JOB_NAME)
     result = job.execute_in_process(
         partition_key=district_id,
         instance=instance,

@@ -33,7 +33,7 @@ def bound_definitions(registry: Registry, registry_path: Path, warehouse_url: st
 def run_sync(defs: dg.Definitions, district_id: str, instance: dg.DagsterInstance,
              tags: Mapping[str, str] | None = None) -> dg.ExecuteInProcessResult:
     """The district's sync job; a full sync unless the tags say otherwise (never today's weekday plan)."""
-    return defs.get_job_def(SYNC_JOB_NAME).execute_in_process(
+    return defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
         partition_key=district_id, instance=instance, tags={SYNC_MODE_TAG: "full", **(tags or {})},
         raise_on_error=False,
     )
@@ -41,14 +41,14 @@ def run_sync(defs: dg.Definitions, district_id: str, instance: dg.DagsterInstanc
 
 def run_review_job(defs: dg.Definitions, job_name: str, op_name: str, config: dict[str, Any],
                    instance: dg.DagsterInstance, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    return defs.get_job_def(job_name).execute_in_process(
+    return defs.resolve_job_def(job_name).execute_in_process(
         run_config={"ops": {op_name: {"config": config}}}, instance=instance, raise_on_error=raise_on_error
     )
 
 
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None):
     """One evaluation of the control sensor (cursor None = a fresh sensor, as after a restart)."""
-    sensor = defs.get_sensor_def(CONTROL_SENSOR_NAME)
+    sensor = defs.resolve_sensor_def(CONTROL_SENSOR_NAME)
     # Entered, so whatever the context enters (resources, an instance) is exited here, not at garbage collection.
     with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=defs.resources) as context:
         return sensor.evaluate_tick(context)

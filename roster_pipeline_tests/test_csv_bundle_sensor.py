@@ -110,7 +110,7 @@ def landed(path: Path, mtime: float = AN_HOUR_AGO) -> Path:
 def tick(resources: dict, cursor: str | None) -> dg.SensorResult:
     """One evaluation of the drop-folder sensor, within the definitions of the test registry."""
     defs = build_definitions(resources["registry"].get())
-    sensor = defs.get_sensor_def(DROP_FOLDER_SENSOR_NAME)
+    sensor = defs.resolve_sensor_def(DROP_FOLDER_SENSOR_NAME)
     with dg.instance_for_test() as instance:
         with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=resources) as context:
             return sensor.evaluate_tick(context)

@@ -41,7 +41,7 @@ def definitions(registry_path: Path, warehouse_url: str) -> dg.Definitions:
     partitions = district_partitions(load_registry(registry_path))
     return dg.Definitions(
         assets=[*build_roster_assets(partitions), *build_derived_assets(partitions)],
-        jobs=[build_sync_job(partitions)],
+        jobs=[build_sync_job()],
         resources={"warehouse": WarehouseResource(database_url=warehouse_url),
                    "registry": DistrictRegistryResource(districts_file=str(registry_path))},
     )

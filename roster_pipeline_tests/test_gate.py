@@ -160,7 +160,7 @@ def test_dry_run_checks_and_diffs_but_never_publishes(
     partitions = district_partitions(registry)
     defs = dg.Definitions(
         assets=build_roster_assets(partitions),
-        jobs=[build_dry_run_job(partitions)],
+        jobs=[build_dry_run_job()],
         resources={
             "warehouse": WarehouseResource(database_url=warehouse_url),
             "registry": DistrictRegistryResource(districts_file=str(path)),

@@ -125,8 +125,8 @@ def test_paused_district_schedule_skips_manual_run_refused_other_district_goes_o
     with dg.build_schedule_context(instance=instance, resources=defs.resources,
                                    repository_def=defs.get_repository_def(),
                                    scheduled_execution_time=datetime(2026, 11, 27, 2, 0, tzinfo=UTC)) as context:
-        alpha = defs.get_schedule_def(schedule_name("alpha")).evaluate_tick(context)
-        beta = defs.get_schedule_def(schedule_name("beta")).evaluate_tick(context)
+        alpha = defs.resolve_schedule_def(schedule_name("alpha")).evaluate_tick(context)
+        beta = defs.resolve_schedule_def(schedule_name("beta")).evaluate_tick(context)
     assert not alpha.run_requests
     assert "district alpha is paused since" in (alpha.skip_message or "")
     assert f"import {held}" in alpha.skip_message and "roster-pipeline review alpha" in alpha.skip_message

@@ -284,7 +284,7 @@ def test_a_dry_run_skips_demographics_but_leaves_the_purge_to_the_next_real_sync
     partitions = district_partitions(load_registry(path))
     defs = dg.Definitions(
         assets=build_roster_assets(partitions),
-        jobs=[build_dry_run_job(partitions)],
+        jobs=[build_dry_run_job()],
         resources={
             "warehouse": WarehouseResource(database_url=sqlite_url),
             "registry": DistrictRegistryResource(districts_file=str(path)),

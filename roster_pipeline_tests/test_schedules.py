@@ -84,7 +84,7 @@ def evaluate(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when
     # context is garbage-collected (that would restore a dead instance's state storage; see conftest).
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=defs.resources,
                                    repository_def=defs.get_repository_def()) as context:
-        return defs.get_schedule_def(name).evaluate_tick(context)
+        return defs.resolve_schedule_def(name).evaluate_tick(context)
 
 
 def utc(*args: int) -> dt.datetime:

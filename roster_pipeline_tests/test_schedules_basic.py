@@ -52,7 +52,7 @@ def evaluate(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when
     # Entered, so the instance the context enters is exited here, not whenever it is garbage-collected.
     with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=defs.resources,
                                    repository_def=defs.get_repository_def()) as context:
-        return defs.get_schedule_def(name).evaluate_tick(context)
+        return defs.resolve_schedule_def(name).evaluate_tick(context)
 
 
 def test_one_schedule_per_enabled_scheduled_district_in_its_timezone(setup) -> None:

@@ -17,8 +17,8 @@ SYNC_JOB_NAME = "sync_district"
 MAX_RUNTIME_TAGS = {"dagster/max_runtime": str(6 * 3600)}
 
 
-def build_sync_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
-    """The whole sync of one district partition.
+def build_sync_job() -> dg.UnresolvedAssetJobDefinition:
+    """The whole sync of one district partition (the assets' district partitions are the job's).
 
     In-process executor: the resources of one district are fetched one after another, each with the
     client's own bounded concurrency, so a district never sees more than ``max_concurrency`` requests at
@@ -28,7 +28,6 @@ def build_sync_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAsse
     return dg.define_asset_job(
         name=SYNC_JOB_NAME,
         selection=dg.AssetSelection.groups(GROUP, DERIVED_GROUP),
-        partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
         tags=MAX_RUNTIME_TAGS,
         description=("Sync of one district: fetch every OneRoster resource into staging (full or delta: the run tag "
@@ -38,12 +37,11 @@ def build_sync_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAsse
     )
 
 
-def build_dry_run_job(partitions_def: dg.PartitionsDefinition) -> dg.UnresolvedAssetJobDefinition:
+def build_dry_run_job() -> dg.UnresolvedAssetJobDefinition:
     """Fetch, check and diff a district without ever publishing: the preview of what a sync would do."""
     return dg.define_asset_job(
         name=DRY_RUN_JOB_NAME,
         selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.assets("published_roster"),
-        partitions_def=partitions_def,
         executor_def=dg.in_process_executor,
         tags=MAX_RUNTIME_TAGS,
         description=(
