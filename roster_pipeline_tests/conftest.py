@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,10 +59,10 @@ def postgres_server_url() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture()
-def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
-    """Creates brand-new Postgres databases on request (one test may need several), all dropped afterwards."""
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+@contextmanager
+def postgres_databases(server_url: str) -> Iterator[Callable[[], str]]:
+    """Creates brand-new Postgres databases on request, all dropped (connections or not) on exit."""
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     names: list[str] = []
 
     def create() -> str:
@@ -69,7 +70,7 @@ def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         names.append(name)
-        return sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+        return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
     try:
         yield create
@@ -78,6 +79,21 @@ def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str
             for name in names:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture()
+def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
+    """Creates brand-new Postgres databases on request (one test may need several), all dropped afterwards."""
+    with postgres_databases(postgres_server_url) as create:
+        yield create
+
+
+@pytest.fixture(scope="module")
+def module_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
+    """``new_postgres_database`` for a module's shared set-up (e.g. one set of Dagster processes that all
+    its tests use): the databases are dropped after the module's last test."""
+    with postgres_databases(postgres_server_url) as create:
+        yield create
 
 
 @pytest.fixture()
@@ -95,6 +111,23 @@ class ProductionDagsterHome:
     env: dict[str, str]  # DAGSTER_HOME and DAGSTER_PG_*, as an operator exports them
 
 
+def make_production_home(folder: Path, storage_url: str) -> ProductionDagsterHome:
+    """``folder`` (created) as a DAGSTER_HOME holding the shipped dagster.yaml, unchanged, and the DAGSTER_PG_*
+    variables that point it at the database ``storage_url``."""
+    url = sa.engine.make_url(storage_url)
+    folder.mkdir(parents=True)
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", folder / "dagster.yaml")
+    env = {
+        "DAGSTER_HOME": str(folder),
+        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_USER": url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_DB": url.database or "",
+    }
+    return ProductionDagsterHome(folder, storage_url, env)
+
+
 @pytest.fixture()
 def production_dagster_home(
     new_postgres_database: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -103,22 +136,19 @@ def production_dagster_home(
 
     The variables are also set in this process (and so inherited by subprocesses such as dagster-daemon).
     """
-    storage_url = new_postgres_database()
-    url = sa.engine.make_url(storage_url)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
-        "DAGSTER_PG_PORT": str(url.port or 5432),
-        "DAGSTER_PG_USER": url.username or "postgres",
-        "DAGSTER_PG_PASSWORD": url.password or "",
-        "DAGSTER_PG_DB": url.database or "",
-    }
-    for key, value in env.items():
+    home = make_production_home(tmp_path / "dagster_home", new_postgres_database())
+    for key, value in home.env.items():
         monkeypatch.setenv(key, value)
-    return ProductionDagsterHome(home, storage_url, env)
+    return home
+
+
+@pytest.fixture(scope="module")
+def module_production_dagster_home(
+    module_postgres_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> ProductionDagsterHome:
+    """``production_dagster_home`` shared by a module's tests. Nothing is set in this process's environment
+    (a module-scoped fixture has no monkeypatch): pass ``.env`` to the processes that need it."""
+    return make_production_home(tmp_path_factory.mktemp("production") / "dagster_home", module_postgres_database())
 
 
 @pytest.fixture()

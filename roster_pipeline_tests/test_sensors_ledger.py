@@ -1,4 +1,5 @@
-"""The notifications ledger and the sensor cursor, on SQLite and Postgres: the exactly-once rules."""
+"""The notifications ledger and the sensor cursor, on SQLite and Postgres: the exactly-once rules; and the
+control sensor's interval setting."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sqlalchemy as sa
 
 from roster_pipeline.control import ledger
 from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.defs.sensors import ControlCursor
+from roster_pipeline.defs.sensors import CONTROL_SENSOR_INTERVAL_ENV, ControlCursor, build_control_sensor
 
 KEY = "alpha:7:check_your_data"
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -64,3 +65,14 @@ def test_cursor_round_trip_and_garbage_is_a_reset() -> None:
     assert ControlCursor.parse(cursor.dump()) == cursor
     assert ControlCursor.parse("not json") == ControlCursor()
     assert ControlCursor.parse(None) == ControlCursor()
+
+
+def test_the_control_sensor_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(CONTROL_SENSOR_INTERVAL_ENV, raising=False)
+    assert build_control_sensor().minimum_interval_seconds == 30
+    monkeypatch.setenv(CONTROL_SENSOR_INTERVAL_ENV, "5")
+    assert build_control_sensor().minimum_interval_seconds == 5
+    for bad in ("soon", "0", "2.5"):
+        monkeypatch.setenv(CONTROL_SENSOR_INTERVAL_ENV, bad)
+        with pytest.raises(ValueError, match=CONTROL_SENSOR_INTERVAL_ENV):
+            build_control_sensor()

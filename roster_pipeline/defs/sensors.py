@@ -2,7 +2,9 @@
 canceled: its open import is failed and its staging cleared), emails the admins (Check Your Data, Import
 Results), launches requested reprocess runs, and keeps the ``district_status`` asset up to date.
 
-Running by default, every 30 s.  Its cursor holds the lowest import not yet settled and the event
+Running by default, every 30 s (``ROSTER_CONTROL_SENSOR_INTERVAL_SECONDS``, read when the code location
+loads, changes that; Dagster's sensor daemon looks at its sensors every 5 s, so less than 5 s gains
+nothing).  Its cursor holds the lowest import not yet settled and the event
 storage cursor of RUN_FAILURE events; emails are exactly-once through the notifications ledger's unique
 idempotency keys (see ``roster_pipeline.control.ledger`` for the at-most-once choice), so a lost or reset
 cursor (sensor or daemon restart) never sends an email twice.  Email trouble never fails anything: it
@@ -12,7 +14,8 @@ is a ``failed`` ledger row retried on later ticks, a warning in the sensor log a
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +47,29 @@ CONTROL_SENSOR_NAME = "district_control"
 DISTRICT_STATUS_ASSET = "district_status"
 PARTITION_TAG = "dagster/partition"
 FAILURES_PER_TICK = 100
+CONTROL_SENSOR_INTERVAL_ENV = "ROSTER_CONTROL_SENSOR_INTERVAL_SECONDS"
+DEFAULT_CONTROL_SENSOR_INTERVAL_SECONDS = 30
+
+
+def control_sensor_interval(environ: Mapping[str, str] | None = None) -> int:
+    """Seconds between two ticks of the control sensor: ``ROSTER_CONTROL_SENSOR_INTERVAL_SECONDS``, else 30.
+
+    A shorter interval pauses a district and sends its emails sooner after an import is held (the
+    end-to-end test runs the daemon at 5 s); every tick reads the warehouse's import and state tables, so
+    production keeps the default.  A malformed value stops the code location from loading with a message
+    naming the variable, rather than silently falling back to a default nobody chose.
+    """
+    env = os.environ if environ is None else environ
+    text = env.get(CONTROL_SENSOR_INTERVAL_ENV, "").strip()
+    if not text:
+        return DEFAULT_CONTROL_SENSOR_INTERVAL_SECONDS
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise ValueError(f"{CONTROL_SENSOR_INTERVAL_ENV} must be a whole number of seconds, got {text!r}") from None
+    if seconds < 1:
+        raise ValueError(f"{CONTROL_SENSOR_INTERVAL_ENV} must be at least 1, got {seconds}")
+    return seconds
 
 
 @dataclass
@@ -240,11 +266,13 @@ def tick_summary(paused: dict[str, int | None], resumed: list[str], deliveries: 
     return ("; ".join(parts) + "; no run to launch")[:1500]
 
 
-def build_control_sensor() -> dg.SensorDefinition:
+def build_control_sensor(interval_seconds: int | None = None) -> dg.SensorDefinition:
+    """The control sensor, ticking every ``interval_seconds`` (default: ``control_sensor_interval()``)."""
+
     @dg.sensor(
         name=CONTROL_SENSOR_NAME,
         job_name=SYNC_JOB_NAME,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_seconds or control_sensor_interval(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Pauses a district whose import was held by its checks or whose sync run failed or died (its open "
