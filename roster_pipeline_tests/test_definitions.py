@@ -86,6 +86,19 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
     )
 
 
+def test_each_resource_asset_shows_the_columns_its_pandera_model_enforces() -> None:
+    from roster_pipeline.resources import RESOURCES
+    from roster_pipeline.validation.schemas import SCHEMAS
+
+    graph = build_definitions(load_registry()).resolve_asset_graph()
+    for resource in RESOURCES:
+        schema = graph.get(dg.AssetKey(resource.name)).metadata["dagster/column_schema"]
+        columns = {column.name: column for column in schema.columns}
+        assert set(columns) == set(SCHEMAS[resource.name].to_schema().columns), resource.name
+        assert columns["sourcedId"].constraints.nullable is False, resource.name
+        assert any("isin" in c for c in columns["status"].constraints.other), resource.name
+
+
 def test_sync_job_description_says_the_mode_is_decided_per_run() -> None:
     """The job is not always a full sync: the run tag or the district's plan decides, and the UI says so."""
     description = build_definitions(load_registry()).resolve_job_def("sync_district").description or ""

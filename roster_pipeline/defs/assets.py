@@ -24,6 +24,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 import pandas as pd
+from dagster_pandera import pandera_schema_to_dagster_type
 
 from roster_pipeline.control.guard import refuse_if_paused
 from roster_pipeline.sources import open_source
@@ -47,6 +48,7 @@ from roster_pipeline.sync import (
     skip_resource,
     stage_resource,
 )
+from roster_pipeline.validation.schemas import SCHEMAS
 from roster_pipeline.sync_mode import ModeDecision, requested_mode, since_for_import
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 from roster_pipeline.warehouse.core import OPEN_STATUSES
@@ -235,10 +237,20 @@ def build_roster_import_asset(partitions_def: dg.PartitionsDefinition) -> dg.Ass
     return roster_import
 
 
+def column_schema(resource_name: str) -> dg.TableSchema:
+    """The columns a resource's records must have, as the UI's column view shows them: taken from the
+    same Pandera model that validates every staged batch, so what the catalogue says is what is enforced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # a beta API used on purpose; its output is tested
+        dagster_type = pandera_schema_to_dagster_type(SCHEMAS[resource_name])
+    return dagster_type.metadata["schema"].schema
+
+
 def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     @dg.asset(
         name=resource.name,
         partitions_def=partitions_def,
+        metadata={"dagster/column_schema": column_schema(resource.name)},
         group_name=GROUP,
         owners=OWNERS,
         tags=asset_tags("staging", pii=resource.name in PII_RESOURCES),
