@@ -1,10 +1,8 @@
-"""Whether a sync run may import, and how: a disabled district, the rollover pause, additions_only and
-past school years.  These are the two calls ``roster_import`` makes (``checked_snapshot`` calls
-``rollover.policy_for_run`` for its thresholds).  Kept apart from ``rollover.py`` so the policy stays pure.
+"""How an admitted sync run imports in a rollover: additions_only and past school years.  Kept apart from
+``rollover.py`` so the policy stays pure.
 
-1. ``refuse_if_not_runnable`` before the import is opened (no SIS request): a disabled district, or a
-   rollover pause, raises ``DistrictPausedError`` — the control sensor treats that class as a refusal, not
-   a failed sync, so a refused run neither pauses the district nor emails its admins;
+1. ``roster_pipeline.admission`` decides before the import is opened (no SIS request) whether the run may
+   sync at all, and hands over the run's rollover policy;
 2. ``start_rollover_import`` once the import exists: refuses a run that explicitly asked for a past school
    year (run tag ``roster/school_year``), records ``additions_only`` on the import, returns metadata;
 3. the checks call ``rollover.policy_for_run`` for the relaxed thresholds of the run's date (or None).
@@ -14,33 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from roster_pipeline.control.guard import DistrictPausedError
 from roster_pipeline.districts import District
-from roster_pipeline.rollover import RolloverPolicy, policy_for_run
+from roster_pipeline.rollover import RolloverPolicy
 from roster_pipeline.warehouse import Warehouse, WarehouseError
 from roster_pipeline.warehouse.archive import PastSchoolYearError
 
 SCHOOL_YEAR_TAG = "roster/school_year"  # the same tag the schedules set when the registry pins a year
-
-
-def disabled_reason(district: District) -> str:
-    return (
-        f"district {district.id!r} is disabled (enabled: false in the district registry): it has no schedule and "
-        "its runs are refused; its published data is kept as it is. To re-enable it set enabled: true for it in "
-        "the registry file and reload the code location: its schedule comes back and the next sync resumes from "
-        "what is published"
-    )
-
-
-def refuse_if_not_runnable(district: District, tags: Mapping[str, str]) -> RolloverPolicy:
-    """The run's rollover policy; raises DistrictPausedError for a disabled district or inside a rollover
-    pause (the message names the dates and how to override)."""
-    if not district.enabled:
-        raise DistrictPausedError(disabled_reason(district))
-    policy = policy_for_run(district, tags)
-    if policy.block_reason is not None:
-        raise DistrictPausedError(policy.block_reason)
-    return policy
 
 
 def _requested_year(district: District, tags: Mapping[str, str]) -> int | None:

@@ -21,6 +21,7 @@ from roster_pipeline.resources import Resource
 from roster_pipeline.sources import RosterSource, open_source
 from roster_pipeline.sources.csv_bundle import CsvBundleError
 from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
+from roster_pipeline.admission import admission
 from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode, escalate_on_vanish
 from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
@@ -128,9 +129,10 @@ class OpenedImport:
 def open_sync_import(
     warehouse: Warehouse, district: District, client: RosterSource, run_id: str, request: ModeRequest
 ) -> OpenedImport:
-    """Start an import for a run in the requested mode; a delta with nothing published before runs full."""
-    if not district.enabled:
-        raise SyncError(f"district {district.id!r} is disabled (enabled: false in the registry); no import started")
+    """Start an import for a run in the requested mode; a delta with nothing published before runs full.
+
+    The caller has admitted the run first (``roster_pipeline.admission``), before any request to the SIS.
+    """
     school_year = school_year_for(district, client)
     # A source whose data has a mode of its own (a CSV bundle's manifest) decides it; REST sources have none.
     mode = decide_mode(warehouse, district, school_year, request, getattr(client, "delivered_mode", None))
@@ -287,6 +289,7 @@ def sync_district(
     ``run_tags`` are the tags a Dagster run would carry (a drop-folder district's bundle: ``roster/csv_bundle``).
     """
     started = time.perf_counter()
+    admission(district.id, district, warehouse.engine, run_tags).require()  # as roster_import: before any request
     with open_source(district, environ, client_overrides, run_tags) as client:
         opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
         import_id, since = opened.import_id, opened.mode.since

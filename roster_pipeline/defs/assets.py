@@ -26,12 +26,12 @@ import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from roster_pipeline.control.guard import refuse_if_paused
+from roster_pipeline.admission import admission
 from roster_pipeline.sources import open_source
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource
 from roster_pipeline.rollover import policy_for_run
-from roster_pipeline.run_policy import refuse_if_not_runnable, start_rollover_import
+from roster_pipeline.run_policy import start_rollover_import
 from roster_pipeline.snapshot_checks import (
     CHANGE_THRESHOLDS,
     CHECK_DESCRIPTIONS,
@@ -211,8 +211,8 @@ def build_roster_import_asset(partitions_def: dg.PartitionsDefinition) -> dg.Ass
     ) -> dg.MaterializeResult:
         district = registry.get().get(context.partition_key)
         wh = warehouse.get()
-        refuse_if_paused(wh.engine, district.id, context.run.tags)  # paused: only a review action may sync
-        rollover = refuse_if_not_runnable(district, context.run.tags)  # disabled, or in a rollover pause: refused
+        # Disabled, in a rollover pause, or paused for review (only a review action may sync): refused.
+        rollover = admission(district.id, district, wh.engine, context.run.tags).require()
         request = requested_mode(district, context.run.tags, config.sync_mode)
         with open_source(district, run_tags=context.run.tags) as client:
             opened = open_sync_import(wh, district, client, context.run.run_id, request)

@@ -16,9 +16,8 @@ import datetime as dt
 
 import dagster as dg
 
-from roster_pipeline.control.state import get_state, review_hint
+from roster_pipeline.admission import admission
 from roster_pipeline.districts import WEEKDAYS, District, Registry
-from roster_pipeline.rollover import rollover_policy
 from roster_pipeline.sync_mode import SYNC_MODE_TAG
 
 from .jobs import SYNC_JOB_NAME
@@ -48,20 +47,9 @@ def cron_for(district: District) -> list[str] | None:
 def skip_reason(
     warehouse: WarehouseResource, registry: DistrictRegistryResource, district_id: str, local_date: dt.date | None = None
 ) -> str | None:
-    """Why this district must not sync now (re-read at every tick), or None."""
+    """Why this district must not sync now (the registry and the pause re-read at every tick), or None."""
     current = registry.get().districts.get(district_id)
-    if current is None:
-        return f"district {district_id} is no longer in the registry; reload the code location"
-    if not current.enabled:
-        return f"district {district_id} is disabled (enabled: false in the registry)"
-    if local_date is not None:
-        blocked = rollover_policy(current, local_date).block_reason  # rollover mode pause: no imports
-        if blocked:
-            return blocked
-    state = get_state(warehouse.get().engine, district_id)
-    if state.paused:
-        return f"{state.describe()}; {review_hint(district_id)}"
-    return None
+    return admission(district_id, current, warehouse.get().engine, local_date=local_date).refusal
 
 
 def schedule_name(district_id: str) -> str:
