@@ -37,6 +37,10 @@ def build_definitions(registry: Registry | None = None) -> dg.Definitions:
             "warehouse": WarehouseResource(),
             "registry": DistrictRegistryResource(),
         },
+        # Also for what the jobs do not cover: a "Materialize" in the UI and `dagster asset materialize`
+        # run Dagster's implicit asset job, which would otherwise run every step in its own process, all
+        # of a district's resources at once, past the district's max_concurrency.
+        executor=dg.in_process_executor,
     )
 
 

@@ -28,6 +28,10 @@ from roster_pipeline.districts import ENV_FILE_VARIABLE
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.warehouse.engine import ENV_DATABASE_URL, resolve_url
 
+# The running simulator's root URL, exported in demo.env so that a second shell can drive it
+# (`roster-pipeline simulator mutate --url "$ROSTER_DEMO_SIMULATOR_URL" ...`) without copying a port.
+SIMULATOR_URL_ENV = "ROSTER_DEMO_SIMULATOR_URL"
+
 
 @dataclass(frozen=True)
 class DemoDistrict:
@@ -78,8 +82,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_registry(server: SimulatorServer, workdir: Path, environ: dict[str, str]) -> Path:
-    """Write the demo registry and put the demo credentials into ``environ`` (names only in the file)."""
+    """Write the demo registry and put the demo credentials and the simulator's URL into ``environ``
+    (names only in the file)."""
     districts = []
+    environ[SIMULATOR_URL_ENV] = server.url
     for d in DEMO_DISTRICTS:
         tenant = server.tenant(d.app_name)
         environ[d.key_env] = tenant.client_id
@@ -268,6 +274,8 @@ def use_demo_home(home: DemoHome, registry_path: Path, environ: dict[str, str]) 
     environ["DAGSTER_HOME"] = str(home.prepare_dagster_home())
     names = ["DAGSTER_HOME", ENV_FILE_VARIABLE, ENV_DATABASE_URL, "ROSTER_OUTBOX_DIR"]
     names += [name for d in DEMO_DISTRICTS for name in (d.key_env, d.secret_env)]
+    if SIMULATOR_URL_ENV in environ:
+        names.append(SIMULATOR_URL_ENV)
     settings = {name: environ[name] for name in names}
     write_settings(home.settings_file, settings)
     return settings

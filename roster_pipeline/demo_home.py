@@ -11,7 +11,7 @@ all see the same runs and districts.  Everything therefore lives at fixed, print
 ``.roster_pipeline/warehouse.sqlite``       the embedded warehouse (unless ``ROSTER_DATABASE_URL``)
 ``.roster_pipeline/outbox/``                every email the demo sends (``ROSTER_OUTBOX_DIR``)
 ``.roster_pipeline/demo.env``               all of the above as ``export`` lines, plus the demo
-                                            simulator's per-run credentials (file mode 0600)
+                                            simulator's URL and per-run credentials (file mode 0600)
 ==========================================  ===================================================
 
 ``source .roster_pipeline/demo.env`` gives any shell the demo's settings; ``roster-pipeline review`` and

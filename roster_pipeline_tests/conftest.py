@@ -152,6 +152,15 @@ def module_production_dagster_home(
 
 
 @pytest.fixture()
+def repository_root(tmp_path: Path) -> Path:
+    """A folder laid out like the repository root (production dagster.yaml, workspace.yaml), for commands
+    that a user runs from a clone's root; see roster_pipeline_tests/shell_helpers.py."""
+    from roster_pipeline_tests.shell_helpers import copy_repository_layout
+
+    return copy_repository_layout(tmp_path / "repository")
+
+
+@pytest.fixture()
 def sqlite_url(tmp_path: Path) -> str:
     """The embedded default: a SQLite file in the test's own folder."""
     return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"

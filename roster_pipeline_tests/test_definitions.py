@@ -107,6 +107,15 @@ def test_sync_job_description_says_the_mode_is_decided_per_run() -> None:
     assert "district's sync plan" in description
 
 
+def test_every_job_runs_a_district_in_one_process_the_implicit_asset_job_too() -> None:
+    """One process per run keeps a district's requests within its max_concurrency: the jobs say so, and the
+    definitions' default covers what Dagster builds itself (the UI's Materialize, `dagster asset materialize`)."""
+    defs = build_definitions(load_registry())
+    assert defs.resolve_implicit_global_asset_job_def().executor_def is dg.in_process_executor
+    for name in ("sync_district", "dry_run_district"):
+        assert defs.resolve_job_def(name).executor_def is dg.in_process_executor
+
+
 def test_dagster_definitions_validate_passes_on_the_workspace(tmp_path: Path) -> None:
     # Run from a folder without dagster.yaml: in the project root Dagster would pick up the production
     # instance config, which needs the DAGSTER_PG_* variables (tested separately below).
@@ -141,8 +150,8 @@ def test_production_dagster_yaml_uses_postgres_storage_from_env_vars(production_
 def test_dagster_cli_materializes_one_district(tmp_path: Path) -> None:
     """`dagster job execute` (what a data engineer types) syncs one district partition end to end.
 
-    (`dagster asset materialize --select group:roster_sync --partition alpha` works too, but runs each
-    step in its own process: four times slower, for no more coverage.)"""
+    (`dagster asset materialize --select group:roster_sync --partition alpha` works too: the README's
+    commands run it, test_readme_commands.py.)"""
     from roster_pipeline.simulator import running_simulator
     from roster_pipeline.warehouse import Warehouse
 

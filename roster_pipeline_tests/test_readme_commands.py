@@ -1,0 +1,339 @@
+"""Every shell command the README prints is run verbatim, so the README never shows a command that fails.
+
+Which README text counts as a command (``readme_commands``):
+
+* every non-blank line of every fenced ```` ```bash ```` block, exactly as printed (comments and
+  alignment spaces included: bash ignores them);
+* every inline code span outside fenced blocks that starts with ``roster-pipeline `` or ``dagster `` and
+  carries at least one option (a word starting with ``-``), its whitespace (line breaks, indentation)
+  collapsed to single spaces.  A span of bare words (``roster-pipeline review``, ``dagster job
+  execute``) names a command in prose; a span with options is something to type, so it must run as
+  printed: placeholders belong in the prose around it, never inside it.
+
+``TABLE`` maps each command text to how it is run, in the order the walkthrough runs them:
+
+* ``FOREGROUND``: ``bash -c "<line>"``, expected to exit 0 (and print what ``expect`` lists);
+* ``SERVER``: started in the background with ``bash -c``, ready once it prints its ``ready`` line; the
+  commands whose ``during`` names it run while it serves, then it is stopped with SIGTERM and must exit 0;
+* ``SKIP``, only for the Dagster UI (``roster-pipeline demo`` runs ``dagster dev`` until Ctrl-C; its
+  ``--no-ui`` form is run here) and the test command itself;
+* ``BENCHMARK``: runs in ``test_readme_benchmark_command``, marked ``benchmark`` (deselected by default,
+  run with ``-m benchmark``).
+
+``pip install -e ... && X``: the install is the step CI has already done (the package under test is
+installed, and a test never reinstalls it); the remainder ``X`` is the command.  Both such README lines
+are the UI and the test command, so neither runs here.
+
+Where: every command runs in one folder laid out like the repository root (``copy_repository_layout``:
+the production ``dagster.yaml`` and ``workspace.yaml``), the directory the README says to use, so the
+demo's ``.roster_pipeline/`` folder is written there, never into the checkout.  The commands share that
+folder's state in the order of the table, as a user's session would: the demo syncs, then a held import
+made by ``roster-pipeline demo --once --scenario wipe_enrollments --leave-held`` (a set-up step, not a
+README line) for ``reject``; then, while ``roster-pipeline demo --no-ui`` serves its simulator, the
+``source .roster_pipeline/demo.env`` block, the backfills, a wipe on the live simulator, ``reprocess``
+(held again), ``approve``, ``undo`` and ``reject --stay-paused``.  ``sourced`` lines run after the
+README's ``source .roster_pipeline/demo.env`` in the same shell, as the README says to.  The only
+environment the test adds is ``ROSTER_BENCH_DATABASE_URL`` (a fresh database, since the bench drops and
+recreates its own).
+
+The walkthrough runs once per module (a module-scoped fixture records each command's outcome); each
+command is then one test case that reads its outcome.  The table and the README must list the same
+commands: a README command the table does not cover, or a table entry the README no longer prints,
+fails ``test_the_table_covers_exactly_the_readme_commands``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from roster_pipeline.demo_home import demo_home
+from roster_pipeline_tests.shell_helpers import (
+    README_PATH,
+    SOURCE_SETTINGS,
+    BackgroundCommand,
+    copy_repository_layout,
+    port_is_free,
+    shell,
+)
+
+FOREGROUND, SERVER, SKIP, BENCHMARK = "foreground", "server", "skip", "benchmark"
+
+# Set-up, not a README line: leaves riverside_usd's import held and the district paused (README, "Checks and
+# import thresholds"), for the first review command.
+LEAVE_HELD = "roster-pipeline demo --once --scenario wipe_enrollments --leave-held"
+
+DEMO_NO_UI = "roster-pipeline demo --no-ui"
+SIMULATOR_8000 = "roster-pipeline simulator --size small --seed 1 --port 8000   # prints the token URL and the API base URL"
+EXECUTE = """dagster job execute -m roster_pipeline.definitions -j sync_district --tags '{"dagster/partition": "lakeside_isd"}'"""
+BENCH_LARGE = "roster-pipeline bench --size large --seed 5 --with-dlt           # everything (the naive script takes a while)"
+
+
+@dataclass(frozen=True)
+class Run:
+    """How one README command is run, and what it must do besides exiting 0."""
+
+    how: str
+    why: str = ""
+    during: str = ""  # the SERVER command that must be serving while this one runs
+    sourced: bool = False  # runs after `source .roster_pipeline/demo.env` in the same shell
+    setup: str = ""  # a set-up command (not a README line) run just before this one
+    expect: tuple[str, ...] = ()  # text its output contains
+    new_runs: tuple[str, ...] | None = None  # sorted statuses of the Dagster runs it adds to the demo's instance
+    ready: str = ""  # SERVER: the start of the output line that says it serves
+
+
+TABLE: dict[str, Run] = {
+    "roster-pipeline --version": Run(FOREGROUND, expect=("roster-pipeline ",)),
+    "roster-pipeline simulator mutate --help": Run(FOREGROUND, expect=("wipe_enrollments", "--param KEY=VALUE")),
+    SIMULATOR_8000: Run(
+        SERVER, "the README's fixed port: it must be free (the test fails saying so rather than change the line)",
+        ready="ready", expect=("token URL:    http://127.0.0.1:8000/campus/oauth2/token?appName=demo",
+                               "API base URL: http://127.0.0.1:8000/campus/api/oneroster/v1p1/demo/ims/oneroster/v1p1")),
+    "roster-pipeline simulator mutate --url http://127.0.0.1:8000 --app demo change_users --param percent=5": Run(
+        FOREGROUND, during=SIMULATOR_8000, expect=('"kind": "change_users"',)),
+    "roster-pipeline simulator stats --url http://127.0.0.1:8000 --app demo": Run(
+        FOREGROUND, during=SIMULATOR_8000, expect=('"users"',)),
+    "roster-pipeline simulator --auth oauth1": Run(
+        SERVER, "picks a free port", ready="ready", expect=("auth:         OAuth 1.0a, HMAC-SHA256",)),
+    "roster-pipeline bench --size tiny --skip-naive --skip-dlt --skip-small   # a smoke run": Run(
+        FOREGROUND, "into a fresh database named by ROSTER_BENCH_DATABASE_URL", expect=("full_s=",)),
+    BENCH_LARGE: Run(BENCHMARK, "1.33M records and dlt's own virtualenv: minutes; run with -m benchmark"),
+    "roster-pipeline demo --once": Run(FOREGROUND, expect=("riverside_usd", "lakeside_isd")),
+    "roster-pipeline demo --once --scenario wipe_enrollments": Run(
+        FOREGROUND, expect=("check change_thresholds: FAILED", "riverside_usd: paused=True", "district resumed")),
+    'roster-pipeline review riverside_usd reject    --reviewer "Jo Admin"': Run(
+        FOREGROUND, "the held import of the set-up: discarded, the district resumed", setup=LEAVE_HELD,
+        expect=("discarded, published data kept; district resumed",)),
+    DEMO_NO_UI: Run(SERVER, "the simulator of the demo, for the second shell's commands below",
+                    ready="serving the simulator"),
+    SOURCE_SETTINGS: Run(FOREGROUND, during=DEMO_NO_UI),
+    EXECUTE: Run(FOREGROUND, during=DEMO_NO_UI, sourced=True, new_runs=("SUCCESS",)),
+    "dagster asset materialize -m roster_pipeline.definitions --select 'group:roster_sync' --partition lakeside_isd": Run(
+        FOREGROUND, during=DEMO_NO_UI, sourced=True, new_runs=("SUCCESS",)),
+    """dagster job launch -w workspace.yaml -j sync_district --tags '{"dagster/partition": "lakeside_isd"}'""": Run(
+        FOREGROUND, "queued for the UI's daemon, which is not running", during=DEMO_NO_UI, sourced=True,
+        new_runs=("QUEUED",)),
+    """dagster job launch -w workspace.yaml -j sync_district --tags '{"dagster/partition": "lakeside_isd", "roster/sync_mode": "full"}'""": Run(
+        FOREGROUND, "with DAGSTER_HOME pointing at the demo's instance", during=DEMO_NO_UI, sourced=True,
+        new_runs=("QUEUED",)),
+    "roster-pipeline backfill --all": Run(FOREGROUND, during=DEMO_NO_UI, new_runs=("SUCCESS", "SUCCESS")),
+    "roster-pipeline backfill --districts riverside_usd,lakeside_isd": Run(
+        FOREGROUND, during=DEMO_NO_UI, new_runs=("SUCCESS", "SUCCESS")),
+    'roster-pipeline backfill --districts lakeside_isd --rollover-override "Jo Admin"': Run(
+        FOREGROUND, during=DEMO_NO_UI, new_runs=("SUCCESS",)),
+    'roster-pipeline simulator mutate --url "$ROSTER_DEMO_SIMULATOR_URL" --app riversideusd wipe_enrollments --param percent=90': Run(
+        FOREGROUND, "wipes the live simulator's district, so that reprocess holds it again", during=DEMO_NO_UI,
+        sourced=True, expect=('"kind": "wipe_enrollments"',)),
+    'roster-pipeline review riverside_usd reprocess --reviewer "Jo Admin"   # fetch again now, check again': Run(
+        FOREGROUND, "fetches the wiped district again: held again", during=DEMO_NO_UI,
+        expect=("failed its checks again and is held; district stays paused",)),
+    'roster-pipeline review riverside_usd approve   --reviewer "Jo Admin" --note "new attendance zones"': Run(
+        FOREGROUND, "publishes what reprocess held", during=DEMO_NO_UI,
+        expect=("published with thresholds overridden", "district resumed")),
+    'roster-pipeline review riverside_usd undo --reviewer "Jo Admin" --note "wrong term file"': Run(
+        FOREGROUND, "undoes the approved import; the district stays paused", during=DEMO_NO_UI),
+    'roster-pipeline review riverside_usd reject    --reviewer "Jo Admin" --stay-paused': Run(
+        FOREGROUND, "the district paused by the undo: nothing held, stays paused", during=DEMO_NO_UI,
+        expect=("no held import; district stays paused",)),
+    "pip install -e . && roster-pipeline demo": Run(
+        SKIP, "the Dagster UI (dagster dev) runs until Ctrl-C; its --no-ui form is run above"),
+    'pip install -e ".[dev]" && python3 -m pytest': Run(SKIP, "the test command itself"),
+}
+
+INLINE_PREFIXES = ("roster-pipeline ", "dagster ")
+
+
+def readme_commands(text: str) -> list[str]:
+    """The README's commands by the rule of the module docstring, in README order, each once."""
+    found: list[str] = []
+    for block in re.finditer(r"^```bash\n(.*?)^```", text, flags=re.M | re.S):
+        found += [line.rstrip() for line in block.group(1).splitlines() if line.strip()]
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    for span in re.finditer(r"(?<!`)`([^`]+)`(?!`)", prose):
+        words = " ".join(span.group(1).split())
+        if words.startswith(INLINE_PREFIXES) and any(w.startswith("-") for w in words.split()[1:]):
+            found.append(words)
+    return list(dict.fromkeys(found))
+
+
+@dataclass
+class Outcome:
+    returncode: int | None = None
+    output: str = ""
+    new_runs: tuple[str, ...] = ()
+    seconds: float = 0.0
+    error: str = ""  # why it could not be run as the table says
+    skipped: str = ""  # why it was not run here (the bench without a Postgres server, outside CI)
+
+
+@dataclass
+class Walkthrough:
+    root: Path
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    demo_no_ui_printed: str = ""
+
+
+def run_statuses(root: Path) -> dict[str, str]:
+    home = demo_home(root).dagster_home
+    if not (home / "dagster.yaml").exists():
+        return {}
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return {r.run_id: r.status.value for r in instance.get_runs()}
+
+
+def run_foreground(command: str, spec: Run, root: Path, env: dict[str, str]) -> Outcome:
+    line = f"{SOURCE_SETTINGS}\n{command}" if spec.sourced else command
+    before = run_statuses(root) if spec.new_runs is not None else {}
+    started = time.monotonic()
+    completed = shell(line, root, env)
+    outcome = Outcome(completed.returncode, completed.stdout + completed.stderr, seconds=time.monotonic() - started)
+    if spec.new_runs is not None:
+        outcome.new_runs = tuple(sorted(s for run_id, s in run_statuses(root).items() if run_id not in before))
+    return outcome
+
+
+def run_server(command: str, spec: Run, w: Walkthrough, env: dict[str, str]) -> None:
+    if command == SIMULATOR_8000 and not port_is_free(8000):
+        error = "port 8000 is taken on 127.0.0.1: free it to run the README's simulator lines as printed"
+        for inner in [command, *(c for c, r in TABLE.items() if r.during == command)]:
+            w.outcomes[inner] = Outcome(error=error)
+        return
+    server = BackgroundCommand(command, w.root, w.root.parent / f"server-{len(w.outcomes)}.log", env)
+    started = time.monotonic()
+    try:
+        printed = server.start(spec.ready)
+    except AssertionError as exc:
+        server.stop()
+        for inner in [command, *(c for c, r in TABLE.items() if r.during == command)]:
+            w.outcomes[inner] = Outcome(error=str(exc))
+        return
+    if command == DEMO_NO_UI:
+        w.demo_no_ui_printed = printed
+    try:
+        for inner, inner_spec in TABLE.items():
+            if inner_spec.during == command:
+                w.outcomes[inner] = run_foreground(inner, inner_spec, w.root, env)
+    finally:
+        returncode = server.stop()
+    w.outcomes[command] = Outcome(returncode, server.output(), seconds=time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def bench_database(postgres_server_url: str) -> Iterator[str]:
+    """A database name the bench may drop and create (it must contain "bench"), dropped afterwards."""
+    name = f"roster_readme_bench_{uuid.uuid4().hex[:10]}"
+    yield sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def walkthrough(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Walkthrough:
+    """Every FOREGROUND and SERVER command of the table, once, in table order, in one repository root."""
+    w = Walkthrough(copy_repository_layout(tmp_path_factory.mktemp("readme") / "repository"))
+    try:  # the bench needs Postgres: without a server (never in CI) only the bench is skipped
+        env = {"ROSTER_BENCH_DATABASE_URL": request.getfixturevalue("bench_database")}
+        no_postgres = ""
+    except pytest.skip.Exception as exc:
+        env, no_postgres = {}, str(exc)
+    for command, spec in TABLE.items():
+        if spec.during or spec.how in (SKIP, BENCHMARK):
+            continue
+        if command.startswith("roster-pipeline bench") and no_postgres:
+            w.outcomes[command] = Outcome(skipped=no_postgres)
+            continue
+        if spec.setup:
+            started = time.monotonic()
+            completed = shell(spec.setup, w.root, env)
+            print(f"{time.monotonic() - started:7.1f}s  (set-up) {spec.setup}")
+            if completed.returncode != 0:
+                w.outcomes[command] = Outcome(error=f"set-up {spec.setup!r} failed:\n{completed.stdout[-2000:]}"
+                                                    f"{completed.stderr[-2000:]}")
+                continue
+        if spec.how == SERVER:
+            run_server(command, spec, w, env)
+        else:
+            w.outcomes[command] = run_foreground(command, spec, w.root, env)
+    # where the module's time goes (shown with -s)
+    for command, outcome in w.outcomes.items():
+        print(f"{outcome.seconds:7.1f}s  {command}")
+    return w
+
+
+def test_the_table_covers_exactly_the_readme_commands() -> None:
+    in_readme = readme_commands(README_PATH.read_text(encoding="utf-8"))
+    missing = [c for c in in_readme if c not in TABLE]
+    stale = [c for c in TABLE if c not in in_readme]
+    assert not missing, "README commands the table does not say how to run:\n" + "\n".join(missing)
+    assert not stale, "table entries the README no longer prints:\n" + "\n".join(stale)
+    skipped = {c for c, r in TABLE.items() if r.how == SKIP}
+    assert skipped == {"pip install -e . && roster-pipeline demo", 'pip install -e ".[dev]" && python3 -m pytest'}
+    for command, spec in TABLE.items():
+        assert not spec.during or TABLE[spec.during].how == SERVER, command
+        assert spec.how != SERVER or spec.ready, command
+
+
+def test_the_rule_for_inline_spans() -> None:
+    text = ("Run `roster-pipeline demo --once` or `roster-pipeline\n  --version`; `roster-pipeline review` and "
+            "`dagster job execute` are names; `dagster-daemon run -w w.yaml` is not a `dagster ` command.\n"
+            "```bash\nsource x.env\n\nroster-pipeline simulator --port 1   # a comment\n```\n"
+            "```yaml\nroster-pipeline: --not-a-command\n```\n")
+    assert readme_commands(text) == [
+        "source x.env", "roster-pipeline simulator --port 1   # a comment",
+        "roster-pipeline demo --once", "roster-pipeline --version",
+    ]
+
+
+RUNNABLE = [c for c, r in TABLE.items() if r.how in (FOREGROUND, SERVER)]
+
+
+@pytest.mark.parametrize("command", RUNNABLE)
+def test_readme_command_runs_as_printed(command: str, walkthrough: Walkthrough) -> None:
+    spec, outcome = TABLE[command], walkthrough.outcomes.get(command)
+    assert outcome is not None, f"the walkthrough never ran {command!r}"
+    if outcome.skipped:
+        pytest.skip(outcome.skipped)
+    assert not outcome.error, outcome.error
+    assert outcome.returncode == 0, f"{command}\nexit {outcome.returncode}\n{outcome.output[-4000:]}"
+    for text in spec.expect:
+        assert text in outcome.output, f"{command}: no {text!r} in\n{outcome.output[-4000:]}"
+    if spec.new_runs is not None:
+        assert outcome.new_runs == spec.new_runs, f"{command}: new runs {outcome.new_runs}\n{outcome.output[-3000:]}"
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize("command", [c for c, r in TABLE.items() if r.how == BENCHMARK])
+def test_readme_benchmark_command(command: str, repository_root: Path, bench_database: str) -> None:
+    completed = shell(command, repository_root, {"ROSTER_BENCH_DATABASE_URL": bench_database}, timeout=3 * 3600)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    print(completed.stdout[-3000:])
+
+
+def test_the_demo_folder_is_where_the_demo_says_and_nothing_else_is_left(walkthrough: Walkthrough) -> None:
+    root, printed = walkthrough.root, walkthrough.demo_no_ui_printed
+    home = demo_home(root)
+    assert printed, "roster-pipeline demo --no-ui did not start"
+    assert f"Dagster instance:    {home.dagster_home}\n" in printed
+    assert f"email outbox:        {home.outbox}\n" in printed
+    assert f"demo settings:       {home.settings_file} " in printed
+    assert home.settings_file.stat().st_mode & 0o077 == 0, "demo.env holds the demo credentials: user-only"
+    assert not list(root.glob(".tmp_dagster_home_*")), "no temporary Dagster instance left behind"
+
+
+def test_without_the_demo_settings_dagster_stops_on_the_production_instance(repository_root: Path) -> None:
+    """In a clone's root without ``source .roster_pipeline/demo.env``, Dagster reads the production
+    dagster.yaml and stops on its Postgres variables: why the README always sources the demo's settings."""
+    completed = shell(EXECUTE, repository_root)
+    assert completed.returncode != 0
+    assert "DAGSTER_PG_USER" in completed.stderr
