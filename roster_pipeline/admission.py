@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from roster_pipeline.control.guard import ALLOWED_WHILE_PAUSED, REVIEW_ACTION_TAG, DistrictPausedError
+from roster_pipeline.control.guard import ALLOWED_WHILE_PAUSED, DistrictPausedError
 from roster_pipeline.control.state import get_state, review_hint
 from roster_pipeline.districts import District
 from roster_pipeline.rollover import RolloverPolicy, policy_for_run, rollover_policy
+from roster_pipeline.run_tags import REVIEW_ACTION_TAG
 
 
 @dataclass(frozen=True)

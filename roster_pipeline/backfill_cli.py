@@ -21,11 +21,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from roster_pipeline.districts import ENV_FILE_VARIABLE, Registry, load_registry
-from roster_pipeline.rollover import AS_OF_TAG, ROLLOVER_OVERRIDE_TAG
+from roster_pipeline.run_tags import AS_OF_TAG, BACKFILL_TAG, ROLLOVER_OVERRIDE_TAG, SYNC_MODE_TAG
 from roster_pipeline.warehouse import ENV_DATABASE_URL, Warehouse
-
-BACKFILL_TAG = "roster/backfill"
-SYNC_MODE_TAG = "roster/sync_mode"  # sync_mode.SYNC_MODE_TAG: the run tag that picks full or delta
 
 
 @dataclass(frozen=True)
@@ -107,8 +104,8 @@ def run_backfill(
     """
     from roster_pipeline.definitions import build_definitions
     from roster_pipeline.defs.jobs import SYNC_JOB_NAME
-    from roster_pipeline.defs.schedules import district_tags
     from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
+    from roster_pipeline.defs.schedules import district_tags
 
     job = build_definitions(registry).resolve_job_def(SYNC_JOB_NAME)
     resources = {

@@ -28,11 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from roster_pipeline.control.guard import REVIEW_ACTION_TAG
 from roster_pipeline.districts import District, ThresholdOverrides, resolve_month_day
-
-AS_OF_TAG = "roster/as_of"
-ROLLOVER_OVERRIDE_TAG = "roster/rollover_override"
+from roster_pipeline.run_tags import AS_OF_TAG, REVIEW_ACTION_TAG, ROLLOVER_OVERRIDE_TAG
 
 
 class RolloverConfigError(ValueError):

@@ -14,10 +14,9 @@ from collections.abc import Mapping
 
 from roster_pipeline.districts import District
 from roster_pipeline.rollover import RolloverPolicy
+from roster_pipeline.run_tags import SCHOOL_YEAR_TAG
 from roster_pipeline.warehouse import Warehouse, WarehouseError
 from roster_pipeline.warehouse.archive import PastSchoolYearError
-
-SCHOOL_YEAR_TAG = "roster/school_year"  # the same tag the schedules set when the registry pins a year
 
 
 def _requested_year(district: District, tags: Mapping[str, str]) -> int | None:

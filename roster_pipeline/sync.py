@@ -14,20 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from roster_pipeline.admission import admission
 from roster_pipeline.derived.build import DerivedBuild, build_derived_tables
 from roster_pipeline.districts import District
 from roster_pipeline.oneroster import OneRosterError
 from roster_pipeline.resources import Resource
+from roster_pipeline.run_tags import SyncMode
+from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
 from roster_pipeline.sources import RosterSource, open_source
 from roster_pipeline.sources.csv_bundle import CsvBundleError
-from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
-from roster_pipeline.admission import admission
-from roster_pipeline.sync_mode import ModeDecision, ModeRequest, SyncMode, decide_mode, escalate_on_vanish
+from roster_pipeline.sync_mode import ModeDecision, ModeRequest, decide_mode, escalate_on_vanish
 from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 from roster_pipeline.warehouse.purge import PurgeCounts
 from roster_pipeline.warehouse.writer import BackgroundWriter
-
 
 #: What each staging figure measures.  Fetching and parsing run on the client's threads and loading on
 #: the writer's, overlapping with validation, so the figures are each stage's own busy time.

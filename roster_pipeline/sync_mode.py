@@ -23,15 +23,12 @@ import sqlalchemy as sa
 
 from roster_pipeline.districts import District
 from roster_pipeline.resources import RESOURCES
+from roster_pipeline.run_tags import REVIEW_ACTION_TAG, SYNC_MODE_TAG, SYNC_MODES, SyncMode
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.core import ImportRun
 from roster_pipeline.warehouse.schema import import_runs
 
-SyncMode = Literal["full", "delta"]
-SYNC_MODE_TAG = "roster/sync_mode"
-SYNC_MODES: tuple[SyncMode, ...] = ("full", "delta")
 ModeSource = Literal["tag", "config", "review", "plan"]
-REVIEW_ACTION_TAG = "roster/review_action"  # control.guard's tag; a reprocess re-examines the whole snapshot
 
 
 #: The ``since`` of a delta with no published import to count from (a CSV delta bundle as a district's first

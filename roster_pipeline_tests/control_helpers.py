@@ -16,7 +16,7 @@ from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseRe
 from roster_pipeline.defs.sensors import CONTROL_SENSOR_NAME
 from roster_pipeline.districts import Registry
 from roster_pipeline.resources import RESOURCES
-from roster_pipeline.sync_mode import SYNC_MODE_TAG
+from roster_pipeline.run_tags import SYNC_MODE_TAG
 
 
 def bound_definitions(registry: Registry, registry_path: Path, warehouse_url: str) -> dg.Definitions:

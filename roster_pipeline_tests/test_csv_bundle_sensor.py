@@ -26,9 +26,10 @@ from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.defs.schedules import build_district_schedules
 from roster_pipeline.districts import District, RegistryError, load_registry, parse_registry
+from roster_pipeline.run_tags import CSV_BUNDLE_TAG
 from roster_pipeline.sources import open_source
 from roster_pipeline.sources.csv_bundle import CsvBundleError
-from roster_pipeline.sources.csv_bundle.drop_folder import CSV_BUNDLE_TAG, PROCESSED
+from roster_pipeline.sources.csv_bundle.drop_folder import PROCESSED
 from roster_pipeline.warehouse import TABLES
 from roster_pipeline_tests.csv_bundle_helpers import write_zip
 

@@ -20,8 +20,8 @@ from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.derived.build import CLASS_TEACHERS, STUDENT_LOGINS
 from roster_pipeline.districts import load_registry
+from roster_pipeline.run_tags import SYNC_MODE_TAG
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
-from roster_pipeline.sync_mode import SYNC_MODE_TAG
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.derived import derived_rows, warnings_for_import
 

@@ -38,13 +38,18 @@ import yaml
 
 from roster_pipeline.control.state import get_state
 from roster_pipeline.defs.jobs import SYNC_JOB_NAME
-from roster_pipeline.defs.schedules import DISTRICT_NAME_TAG, DISTRICT_TAG, SCHEDULE_TAG, schedule_name
+from roster_pipeline.defs.schedules import schedule_name
 from roster_pipeline.defs.sensors import CONTROL_SENSOR_INTERVAL_ENV, CONTROL_SENSOR_NAME
 from roster_pipeline.resources import RESOURCES
-from roster_pipeline.simulator import SimulatorServer, Tenant
-from roster_pipeline.simulator import mutations
+from roster_pipeline.run_tags import (
+    DISTRICT_NAME_TAG,
+    DISTRICT_TAG,
+    PARTITION_TAG,
+    SCHEDULE_TAG,
+    SYNC_MODE_TAG,
+)
+from roster_pipeline.simulator import SimulatorServer, Tenant, mutations
 from roster_pipeline.simulator.generate import generate_district
-from roster_pipeline.sync_mode import SYNC_MODE_TAG
 from roster_pipeline.warehouse import Warehouse
 
 from .dagster_processes import DagsterProcess, GraphQL, executable, start_process, wait_for
@@ -58,7 +63,6 @@ T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCATION = "roster_pipeline"  # workspace.yaml's location_name
 REPOSITORY = "__repository__"  # a module's Definitions form this one repository
-PARTITION_TAG = "dagster/partition"
 SCHEDULE_NAME_TAG = "dagster/schedule_name"
 
 SEEDS = {"alpha": 31, "beta": 32, "gamma": 33}  # district id (= simulator app) -> seed of its tiny data

@@ -28,8 +28,8 @@ from dagster._core.instance.ref import InstanceRef
 from roster_pipeline.control.state import get_state
 from roster_pipeline.districts import Registry
 from roster_pipeline.resources import RESOURCES
+from roster_pipeline.run_tags import SYNC_MODE_TAG
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
-from roster_pipeline.sync_mode import SYNC_MODE_TAG
 from roster_pipeline.warehouse import Warehouse, staging
 from roster_pipeline.warehouse.schema import TABLES
 

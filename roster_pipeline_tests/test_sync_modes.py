@@ -19,11 +19,12 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.resources import RESOURCES
+from roster_pipeline.run_tags import SYNC_MODE_TAG
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
-from roster_pipeline.sync_mode import SYNC_MODE_TAG, ModeRequest, requested_mode
+from roster_pipeline.sync_mode import ModeRequest, requested_mode
 from roster_pipeline.warehouse import Warehouse
 
-from .pipeline_helpers import materialization_metadata, sync, monkeypatch_environ, write_registry
+from .pipeline_helpers import materialization_metadata, monkeypatch_environ, sync, write_registry
 
 OVERLAP_MINUTES = 45
 

@@ -21,10 +21,10 @@ import yaml
 
 from roster_pipeline.benchmark.measure import Usage, run_measured
 from roster_pipeline.benchmark.rig import BenchDistrict, child_env
+from roster_pipeline.run_tags import SYNC_MODE_TAG
 
 JOB = "sync_district"
 PHASE_TAG = "roster/bench_phase"
-SYNC_MODE_TAG = "roster/sync_mode"
 RESOURCE_STAGES = ("fetch", "parse", "validate", "load")
 SNAPSHOT_STAGES = ("classify", "check")
 PUBLISH_STAGES = ("publish",)

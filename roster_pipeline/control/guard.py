@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-REVIEW_ACTION_TAG = "roster/review_action"
-REVIEW_ACTION_ID_TAG = "roster/review_action_id"
 ALLOWED_WHILE_PAUSED = frozenset({"reprocess"})
 
 

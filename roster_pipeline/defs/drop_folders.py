@@ -19,7 +19,8 @@ import json
 import dagster as dg
 
 from roster_pipeline.districts import District
-from roster_pipeline.sources.csv_bundle.drop_folder import CSV_BUNDLE_TAG, drop_folder_of, scan, take
+from roster_pipeline.run_tags import CSV_BUNDLE_TAG
+from roster_pipeline.sources.csv_bundle.drop_folder import drop_folder_of, scan, take
 
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource

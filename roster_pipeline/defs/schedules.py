@@ -18,15 +18,16 @@ import dagster as dg
 
 from roster_pipeline.admission import admission
 from roster_pipeline.districts import WEEKDAYS, District, Registry
-from roster_pipeline.sync_mode import SYNC_MODE_TAG
+from roster_pipeline.run_tags import (
+    DISTRICT_NAME_TAG,
+    DISTRICT_TAG,
+    SCHEDULE_TAG,
+    SCHOOL_YEAR_TAG,
+    SYNC_MODE_TAG,
+)
 
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource
-
-SCHEDULE_TAG = "roster/schedule"
-DISTRICT_TAG = "roster/district"
-DISTRICT_NAME_TAG = "roster/district_name"  # partitions are ids; the runs list shows the name next to them
-SCHOOL_YEAR_TAG = "roster/school_year"
 
 
 def cron_for(district: District) -> list[str] | None:

@@ -24,9 +24,8 @@ from dagster._core.events import DagsterEventType
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from roster_pipeline.control import ledger
-from roster_pipeline.control.notifier import Delivery
 from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, dead_run, step_label
-from roster_pipeline.control.guard import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
+from roster_pipeline.control.notifier import Delivery
 from roster_pipeline.control.run_failures import handle_run_failure, retry_run_failure_emails, settle_dead_run
 from roster_pipeline.control.settings import NotifySettings
 from roster_pipeline.control.state import all_states, clear_pending, now_utc
@@ -36,16 +35,16 @@ from roster_pipeline.control.undo_emails import email_undone_imports
 from roster_pipeline.districts import Registry
 from roster_pipeline.notify import SmtpSender, sender_from_env
 from roster_pipeline.notify.sender import Sender
+from roster_pipeline.run_tags import PARTITION_TAG, REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG, ROOT_RUN_TAG
 from roster_pipeline.warehouse import Warehouse
 
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource
-from .run_watch import ROOT_RUN_TAG, observe_run
+from .run_watch import observe_run
 from .schedules import district_tags
 
 CONTROL_SENSOR_NAME = "district_control"
 DISTRICT_STATUS_ASSET = "district_status"
-PARTITION_TAG = "dagster/partition"
 FAILURES_PER_TICK = 100
 CONTROL_SENSOR_INTERVAL_ENV = "ROSTER_CONTROL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_CONTROL_SENSOR_INTERVAL_SECONDS = 30

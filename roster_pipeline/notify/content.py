@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from roster_pipeline.rejects import Reject
+from roster_pipeline.run_tags import SyncMode
 
 EmailKind = Literal["check_your_data", "import_results"]
 ThresholdStatus = Literal["OK", "EXCEEDED", "EXEMPT"]
-SyncMode = str  # "full" | "delta" (kept open: later SIS profiles may add modes)
 
 DAGSTER_URL_VARIABLE = "ROSTER_DAGSTER_URL"
 DEFAULT_DAGSTER_URL = "http://localhost:3000"  # `dagster dev`

@@ -38,19 +38,19 @@ import sqlalchemy as sa
 
 from roster_pipeline.rejects import Reject
 from roster_pipeline.resources import RESOURCES, Resource, resource
+from roster_pipeline.run_tags import SYNC_MODES
 
 from . import archive, classify, field_diff, purge, quarantine, staging, summaries, undo
 from . import diff as sql
 from .counts import ChangeCounts
 from .engine import make_engine, resolve_url
-from .locks import lock_district_writes
 from .errors import WarehouseError
 from .load import build_rows, copy_rows
+from .locks import lock_district_writes
 from .schema import TABLES, create_schema, import_resource_counts, import_runs, rejected_records
 
 log = logging.getLogger(__name__)
 
-SYNC_MODES = ("full", "delta")
 #: A publish that adds, updates or deletes at least this many rows of a resource refreshes the planner
 #: statistics of its published table (``Warehouse._refresh_published_statistics``).
 ANALYZE_AFTER_ROWS = 10_000

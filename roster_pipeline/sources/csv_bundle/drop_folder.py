@@ -20,7 +20,6 @@ from pathlib import Path
 from roster_pipeline.districts import District
 
 #: The run tag naming the bundle (a path) a drop-folder district's run imports.
-CSV_BUNDLE_TAG = "roster/csv_bundle"
 PROCESSED = "processed"
 
 
