@@ -136,9 +136,8 @@ SCENARIOS: dict[str, tuple[str, dict[str, object], str]] = {
 
 def sync_once(job: object, instance: object, district_id: str) -> tuple[bool, list[tuple[str, str, dict[str, object]]], str]:
     """One district through the real Dagster job; returns (published?, table rows, check summary)."""
-    from roster_pipeline.resources import RESOURCES
-
     from roster_pipeline.demo_logging import RUN_CONFIG
+    from roster_pipeline.resources import RESOURCES
 
     # Full pulls: the demo shows what a whole snapshot does (a delta never infers deletions).
     result = job.execute_in_process(  # type: ignore[attr-defined]
@@ -229,8 +228,8 @@ class ControlLoop:
 
     def __init__(self, warehouse: object, registry: object) -> None:
         from roster_pipeline.control.schema import create_control_schema
-        from roster_pipeline.control.settings import NotifySettings
         from roster_pipeline.defs.sensors import smtp_sender_factory
+        from roster_pipeline.notify.settings import NotifySettings
 
         self.warehouse, self.registry = warehouse, registry
         self.settings = NotifySettings.from_env()

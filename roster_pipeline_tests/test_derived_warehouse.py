@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from roster_pipeline.control.dead_runs import RunObservation
 from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.control.settings import NotifySettings
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.derived.build import (
     CLASS_TEACHERS,
@@ -23,6 +22,7 @@ from roster_pipeline.derived.build import (
 )
 from roster_pipeline.districts import District, parse_registry
 from roster_pipeline.notify import SmtpSender, SmtpSettings
+from roster_pipeline.notify.settings import NotifySettings
 from roster_pipeline.warehouse import SCHEMA_VERSION, Warehouse
 from roster_pipeline.warehouse.derived import derived_rows, warnings_for_import
 

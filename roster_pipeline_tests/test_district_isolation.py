@@ -18,10 +18,10 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.control.schema import control_metadata, create_control_schema
-from roster_pipeline.control.settings import NotifySettings
 from roster_pipeline.control.state import get_state
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.notify.sender import OutboxSender
+from roster_pipeline.notify.settings import NotifySettings
 from roster_pipeline.resources import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.sync import sync_district

@@ -130,9 +130,9 @@ def test_smtp_down_leaves_the_import_as_it_is_and_the_email_is_sent_on_a_later_t
     from datetime import timedelta
 
     from roster_pipeline.control import ledger
-    from roster_pipeline.control.settings import NotifySettings
     from roster_pipeline.control.tick import process_imports
     from roster_pipeline.notify import SmtpSender, SmtpSettings, idempotency_key
+    from roster_pipeline.notify.settings import NotifySettings
     from roster_pipeline_tests.smtp_server import free_port
 
     def sender_at(port: int):

@@ -15,10 +15,10 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 
 from roster_pipeline.control import ledger
-from roster_pipeline.control.settings import NotifySettings
 from roster_pipeline.notify import IDEMPOTENCY_HEADER, deliver
 from roster_pipeline.notify.render import message_id_for
 from roster_pipeline.notify.sender import Sender
+from roster_pipeline.notify.settings import NotifySettings
 
 log = logging.getLogger("roster_pipeline.control")
 
