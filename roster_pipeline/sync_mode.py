@@ -19,14 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
-import sqlalchemy as sa
-
 from roster_pipeline.districts import District
 from roster_pipeline.resources import RESOURCES
 from roster_pipeline.run_tags import REVIEW_ACTION_TAG, SYNC_MODE_TAG, SYNC_MODES, SyncMode
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.core import ImportRun
-from roster_pipeline.warehouse.schema import import_runs
 
 ModeSource = Literal["tag", "config", "review", "plan"]
 
@@ -123,16 +120,7 @@ def delta_base(
 
     The same school year only: after a rollover the first import of the new year must be a full one.
     """
-    query = sa.select(sa.func.max(import_runs.c.import_id)).where(
-        import_runs.c.district_id == district_id,
-        import_runs.c.school_year == int(school_year),
-        import_runs.c.status == "published",
-    )
-    if before_import_id is not None:
-        query = query.where(import_runs.c.import_id < before_import_id)
-    with warehouse.engine.connect() as conn:
-        import_id = conn.execute(query).scalar()
-    return None if import_id is None else warehouse.get_import(int(import_id))
+    return warehouse.last_published_import(district_id, school_year=school_year, before_import_id=before_import_id)
 
 
 def since_from(base: ImportRun, district: District) -> dt.datetime:

@@ -18,6 +18,7 @@ from roster_pipeline.districts import District
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse import derived as sql
 from roster_pipeline.warehouse.derived import DerivedWarning
+from roster_pipeline.warehouse.published import latest_published_import_id
 
 from .class_teachers import FINDING_TEXT, ClassFindings, TeacherEnrollment, order_class
 from .student_logins import LOGIN_FIELDS, PROBLEM_TEXT, login_for
@@ -62,7 +63,7 @@ def _row_builder(table_name: str) -> Callable[..., tuple[Any, ...]]:
 
 
 def _published_or_refuse(conn: Any, district_id: str, table_name: str) -> int:
-    import_id = sql.published_import(conn, district_id)
+    import_id = latest_published_import_id(conn, district_id)
     if import_id is None:
         raise NothingPublishedError(
             f"district {district_id!r}: {table_name} not built: the district has no published import yet "

@@ -47,6 +47,7 @@ from .engine import make_engine, resolve_url
 from .errors import WarehouseError
 from .load import build_rows, copy_rows
 from .locks import lock_district_writes
+from .published import latest_published_import_id
 from .schema import TABLES, create_schema, import_resource_counts, import_runs, rejected_records
 
 log = logging.getLogger(__name__)
@@ -160,15 +161,20 @@ class Warehouse:
             import_id = conn.execute(query).scalar()
             return None if import_id is None else self._import(conn, import_id)
 
-    def last_published_import(self, district_id: str, sync_mode: str | None = None) -> ImportRun | None:
-        """The latest published import (delta syncs start from its ``started_at``)."""
-        query = sa.select(sa.func.max(import_runs.c.import_id)).where(
-            import_runs.c.district_id == district_id, import_runs.c.status == "published"
-        )
-        if sync_mode is not None:
-            query = query.where(import_runs.c.sync_mode == sync_mode)
+    def last_published_import(
+        self,
+        district_id: str,
+        sync_mode: str | None = None,
+        *,
+        school_year: int | None = None,
+        before_import_id: int | None = None,
+    ) -> ImportRun | None:
+        """The latest published import (of a mode, of a school year, before an import): what the published
+        rows reflect, and where a delta counts from."""
         with self.engine.connect() as conn:
-            import_id = conn.execute(query).scalar()
+            import_id = latest_published_import_id(
+                conn, district_id, school_year=school_year, before_import_id=before_import_id, sync_mode=sync_mode
+            )
             return None if import_id is None else self._import(conn, import_id)
 
     def set_additions_only(self, import_id: int, additions_only: bool = True) -> None:

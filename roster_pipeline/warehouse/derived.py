@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .archive import current_view_name
-from .schema import class_teachers, derived_warnings, import_runs, student_logins
+from .schema import class_teachers, derived_warnings, student_logins
 
 DERIVED_TABLES: dict[str, sa.Table] = {"class_teachers": class_teachers, "student_logins": student_logins}
 PAGE_SIZE = 5_000  # students read per query
@@ -57,15 +57,6 @@ def rebuilding(engine: sa.Engine) -> Iterator[sa.Connection]:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
             yield conn
-
-
-def published_import(conn: sa.Connection, district_id: str) -> int | None:
-    """The district's latest published import: what the published rows (and so the derived ones) reflect."""
-    return conn.execute(
-        sa.select(sa.func.max(import_runs.c.import_id)).where(
-            import_runs.c.district_id == district_id, import_runs.c.status == "published"
-        )
-    ).scalar()
 
 
 def current_classes(conn: sa.Connection, district_id: str) -> list[tuple[str, int]]:
