@@ -5,7 +5,7 @@ admin screens and how the token and API URLs follow from it, in where the OAuth2
 on the token request (HTTP Basic or the form body), in how large a page and how many concurrent
 requests the SIS tolerates, and in quirks an operator should know.  Keeping that here, as data, means
 the registry (``roster_pipeline.districts``) validates every district the same way, its errors can say
-*what to copy from where*, and the README's per-SIS table is rendered from the same records
+*what to copy from where*, and the per-SIS table of docs/configuration.md is rendered from the same records
 (``setup_table_markdown``), so the documentation cannot drift from what the code accepts.
 
 Where a vendor's URL layout could not be confirmed from its own documentation, the profile derives
@@ -116,7 +116,7 @@ class SisProfile:
     sources: tuple[str, ...] = ()
     root_from_base_url: bool = False
     api_host_may_have_path: bool = False
-    root_shown: str = "https://HOST"  # how `{root}` reads in the README table
+    root_shown: str = "https://HOST"  # how `{root}` reads in the documented table
     #: Say more than "derives no token_url" where the SIS has a reason: keyed "token_url" or
     #: "token_url:<import_method>" (the latter wins), likewise for base_url.
     missing_url_hints: Mapping[str, str] = field(default_factory=dict)
@@ -286,7 +286,7 @@ class SisProfile:
     # --- what the admin reads -------------------------------------------------------------------------
 
     def layout_text(self) -> str:
-        """The derived URLs as templates, for the README and `describe()`."""
+        """The derived URLs as templates, for docs/configuration.md and `describe()`."""
         parts = []
         token = self.token_url_template
         parts.append(f"token `{self._shown(token)}`" if token else "token URL: explicit")
@@ -537,7 +537,7 @@ def profile_for(sis: str) -> SisProfile:
 
 
 def setup_table_markdown() -> str:
-    """The README's per-SIS setup table, rendered from the profiles (a test keeps the README equal to it)."""
+    """The per-SIS setup table of docs/configuration.md, rendered from the profiles (a test keeps them equal)."""
     rows = [
         "| `sis` | credentials (client_id_env / client_secret_env hold their variable names) | URL fields you copy "
         "| URLs derived | token auth | page_size default / max | max_concurrency default / max |",
@@ -566,7 +566,7 @@ def setup_table_markdown() -> str:
 
 
 def quirks_markdown() -> str:
-    """The README's per-SIS quirks list with the vendor pages each profile rests on (kept equal by a test)."""
+    """The per-SIS quirks list of docs/configuration.md with the vendor pages each profile rests on (kept equal by a test)."""
     lines = []
     for p in PROFILES.values():
         lines.append(f"- **{p.label}** (`{p.name}`):")

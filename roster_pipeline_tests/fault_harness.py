@@ -48,7 +48,7 @@ Action = Callable[["FaultRig"], None]
 
 @dataclass(frozen=True)
 class FaultRow:
-    """One row of the README's fault table.
+    """One row of the fault table in docs/operations.md.
 
     ``inject`` adds the fault before the sync; ``during`` (optional) runs when the sync stages its
     ``during_batch``-th batch (token revoked mid-sync, Postgres restarted while staging). ``settings``

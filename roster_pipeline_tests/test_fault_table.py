@@ -1,4 +1,4 @@
-"""The README's fault table, one parametrized case per row (harness: fault_harness.py, fixture ``fault_rig``).
+"""The fault table of docs/operations.md, one parametrized case per row (harness: fault_harness.py, fixture ``fault_rig``).
 
 Each row syncs a tiny simulator district with the fault injected, on SQLite and on Postgres, as a first
 import and as a second import after a day's changes at the SIS, and requires either exactly the right

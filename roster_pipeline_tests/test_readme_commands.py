@@ -1,4 +1,5 @@
-"""Every shell command the README prints is run verbatim, so the README never shows a command that fails.
+"""Every shell command the README and docs/ print is run verbatim, so the documentation never shows a command
+that fails.
 
 Which README text counts as a command (``readme_commands``):
 
@@ -271,8 +272,15 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     return w
 
 
+def documented_commands() -> list[str]:
+    """The commands of the README and of every page under docs/, by the same rule, each once."""
+    pages = [README_PATH, *sorted((README_PATH.parent / "docs").rglob("*.md"))]
+    found = [c for page in pages for c in readme_commands(page.read_text(encoding="utf-8"))]
+    return list(dict.fromkeys(found))
+
+
 def test_the_table_covers_exactly_the_readme_commands() -> None:
-    in_readme = readme_commands(README_PATH.read_text(encoding="utf-8"))
+    in_readme = documented_commands()
     missing = [c for c in in_readme if c not in TABLE]
     stale = [c for c in TABLE if c not in in_readme]
     assert not missing, "README commands the table does not say how to run:\n" + "\n".join(missing)

@@ -1,5 +1,5 @@
 """SIS profiles: each SIS's URLs built from what an admin copies, explicit URLs winning, errors that say what
-to copy from where, per-SIS defaults and bounds, and the README table rendered from the same profiles."""
+to copy from where, per-SIS defaults and bounds, and the table in docs/configuration.md rendered from the same profiles."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from roster_pipeline.simulator import running_simulator
 from roster_pipeline.sis_profiles import GENERIC, INFINITE_CAMPUS, PROFILES, quirks_markdown, setup_table_markdown
 from roster_pipeline.sources.factory import client_config_for
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+CONFIGURATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 IMPORT_METHODS = ["oneroster_rest", "oneroster_rest_oauth1", "oneroster_v1p2_rest", "csv_bundle"]
 
 
@@ -369,18 +369,18 @@ def test_any_combination_loads_with_secure_urls_or_names_a_field(
         assert url_problem(district.token_url_resolved) is None
 
 
-# --- the README table is the profiles' own --------------------------------------------------------------
+# --- the documented table is the profiles' own --------------------------------------------------------------
 
 
-def test_readme_per_sis_table_is_rendered_from_the_profiles() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_the_documented_per_sis_table_is_rendered_from_the_profiles() -> None:
+    text = CONFIGURATION_DOC.read_text(encoding="utf-8")
     heading = text.index("## Setting up a district, per SIS")
     section = text[heading:text.index("\n## ", heading + 1)]
     assert setup_table_markdown() in section, (
-        "README's per-SIS table differs from the profiles: paste the output of "
+        "docs/configuration.md's per-SIS table differs from the profiles: paste the output of "
         "`python3 -c 'from roster_pipeline.sis_profiles import setup_table_markdown; print(setup_table_markdown())'`"
     )
-    assert quirks_markdown() in section, "README's per-SIS quirks differ from the profiles: paste quirks_markdown()"
+    assert quirks_markdown() in section, "docs/configuration.md's per-SIS quirks differ from the profiles: paste quirks_markdown()"
 
 
 def test_infinite_campus_profile_keeps_the_registry_behaviour_it_had() -> None:

@@ -213,7 +213,7 @@ def test_the_launchpad_config_sets_the_mode_when_no_tag_does(server: SimulatorSe
 def test_a_delta_that_would_miss_a_mass_vanish_runs_full_and_is_held(
     server: SimulatorServer, setup, instance
 ) -> None:
-    """The README's UI walkthrough: wipe 90% of enrollments, sync again on a delta day: held, not published.
+    """The UI walkthrough of docs/operations.md: wipe 90% of enrollments, sync again on a delta day: held, not published.
 
     Before the count probe the delta fetched 0 enrollments, passed every check and published.
     """

@@ -44,7 +44,7 @@ class UndoOutcome(ReviewOutcome):
 
 
 def launchpad_config(district_id: str, reviewer: str = "YOUR NAME") -> str:
-    """The YAML to paste into the review_undo launchpad (README, email)."""
+    """The YAML to paste into the review_undo launchpad (docs/operations.md, the email)."""
     return (f"ops:\n  {UNDO_OP}:\n    config:\n      district_id: \"{district_id}\"\n      reviewer: \"{reviewer}\"\n"
             "      note: \"\"\n      force: false\n      resume: false\n")
 
