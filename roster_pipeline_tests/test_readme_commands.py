@@ -68,7 +68,7 @@ from roster_pipeline_tests.shell_helpers import (
 
 FOREGROUND, SERVER, SKIP, BENCHMARK = "foreground", "server", "skip", "benchmark"
 
-# Set-up, not a README line: leaves riverside_usd's import held and the district paused (README, "Checks and
+# Set-up, not a README line: leaves riverside_usd's import held and the district paused (docs/operations.md, "Checks and
 # import thresholds"), for the first review command.
 LEAVE_HELD = "roster-pipeline demo --once --scenario wipe_enrollments --leave-held"
 
