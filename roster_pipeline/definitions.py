@@ -9,16 +9,16 @@ from __future__ import annotations
 import dagster as dg
 
 from roster_pipeline.defs.assets import build_roster_assets
-from roster_pipeline.defs.freshness import import_freshness_policy
-from roster_pipeline.defs.drop_folders import build_drop_folder_sensor
 from roster_pipeline.defs.derived_assets import build_derived_assets
+from roster_pipeline.defs.drop_folders import build_drop_folder_sensor
+from roster_pipeline.defs.freshness import import_freshness_policy
 from roster_pipeline.defs.jobs import build_dry_run_job, build_sync_job
 from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.defs.review import build_review_jobs
 from roster_pipeline.defs.schedules import build_district_schedules
 from roster_pipeline.defs.sensors import build_control_sensor, district_status_spec
-from roster_pipeline.districts import Registry, load_registry
+from roster_pipeline.registry.districts import Registry, load_registry
 
 
 def build_definitions(registry: Registry | None = None) -> dg.Definitions:

@@ -14,9 +14,9 @@ from roster_pipeline.definitions import build_definitions
 from roster_pipeline.defs.jobs import SYNC_JOB_NAME
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.defs.sensors import CONTROL_SENSOR_NAME
-from roster_pipeline.districts import Registry
-from roster_pipeline.resources import RESOURCES
-from roster_pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import Registry
 
 
 def bound_definitions(registry: Registry, registry_path: Path, warehouse_url: str) -> dg.Definitions:

@@ -5,7 +5,7 @@ sync must end with: ``"exact"`` (the published tables equal the simulator's trut
 sync raises an error naming the district and ``endpoint``, and the published tables are byte-identical
 to before). ``run_fault_row`` then clears the fault, syncs again, and requires the truth.
 
-Syncs go through ``roster_pipeline.sync.sync_district``, the whole district without Dagster: what is
+Syncs go through ``roster_pipeline.pipeline.sync.sync_district``, the whole district without Dagster: what is
 published is decided there, so that is the lowest level that shows a fault's outcome. Adding a row is
 one line in ``FAULT_ROWS`` of test_fault_table.py.
 """
@@ -24,11 +24,11 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.districts import District, Registry
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import DistrictSyncResult, sync_district
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import District, Registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, mutations
 from roster_pipeline.simulator.district import SimulatedDistrict
-from roster_pipeline.sync import DistrictSyncResult, sync_district
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.columns import canonical_json
 from roster_pipeline.warehouse.load import without_hrefs

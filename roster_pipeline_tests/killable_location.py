@@ -18,7 +18,7 @@ import signal
 from typing import Any
 
 from roster_pipeline.definitions import build_definitions
-from roster_pipeline.resources import resource
+from roster_pipeline.records.catalogue import resource
 from roster_pipeline.warehouse import core, diff
 
 KILL_AT_VARIABLE = "ROSTER_TEST_KILL_AT"

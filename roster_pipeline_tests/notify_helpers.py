@@ -20,7 +20,7 @@ from roster_pipeline.notify import (
     SchoolThresholdRow,
     TopError,
 )
-from roster_pipeline.rejects import Reject
+from roster_pipeline.records.rejects import Reject
 
 SENDER = "roster-pipeline@district.example.org"
 ADMINS = ["it-admin@springfield.k12.example", "registrar@springfield.k12.example"]

@@ -14,8 +14,8 @@ import yaml
 from roster_pipeline.defs.assets import build_roster_assets
 from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
-from roster_pipeline.districts import Registry, load_registry
-from roster_pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.registry.districts import Registry, load_registry
 from roster_pipeline.simulator import SimulatorServer
 
 

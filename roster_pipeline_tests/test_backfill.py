@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from roster_pipeline.backfill_cli import format_table, run_backfill, select_districts
 from roster_pipeline.cli import main
-from roster_pipeline.districts import load_registry
-from roster_pipeline.run_tags import BACKFILL_TAG
+from roster_pipeline.cli.backfill import format_table, run_backfill, select_districts
+from roster_pipeline.pipeline.run_tags import BACKFILL_TAG
+from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 

@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.defs.assets import stage_metadata
-from roster_pipeline.districts import District
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import DistrictSyncResult, sync_district
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import District
 from roster_pipeline.simulator import SimulatorServer, mutations, running_simulator
-from roster_pipeline.sync import DistrictSyncResult, sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse
 
 APP, CLIENT_ID, CLIENT_SECRET = "tiny", "tiny-client", "tiny-secret-Qx7"

@@ -24,7 +24,7 @@ from roster_pipeline.benchmark.measure import Usage, run_measured
 from roster_pipeline.benchmark.report import FINAL_KEYS, TARGETS, Figures, parse_final_line
 from roster_pipeline.benchmark.rig import psycopg_dsn
 from roster_pipeline.oneroster.config import ClientConfig
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import running_simulator
 
 

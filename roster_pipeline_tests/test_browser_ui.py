@@ -33,9 +33,9 @@ import pytest
 
 from roster_pipeline.definitions import build_definitions
 from roster_pipeline.defs.jobs import SYNC_JOB_NAME
-from roster_pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.snapshot_checks import CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS, VALID_RECORDS
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
-from roster_pipeline.snapshot_checks import CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS, VALID_RECORDS
 
 from .conftest import IN_CI, PROJECT_ROOT
 from .pipeline_helpers import write_registry

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from roster_pipeline.districts import District
+from roster_pipeline.registry.districts import District
 from roster_pipeline.sources.csv_bundle import CsvBundleError, CsvBundleSource
 from roster_pipeline.sources.csv_bundle.manifest import ManifestProblem, parse_manifest
 from roster_pipeline.validation import validate_batch

@@ -25,8 +25,8 @@ from roster_pipeline.defs.drop_folders import DROP_FOLDER_SENSOR_NAME
 from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.defs.schedules import build_district_schedules
-from roster_pipeline.districts import District, RegistryError, load_registry, parse_registry
-from roster_pipeline.run_tags import CSV_BUNDLE_TAG
+from roster_pipeline.pipeline.run_tags import CSV_BUNDLE_TAG
+from roster_pipeline.registry.districts import District, RegistryError, load_registry, parse_registry
 from roster_pipeline.sources import open_source
 from roster_pipeline.sources.csv_bundle import CsvBundleError
 from roster_pipeline.sources.csv_bundle.drop_folder import PROCESSED

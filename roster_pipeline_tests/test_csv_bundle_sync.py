@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.districts import District
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import DistrictSyncResult, sync_district
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import District
 from roster_pipeline.simulator import SimulatorServer, mutations, running_simulator
 from roster_pipeline.simulator.csv_export import write_bundle
 from roster_pipeline.sources.csv_bundle import CsvBundleError
 from roster_pipeline.sources.csv_bundle.manifest import manifest_text
-from roster_pipeline.sync import DistrictSyncResult, sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse
 from roster_pipeline_tests.csv_bundle_helpers import FILES, write_zip
 

@@ -12,9 +12,9 @@ from dagster._core.event_api import PartitionKeyFilter
 
 from roster_pipeline.definitions import build_definitions
 from roster_pipeline.defs.freshness import GRACE, is_overdue, next_scheduled_run, scheduled_interval
-from roster_pipeline.districts import District, load_registry
+from roster_pipeline.pipeline.snapshot_checks import CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS, VALID_RECORDS
+from roster_pipeline.registry.districts import District, load_registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
-from roster_pipeline.snapshot_checks import CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS, VALID_RECORDS
 
 from .pipeline_helpers import EnvSetter, sync, write_registry
 

@@ -13,7 +13,7 @@ import yaml
 
 from roster_pipeline.control.dead_runs import RunObservation, dead_run, step_label
 from roster_pipeline.control.state import get_state
-from roster_pipeline.districts import load_registry
+from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.simulator import generate_district
 from roster_pipeline.warehouse import ImportRun, Warehouse, staging
 from roster_pipeline.warehouse.schema import import_runs

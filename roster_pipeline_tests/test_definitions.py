@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from roster_pipeline.definitions import build_definitions
-from roster_pipeline.districts import load_registry
+from roster_pipeline.registry.districts import load_registry
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
 
 
 def test_each_resource_asset_shows_the_columns_its_pandera_model_enforces() -> None:
-    from roster_pipeline.resources import RESOURCES
+    from roster_pipeline.records.catalogue import RESOURCES
     from roster_pipeline.validation.schemas import SCHEMAS
 
     graph = build_definitions(load_registry()).resolve_asset_graph()

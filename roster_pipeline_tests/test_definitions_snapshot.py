@@ -16,7 +16,7 @@ import dagster as dg
 from syrupy.assertion import SnapshotAssertion
 
 from roster_pipeline.definitions import build_definitions
-from roster_pipeline.districts import load_registry
+from roster_pipeline.registry.districts import load_registry
 
 
 def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from roster_pipeline.demo_home import apply_demo_settings, demo_home, write_settings
+from roster_pipeline.cli.demo_home import apply_demo_settings, demo_home, write_settings
 from roster_pipeline.notify.settings import NotifySettings
 from roster_pipeline_tests.shell_helpers import clean_env, shell
 

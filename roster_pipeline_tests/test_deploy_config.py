@@ -26,7 +26,7 @@ from dagster_k8s import K8sRunLauncher
 from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-from roster_pipeline.districts import ENV_FILE_VARIABLE
+from roster_pipeline.registry.districts import ENV_FILE_VARIABLE
 from roster_pipeline.warehouse import ENV_DATABASE_URL
 
 REPOSITORY = Path(__file__).resolve().parents[1]

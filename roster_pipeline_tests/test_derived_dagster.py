@@ -19,8 +19,8 @@ from roster_pipeline.defs.jobs import SYNC_JOB_NAME, build_sync_job
 from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.derived.build import CLASS_TEACHERS, STUDENT_LOGINS
-from roster_pipeline.districts import load_registry
-from roster_pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.derived import derived_rows, warnings_for_import

@@ -18,7 +18,7 @@ from roster_pipeline.derived.class_teachers import (
 )
 from roster_pipeline.derived.name_order import name_key, person_sort_key
 from roster_pipeline.derived.student_logins import NO_EMAIL, NO_USERNAME, StudentLogin, login_for
-from roster_pipeline.districts import RegistryError, parse_registry
+from roster_pipeline.registry.districts import RegistryError, parse_registry
 
 
 def ordered(people: list[tuple[str | None, str | None, str]]) -> list[str]:

@@ -20,9 +20,9 @@ from roster_pipeline.derived.build import (
     build_class_teachers,
     build_student_logins,
 )
-from roster_pipeline.districts import District, parse_registry
 from roster_pipeline.notify import SmtpSender, SmtpSettings
 from roster_pipeline.notify.settings import NotifySettings
+from roster_pipeline.registry.districts import District, parse_registry
 from roster_pipeline.warehouse import SCHEMA_VERSION, Warehouse
 from roster_pipeline.warehouse.derived import derived_rows, warnings_for_import
 
@@ -264,7 +264,7 @@ def test_an_approve_and_an_undo_rebuild_the_tables_from_what_they_published(
     """Review actions change the published roster outside a sync run; the review rebuilds the tables."""
     import yaml
 
-    from roster_pipeline.review_cli import review
+    from roster_pipeline.cli.review import review
 
     path = tmp_path / "districts.yaml"
     path.write_text(yaml.safe_dump({"districts": [{

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from roster_pipeline.definitions import build_definitions
-from roster_pipeline.districts import load_registry
+from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 

@@ -22,9 +22,9 @@ from roster_pipeline.control.state import get_state
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.notify.sender import OutboxSender
 from roster_pipeline.notify.settings import NotifySettings
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import sync_district
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
-from roster_pipeline.sync import sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse
 from roster_pipeline.warehouse.schema import import_resource_counts, import_runs, metadata
 

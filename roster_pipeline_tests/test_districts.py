@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from roster_pipeline.districts import (
+from roster_pipeline.registry.districts import (
     EXAMPLE_FILE,
     MissingSecretError,
     RegistryError,

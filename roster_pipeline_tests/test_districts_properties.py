@@ -16,8 +16,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from roster_pipeline.districts import WEEKDAYS, District, RegistryError, parse_registry
-from roster_pipeline.sis_profiles import INFINITE_CAMPUS
+from roster_pipeline.registry.districts import WEEKDAYS, District, RegistryError, parse_registry
+from roster_pipeline.registry.sis_profiles import INFINITE_CAMPUS
 
 SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIMEZONES = sorted(zoneinfo.available_timezones())  # scans the tz database: once, not per example
@@ -182,7 +182,7 @@ def _valid_id(text: str) -> bool:
 
 
 def _valid_month_day(text: str) -> bool:
-    from roster_pipeline.districts import _month_day_or_date
+    from roster_pipeline.registry.districts import _month_day_or_date
 
     try:
         _month_day_or_date(text)

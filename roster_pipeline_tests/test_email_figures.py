@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from roster_pipeline.control.reports import check_your_data_report, import_results_report
-from roster_pipeline.districts import District
 from roster_pipeline.notify import render_check_your_data, render_import_results
-from roster_pipeline.rejects import Reject
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.registry.districts import District
 from roster_pipeline.warehouse import Warehouse
 
 YEAR = 2027

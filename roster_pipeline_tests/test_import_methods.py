@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.districts import District
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import sync_district
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import District
 from roster_pipeline.simulator import SimulatedDistrict, SimulatorServer, running_simulator
 from roster_pipeline.simulator.csv_export import write_bundle
 from roster_pipeline.simulator.generate import generate_district
-from roster_pipeline.sync import sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse
 from roster_pipeline.warehouse.schema import class_teachers, student_logins
 

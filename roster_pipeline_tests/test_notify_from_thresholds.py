@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from roster_pipeline.districts import SchoolThresholds, Thresholds
 from roster_pipeline.notify import render_check_your_data
 from roster_pipeline.notify.from_thresholds import failed_checks, resource_rows, school_rows
+from roster_pipeline.registry.districts import SchoolThresholds, Thresholds
 from roster_pipeline.thresholds import evaluate_change_thresholds, evaluate_school_thresholds
 from roster_pipeline_tests.notify_helpers import ADMINS, SENDER, check_your_data_report, parts
 

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from roster_pipeline.districts import District
 from roster_pipeline.notify import (
     Approval,
     FailedCheck,
@@ -18,9 +17,20 @@ from roster_pipeline.notify import (
     secret_env_names_for,
 )
 from roster_pipeline.notify.attachments import FIELD_CHANGE_COLUMNS, REJECT_COLUMNS
-from roster_pipeline.rejects import Reject
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.registry.districts import District
 
-from .notify_helpers import ADMINS, SENDER, check_your_data_report, csv_attachment, import_results_report, parts, reparse, sample_changes, sample_rejects
+from .notify_helpers import (
+    ADMINS,
+    SENDER,
+    check_your_data_report,
+    csv_attachment,
+    import_results_report,
+    parts,
+    reparse,
+    sample_changes,
+    sample_rejects,
+)
 
 
 def test_check_your_data_headers_parts_and_attachments() -> None:

@@ -21,9 +21,9 @@ from roster_pipeline.oneroster import (
     PagingInconsistentError,
     RetriesExhaustedError,
 )
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import sync_district
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, running_simulator
-from roster_pipeline.sync import sync_district
 from roster_pipeline.warehouse import Warehouse
 
 from .client_helpers import simulator_client_config

@@ -22,16 +22,22 @@ import pytest
 import sqlalchemy as sa
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256, Client
 
-from roster_pipeline.districts import RegistryError, parse_registry
 from roster_pipeline.oneroster import AuthenticationError, ClientConfig, OneRosterClient
 from roster_pipeline.oneroster.config import MissingTokenURLError
 from roster_pipeline.oneroster.oauth1 import OAuth1Auth
-from roster_pipeline.resources import RESOURCES
-from roster_pipeline.simulator import SimulatorProcess, SimulatorServer, Tenant, generate_district, running_simulator
+from roster_pipeline.pipeline.sync import sync_district
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import RegistryError, parse_registry
+from roster_pipeline.simulator import (
+    SimulatorProcess,
+    SimulatorServer,
+    Tenant,
+    generate_district,
+    running_simulator,
+)
 from roster_pipeline.simulator.endpoints import TOKEN_PATH
 from roster_pipeline.simulator.oauth1 import SignatureVerifier
 from roster_pipeline.sources.factory import client_config_for
-from roster_pipeline.sync import sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse
 
 APP = "demo"

@@ -25,7 +25,7 @@ from roster_pipeline.oneroster import (
     OneRosterClient,
     PagingInconsistentError,
 )
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, mutations, running_simulator
 
 from .client_helpers import simulator_client_config

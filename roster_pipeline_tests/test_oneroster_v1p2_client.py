@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from roster_pipeline.oneroster import ClientConfig, EnvelopeError, OneRosterClient, OneRosterHTTPError
-from roster_pipeline.oneroster import v1p2
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.oneroster import ClientConfig, EnvelopeError, OneRosterClient, OneRosterHTTPError, v1p2
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.simulator.district import SimulatedDistrict
 

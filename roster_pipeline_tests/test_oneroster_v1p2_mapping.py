@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from roster_pipeline.districts import District
-from roster_pipeline.oneroster import ClientConfig, ImsxStatus
-from roster_pipeline.oneroster import v1p2
+from roster_pipeline.oneroster import ClientConfig, ImsxStatus, v1p2
+from roster_pipeline.registry.districts import District
 from roster_pipeline.sources.factory import client_config_for
 from roster_pipeline.validation import issue_rejects, validate_batch
 

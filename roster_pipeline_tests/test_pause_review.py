@@ -11,12 +11,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from roster_pipeline.cli.review import review
 from roster_pipeline.control import audit, ledger
 from roster_pipeline.control.state import SENSOR_ACTOR, get_state
 from roster_pipeline.defs.schedules import schedule_name
 from roster_pipeline.defs.sensors import ControlCursor
-from roster_pipeline.review_cli import review
-from roster_pipeline.run_tags import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
+from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 

@@ -18,17 +18,17 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from roster_pipeline.cli.review import review
 from roster_pipeline.defs.assets import build_roster_assets
 from roster_pipeline.defs.jobs import build_dry_run_job
 from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
-from roster_pipeline.districts import District, RegistryError, load_registry, parse_registry
 from roster_pipeline.oneroster import OneRosterClient
-from roster_pipeline.resources import RESOURCES, resource
-from roster_pipeline.review_cli import review
+from roster_pipeline.pipeline.sync import SyncError, stage_resource, sync_district
+from roster_pipeline.records.catalogue import RESOURCES, resource
+from roster_pipeline.registry.districts import District, RegistryError, load_registry, parse_registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.sources.factory import client_config_for
-from roster_pipeline.sync import SyncError, stage_resource, sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse, staging
 
 from .pipeline_helpers import MonkeypatchedEnviron, materialization_metadata, sync, write_registry

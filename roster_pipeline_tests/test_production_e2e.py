@@ -40,14 +40,14 @@ from roster_pipeline.control.state import get_state
 from roster_pipeline.defs.jobs import SYNC_JOB_NAME
 from roster_pipeline.defs.schedules import schedule_name
 from roster_pipeline.defs.sensors import CONTROL_SENSOR_INTERVAL_ENV, CONTROL_SENSOR_NAME
-from roster_pipeline.resources import RESOURCES
-from roster_pipeline.run_tags import (
+from roster_pipeline.pipeline.run_tags import (
     DISTRICT_NAME_TAG,
     DISTRICT_TAG,
     PARTITION_TAG,
     SCHEDULE_TAG,
     SYNC_MODE_TAG,
 )
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, mutations
 from roster_pipeline.simulator.generate import generate_district
 from roster_pipeline.warehouse import Warehouse

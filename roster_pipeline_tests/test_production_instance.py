@@ -26,7 +26,7 @@ from dagster._scheduler.scheduler import launch_scheduled_runs
 
 from roster_pipeline.defs.schedules import schedule_name
 from roster_pipeline.defs.sensors import CONTROL_SENSOR_NAME
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import running_simulator
 from roster_pipeline.warehouse import Warehouse
 

@@ -56,7 +56,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.demo_home import demo_home
+from roster_pipeline.cli.demo_home import demo_home
 from roster_pipeline_tests.shell_helpers import (
     README_PATH,
     SOURCE_SETTINGS,

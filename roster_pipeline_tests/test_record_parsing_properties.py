@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roster_pipeline.districts import District
 from roster_pipeline.oneroster.paging import SeenRecords
-from roster_pipeline.resources import RESOURCES
-from roster_pipeline.unstorable import all_storable
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.records.unstorable import all_storable
+from roster_pipeline.registry.districts import District
 from roster_pipeline.validation import validate_batch
 from roster_pipeline.validation.frames import frame_columns
 from roster_pipeline.warehouse import TABLES, Warehouse

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from roster_pipeline.defs.assets import build_roster_assets
 from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
-from roster_pipeline.districts import Registry
-from roster_pipeline.run_tags import AS_OF_TAG, ROLLOVER_OVERRIDE_TAG
+from roster_pipeline.pipeline.run_tags import AS_OF_TAG, ROLLOVER_OVERRIDE_TAG
+from roster_pipeline.registry.districts import Registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 

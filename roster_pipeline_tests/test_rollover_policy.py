@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from roster_pipeline.districts import District, ThresholdOverrides
-from roster_pipeline.rollover import RolloverConfigError, policy_for_run, rollover_policy, run_date
-from roster_pipeline.run_tags import AS_OF_TAG, ROLLOVER_OVERRIDE_TAG
+from roster_pipeline.pipeline.rollover import RolloverConfigError, policy_for_run, rollover_policy, run_date
+from roster_pipeline.pipeline.run_tags import AS_OF_TAG, ROLLOVER_OVERRIDE_TAG
+from roster_pipeline.registry.districts import District, ThresholdOverrides
 
 RELAXED = {"max_deleted_pct": 60.0, "max_updated_pct": 100.0}
 

@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from dagster._core.instance.ref import InstanceRef
 
 from roster_pipeline.control.state import get_state
-from roster_pipeline.districts import Registry
-from roster_pipeline.resources import RESOURCES
-from roster_pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import Registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse, staging
 from roster_pipeline.warehouse.schema import TABLES

@@ -20,8 +20,8 @@ from dagster._utils.schedules import cron_string_iterator  # the daemon's iterat
 
 from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.control.state import pause_district
-from roster_pipeline.districts import load_registry
-from roster_pipeline.run_tags import DISTRICT_TAG, SCHOOL_YEAR_TAG, SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import DISTRICT_TAG, SCHOOL_YEAR_TAG, SYNC_MODE_TAG
+from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.warehouse import Warehouse
 
 from .control_helpers import bound_definitions

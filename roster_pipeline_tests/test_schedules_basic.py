@@ -15,7 +15,7 @@ from roster_pipeline.control.state import pause_district, resume_district
 from roster_pipeline.definitions import build_definitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.defs.schedules import cron_for
-from roster_pipeline.districts import load_registry
+from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.warehouse import Warehouse
 
 

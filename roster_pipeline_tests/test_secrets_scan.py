@@ -31,12 +31,12 @@ import pytest
 import sqlalchemy as sa
 from dagster._serdes import serialize_value
 
-from roster_pipeline.districts import parse_registry
 from roster_pipeline.oneroster import AuthenticationError
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import sync_district
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import parse_registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.simulator.oauth1 import SignatureVerifier
-from roster_pipeline.sync import sync_district
 from roster_pipeline.warehouse import Warehouse
 
 from .control_helpers import bound_definitions, run_sync, tick

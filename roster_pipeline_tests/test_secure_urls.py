@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from roster_pipeline.districts import RegistryError, parse_registry
 from roster_pipeline.oneroster import ClientConfig, OneRosterClient, OneRosterError
 from roster_pipeline.oneroster.secure_url import InsecureURLError, is_loopback_host
+from roster_pipeline.registry.districts import RegistryError, parse_registry
 from roster_pipeline.simulator import SimulatorServer, running_simulator
 from roster_pipeline.sources.factory import client_config_for
 
@@ -132,7 +132,7 @@ def test_client_config_accepts_https_and_loopback_http() -> None:
 
 def test_client_config_from_the_registry_refuses_what_slipped_past_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """A District built without validation (model_construct) still cannot reach the network over http."""
-    from roster_pipeline.districts import District
+    from roster_pipeline.registry.districts import District
 
     monkeypatch.setenv("SPRINGFIELD_ID", "cid")
     monkeypatch.setenv("SPRINGFIELD_SECRET", SECRET)

@@ -12,12 +12,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roster_pipeline import districts as districts_module
-from roster_pipeline.districts import District, RegistryError, parse_registry
 from roster_pipeline.oneroster import OneRosterClient
 from roster_pipeline.oneroster.secure_url import url_problem
+from roster_pipeline.registry import districts as districts_module
+from roster_pipeline.registry.districts import District, RegistryError, parse_registry
+from roster_pipeline.registry.sis_profiles import (
+    GENERIC,
+    INFINITE_CAMPUS,
+    PROFILES,
+    quirks_markdown,
+    setup_table_markdown,
+)
 from roster_pipeline.simulator import running_simulator
-from roster_pipeline.sis_profiles import GENERIC, INFINITE_CAMPUS, PROFILES, quirks_markdown, setup_table_markdown
 from roster_pipeline.sources.factory import client_config_for
 
 CONFIGURATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -378,7 +384,7 @@ def test_the_documented_per_sis_table_is_rendered_from_the_profiles() -> None:
     section = text[heading:text.index("\n## ", heading + 1)]
     assert setup_table_markdown() in section, (
         "docs/configuration.md's per-SIS table differs from the profiles: paste the output of "
-        "`python3 -c 'from roster_pipeline.sis_profiles import setup_table_markdown; print(setup_table_markdown())'`"
+        "`python3 -c 'from roster_pipeline.registry.sis_profiles import setup_table_markdown; print(setup_table_markdown())'`"
     )
     assert quirks_markdown() in section, "docs/configuration.md's per-SIS quirks differ from the profiles: paste quirks_markdown()"
 

@@ -18,10 +18,10 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.resources import RESOURCES
-from roster_pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.sync_mode import ModeRequest, requested_mode
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
-from roster_pipeline.sync_mode import ModeRequest, requested_mode
 from roster_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import materialization_metadata, monkeypatch_environ, sync, write_registry
@@ -251,7 +251,7 @@ def test_a_delta_whose_counts_are_within_thresholds_stays_a_delta_and_says_what_
 
 
 def test_the_count_probe_escalates_only_beyond_the_deletion_bounds_and_names_uncounted_collections(setup) -> None:
-    from roster_pipeline.sync_mode import ModeDecision, escalate_on_vanish
+    from roster_pipeline.pipeline.sync_mode import ModeDecision, escalate_on_vanish
 
     registry, _, _ = setup
     alpha = registry.get("alpha")  # max_deleted_pct 10, min_changes 25 (the defaults)

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.districts import District
 from roster_pipeline.oneroster import v1p2
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import sync_district
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import District
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
-from roster_pipeline.sync import sync_district
 from roster_pipeline.warehouse import TABLES, Warehouse
 
 CLIENT_ID, SECRET = "sync-v1p2-client", "sync-v1p2-secret-value"

@@ -10,7 +10,7 @@ import numbers
 import pandas as pd
 import pytest
 
-from roster_pipeline.districts import SchoolThresholds, ThresholdOverrides, Thresholds
+from roster_pipeline.registry.districts import SchoolThresholds, ThresholdOverrides, Thresholds
 from roster_pipeline.thresholds import (
     BELOW_MINIMUM,
     EXCEEDED,

@@ -21,7 +21,7 @@ from roster_pipeline.control import audit, ledger
 from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.control.state import get_state
 from roster_pipeline.defs.sensors import ControlCursor
-from roster_pipeline.districts import load_registry
+from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.schema import TABLES
 

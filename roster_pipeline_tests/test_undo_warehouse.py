@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.rejects import Reject
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.records.rejects import Reject
 from roster_pipeline.simulator import generate_district, mutations
 from roster_pipeline.warehouse import (
     SCHEMA_VERSION,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from roster_pipeline.districts import District
-from roster_pipeline.resources import RESOURCES, resource
+from roster_pipeline.records.catalogue import RESOURCES, resource
+from roster_pipeline.registry.districts import District
 from roster_pipeline.simulator.generate import generate_district
 from roster_pipeline.validation import CHECKS, STUDENT_WITHOUT_EMAIL, validate_batch
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator.generate import generate_district
 from roster_pipeline.validation import (
     CLASS_WITHOUT_TEACHER,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.warehouse import ChangeCounts, StagingError, Warehouse, WarehouseError
 from roster_pipeline.warehouse.schema import SCHEMA_VERSION, TABLES
 

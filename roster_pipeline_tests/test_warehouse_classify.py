@@ -9,11 +9,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.rejects import Reject
-from roster_pipeline.warehouse import ChangeCounts, Warehouse
-from roster_pipeline.warehouse import classify
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.warehouse import ChangeCounts, Warehouse, classify, staging
 from roster_pipeline.warehouse import diff as sql
-from roster_pipeline.warehouse import staging
 from roster_pipeline.warehouse.schema import SCHEMA_VERSION, import_resource_counts
 
 from .warehouse_helpers import YEAR, enrollment, rows, sync, user
@@ -239,8 +237,8 @@ def test_upgrade_to_version_6_adds_the_change_column_to_imports_in_staging(wareh
 
 
 def test_the_checks_report_classify_and_check_seconds(wh: Warehouse) -> None:
-    from roster_pipeline.districts import District
-    from roster_pipeline.snapshot_checks import check_snapshot
+    from roster_pipeline.pipeline.snapshot_checks import check_snapshot
+    from roster_pipeline.registry.districts import District
 
     district = District(id="springfield", name="Springfield", client_id_env="SPRINGFIELD_ID",
                         client_secret_env="SPRINGFIELD_SECRET", api_host="sis.example.org", app_name="app")

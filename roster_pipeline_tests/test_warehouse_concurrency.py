@@ -22,11 +22,11 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.districts import District
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.pipeline.sync import DistrictSyncResult, sync_district
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import District
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.simulator.district import SimulatedDistrict
-from roster_pipeline.sync import DistrictSyncResult, sync_district
 from roster_pipeline.warehouse import SCHEMA_VERSION, Warehouse
 from roster_pipeline.warehouse.schema import TABLES
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.districts import District
 from roster_pipeline.oneroster.paging import CONFLICTING_DUPLICATE, RecordIssue
-from roster_pipeline.rejects import Reject
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.registry.districts import District
 from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import SCHEMA_VERSION, ChangeCounts, Warehouse, WarehouseError
 from roster_pipeline_tests.warehouse_helpers import YEAR, dump_published, enrollment, rows, sync, user

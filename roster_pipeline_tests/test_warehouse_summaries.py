@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from roster_pipeline.rejects import Reject
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.records.rejects import Reject
 from roster_pipeline.thresholds import ChangeSummary, SchoolSummary
-from roster_pipeline.resources import RESOURCES
 from roster_pipeline.warehouse import (
     CHANGE_SUMMARY_COLUMNS,
     FIELD_CHANGE_COLUMNS,

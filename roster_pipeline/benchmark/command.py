@@ -40,7 +40,7 @@ from roster_pipeline.benchmark.rig import (
     new_secret,
     psycopg_dsn,
 )
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 
 DEFAULT_BENCH_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/roster_bench"
 

@@ -21,7 +21,7 @@ import yaml
 
 from roster_pipeline.benchmark.measure import Usage, run_measured
 from roster_pipeline.benchmark.rig import BenchDistrict, child_env
-from roster_pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
 
 JOB = "sync_district"
 PHASE_TAG = "roster/bench_phase"

@@ -26,7 +26,7 @@ from pydantic import SecretStr
 from roster_pipeline.benchmark.rig import KEY_ENV, SECRET_ENV
 from roster_pipeline.oneroster.auth import TokenManager
 from roster_pipeline.oneroster.config import ClientConfig
-from roster_pipeline.resources import RESOURCES, Resource
+from roster_pipeline.records.catalogue import RESOURCES, Resource
 
 SCHEMA = "bench_limit"
 

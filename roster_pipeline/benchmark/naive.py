@@ -25,7 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from roster_pipeline.benchmark.rig import KEY_ENV, SECRET_ENV
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 
 SCHEMA = "bench_naive"
 PAGE_SIZE = 100

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from roster_pipeline.benchmark.dagster_run import RESOURCE_STAGES, STAGES, JobRun
 from roster_pipeline.benchmark.measure import Usage
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 
 NAN = float("nan")
 FINAL_KEYS = ("full_s", "limit_s", "ratio_limit", "dlt_s", "ratio_dlt", "naive_ratio", "rss_mb", "rss_small_mb",

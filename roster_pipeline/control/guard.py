@@ -1,4 +1,4 @@
-"""The review tags and the refusal a paused district's run gets (the rule itself: ``roster_pipeline.admission``)."""
+"""The review tags and the refusal a paused district's run gets (the rule itself: ``roster_pipeline.pipeline.admission``)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from datetime import datetime
 
 from roster_pipeline.control.review import launchpad_config
 from roster_pipeline.derived.build import finding_text
-from roster_pipeline.districts import District
 from roster_pipeline.notify import (
     Approval,
     CheckYourDataReport,
@@ -28,13 +27,14 @@ from roster_pipeline.notify import (
 )
 from roster_pipeline.notify.content import review_actions
 from roster_pipeline.notify.from_thresholds import resource_rows, school_rows
-from roster_pipeline.snapshot_checks import (
+from roster_pipeline.pipeline.snapshot_checks import (
     CHANGE_MEASURES,
     CHANGE_THRESHOLDS,
     REJECTED_MEASURES,
     SCHOOL_THRESHOLDS,
     VALID_RECORDS,
 )
+from roster_pipeline.registry.districts import District
 from roster_pipeline.thresholds import evaluate_change_thresholds, evaluate_school_thresholds
 from roster_pipeline.warehouse import ImportRun, Warehouse
 from roster_pipeline.warehouse.derived import warnings_for_import

@@ -18,11 +18,11 @@ from roster_pipeline.control.dead_runs import DeadRun
 from roster_pipeline.control.notifier import Delivery, send_once
 from roster_pipeline.control.reports import run_failure_report
 from roster_pipeline.control.state import SENSOR_ACTOR, pause_district
-from roster_pipeline.districts import District, Registry
 from roster_pipeline.notify import email_from, render_check_your_data
 from roster_pipeline.notify.scrub import secret_env_names_for
 from roster_pipeline.notify.sender import Sender
 from roster_pipeline.notify.settings import NotifySettings
+from roster_pipeline.registry.districts import District, Registry
 from roster_pipeline.warehouse import Warehouse
 
 

@@ -31,11 +31,11 @@ from roster_pipeline.control.notifier import Delivery, send_once
 from roster_pipeline.control.reports import check_your_data_report, import_results_report
 from roster_pipeline.control.run_failures import settle_dead_run
 from roster_pipeline.control.state import SENSOR_ACTOR, get_state, now_utc, pause_district, resume_district
-from roster_pipeline.districts import District, Registry
 from roster_pipeline.notify import email_from, idempotency_key, render_check_your_data, render_import_results
 from roster_pipeline.notify.scrub import secret_env_names_for
 from roster_pipeline.notify.sender import Sender
 from roster_pipeline.notify.settings import NotifySettings
+from roster_pipeline.registry.districts import District, Registry
 from roster_pipeline.warehouse import ImportRun, Warehouse
 from roster_pipeline.warehouse.schema import import_runs
 

@@ -28,9 +28,9 @@ from datetime import date
 from roster_pipeline.control import audit
 from roster_pipeline.control.review import ReviewError, ReviewOutcome
 from roster_pipeline.control.state import pause_district, resume_district
-from roster_pipeline.districts import District
-from roster_pipeline.rollover import RolloverConfigError, rollover_policy, run_date
-from roster_pipeline.snapshot_checks import CHANGE_MEASURES
+from roster_pipeline.pipeline.rollover import RolloverConfigError, rollover_policy, run_date
+from roster_pipeline.pipeline.snapshot_checks import CHANGE_MEASURES
+from roster_pipeline.registry.districts import District
 from roster_pipeline.thresholds import evaluate_change_thresholds, evaluate_school_thresholds
 from roster_pipeline.warehouse import UndoResult, Warehouse, WarehouseError
 

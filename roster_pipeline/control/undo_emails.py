@@ -16,12 +16,12 @@ import sqlalchemy as sa
 
 from roster_pipeline.control.notifier import Delivery, send_once
 from roster_pipeline.control.state import get_state, now_utc
-from roster_pipeline.districts import District, Registry
 from roster_pipeline.notify import email_from, idempotency_key
 from roster_pipeline.notify.scrub import secret_env_names_for
 from roster_pipeline.notify.sender import Sender
 from roster_pipeline.notify.settings import NotifySettings
 from roster_pipeline.notify.undo_email import KIND, ImportUndoneReport, UndoCountsRow, render_import_undone
+from roster_pipeline.registry.districts import District, Registry
 from roster_pipeline.warehouse import ImportRun, Warehouse
 from roster_pipeline.warehouse.schema import import_runs
 

@@ -26,20 +26,17 @@ import dagster as dg
 import pandas as pd
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from roster_pipeline.admission import admission
-from roster_pipeline.sources import open_source
-from roster_pipeline.rejects import Reject
-from roster_pipeline.resources import RESOURCES, Resource
-from roster_pipeline.rollover import policy_for_run
-from roster_pipeline.run_policy import start_rollover_import
-from roster_pipeline.snapshot_checks import (
+from roster_pipeline.pipeline.admission import admission
+from roster_pipeline.pipeline.rollover import policy_for_run
+from roster_pipeline.pipeline.run_policy import start_rollover_import
+from roster_pipeline.pipeline.snapshot_checks import (
     CHANGE_THRESHOLDS,
     CHECK_DESCRIPTIONS,
     SCHOOL_THRESHOLDS,
     VALID_RECORDS,
     check_snapshot,
 )
-from roster_pipeline.sync import (
+from roster_pipeline.pipeline.sync import (
     ResourceSkipResult,
     ResourceStageResult,
     SyncError,
@@ -48,8 +45,11 @@ from roster_pipeline.sync import (
     skip_resource,
     stage_resource,
 )
+from roster_pipeline.pipeline.sync_mode import ModeDecision, requested_mode, since_for_import
+from roster_pipeline.records.catalogue import RESOURCES, Resource
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.sources import open_source
 from roster_pipeline.validation.schemas import SCHEMAS
-from roster_pipeline.sync_mode import ModeDecision, requested_mode, since_for_import
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 from roster_pipeline.warehouse.core import OPEN_STATUSES
 

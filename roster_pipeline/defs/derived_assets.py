@@ -21,7 +21,7 @@ from roster_pipeline.derived.build import (
     build_class_teachers,
     build_student_logins,
 )
-from roster_pipeline.districts import District
+from roster_pipeline.registry.districts import District
 from roster_pipeline.warehouse import Warehouse
 
 from .assets import OWNERS, asset_tags

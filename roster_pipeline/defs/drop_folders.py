@@ -18,8 +18,8 @@ import json
 
 import dagster as dg
 
-from roster_pipeline.districts import District
-from roster_pipeline.run_tags import CSV_BUNDLE_TAG
+from roster_pipeline.pipeline.run_tags import CSV_BUNDLE_TAG
+from roster_pipeline.registry.districts import District
 from roster_pipeline.sources.csv_bundle.drop_folder import drop_folder_of, scan, take
 
 from .jobs import SYNC_JOB_NAME

@@ -14,7 +14,7 @@ import datetime as dt
 
 import dagster as dg
 
-from roster_pipeline.districts import WEEKDAYS, District, Registry
+from roster_pipeline.registry.districts import WEEKDAYS, District, Registry
 
 GRACE = dt.timedelta(hours=6)  # a sync takes time, and a transient SIS outage is retried by the next tick
 

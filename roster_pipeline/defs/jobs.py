@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from roster_pipeline.run_tags import SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
 
 from .assets import DRY_RUN_JOB_NAME, GROUP
 from .derived_assets import DERIVED_GROUP

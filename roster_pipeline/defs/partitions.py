@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from roster_pipeline.districts import Registry
+from roster_pipeline.registry.districts import Registry
 
 
 def district_partitions(registry: Registry) -> dg.StaticPartitionsDefinition:

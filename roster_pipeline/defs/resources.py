@@ -1,6 +1,6 @@
 """Dagster resources: where the warehouse is and which districts exist.
 
-Both are thin: the real work lives in ``roster_pipeline.warehouse`` and ``roster_pipeline.districts`` so
+Both are thin: the real work lives in ``roster_pipeline.warehouse`` and ``roster_pipeline.registry.districts`` so
 that the demo, the benchmark and tests use the same code without Dagster.
 """
 
@@ -11,7 +11,7 @@ import functools
 import dagster as dg
 
 from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.districts import Registry, load_registry
+from roster_pipeline.registry.districts import Registry, load_registry
 from roster_pipeline.warehouse import Warehouse
 
 

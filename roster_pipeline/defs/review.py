@@ -11,7 +11,7 @@ from pydantic import Field
 from roster_pipeline.control import review as actions
 from roster_pipeline.control import undo as undo_action
 from roster_pipeline.derived.build import rebuild_after_review
-from roster_pipeline.districts import District
+from roster_pipeline.registry.districts import District
 
 from .derived_assets import build_metadata
 from .publish_events import approved_materialization, undone_materialization

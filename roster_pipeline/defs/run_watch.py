@@ -22,7 +22,7 @@ from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from roster_pipeline.control.dead_runs import RunObservation
-from roster_pipeline.run_tags import ROOT_RUN_TAG
+from roster_pipeline.pipeline.run_tags import ROOT_RUN_TAG
 
 _STEP_EVENTS = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
 _CRASH_WORDS = ("terminated by signal", "unexpectedly exited", "terminated unexpectedly", "exit code")

@@ -16,15 +16,15 @@ import datetime as dt
 
 import dagster as dg
 
-from roster_pipeline.admission import admission
-from roster_pipeline.districts import WEEKDAYS, District, Registry
-from roster_pipeline.run_tags import (
+from roster_pipeline.pipeline.admission import admission
+from roster_pipeline.pipeline.run_tags import (
     DISTRICT_NAME_TAG,
     DISTRICT_TAG,
     SCHEDULE_TAG,
     SCHOOL_YEAR_TAG,
     SYNC_MODE_TAG,
 )
+from roster_pipeline.registry.districts import WEEKDAYS, District, Registry
 
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource

@@ -31,11 +31,16 @@ from roster_pipeline.control.state import all_states, clear_pending, now_utc
 from roster_pipeline.control.status import district_activity, status_markdown
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.control.undo_emails import email_undone_imports
-from roster_pipeline.districts import Registry
 from roster_pipeline.notify import SmtpSender, sender_from_env
 from roster_pipeline.notify.sender import Sender
 from roster_pipeline.notify.settings import NotifySettings
-from roster_pipeline.run_tags import PARTITION_TAG, REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG, ROOT_RUN_TAG
+from roster_pipeline.pipeline.run_tags import (
+    PARTITION_TAG,
+    REVIEW_ACTION_ID_TAG,
+    REVIEW_ACTION_TAG,
+    ROOT_RUN_TAG,
+)
+from roster_pipeline.registry.districts import Registry
 from roster_pipeline.warehouse import Warehouse
 
 from .jobs import SYNC_JOB_NAME

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from roster_pipeline.districts import District
+from roster_pipeline.registry.districts import District
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse import derived as sql
 from roster_pipeline.warehouse.derived import DerivedWarning

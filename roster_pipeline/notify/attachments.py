@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from roster_pipeline.rejects import Reject
+from roster_pipeline.records.rejects import Reject
 
 DEFAULT_MAX_ROWS = 50_000
 REJECT_COLUMNS: tuple[str, ...] = (

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from roster_pipeline.rejects import Reject
-from roster_pipeline.run_tags import SyncMode
+from roster_pipeline.pipeline.run_tags import SyncMode
+from roster_pipeline.records.rejects import Reject
 
 EmailKind = Literal["check_your_data", "import_results"]
 ThresholdStatus = Literal["OK", "EXCEEDED", "EXEMPT"]

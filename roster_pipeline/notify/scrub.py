@@ -16,8 +16,8 @@ from email.message import EmailMessage, Message
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from roster_pipeline.districts import District
     from roster_pipeline.notify.settings import SmtpSettings
+    from roster_pipeline.registry.districts import District
 
 # Values this short are not credentials and would match ordinary text by chance.
 MIN_SECRET_LENGTH = 6

@@ -5,7 +5,7 @@ and for a lone ``\\ud800`` escape.  Neither is a truncation, and re-reading does
 serves the same bytes every time.  So the body is decoded again with ``surrogateescape`` (each bad byte
 becomes a lone surrogate that remembers it) and parsed by the standard library, which accepts such
 text; the record holding it is then quarantined by validation (check ``invalid_utf8``, field named,
-see ``roster_pipeline.unstorable``) and the rest of the page goes on.  Only a body that is not JSON
+see ``roster_pipeline.records.unstorable``) and the rest of the page goes on.  Only a body that is not JSON
 even then is a failure: truncated (transient, retried as before) or, when it also holds bytes that
 are not UTF-8, corrupt (``CorruptBody``: the client reads it once more, then gives up).
 """

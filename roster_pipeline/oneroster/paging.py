@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import orjson
 
 from roster_pipeline.oneroster.intmap import SortedInt64Map
-from roster_pipeline.resources import RESOURCES_BY_COLLECTION, resource
+from roster_pipeline.records.catalogue import RESOURCES_BY_COLLECTION, resource
 
 Record = dict[str, Any]
 

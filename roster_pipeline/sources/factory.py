@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from roster_pipeline.districts import District
 from roster_pipeline.oneroster import ClientConfig, OneRosterClient
-from roster_pipeline.run_tags import CSV_BUNDLE_TAG
+from roster_pipeline.pipeline.run_tags import CSV_BUNDLE_TAG
+from roster_pipeline.registry.districts import District
 from roster_pipeline.sources.csv_bundle import CsvBundleError, CsvBundleSource
 from roster_pipeline.sources.csv_bundle.drop_folder import PROCESSED
 from roster_pipeline.sources.protocol import RosterSource

@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from roster_pipeline.resources import RESOURCES_BY_NAME
+from roster_pipeline.records.catalogue import RESOURCES_BY_NAME
 
 # How far a given percentage may be from 100*count/base, in percentage points.  Wide enough for a
 # builder that rounds to one decimal, narrow enough to catch a fraction (0.31) sent instead of 31.0.

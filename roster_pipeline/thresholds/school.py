@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from roster_pipeline.districts import SchoolThresholds
+from roster_pipeline.registry.districts import SchoolThresholds
 from roster_pipeline.thresholds.inputs import SchoolSummary, validate_input
 from roster_pipeline.thresholds.report import ThresholdReport
 from roster_pipeline.thresholds.rules import EXCEEDED, Rule, evaluate, severity_order

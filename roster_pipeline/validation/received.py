@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from roster_pipeline.oneroster.paging import RecordIssue
-from roster_pipeline.rejects import Reject
-from roster_pipeline.unstorable import visible
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.records.unstorable import visible
 
 from .messages import clip, explain, record_label
 

@@ -5,7 +5,7 @@ This runs on every page as it arrives, before staging, so a failing record is qu
 reaches a published table.  The model is run with ``lazy=True`` so every failure of every record is
 collected in one pass; each failure case becomes one Reject per (record, field, check), and any record
 with an error is left out of ``valid`` — nothing is dropped silently.  A value no warehouse can store
-(a NUL character, undecodable text: ``roster_pipeline.unstorable``) quarantines its record the same way,
+(a NUL character, undecodable text: ``roster_pipeline.records.unstorable``) quarantines its record the same way,
 with the field named, instead of failing the batch's COPY and with it the district.
 """
 
@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from roster_pipeline.districts import District
-from roster_pipeline.rejects import Reject
-from roster_pipeline.resources import resource
-from roster_pipeline.unstorable import CHECKS as UNSTORABLE_CHECKS
-from roster_pipeline.unstorable import all_storable, problems, visible
+from roster_pipeline.records.catalogue import resource
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.records.unstorable import CHECKS as UNSTORABLE_CHECKS
+from roster_pipeline.records.unstorable import all_storable, problems, visible
+from roster_pipeline.registry.districts import District
 
 from .frames import FrameColumn, as_text, build_frame, frame_columns, served_value
 from .messages import clip, explain, record_label
@@ -140,7 +140,7 @@ def _unstorable_reject(
     district_id: str, resource_name: str, record: Mapping[str, Any], position: int, path: str, check: str, shown: str
 ) -> Reject:
     """A value no warehouse can store (NUL, undecodable text, a huge number): the record is quarantined
-    with the field named instead of failing the whole batch's COPY (see ``roster_pipeline.unstorable``)."""
+    with the field named instead of failing the whole batch's COPY (see ``roster_pipeline.records.unstorable``)."""
     sourced_id = _sourced_id(record)
     label = record_label(district_id, resource_name, sourced_id, position)
     return Reject(

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from roster_pipeline.rejects import Reject
+from roster_pipeline.records.rejects import Reject
 from roster_pipeline.warehouse import staging
 from roster_pipeline.warehouse.schema import import_runs
 

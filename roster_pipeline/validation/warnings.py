@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from roster_pipeline.districts import District
-from roster_pipeline.rejects import Reject
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.registry.districts import District
 
 from .messages import record_label
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 
-from roster_pipeline.resources import RESOURCES, Resource
+from roster_pipeline.records.catalogue import RESOURCES, Resource
 
 Kind = Literal["scalar", "ref", "refs", "list"]
 

@@ -36,9 +36,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from roster_pipeline.rejects import Reject
-from roster_pipeline.resources import RESOURCES, Resource, resource
-from roster_pipeline.run_tags import SYNC_MODES
+from roster_pipeline.pipeline.run_tags import SYNC_MODES
+from roster_pipeline.records.catalogue import RESOURCES, Resource, resource
+from roster_pipeline.records.rejects import Reject
 
 from . import archive, classify, field_diff, purge, quarantine, staging, summaries, undo
 from . import diff as sql

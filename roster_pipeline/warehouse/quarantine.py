@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from roster_pipeline.rejects import Reject
-from roster_pipeline.resources import resource
-from roster_pipeline.unstorable import storable, storable_text
+from roster_pipeline.records.catalogue import resource
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.records.unstorable import storable, storable_text
 
 from . import staging
 from .schema import SEVERITIES, rejected_records
@@ -30,7 +30,7 @@ MESSAGE_MAX = 2_000
 
 # Postgres text can hold no NUL and JSONB no \u0000 escape, and no database takes lone surrogates (an
 # undecodable byte); bad SIS data may carry all of them, and the quarantine is exactly where bad data
-# must land instead of aborting the COPY (see ``roster_pipeline.unstorable``).
+# must land instead of aborting the COPY (see ``roster_pipeline.records.unstorable``).
 
 COLUMNS: tuple[str, ...] = (
     "import_id", "district_id", "resource", "sourced_id", "record_key", "field", "check_name", "value",

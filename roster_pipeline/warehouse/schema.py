@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-from roster_pipeline.resources import RESOURCES, Resource
+from roster_pipeline.records.catalogue import RESOURCES, Resource
 
 from .columns import columns_for
 

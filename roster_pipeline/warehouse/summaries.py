@@ -15,11 +15,11 @@ from collections.abc import Mapping
 import pandas as pd
 import sqlalchemy as sa
 
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 
 from . import staging as stg
-from .counts import ChangeCounts
 from .classify import unmarked_change
+from .counts import ChangeCounts
 from .diff import Scope, unreadable_id_sql
 from .schema import TABLES, import_resource_counts, import_runs
 

@@ -47,7 +47,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from roster_pipeline.resources import RESOURCES
+from roster_pipeline.records.catalogue import RESOURCES
 
 from .columns import flattener
 from .diff import Scope

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from roster_pipeline.districts import District
+from roster_pipeline.registry.districts import District
 
 #: The run tag naming the bundle (a path) a drop-folder district's run imports.
 PROCESSED = "processed"

@@ -37,9 +37,9 @@ from typing import IO, Any, Literal
 
 from roster_pipeline.oneroster.paging import Batch, RecordIssue, SeenRecords
 from roster_pipeline.oneroster.stats import FetchStats
-from roster_pipeline.rejects import Reject
-from roster_pipeline.resources import resource
-from roster_pipeline.unstorable import visible
+from roster_pipeline.records.catalogue import resource
+from roster_pipeline.records.rejects import Reject
+from roster_pipeline.records.unstorable import visible
 
 from .errors import CsvBundleError
 from .layout import FILES, MANIFEST, CsvFile, csv_column
@@ -145,7 +145,7 @@ class CsvBundleSource:
 
     @property
     def delivered_mode(self) -> Literal["full", "delta"]:
-        """The import mode the bundle calls for (see ``roster_pipeline.sync_mode.decide_mode``)."""
+        """The import mode the bundle calls for (see ``roster_pipeline.pipeline.sync_mode.decide_mode``)."""
         return self.manifest.sync_mode
 
     def iter_batches(self, name: str, since: datetime | None = None) -> Iterator[list[Record]]:

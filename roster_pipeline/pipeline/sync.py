@@ -14,16 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from roster_pipeline.admission import admission
 from roster_pipeline.derived.build import DerivedBuild, build_derived_tables
-from roster_pipeline.districts import District
 from roster_pipeline.oneroster import OneRosterError
-from roster_pipeline.resources import Resource
-from roster_pipeline.run_tags import SyncMode
-from roster_pipeline.snapshot_checks import SnapshotChecks, check_snapshot
+from roster_pipeline.pipeline.admission import admission
+from roster_pipeline.pipeline.run_tags import SyncMode
+from roster_pipeline.pipeline.snapshot_checks import SnapshotChecks, check_snapshot
+from roster_pipeline.pipeline.sync_mode import ModeDecision, ModeRequest, decide_mode, escalate_on_vanish
+from roster_pipeline.records.catalogue import Resource
+from roster_pipeline.registry.districts import District
 from roster_pipeline.sources import RosterSource, open_source
 from roster_pipeline.sources.csv_bundle import CsvBundleError
-from roster_pipeline.sync_mode import ModeDecision, ModeRequest, decide_mode, escalate_on_vanish
 from roster_pipeline.validation import issue_rejects, validate_batch
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 from roster_pipeline.warehouse.purge import PurgeCounts
@@ -131,7 +131,7 @@ def open_sync_import(
 ) -> OpenedImport:
     """Start an import for a run in the requested mode; a delta with nothing published before runs full.
 
-    The caller has admitted the run first (``roster_pipeline.admission``), before any request to the SIS.
+    The caller has admitted the run first (``roster_pipeline.pipeline.admission``), before any request to the SIS.
     """
     school_year = school_year_for(district, client)
     # A source whose data has a mode of its own (a CSV bundle's manifest) decides it; REST sources have none.

@@ -17,16 +17,16 @@ from importlib.metadata import PackageNotFoundError, version
 DISTRIBUTION = "roster-pipeline"
 
 # Commands that act on a deployment's registry and warehouse: run from the folder of `roster-pipeline demo`
-# without a registry of their own, they use the demo's settings (roster_pipeline.demo_home).
+# without a registry of their own, they use the demo's settings (roster_pipeline.cli.demo_home).
 USES_DEMO_SETTINGS = frozenset({"review", "backfill"})
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulator": ("roster_pipeline.simulator.command", "run a OneRoster 1.1 SIS (Infinite Campus layout) on loopback"),
-    "demo": ("roster_pipeline.demo", "start the simulator with two demo districts and the Dagster UI (or --once)"),
+    "demo": ("roster_pipeline.cli.demo", "start the simulator with two demo districts and the Dagster UI (or --once)"),
     "bench": ("roster_pipeline.benchmark", "run the real Dagster sync on a simulated district vs the machine's limit, dlt and a naive script"),
-    "review": ("roster_pipeline.review_cli", "review a paused district's held import (approve, reject, reprocess) or undo its last import"),
-    "backfill": ("roster_pipeline.backfill_cli", "sync several districts, one run each (e.g. after rollover): --all or --districts a,b"),
+    "review": ("roster_pipeline.cli.review", "review a paused district's held import (approve, reject, reprocess) or undo its last import"),
+    "backfill": ("roster_pipeline.cli.backfill", "sync several districts, one run each (e.g. after rollover): --all or --districts a,b"),
 }
 
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     module_name, _ = COMMANDS[args.command]
     if args.command in USES_DEMO_SETTINGS:
-        from roster_pipeline.demo_home import apply_demo_settings
+        from roster_pipeline.cli.demo_home import apply_demo_settings
 
         used = apply_demo_settings(os.environ)
         if used is not None:
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # A registry that is missing or wrong is the user's to fix: its message names the file and the
         # field, and a stack trace around it only hides that.  Imported here: `simulator` never loads it.
-        from roster_pipeline.districts import RegistryError
+        from roster_pipeline.registry.districts import RegistryError
 
         if not isinstance(exc, RegistryError):
             raise

@@ -4,7 +4,7 @@ All six speak OneRoster, but they differ in what a district administrator can co
 admin screens and how the token and API URLs follow from it, in where the OAuth2 client credentials go
 on the token request (HTTP Basic or the form body), in how large a page and how many concurrent
 requests the SIS tolerates, and in quirks an operator should know.  Keeping that here, as data, means
-the registry (``roster_pipeline.districts``) validates every district the same way, its errors can say
+the registry (``roster_pipeline.registry.districts``) validates every district the same way, its errors can say
 *what to copy from where*, and the per-SIS table of docs/configuration.md is rendered from the same records
 (``setup_table_markdown``), so the documentation cannot drift from what the code accepts.
 

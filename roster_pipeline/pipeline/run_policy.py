@@ -1,7 +1,7 @@
 """How an admitted sync run imports in a rollover: additions_only and past school years.  Kept apart from
 ``rollover.py`` so the policy stays pure.
 
-1. ``roster_pipeline.admission`` decides before the import is opened (no SIS request) whether the run may
+1. ``roster_pipeline.pipeline.admission`` decides before the import is opened (no SIS request) whether the run may
    sync at all, and hands over the run's rollover policy;
 2. ``start_rollover_import`` once the import exists: refuses a run that explicitly asked for a past school
    year (run tag ``roster/school_year``), records ``additions_only`` on the import, returns metadata;
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from roster_pipeline.districts import District
-from roster_pipeline.rollover import RolloverPolicy
-from roster_pipeline.run_tags import SCHOOL_YEAR_TAG
+from roster_pipeline.pipeline.rollover import RolloverPolicy
+from roster_pipeline.pipeline.run_tags import SCHOOL_YEAR_TAG
+from roster_pipeline.registry.districts import District
 from roster_pipeline.warehouse import Warehouse, WarehouseError
 from roster_pipeline.warehouse.archive import PastSchoolYearError
 

@@ -23,8 +23,8 @@ from roster_pipeline.control import undo as undo_action
 from roster_pipeline.control.schema import create_control_schema
 from roster_pipeline.defs.publish_events import approved_materialization, undone_materialization
 from roster_pipeline.derived.build import rebuild_after_review
-from roster_pipeline.districts import ENV_FILE_VARIABLE, load_registry
-from roster_pipeline.run_tags import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
+from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
+from roster_pipeline.registry.districts import ENV_FILE_VARIABLE, load_registry
 from roster_pipeline.warehouse import ENV_DATABASE_URL, Warehouse
 
 ACTIONS = ("approve", "reject", "reprocess", "undo")

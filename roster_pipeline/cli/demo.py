@@ -3,7 +3,7 @@
 Everything runs on this machine: the OneRoster simulator on loopback, the warehouse at
 ``ROSTER_DATABASE_URL`` or the embedded SQLite file, and Dagster on the demo's own local instance.  All of
 it lives in one stable folder, ``.roster_pipeline/`` under the directory the demo is started from
-(``roster_pipeline.demo_home``), printed with absolute paths, so a second shell (``dagster job launch``,
+(``roster_pipeline.cli.demo_home``), printed with absolute paths, so a second shell (``dagster job launch``,
 ``roster-pipeline review``) finds the same runs, registry, warehouse and outbox.  The demo's client secrets
 are generated per run and handed to Dagster through environment variables, the same way a real district's
 secrets are; the only file holding them is the user-only ``.roster_pipeline/demo.env``.
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from roster_pipeline.demo_home import DemoHome, demo_home, write_settings
-from roster_pipeline.districts import ENV_FILE_VARIABLE
+from roster_pipeline.cli.demo_home import DemoHome, demo_home, write_settings
+from roster_pipeline.registry.districts import ENV_FILE_VARIABLE
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.warehouse.engine import ENV_DATABASE_URL, resolve_url
 
@@ -136,8 +136,8 @@ SCENARIOS: dict[str, tuple[str, dict[str, object], str]] = {
 
 def sync_once(job: object, instance: object, district_id: str) -> tuple[bool, list[tuple[str, str, dict[str, object]]], str]:
     """One district through the real Dagster job; returns (published?, table rows, check summary)."""
-    from roster_pipeline.demo_logging import RUN_CONFIG
-    from roster_pipeline.resources import RESOURCES
+    from roster_pipeline.cli.demo_logging import RUN_CONFIG
+    from roster_pipeline.records.catalogue import RESOURCES
 
     # Full pulls: the demo shows what a whole snapshot does (a delta never infers deletions).
     result = job.execute_in_process(  # type: ignore[attr-defined]
@@ -164,12 +164,12 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None,
     from roster_pipeline.control.review import approve
     from roster_pipeline.control.state import get_state
     from roster_pipeline.definitions import build_definitions
-    from roster_pipeline.districts import load_registry
+    from roster_pipeline.registry.districts import load_registry
     from roster_pipeline.simulator.admin import apply_mutation
     from roster_pipeline.warehouse import Warehouse
 
     registry = load_registry(registry_path)
-    from roster_pipeline.demo_logging import demo_console_logger
+    from roster_pipeline.cli.demo_logging import demo_console_logger
 
     # INFO and up, a hold in one line (demo_logging)
     job = build_definitions(registry).resolve_job_def("sync_district").with_logger_defs({"console": demo_console_logger})

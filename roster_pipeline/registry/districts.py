@@ -7,7 +7,7 @@ it holds the *names* of environment variables, and those are read only when a di
 so one district's missing secret never stops the others.
 
 What differs between SIS (how URLs follow from the fields an admin copies, token auth, page size and
-concurrency bounds) lives in ``roster_pipeline.sis_profiles``; this module applies the district's profile.
+concurrency bounds) lives in ``roster_pipeline.registry.sis_profiles``; this module applies the district's profile.
 
 Error messages and reprs never contain a secret value: the only place a value is read is
 ``District.credentials`` and it never formats what it read.
@@ -35,8 +35,8 @@ from pydantic import (
 )
 
 from roster_pipeline.oneroster.secure_url import url_problem
-from roster_pipeline.resources import RESOURCES_BY_NAME
-from roster_pipeline.sis_profiles import (
+from roster_pipeline.records.catalogue import RESOURCES_BY_NAME
+from roster_pipeline.registry.sis_profiles import (
     PROFILES,
     REGISTRY_MAX_CONCURRENCY,
     REGISTRY_MAX_PAGE_SIZE,

@@ -27,7 +27,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from roster_pipeline.districts import ENV_FILE_VARIABLE
+from roster_pipeline.registry.districts import ENV_FILE_VARIABLE
 
 STATE_DIR_NAME = ".roster_pipeline"
 

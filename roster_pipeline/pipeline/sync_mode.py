@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, cast
 
-from roster_pipeline.districts import District
-from roster_pipeline.resources import RESOURCES
-from roster_pipeline.run_tags import REVIEW_ACTION_TAG, SYNC_MODE_TAG, SYNC_MODES, SyncMode
+from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_TAG, SYNC_MODE_TAG, SYNC_MODES, SyncMode
+from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.registry.districts import District
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.core import ImportRun
 

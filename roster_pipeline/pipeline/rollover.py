@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from roster_pipeline.districts import District, ThresholdOverrides, resolve_month_day
-from roster_pipeline.run_tags import AS_OF_TAG, REVIEW_ACTION_TAG, ROLLOVER_OVERRIDE_TAG
+from roster_pipeline.pipeline.run_tags import AS_OF_TAG, REVIEW_ACTION_TAG, ROLLOVER_OVERRIDE_TAG
+from roster_pipeline.registry.districts import District, ThresholdOverrides, resolve_month_day
 
 
 class RolloverConfigError(ValueError):

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from roster_pipeline.districts import District, ThresholdOverrides
+from roster_pipeline.registry.districts import District, ThresholdOverrides
 from roster_pipeline.thresholds import (
     ThresholdReport,
     evaluate_change_thresholds,

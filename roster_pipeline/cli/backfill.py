@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from roster_pipeline.districts import ENV_FILE_VARIABLE, Registry, load_registry
-from roster_pipeline.run_tags import AS_OF_TAG, BACKFILL_TAG, ROLLOVER_OVERRIDE_TAG, SYNC_MODE_TAG
+from roster_pipeline.pipeline.run_tags import AS_OF_TAG, BACKFILL_TAG, ROLLOVER_OVERRIDE_TAG, SYNC_MODE_TAG
+from roster_pipeline.registry.districts import ENV_FILE_VARIABLE, Registry, load_registry
 from roster_pipeline.warehouse import ENV_DATABASE_URL, Warehouse
 
 

@@ -26,9 +26,9 @@ import sqlalchemy as sa
 
 from roster_pipeline.control.guard import ALLOWED_WHILE_PAUSED, DistrictPausedError
 from roster_pipeline.control.state import get_state, review_hint
-from roster_pipeline.districts import District
-from roster_pipeline.rollover import RolloverPolicy, policy_for_run, rollover_policy
-from roster_pipeline.run_tags import REVIEW_ACTION_TAG
+from roster_pipeline.pipeline.rollover import RolloverPolicy, policy_for_run, rollover_policy
+from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_TAG
+from roster_pipeline.registry.districts import District
 
 
 @dataclass(frozen=True)
