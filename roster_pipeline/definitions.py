@@ -10,6 +10,7 @@ import dagster as dg
 
 from roster_pipeline.defs.assets import build_roster_assets
 from roster_pipeline.defs.derived_assets import build_derived_assets
+from roster_pipeline.defs.district_status import district_status_spec
 from roster_pipeline.defs.drop_folders import build_drop_folder_sensor
 from roster_pipeline.defs.freshness import import_freshness_policy
 from roster_pipeline.defs.jobs import build_dry_run_job, build_sync_job
@@ -17,7 +18,7 @@ from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.defs.review import build_review_jobs
 from roster_pipeline.defs.schedules import build_district_schedules
-from roster_pipeline.defs.sensors import build_control_sensor, district_status_spec
+from roster_pipeline.defs.sensors import build_control_sensor
 from roster_pipeline.registry.districts import Registry, load_registry
 
 

@@ -53,6 +53,7 @@ from roster_pipeline.validation.schemas import SCHEMAS
 from roster_pipeline.warehouse import ChangeCounts, Warehouse
 from roster_pipeline.warehouse.core import OPEN_STATUSES
 
+from .district_status import district_status_event
 from .resources import DistrictRegistryResource, WarehouseResource
 
 GROUP = "roster_sync"
@@ -322,11 +323,8 @@ def build_publish_asset(
             published = wh.publish(import_id)
         publish_seconds = time.perf_counter() - started
         # district_status's "last import" and "last published" change with every publish, not only when
-        # the control sensor pauses or resumes someone; record it here too (imported late: sensors
-        # imports this module's neighbours).
-        # The import is published by now: a failure to record the status must not fail the run.
-        from .sensors import district_status_event
-
+        # the control sensor pauses or resumes someone; record it here too. The import is published by
+        # now: a failure to record the status must not fail the run.
         try:
             context.log_event(district_status_event(wh, registry.get()))
         except Exception as exc:  # noqa: BLE001 - the control sensor records it on its next change

@@ -14,9 +14,9 @@ from roster_pipeline.derived.build import rebuild_after_review
 from roster_pipeline.registry.districts import District
 
 from .derived_assets import build_metadata
+from .district_status import district_status_event
 from .publish_events import approved_materialization, undone_materialization
 from .resources import DistrictRegistryResource, WarehouseResource
-from .sensors import district_status_event
 
 
 class ReviewConfig(dg.Config):

@@ -28,7 +28,6 @@ from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, dead_run, st
 from roster_pipeline.control.notifier import Delivery
 from roster_pipeline.control.run_failures import handle_run_failure, retry_run_failure_emails, settle_dead_run
 from roster_pipeline.control.state import all_states, clear_pending, now_utc
-from roster_pipeline.control.status import district_activity, status_markdown
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.control.undo_emails import email_undone_imports
 from roster_pipeline.notify import SmtpSender, sender_from_env
@@ -43,13 +42,13 @@ from roster_pipeline.pipeline.run_tags import (
 from roster_pipeline.registry.districts import Registry
 from roster_pipeline.warehouse import Warehouse
 
+from .district_status import district_status_event
 from .jobs import SYNC_JOB_NAME
 from .resources import DistrictRegistryResource, WarehouseResource
 from .run_watch import observe_run
 from .schedules import district_tags
 
 CONTROL_SENSOR_NAME = "district_control"
-DISTRICT_STATUS_ASSET = "district_status"
 FAILURES_PER_TICK = 100
 CONTROL_SENSOR_INTERVAL_ENV = "ROSTER_CONTROL_SENSOR_INTERVAL_SECONDS"
 DEFAULT_CONTROL_SENSOR_INTERVAL_SECONDS = 30
@@ -92,35 +91,6 @@ class ControlCursor:
 
     def dump(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
-
-
-def district_status_spec() -> dg.AssetSpec:
-    return dg.AssetSpec(
-        DISTRICT_STATUS_ASSET,
-        group_name="roster_control",
-        kinds={"sql"},
-        description=(
-            "Every district: running or PAUSED, since when, by whom, why (in full below the table), the held "
-            "import, any pending review action, the next scheduled run, the last import (when, full or delta, "
-            "outcome), the last publish (OVERDUE when its schedule is missed) and the thresholds in force. Recorded by the district_control sensor and the review jobs whenever a district "
-            "is paused or resumed; the source of truth is the warehouse table district_state."
-        ),
-    )
-
-
-def district_status_event(warehouse: Warehouse, registry: Registry) -> dg.AssetMaterialization:
-    states = all_states(warehouse.engine)
-    held = {d: (run.import_id if (run := warehouse.held_import(d)) else None) for d in registry.districts}
-    paused = sorted(d for d, s in states.items() if s.paused and d in registry.districts)
-    return dg.AssetMaterialization(
-        asset_key=DISTRICT_STATUS_ASSET,
-        metadata={
-            "districts": len(registry.districts),
-            "paused": len(paused),
-            "paused_districts": ", ".join(paused) or "none",
-            "status": dg.MetadataValue.md(status_markdown(registry, states, held, district_activity(warehouse, registry))),
-        },
-    )
 
 
 def smtp_sender_factory(settings: NotifySettings) -> Callable[[], Sender]:

@@ -25,7 +25,7 @@ When the classification stays right, and when it must be redone:
 * rows withdrawn from staging after the pass (the quarantine's ``reject_staged``, an additions_only
   import's withheld deletions) simply drop out of the aggregate;
 * vanished rows are filtered when read: a record quarantined (or a resource with an unreadable id, see
-  ``diff.unreadable_id_sql``) after the pass never counts as vanished;
+  ``scope.unreadable_id_sql``) after the pass never counts as vanished;
 * staging more rows for a resource clears its ``classified_watermark`` (``Warehouse.stage``): the next
   reader classifies again (duplicates are removed first, so a record is classified once);
 * the district's published rows changed since the pass (another import published, an undo, a purge):
@@ -39,8 +39,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from .counts import ChangeCounts
-from .diff import Scope, published_scope, quarantined_ids, unreadable_id
 from .schema import ResourceTables, data_purges, import_resource_counts, import_runs
+from .scope import Scope, published_scope, quarantined_ids, unreadable_id
+from .staging import vanished_for
 
 #: Rows whose published version the publish replaces (history + UPDATE), and rows it inserts.
 REPLACES: tuple[str, ...] = ("updated", "readded", "deleted")
@@ -155,7 +156,6 @@ def unmarked_change(conn: sa.Connection, import_id: int, resource_name: str) -> 
 
 
 def _vanished_table(scope: Scope) -> sa.Table:
-    from .staging import vanished_for
 
     return vanished_for(scope.import_id)
 

@@ -48,7 +48,8 @@ from .errors import WarehouseError
 from .load import build_rows, copy_rows
 from .locks import lock_district_writes
 from .published import latest_published_import_id
-from .schema import TABLES, create_schema, import_resource_counts, import_runs, rejected_records
+from .schema import STAGED_STATUSES, TABLES, import_resource_counts, import_runs, rejected_records
+from .setup import create_schema
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,6 @@ ANALYZE_AFTER_ROWS = 10_000
 RowBuilder = Callable[[Sequence[Mapping[str, Any]]], list[tuple[Any, ...]]]
 OPEN_STATUSES = ("running", "staged")  # still receiving records / waiting for checks
 # statuses whose snapshot is still in staging (it can be diffed, summarised, reviewed)
-STAGED_STATUSES = ("running", "staged", "held", "dry_run", "failed")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql
 
 from roster_pipeline.records.catalogue import RESOURCES
 
+from . import classify
 from . import diff as sql
 from .counts import ChangeCounts
 from .diff import Scope
@@ -39,7 +40,6 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
     """Insert one resource's changes, read from its classified staging rows (``classify.py``); ``expected``
     is that classification's counts, used to skip steps with nothing to do.  Only ``updated`` rows are
     joined with their published version. Returns rows."""
-    from . import classify
 
     p, s = t.published.c, t.staging.c
     ifc = import_field_changes

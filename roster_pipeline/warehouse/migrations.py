@@ -52,10 +52,21 @@ they are built depends on registry settings the warehouse does not hold.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from .schema import TABLES, import_resource_counts, import_runs
+from . import staging
+from .archive import archive_superseded_years
+from .schema import (
+    STAGED_STATUSES,
+    TABLES,
+    class_teachers,
+    derived_warnings,
+    import_resource_counts,
+    import_runs,
+    student_logins,
+)
 
 
 def _columns(conn: sa.Connection, table_name: str) -> set[str]:
@@ -119,10 +130,6 @@ def upgrade_to_2(conn: sa.Connection) -> None:
 
 def upgrade_to_3(conn: sa.Connection) -> None:
     """additions_only / withheld counters, archived_at on year-scoped tables, older years archived."""
-    from datetime import UTC, datetime
-
-    from .archive import archive_superseded_years
-
     add_missing_columns(conn, import_runs)
     add_missing_columns(conn, import_resource_counts)
     for tables in TABLES.values():
@@ -142,9 +149,6 @@ def upgrade_to_4(conn: sa.Connection) -> None:
 
 def upgrade_to_5(conn: sa.Connection) -> None:
     """Per-import staging tables: carry over the imports still in staging, drop the shared tables."""
-    from . import staging
-    from .core import STAGED_STATUSES
-
     present = set(sa.inspect(conn).get_table_names())
     legacy = {name: t.staging for name, t in TABLES.items() if t.staging.name in present}
     in_staging = conn.execute(
@@ -171,8 +175,6 @@ def upgrade_to_5(conn: sa.Connection) -> None:
 
 def upgrade_to_6(conn: sa.Connection) -> None:
     """The ``change`` column on each import's staging tables, its vanished table, the classification state."""
-    from . import staging
-
     add_missing_columns(conn, import_resource_counts)
     present = set(sa.inspect(conn).get_table_names())
     for import_id, resources in staging.existing(conn).items():
@@ -184,8 +186,6 @@ def upgrade_to_6(conn: sa.Connection) -> None:
 
 def upgrade_to_7(conn: sa.Connection) -> None:
     """Nothing to carry over: the derived tables are new and are filled by the next rebuild per district."""
-    from .schema import class_teachers, derived_warnings, student_logins
-
     present = set(sa.inspect(conn).get_table_names())
     missing = {t.name for t in (class_teachers, student_logins, derived_warnings)} - present
     if missing:  # create_all runs first; a database without them was not upgraded the way this step assumes

@@ -20,8 +20,8 @@ from roster_pipeline.records.catalogue import RESOURCES
 from . import staging as stg
 from .classify import unmarked_change
 from .counts import ChangeCounts
-from .diff import Scope, unreadable_id_sql
 from .schema import TABLES, import_resource_counts, import_runs
+from .scope import Scope, unreadable_id_sql
 
 CHANGE_SUMMARY_COLUMNS: tuple[str, ...] = (
     "resource", "published_before", "fetched", "added", "updated", "deleted", "unchanged", "tobedeleted",

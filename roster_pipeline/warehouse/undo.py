@@ -50,10 +50,10 @@ import sqlalchemy as sa
 from roster_pipeline.records.catalogue import RESOURCES
 
 from .columns import flattener
-from .diff import Scope
 from .errors import WarehouseError
 from .locks import lock_district_writes
 from .schema import TABLES, ResourceTables, import_runs, import_undo_counts
+from .scope import Scope
 from .summaries import CHANGE_SUMMARY_COLUMNS, SCHOOL_RESOURCES, SCHOOL_SUMMARY_COLUMNS, pct, school_counts
 
 PUBLISH_CHANGES: tuple[str, ...] = ("updated", "deleted", "vanished", "readded")  # written by a publish
