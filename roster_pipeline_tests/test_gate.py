@@ -20,7 +20,7 @@ from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.warehouse import Warehouse
 
 from .control_helpers import published_dump
-from .pipeline_helpers import materialization_metadata, sync, monkeypatch_environ, write_registry
+from .pipeline_helpers import materialization_metadata, monkeypatch_environ, sync, write_registry
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ def columns_that_differ(wh: Warehouse, expected: dict[str, tuple[Any, ...]], got
     a, b = expected.get(first), got.get(first)
     if a is None or b is None:
         return [first, a, b]
-    return [first, [(i, x, y) for i, (x, y) in enumerate(zip(a, b)) if x != y]]
+    return [first, [(i, x, y) for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]]
 
 
 def test_every_import_method_publishes_the_same_rows(

@@ -24,7 +24,6 @@ from roster_pipeline.notify import (
     render_import_results,
     sender_from_env,
 )
-from roster_pipeline_tests.smtp_server import SmtpTestServer, free_port
 from roster_pipeline_tests.notify_helpers import (
     ADMINS,
     SENDER,
@@ -33,6 +32,7 @@ from roster_pipeline_tests.notify_helpers import (
     import_results_report,
     parts,
 )
+from roster_pipeline_tests.smtp_server import SmtpTestServer, free_port
 
 PASSWORD_ENV = "ROSTER_TEST_SMTP_PASSWORD"
 PASSWORD = "C0rrect-Horse-Battery-Staple"

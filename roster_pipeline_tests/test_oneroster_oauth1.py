@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -94,7 +94,7 @@ def refusal(response: httpx.Response) -> str:
 
 @pytest.mark.parametrize("concurrent", [True, False], ids=["concurrent", "sequential-by-link"])
 def test_an_oauth1_client_pulls_every_page_of_a_filtered_delta(sim: SimulatorServer, concurrent: bool) -> None:
-    since = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    since = datetime(2020, 1, 1, tzinfo=UTC)
     with OneRosterClient(oauth1_config(sim, concurrent_paging=concurrent)) as client:
         ids = [r["sourcedId"] for batch in client.iter_batches("users", since=since, filter="role='student'")
                for r in batch]

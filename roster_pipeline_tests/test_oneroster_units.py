@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -24,7 +24,7 @@ from roster_pipeline.oneroster.retry import (
     wait_seconds,
 )
 
-NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_total_count_parsing() -> None:
 def test_delta_filter_is_utc_and_combined_with_callers_filter() -> None:
     since = datetime(2026, 11, 24, 19, 0, 0, tzinfo=timezone(timedelta(hours=-5)))
     assert format_since(since) == "2026-11-25T00:00:00Z"
-    assert format_since(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)) == "2026-01-02T03:04:05.678Z"
+    assert format_since(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
     assert build_filter(None, since) == "dateLastModified>'2026-11-25T00:00:00Z'"
     assert build_filter("role='student'", since) == "role='student' AND dateLastModified>'2026-11-25T00:00:00Z'"
     assert build_filter("role='student'", None) == "role='student'"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -137,7 +137,7 @@ def test_single_reads_school_year_deltas_and_errors_through_1p2(servers: dict[st
         assert one["role"] == "teacher" and one["orgs"][0]["sourcedId"] == teacher["orgs"][0]["sourcedId"]
         assert api.current_school_year() == district.school_year
         newest = max(u["dateLastModified"] for u in district.collections["users"].values())
-        since = datetime.fromisoformat(newest.replace("Z", "+00:00")).astimezone(timezone.utc)
+        since = datetime.fromisoformat(newest.replace("Z", "+00:00")).astimezone(UTC)
         earlier = [r for b in api.iter_batches("users", since=since.replace(hour=0, minute=0, second=0)) for r in b]
         assert earlier and all(r["dateLastModified"][:10] >= newest[:10] for r in earlier)
         assert all("role" in r and "orgs" in r for r in earlier)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import copy
 
 from roster_pipeline.oneroster import v1p2 as client_mapping
-from roster_pipeline.simulator import generate_district
-from roster_pipeline.simulator import v1p2
+from roster_pipeline.simulator import generate_district, v1p2
 
 
 def test_users_get_one_primary_role_per_first_org_and_administrators_a_1p2_name() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -107,7 +107,7 @@ def test_1p2_sync_publishes_the_same_rows_as_1p1(servers: dict[str, SimulatorSer
     assert {row["role"] for row in first["users"].values()} >= {"administrator", "aide", "guardian", "student", "teacher"}
 
     # The same day's changes at both SISes (same seed, same instant), then a delta through each version.
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for server in servers.values():
         changed = server.tenant("app").district
         mutations.change_users(changed, percent=5, seed=9, now=now)

@@ -254,7 +254,7 @@ def print_table(rows: list[tuple[str, str, dict[str, object]]]) -> None:
     table = [header] + [(d, r, *(str(m.get(c, "")) for c in columns)) for d, r, m in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for n, row in enumerate(table):
-        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
         if n == 0:
             print("  ".join("-" * w for w in widths))
 

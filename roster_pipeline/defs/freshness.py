@@ -39,7 +39,7 @@ def scheduled_interval(district: District) -> dt.timedelta | None:
     if s.frequency == "weekly":
         return dt.timedelta(days=7)
     minutes = sorted(t.hour * 60 + t.minute for t in _times(district))
-    gaps = [b - a for a, b in zip(minutes, minutes[1:])] + [minutes[0] + 24 * 60 - minutes[-1]]
+    gaps = [b - a for a, b in zip(minutes, minutes[1:], strict=False)] + [minutes[0] + 24 * 60 - minutes[-1]]
     return dt.timedelta(minutes=max(gaps))
 
 

@@ -49,16 +49,16 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import orjson
 
+from roster_pipeline.oneroster import v1p2
 from roster_pipeline.oneroster.auth import BearerAuth, TokenManager
 from roster_pipeline.oneroster.body import CorruptBody, parse_json
-from roster_pipeline.oneroster import v1p2
 from roster_pipeline.oneroster.config import ClientConfig
 from roster_pipeline.oneroster.errors import (
     AuthenticationError,
@@ -69,7 +69,6 @@ from roster_pipeline.oneroster.errors import (
     RetriesExhaustedError,
 )
 from roster_pipeline.oneroster.oauth1 import OAuth1Auth
-from roster_pipeline.oneroster.parse_gate import ParseGate
 from roster_pipeline.oneroster.paging import (
     Batch,
     Endpoint,
@@ -81,6 +80,7 @@ from roster_pipeline.oneroster.paging import (
     parse_link_header,
     parse_total_count,
 )
+from roster_pipeline.oneroster.parse_gate import ParseGate
 from roster_pipeline.oneroster.retry import RetryPolicy, TransientFailure, parse_retry_after
 from roster_pipeline.oneroster.secure_url import transport_reason
 from roster_pipeline.oneroster.stats import FetchStats
@@ -251,7 +251,7 @@ class OneRosterClient:
 
         One filtered request: a district has a handful of schoolYear sessions, far below a page.
         """
-        today = today or datetime.now(timezone.utc).date()
+        today = today or datetime.now(UTC).date()
         endpoint = endpoint_for("academicSessions")
         label = self._label(endpoint)
         stats = FetchStats(district_id=self.config.district_id, endpoint=label)

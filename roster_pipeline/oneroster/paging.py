@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,7 @@ def format_since(since: datetime) -> str:
     """
     if since.tzinfo is None or since.tzinfo.utcoffset(since) is None:
         raise ValueError("since must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
-    utc = since.astimezone(timezone.utc)
+    utc = since.astimezone(UTC)
     if utc.microsecond:
         return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -306,7 +306,7 @@ class SeenRecords:
         conflicted_here: set[int] = set()
         current = self._pass
         dumps, sort_keys, hand_out = orjson.dumps, orjson.OPT_SORT_KEYS, fresh.append
-        for record, key, known in zip(records, hashes, stored):
+        for record, key, known in zip(records, hashes, stored, strict=True):
             try:  # content_digest, inlined: this loop runs once per record of the pull
                 digest = hash(dumps(record, option=sort_keys)) & _DIGEST_MASK
             except (orjson.JSONEncodeError, TypeError):

@@ -15,9 +15,9 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
+from roster_pipeline.simulator import v1p2
 from roster_pipeline.simulator.auth import TokenState, basic_credentials, bearer_token, secrets_equal
 from roster_pipeline.simulator.faults import DATA_SETTINGS, KINDS, PAGING_SETTINGS, finish_body
-from roster_pipeline.simulator import v1p2
 from roster_pipeline.simulator.query import Query, QueryError, parse_query, project
 from roster_pipeline.simulator.responses import Response, imsx_error, json_response, not_found, oauth_error
 from roster_pipeline.simulator.views import COLLECTIONS, EMPTY_COLLECTIONS, Listing, empty, nested, top_level

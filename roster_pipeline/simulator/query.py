@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 Record = dict[str, Any]
@@ -248,7 +248,7 @@ def parse_datetime(text: str) -> datetime | None:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _compare(op: str, left: Any, right: Any) -> bool:
@@ -341,7 +341,7 @@ def compile_filter(parsed: Filter) -> Callable[[Record], bool]:
 def sort_key(field_name: str) -> Callable[[Record], Any]:
     path = field_name.split(".")
     if field_name in DATETIME_FIELDS:
-        return lambda r: parse_datetime(_text(r.get(field_name))) or datetime.min.replace(tzinfo=timezone.utc)
+        return lambda r: parse_datetime(_text(r.get(field_name))) or datetime.min.replace(tzinfo=UTC)
     if len(path) == 1:
         return lambda r: _text(r.get(field_name))
     return lambda r: _text((_values(r, path) or [""])[0])

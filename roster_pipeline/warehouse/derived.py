@@ -129,7 +129,7 @@ def insert_rows(conn: sa.Connection, table_name: str, values: Sequence[tuple[Any
                     copy.write_row(value)
         return len(values)
     if conn.dialect.name != "sqlite":
-        conn.execute(table.insert(), [dict(zip(columns, value)) for value in values])  # another driver
+        conn.execute(table.insert(), [dict(zip(columns, value, strict=True)) for value in values])  # another driver
         return len(values)
     placeholders = ", ".join("?" * len(columns))
     cursor = driver.cursor()  # type: ignore[union-attr]

@@ -99,7 +99,7 @@ def insert_rows(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         return
     raw_index = COLUMNS.index("raw")
     params = [
-        {c: (orjson.loads(v) if i == raw_index and v is not None else v) for i, (c, v) in enumerate(zip(COLUMNS, row))}
+        {c: (orjson.loads(v) if i == raw_index and v is not None else v) for i, (c, v) in enumerate(zip(COLUMNS, row, strict=True))}
         for row in rows
     ]
     conn.execute(rejected_records.insert(), params)

@@ -286,7 +286,7 @@ class CsvBundleSource:
         next(rows, None)
         for line, cells in rows:
             if len(cells) == len(header):
-                yield line, dict(zip(header, cells))
+                yield line, dict(zip(header, cells, strict=True))
 
     def _children(self, collection: str) -> dict[str, list[str]]:
         """parent sourcedId → child sourcedIds in file order (orgs, sessions: the JSON binding's ``children``)."""
@@ -326,7 +326,7 @@ class CsvBundleSource:
                     f"expected {len(header)} cells as in the header, got {len(cells)}",
                 ))
             else:
-                row = dict(zip(header, cells))
+                row = dict(zip(header, cells, strict=True))
                 if not row.get("sourcedId", "").strip():
                     row_rejects.append(self._row_reject(
                         spec, line, cells, header, "sourcedId", "required", None, "column 'sourcedId' is empty",
