@@ -35,7 +35,9 @@ def require_shared_reference() -> Path:
         return SHARED_REFERENCE
     if IN_CI:
         pytest.fail(f"CI=true but the OneRoster reference files are missing at {SHARED_REFERENCE}")
-    pytest.skip(f"../shared/oneroster-reference not found at {SHARED_REFERENCE} (only present in the team's checkout)")
+    pytest.skip(
+        f"../shared/oneroster-reference not found at {SHARED_REFERENCE} (only present in the team's checkout)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -148,7 +150,9 @@ def module_production_dagster_home(
 ) -> ProductionDagsterHome:
     """``production_dagster_home`` shared by a module's tests. Nothing is set in this process's environment
     (a module-scoped fixture has no monkeypatch): pass ``.env`` to the processes that need it."""
-    return make_production_home(tmp_path_factory.mktemp("production") / "dagster_home", module_postgres_database())
+    return make_production_home(
+        tmp_path_factory.mktemp("production") / "dagster_home", module_postgres_database()
+    )
 
 
 @pytest.fixture()

@@ -22,7 +22,10 @@ from roster_pipeline.registry.districts import Registry
 def bound_definitions(registry: Registry, registry_path: Path, warehouse_url: str) -> dg.Definitions:
     base = build_definitions(registry)
     return dg.Definitions(
-        assets=base.assets, jobs=base.jobs, schedules=base.schedules, sensors=base.sensors,
+        assets=base.assets,
+        jobs=base.jobs,
+        schedules=base.schedules,
+        sensors=base.sensors,
         resources={
             "warehouse": WarehouseResource(database_url=warehouse_url),
             "registry": DistrictRegistryResource(districts_file=str(registry_path)),
@@ -30,17 +33,29 @@ def bound_definitions(registry: Registry, registry_path: Path, warehouse_url: st
     )
 
 
-def run_sync(defs: dg.Definitions, district_id: str, instance: dg.DagsterInstance,
-             tags: Mapping[str, str] | None = None) -> dg.ExecuteInProcessResult:
+def run_sync(
+    defs: dg.Definitions,
+    district_id: str,
+    instance: dg.DagsterInstance,
+    tags: Mapping[str, str] | None = None,
+) -> dg.ExecuteInProcessResult:
     """The district's sync job; a full sync unless the tags say otherwise (never today's weekday plan)."""
     return defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
-        partition_key=district_id, instance=instance, tags={SYNC_MODE_TAG: "full", **(tags or {})},
+        partition_key=district_id,
+        instance=instance,
+        tags={SYNC_MODE_TAG: "full", **(tags or {})},
         raise_on_error=False,
     )
 
 
-def run_review_job(defs: dg.Definitions, job_name: str, op_name: str, config: dict[str, Any],
-                   instance: dg.DagsterInstance, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+def run_review_job(
+    defs: dg.Definitions,
+    job_name: str,
+    op_name: str,
+    config: dict[str, Any],
+    instance: dg.DagsterInstance,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def(job_name).execute_in_process(
         run_config={"ops": {op_name: {"config": config}}}, instance=instance, raise_on_error=raise_on_error
     )
@@ -50,7 +65,9 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None 
     """One evaluation of the control sensor (cursor None = a fresh sensor, as after a restart)."""
     sensor = defs.resolve_sensor_def(CONTROL_SENSOR_NAME)
     # Entered, so whatever the context enters (resources, an instance) is exited here, not at garbage collection.
-    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=defs.resources) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    ) as context:
         return sensor.evaluate_tick(context)
 
 
@@ -59,7 +76,9 @@ def published_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
     with engine.connect() as conn:
         for resource in RESOURCES:
-            rows = conn.execute(sa.text(f"SELECT * FROM {resource.name} ORDER BY district_id, sourced_id")).all()
+            rows = conn.execute(
+                sa.text(f"SELECT * FROM {resource.name} ORDER BY district_id, sourced_id")
+            ).all()
             out[resource.name] = [tuple(str(v) for v in row) for row in rows]
     engine.dispose()
     return out

@@ -24,18 +24,18 @@ FILES: dict[str, str] = {
     ),
     "courses.csv": (
         "sourcedId,status,dateLastModified,schoolYearSourcedId,title,courseCode,grades,orgSourcedId,subjects,subjectCodes\r\n"
-        "c1,,,y1,Math 9,M9,\"09,10\",s1,Mathematics,\r\n"
+        'c1,,,y1,Math 9,M9,"09,10",s1,Mathematics,\r\n'
     ),
     "classes.csv": (
         "sourcedId,status,dateLastModified,title,grades,courseSourcedId,classCode,classType,location,schoolSourcedId,"
         "termSourcedIds,subjects,subjectCodes,periods\r\n"
-        "k1,,,Math 9 - 1,09,c1,M9-1,scheduled,Room 1,s1,\"t1,y1\",Mathematics,MATH1,\"1,2\"\r\n"
+        'k1,,,Math 9 - 1,09,c1,M9-1,scheduled,Room 1,s1,"t1,y1",Mathematics,MATH1,"1,2"\r\n'
     ),
     "users.csv": (
         "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,givenName,familyName,"
         "middleName,identifier,email,sms,phone,agentSourcedIds,grades,password\r\n"
         "u-t,,,true,s1,teacher,ann.lee,{staffNumber:E1},Ann,Lee,,E1,ann.lee@d1.example.org,,,,,\r\n"
-        "u-s,,,true,\"s1,d1\",student,bo.ng,\"{studentNumber:42},{stateId:9001}\",Bo,Ng,Q,42,,,,,\"09\",\r\n"
+        'u-s,,,true,"s1,d1",student,bo.ng,"{studentNumber:42},{stateId:9001}",Bo,Ng,Q,42,,,,,"09",\r\n'
         "u-g,,,true,s1,guardian,cy.ng,,Cy,Ng,,G1,cy@mail.example.net,555-1,555-2,u-s,,\r\n"
     ),
     "enrollments.csv": (

@@ -47,7 +47,7 @@ def group_members(pgid: int) -> list[int]:
         except OSError:
             continue  # gone meanwhile
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ")"
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
@@ -71,7 +71,10 @@ class DagsterProcess:
             text = self.log_path.read_text(errors="replace")
         except OSError as exc:
             return f"({self.name} log unreadable: {exc})"
-        return f"--- {self.name} (exit code {self.process.poll()}), last {chars} characters of its log ---\n" + text[-chars:]
+        return (
+            f"--- {self.name} (exit code {self.process.poll()}), last {chars} characters of its log ---\n"
+            + text[-chars:]
+        )
 
     def stop(self, timeout: float = 120) -> None:
         """SIGTERM, then wait until the process and everything it started have exited; SIGKILL the group
@@ -95,7 +98,9 @@ class DagsterProcess:
             self.process.wait()
 
 
-def start_process(name: str, argv: Sequence[str], cwd: Path, env: Mapping[str, str], log_dir: Path) -> DagsterProcess:
+def start_process(
+    name: str, argv: Sequence[str], cwd: Path, env: Mapping[str, str], log_dir: Path
+) -> DagsterProcess:
     """Starts ``argv`` in a new session (its own process group), output to ``log_dir/<name>.log``."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor

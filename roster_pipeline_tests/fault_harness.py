@@ -89,8 +89,10 @@ def simulator_truth(district: SimulatedDistrict) -> Truth:
     """What exactly-right data is: every record the SIS serves, its content hash, alive unless tobedeleted."""
     with district.lock:
         return {
-            res.name: {sid: (record_hash(rec), rec.get("status") != "tobedeleted")
-                       for sid, rec in district.collections[res.collection].items()}
+            res.name: {
+                sid: (record_hash(rec), rec.get("status") != "tobedeleted")
+                for sid, rec in district.collections[res.collection].items()
+            }
             for res in RESOURCES
         }
 
@@ -102,10 +104,14 @@ def published_truth(engine: sa.Engine, district_id: str) -> Truth:
         for res in RESOURCES:
             year = ""
             if res.year_scoped:
-                year = (" AND school_year = (SELECT max(school_year) FROM import_runs WHERE district_id = :d"
-                        " AND status = 'published')")
+                year = (
+                    " AND school_year = (SELECT max(school_year) FROM import_runs WHERE district_id = :d"
+                    " AND status = 'published')"
+                )
             rows = conn.execute(
-                sa.text(f"SELECT sourced_id, record_hash, deleted_at FROM {res.name} WHERE district_id = :d{year}"),
+                sa.text(
+                    f"SELECT sourced_id, record_hash, deleted_at FROM {res.name} WHERE district_id = :d{year}"
+                ),
                 {"d": district_id},
             ).all()
             out[res.name] = {sid: (digest, deleted is None) for sid, digest, deleted in rows}
@@ -196,12 +202,20 @@ class FaultRig:
     def district_config(self, **settings: Any) -> District:
         return self.registry(**settings).get(APP)
 
-    def sync(self, during: Action | None = None, during_batch: int = 3, **settings: Any) -> DistrictSyncResult:
+    def sync(
+        self, during: Action | None = None, during_batch: int = 3, **settings: Any
+    ) -> DistrictSyncResult:
         self.runs += 1
         self.warehouse.batches = 0
         self.warehouse.on_batch = {during_batch: during} if during else {}
-        return sync_district(self.warehouse, self.district_config(**settings), self.run_id,
-                             RESOURCES, environ=self.environ, client_overrides=FAST_CLIENT)
+        return sync_district(
+            self.warehouse,
+            self.district_config(**settings),
+            self.run_id,
+            RESOURCES,
+            environ=self.environ,
+            client_overrides=FAST_CLIENT,
+        )
 
     @property
     def run_id(self) -> str:
@@ -214,8 +228,11 @@ class FaultRig:
 
     def import_statuses(self, run_id: str) -> list[str]:
         with self.engine.connect() as conn:
-            return list(conn.execute(sa.text("SELECT status FROM import_runs WHERE run_id = :r"), {"r": run_id})
-                        .scalars())
+            return list(
+                conn.execute(
+                    sa.text("SELECT status FROM import_runs WHERE run_id = :r"), {"r": run_id}
+                ).scalars()
+            )
 
     def published(self) -> dict[str, list[tuple[str, ...]]]:
         return published_bytes(self.engine)
@@ -258,7 +275,9 @@ def run_fault_row(rig: FaultRig, row: FaultRow, variant: Literal["first", "secon
         assert repr(APP) in message or f"district {APP}" in message, f"{row.id}: no district in {message!r}"
         assert row.endpoint and row.endpoint in message, f"{row.id}: no {row.endpoint!r} in {message!r}"
         assert rig.published() == before, f"{row.id}: the published tables changed"
-        assert set(rig.import_statuses(rig.run_id)) <= {"failed"}, f"{row.id}: the import is not marked failed"
+        assert set(rig.import_statuses(rig.run_id)) <= {"failed"}, (
+            f"{row.id}: the import is not marked failed"
+        )
     rig.clear_faults()
     rig.sync()
     rig.assert_truth()
@@ -287,7 +306,9 @@ def terminate_backends(engine: sa.Engine, pid: int | None = None) -> int:
     return int(killed or 0)
 
 
-def kill_connection_at(engine: sa.Engine, statement: str, inside: Callable[[], bool] = lambda: True) -> list[int]:
+def kill_connection_at(
+    engine: sa.Engine, statement: str, inside: Callable[[], bool] = lambda: True
+) -> list[int]:
     """Kill our own backend just before the first SQL statement matching ``statement`` runs (mid-transaction).
 
     Returns a list that receives the killed backend's pid, so a test can prove the kill happened.
@@ -318,11 +339,15 @@ class RigFactory:
     rigs: list[FaultRig] = field(default_factory=list)
 
     def __call__(self, **settings: Any) -> FaultRig:
-        server = SimulatorServer([Tenant(APP, CLIENT_ID, CLIENT_SECRET, copy.deepcopy(self.template))]).start()
+        server = SimulatorServer(
+            [Tenant(APP, CLIENT_ID, CLIENT_SECRET, copy.deepcopy(self.template))]
+        ).start()
         self.started.append(server)
         warehouse = HookedWarehouse(self.url)
         warehouse.create_schema()
-        create_control_schema(warehouse.engine)  # pause state and the email ledger, as the Dagster resource does
+        create_control_schema(
+            warehouse.engine
+        )  # pause state and the email ledger, as the Dagster resource does
         folder = self.tmp_path / f"rig-{uuid.uuid4().hex[:6]}"
         folder.mkdir()
         rig = FaultRig(server, warehouse, folder / "districts.yaml", {}, dict(settings))

@@ -29,25 +29,55 @@ STARTED = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 def sample_rejects(n: int = 3) -> list[Reject]:
     base = [
-        Reject("users", "u-1", "email", "email_format", "not-an-email", "users u-1: email is not a valid address"),
-        Reject("enrollments", "e-9", "class.sourcedId", "reference", "c-404",
-               "enrollments e-9: class c-404 does not exist"),
+        Reject(
+            "users", "u-1", "email", "email_format", "not-an-email", "users u-1: email is not a valid address"
+        ),
+        Reject(
+            "enrollments",
+            "e-9",
+            "class.sourcedId",
+            "reference",
+            "c-404",
+            "enrollments e-9: class c-404 does not exist",
+        ),
         Reject("users", "u-2", "givenName", "required", None, "users u-2: givenName is missing", "warning"),
     ]
-    extra = [Reject("users", f"u-x{i}", "email", "email_format", f"bad{i}", f"users u-x{i}: bad email")
-             for i in range(max(0, n - len(base)))]
+    extra = [
+        Reject("users", f"u-x{i}", "email", "email_format", f"bad{i}", f"users u-x{i}: bad email")
+        for i in range(max(0, n - len(base)))
+    ]
     return (base + extra)[:n]
 
 
 def sample_changes() -> pd.DataFrame:
-    return pd.DataFrame([
-        {"resource": "users", "sourced_id": "u-7", "change": "updated", "field": "familyName",
-         "old_value": "Smith", "new_value": "Smith-Jones"},
-        {"resource": "users", "sourced_id": "u-8", "change": "updated", "field": "givenName",
-         "old_value": "Jose", "new_value": "José"},
-        {"resource": "enrollments", "sourced_id": "e-1", "change": "deleted", "field": "*",
-         "old_value": None, "new_value": None},
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "resource": "users",
+                "sourced_id": "u-7",
+                "change": "updated",
+                "field": "familyName",
+                "old_value": "Smith",
+                "new_value": "Smith-Jones",
+            },
+            {
+                "resource": "users",
+                "sourced_id": "u-8",
+                "change": "updated",
+                "field": "givenName",
+                "old_value": "Jose",
+                "new_value": "José",
+            },
+            {
+                "resource": "enrollments",
+                "sourced_id": "e-1",
+                "change": "deleted",
+                "field": "*",
+                "old_value": None,
+                "new_value": None,
+            },
+        ]
+    )
 
 
 def check_your_data_report(**overrides: object) -> CheckYourDataReport:
@@ -59,12 +89,27 @@ def check_your_data_report(**overrides: object) -> CheckYourDataReport:
         "school_year": "2027",
         "sync_mode": "full",
         "started_at": STARTED,
-        "failed_checks": [FailedCheck("enrollments_thresholds", "62% of enrollments would be deleted (limit 10%)")],
+        "failed_checks": [
+            FailedCheck("enrollments_thresholds", "62% of enrollments would be deleted (limit 10%)")
+        ],
         "resources": [
-            ResourceThresholdRow("users", 1000, 1002, 4, 10, 2, 3, max_updated_pct=75, max_deleted_pct=10,
-                                 max_rejected_pct=1),
-            ResourceThresholdRow("enrollments", 5000, 1900, 0, 0, 3100, 1, max_updated_pct=75, max_deleted_pct=10,
-                                 max_rejected_pct=1, status="EXCEEDED", exceeded=("deleted",)),
+            ResourceThresholdRow(
+                "users", 1000, 1002, 4, 10, 2, 3, max_updated_pct=75, max_deleted_pct=10, max_rejected_pct=1
+            ),
+            ResourceThresholdRow(
+                "enrollments",
+                5000,
+                1900,
+                0,
+                0,
+                3100,
+                1,
+                max_updated_pct=75,
+                max_deleted_pct=10,
+                max_rejected_pct=1,
+                status="EXCEEDED",
+                exceeded=("deleted",),
+            ),
         ],
         "schools": [SchoolThresholdRow("Lincoln Elementary", "sch-3", "enrollments", 800, 40, 20.0)],
         "warnings_count": 1,
@@ -91,7 +136,9 @@ def import_results_report(**overrides: object) -> ImportResultsReport:
             ResourceCountsRow("enrollments", 5000, 300, 50, 0, 250, 4700, 2),
         ],
         "warnings_count": 7,
-        "top_warnings": [TopError("classes", "class_without_teacher", "*", 7, "classes c-1 has no teacher", "warning")],
+        "top_warnings": [
+            TopError("classes", "class_without_teacher", "*", 7, "classes c-1 has no teacher", "warning")
+        ],
         "timezone": "America/Chicago",
     }
     fields.update(overrides)

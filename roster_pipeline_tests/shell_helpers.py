@@ -31,17 +31,28 @@ UNSET = ("DAGSTER_HOME", "ROSTER_DATABASE_URL", "ROSTER_DISTRICTS_FILE", "ROSTER
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The user's environment without a deployment's settings, the project's python first on the PATH."""
-    env = {k: v for k, v in os.environ.items() if k not in UNSET and not k.startswith(("DAGSTER_PG_", "ROSTER_DEMO_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in UNSET and not k.startswith(("DAGSTER_PG_", "ROSTER_DEMO_"))
+    }
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra or {})
     return env
 
 
-def shell(command: str, cwd: Path, extra_env: Mapping[str, str] | None = None,
-          timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def shell(
+    command: str, cwd: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run a line as a user pastes it into bash."""
-    return subprocess.run(["bash", "-c", command], cwd=cwd, env=clean_env(extra_env), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=cwd,
+        env=clean_env(extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def copy_repository_layout(folder: Path) -> Path:
@@ -84,19 +95,28 @@ class BackgroundCommand:
     def start(self, ready: str, timeout: float = 120) -> str:
         """Start it and wait until a line of its output starts with ``ready``; returns the output so far."""
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen(["bash", "-c", self.command], cwd=self.cwd, env=clean_env(self.extra_env),
-                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                ["bash", "-c", self.command],
+                cwd=self.cwd,
+                env=clean_env(self.extra_env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             printed = self.output()
             if any(line.startswith(ready) for line in printed.splitlines()):
                 return printed
             if self.process.poll() is not None:
-                raise AssertionError(f"{self.command!r} exited {self.process.returncode} before it was ready:\n"
-                                     f"{printed[-3000:]}")
+                raise AssertionError(
+                    f"{self.command!r} exited {self.process.returncode} before it was ready:\n"
+                    f"{printed[-3000:]}"
+                )
             time.sleep(0.2)
-        raise AssertionError(f"{self.command!r} printed no line starting {ready!r} in {timeout}s:\n"
-                             f"{self.output()[-3000:]}")
+        raise AssertionError(
+            f"{self.command!r} printed no line starting {ready!r} in {timeout}s:\n{self.output()[-3000:]}"
+        )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

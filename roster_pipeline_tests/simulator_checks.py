@@ -81,30 +81,43 @@ def active_student_enrollment_counts(district: SimulatedDistrict) -> dict[str, i
 
 def first_record(district: SimulatedDistrict, collection: str, **where: str) -> dict[str, Any]:
     """The first stored record of ``collection`` whose fields equal ``where``."""
-    return next(r for r in district.collections[collection].values() if all(r.get(k) == v for k, v in where.items()))
+    return next(
+        r for r in district.collections[collection].values() if all(r.get(k) == v for k, v in where.items())
+    )
 
 
 def path_values(district: SimulatedDistrict) -> dict[str, str]:
     """Ids for the OpenAPI path templates' parameters: a school with a class, a student, a teacher..."""
     school = first_record(district, "orgs", type="school")
-    klass = next(c for c in district.collections["classes"].values() if c["school"]["sourcedId"] == school["sourcedId"])
+    klass = next(
+        c for c in district.collections["classes"].values() if c["school"]["sourcedId"] == school["sourcedId"]
+    )
     student = first_record(district, "users", role="student")
     return {
-        "schoolSourcedId": school["sourcedId"], "classSourcedId": klass["sourcedId"],
+        "schoolSourcedId": school["sourcedId"],
+        "classSourcedId": klass["sourcedId"],
         "studentSourcedId": student["sourcedId"],
         "teacherSourcedId": first_record(district, "users", role="teacher")["sourcedId"],
-        "userSourcedId": student["sourcedId"], "termSourcedId": klass["terms"][0]["sourcedId"],
-        "courseSourcedId": klass["course"]["sourcedId"], "lineItemSourcedId": "no-such-lineitem",
+        "userSourcedId": student["sourcedId"],
+        "termSourcedId": klass["terms"][0]["sourcedId"],
+        "courseSourcedId": klass["course"]["sourcedId"],
+        "lineItemSourcedId": "no-such-lineitem",
     }
 
 
 #: For each single-read endpoint (``/schools/{sourcedId}``...), the stored collection and what its record must be.
 SINGLE_READS: dict[str, tuple[str, dict[str, str]]] = {
-    "orgs": ("orgs", {}), "schools": ("orgs", {"type": "school"}),
-    "academicSessions": ("academicSessions", {}), "terms": ("academicSessions", {"type": "term"}),
-    "gradingPeriods": ("academicSessions", {"type": "gradingPeriod"}), "courses": ("courses", {}),
-    "classes": ("classes", {}), "users": ("users", {}), "students": ("users", {"role": "student"}),
-    "teachers": ("users", {"role": "teacher"}), "enrollments": ("enrollments", {}),
+    "orgs": ("orgs", {}),
+    "schools": ("orgs", {"type": "school"}),
+    "academicSessions": ("academicSessions", {}),
+    "terms": ("academicSessions", {"type": "term"}),
+    "gradingPeriods": ("academicSessions", {"type": "gradingPeriod"}),
+    "courses": ("courses", {}),
+    "classes": ("classes", {}),
+    "users": ("users", {}),
+    "students": ("users", {"role": "student"}),
+    "teachers": ("users", {"role": "teacher"}),
+    "enrollments": ("enrollments", {}),
     "demographics": ("demographics", {}),
 }
 

@@ -60,16 +60,23 @@ def make_self_signed_cert(folder: Path, host: str = HOST) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host)),
-                                                    x509.DNSName("localhost")]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = folder / "smtp-cert.pem", folder / "smtp-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -96,8 +103,15 @@ class _Handler:
 class SmtpTestServer:
     """An in-process SMTP server capturing what it receives. Use as a context manager or start()/stop()."""
 
-    def __init__(self, *, username: str | None = None, password: str | None = None, starttls: bool = False,
-                 cert_dir: Path | None = None, host: str = HOST) -> None:
+    def __init__(
+        self,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        cert_dir: Path | None = None,
+        host: str = HOST,
+    ) -> None:
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
         if starttls and cert_dir is None:
@@ -129,7 +143,9 @@ class SmtpTestServer:
         with self._lock:
             self._envelopes.clear()
 
-    def fail_next_data(self, count: int = 1, code: int = 451, text: str = "Requested action aborted: try again later") -> None:
+    def fail_next_data(
+        self, count: int = 1, code: int = 451, text: str = "Requested action aborted: try again later"
+    ) -> None:
         with self._lock:
             self._fail_next.extend([(code, text)] * count)
 
@@ -139,7 +155,9 @@ class SmtpTestServer:
             if len(self.envelopes) >= count:
                 return self.messages
             time.sleep(0.01)
-        raise AssertionError(f"expected {count} message(s) at {self.host}:{self.port}, got {len(self.envelopes)}")
+        raise AssertionError(
+            f"expected {count} message(s) at {self.host}:{self.port}, got {len(self.envelopes)}"
+        )
 
     # -- server side
     def _accept(self, session: Session, envelope: Envelope) -> str:
@@ -151,14 +169,16 @@ class SmtpTestServer:
         message = BytesParser(policy=policy.default).parsebytes(raw)
         assert isinstance(message, EmailMessage)
         login = session.auth_data if isinstance(session.auth_data, str) else None  # set by _authenticate
-        captured = CapturedEnvelope(str(envelope.mail_from), list(envelope.rcpt_tos), login,
-                                    session.ssl is not None, raw, message)
+        captured = CapturedEnvelope(
+            str(envelope.mail_from), list(envelope.rcpt_tos), login, session.ssl is not None, raw, message
+        )
         with self._lock:
             self._envelopes.append(captured)
         return "250 Message accepted for delivery"
 
-    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                      auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", "replace")
@@ -178,7 +198,9 @@ class SmtpTestServer:
             kwargs.update(tls_context=context, require_starttls=True)
             self.ca_file = cert
         if self.username is not None:
-            kwargs.update(authenticator=self._authenticate, auth_required=True, auth_require_tls=self.starttls)
+            kwargs.update(
+                authenticator=self._authenticate, auth_required=True, auth_require_tls=self.starttls
+            )
         last_error: Exception | None = None
         for _ in range(5):  # the free port can be taken between probing and binding: try another
             self.port = free_port(self.host)
@@ -219,9 +241,13 @@ def smtp_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
     """Start servers with AUTH and/or STARTTLS: ``smtp_server_factory(username="u", password="p", starttls=True)``."""
     started: list[SmtpTestServer] = []
 
-    def start(*, username: str | None = None, password: str | None = None, starttls: bool = False) -> SmtpTestServer:
+    def start(
+        *, username: str | None = None, password: str | None = None, starttls: bool = False
+    ) -> SmtpTestServer:
         cert_dir = tmp_path_factory.mktemp("smtp-tls") if starttls else None
-        server = SmtpTestServer(username=username, password=password, starttls=starttls, cert_dir=cert_dir).start()
+        server = SmtpTestServer(
+            username=username, password=password, starttls=starttls, cert_dir=cert_dir
+        ).start()
         started.append(server)
         return server
 
@@ -230,5 +256,11 @@ def smtp_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
         server.stop()
 
 
-__all__ = ["CapturedEnvelope", "SmtpTestServer", "free_port", "make_self_signed_cert", "smtp_server",
-           "smtp_server_factory"]
+__all__ = [
+    "CapturedEnvelope",
+    "SmtpTestServer",
+    "free_port",
+    "make_self_signed_cert",
+    "smtp_server",
+    "smtp_server_factory",
+]

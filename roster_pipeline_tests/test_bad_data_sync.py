@@ -28,14 +28,21 @@ ENVIRON = {"TINY_ID": CLIENT_ID, "TINY_SECRET": CLIENT_SECRET}
 
 @pytest.fixture()
 def sim() -> Iterator[SimulatorServer]:
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as s:
         yield s
 
 
 def district(sim: SimulatorServer) -> District:
     return District(
-        id=APP, name="Tiny", client_id_env="TINY_ID", client_secret_env="TINY_SECRET", api_host=sim.url,
-        app_name=APP, page_size=7,  # several pages per resource: a duplicate's copies arrive pages apart
+        id=APP,
+        name="Tiny",
+        client_id_env="TINY_ID",
+        client_secret_env="TINY_SECRET",
+        api_host=sim.url,
+        app_name=APP,
+        page_size=7,  # several pages per resource: a duplicate's copies arrive pages apart
     )
 
 
@@ -72,7 +79,11 @@ def assert_rest_published_nothing_deleted(
     assert all(c.deleted == 0 for c in result.published.values()), result.published
     for res in RESOURCES:
         now = published(wh, res.name)
-        served = {sid for sid, r in sim.tenant(APP).district.collections[res.collection].items() if r["status"] == "active"}
+        served = {
+            sid
+            for sid, r in sim.tenant(APP).district.collections[res.collection].items()
+            if r["status"] == "active"
+        }
         assert {sid for sid, (_, alive) in now.items() if alive} == served, res.name  # new students included
     assert published(wh, "users")[bad] == before["users"][bad]  # the published version, untouched
 
@@ -81,7 +92,9 @@ def rejects_of(wh: Warehouse, result: DistrictSyncResult, bad: str) -> list[tupl
     return sorted((r.resource, r.field, r.check) for r in wh.rejects(result.import_id) if r.sourced_id == bad)
 
 
-def test_a_nul_in_one_field_quarantines_that_record_not_the_district(wh: Warehouse, sim: SimulatorServer) -> None:
+def test_a_nul_in_one_field_quarantines_that_record_not_the_district(
+    wh: Warehouse, sim: SimulatorServer
+) -> None:
     before = first_sync_then_change(wh, sim)
     bad = administrator(sim)
     sim.faults.add(kind="nul", sourced_id=bad, field="familyName", times=None, path_contains="/users")
@@ -94,11 +107,17 @@ def test_a_nul_in_one_field_quarantines_that_record_not_the_district(wh: Warehou
     assert reject.raw is not None and "\x00" not in str(reject.raw) and "\ufffd" in reject.raw["familyName"]
     assert_rest_published_nothing_deleted(wh, sim, result, before, bad)
     users = result.staged["users"]
-    assert (users.quarantined, users.rejected, users.rejects_by_check) == (1, 1, {"familyName: nul_character": 1})
+    assert (users.quarantined, users.rejected, users.rejects_by_check) == (
+        1,
+        1,
+        {"familyName: nul_character": 1},
+    )
     assert wh.resource_counts(result.import_id)["users"]["rejected"] == 1
 
 
-def test_invalid_utf8_in_one_record_quarantines_that_record_without_retries(wh: Warehouse, sim: SimulatorServer) -> None:
+def test_invalid_utf8_in_one_record_quarantines_that_record_without_retries(
+    wh: Warehouse, sim: SimulatorServer
+) -> None:
     before = first_sync_then_change(wh, sim)
     bad = administrator(sim)
     sim.faults.add(kind="invalid_utf8", sourced_id=bad, field="givenName", times=None, path_contains="/users")
@@ -113,7 +132,9 @@ def test_invalid_utf8_in_one_record_quarantines_that_record_without_retries(wh: 
     assert (users.quarantined, users.retries, users.requests) == (1, 0, users.pages)
 
 
-def test_a_conflicting_duplicate_quarantines_every_copy_and_deletes_nothing(wh: Warehouse, sim: SimulatorServer) -> None:
+def test_a_conflicting_duplicate_quarantines_every_copy_and_deletes_nothing(
+    wh: Warehouse, sim: SimulatorServer
+) -> None:
     before = first_sync_then_change(wh, sim)
     bad = administrator(sim)  # served on its page, and again, changed, on the last page
     sim.faults.add(kind="duplicate", sourced_id=bad, field="familyName", times=None, path_contains="/users")
@@ -123,7 +144,9 @@ def test_a_conflicting_duplicate_quarantines_every_copy_and_deletes_nothing(wh: 
     copies = [r for r in wh.rejects(result.import_id) if r.sourced_id == bad]
     assert [(r.field, r.check) for r in copies] == [("sourcedId", "conflicting_duplicate")] * 2
     served = sim.tenant(APP).district.collections["users"][bad]
-    assert sorted(c.raw["familyName"] for c in copies) == sorted([served["familyName"], f"{served['familyName']} (other record)"])
+    assert sorted(c.raw["familyName"] for c in copies) == sorted(
+        [served["familyName"], f"{served['familyName']} (other record)"]
+    )
     assert_rest_published_nothing_deleted(wh, sim, result, before, bad)
     users = result.staged["users"]
     assert (users.quarantined, users.conflicting_duplicates, users.duplicates) == (1, 1, 0)

@@ -35,9 +35,23 @@ def simulator_counts(server) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.postgres
 def test_bench_runs_the_dagster_job_end_to_end_on_tiny(postgres_url: str, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "roster_pipeline.cli", "bench", "--size", "tiny", "--page-size", "50",
-               "--database-url", postgres_url, "--skip-naive", "--skip-dlt", "--skip-small", "--skip-nochange",
-               "--skip-delta"]
+    command = [
+        sys.executable,
+        "-m",
+        "roster_pipeline.cli",
+        "bench",
+        "--size",
+        "tiny",
+        "--page-size",
+        "50",
+        "--database-url",
+        postgres_url,
+        "--skip-naive",
+        "--skip-dlt",
+        "--skip-small",
+        "--skip-nochange",
+        "--skip-delta",
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROSTER_", "DAGSTER_"))}
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -62,9 +76,15 @@ def test_bench_runs_the_dagster_job_end_to_end_on_tiny(postgres_url: str, tmp_pa
 def test_limit_loader_stages_exactly_the_simulators_records(postgres_url: str) -> None:
     """Seven-record pages: many offsets, a short last page, and totals that are multiples of the page."""
     with running_simulator(size="tiny", seed=2) as server:
-        config = ClientConfig(district_id="t", base_url=server.base_url("demo"), token_url=server.token_url("demo"),
-                              client_id="demo-client", client_secret=SecretStr("demo-secret"), page_size=7,
-                              max_concurrency=3)
+        config = ClientConfig(
+            district_id="t",
+            base_url=server.base_url("demo"),
+            token_url=server.token_url("demo"),
+            client_id="demo-client",
+            client_secret=SecretStr("demo-secret"),
+            page_size=7,
+            max_concurrency=3,
+        )
         loader = LimitLoader(config, psycopg_dsn(postgres_url), schema="bench_limit_test")
         try:
             counts = loader.load()
@@ -91,8 +111,23 @@ def test_naive_script_loads_every_record(postgres_url: str, monkeypatch: pytest.
     monkeypatch.setenv("ROSTER_BENCH_KEY", "demo-client")
     monkeypatch.setenv("ROSTER_BENCH_SECRET", "demo-secret")
     with running_simulator(size="tiny", seed=2) as server:
-        assert naive.main(["--base-url", server.base_url("demo"), "--token-url", server.token_url("demo"),
-                           "--database-url", postgres_url, "--page-size", "7", "--schema", "naive_test"]) == 0
+        assert (
+            naive.main(
+                [
+                    "--base-url",
+                    server.base_url("demo"),
+                    "--token-url",
+                    server.token_url("demo"),
+                    "--database-url",
+                    postgres_url,
+                    "--page-size",
+                    "7",
+                    "--schema",
+                    "naive_test",
+                ]
+            )
+            == 0
+        )
         expected = simulator_counts(server)
     with psycopg.connect(psycopg_dsn(postgres_url)) as conn:
         for resource in RESOURCES:
@@ -101,22 +136,41 @@ def test_naive_script_loads_every_record(postgres_url: str, monkeypatch: pytest.
 
 
 def test_final_line_ratios_and_verdicts() -> None:
-    figures = Figures(full_s=10.0, limit_s=8.0, dlt_s=40.0, naive_s=30.0, rss_mb=250.0, delta_s=0.4,
-                      nochange_s=10.5, validate_s=1.0, check_s=0.5)
+    figures = Figures(
+        full_s=10.0,
+        limit_s=8.0,
+        dlt_s=40.0,
+        naive_s=30.0,
+        rss_mb=250.0,
+        delta_s=0.4,
+        nochange_s=10.5,
+        validate_s=1.0,
+        check_s=0.5,
+    )
     values = parse_final_line(figures.final_line())
     assert tuple(values) == FINAL_KEYS
     assert values["ratio_limit"] == pytest.approx(1.25) and values["ratio_dlt"] == pytest.approx(4.0)
     assert values["naive_ratio"] == pytest.approx(3.0) and values["checks_overhead"] == pytest.approx(0.15)
     assert math.isnan(values["rss_small_mb"])
     verdicts = {t.key: t.verdict(values[t.key]) for t in TARGETS}
-    assert verdicts["ratio_limit"] == "ok" and verdicts["ratio_dlt"] == "ok" and verdicts["naive_ratio"] == "MISSED"
-    assert verdicts["delta_ratio"] == "ok" and verdicts["nochange_ratio"] == "ok" and verdicts["rss_mb"] == "ok"
+    assert (
+        verdicts["ratio_limit"] == "ok"
+        and verdicts["ratio_dlt"] == "ok"
+        and verdicts["naive_ratio"] == "MISSED"
+    )
+    assert (
+        verdicts["delta_ratio"] == "ok" and verdicts["nochange_ratio"] == "ok" and verdicts["rss_mb"] == "ok"
+    )
     assert Figures().final_line().count("nan") == len(FINAL_KEYS)
 
 
 def test_stage_seconds_sum_over_assets_and_missing_stages_are_none() -> None:
     run = JobRun(label="full", mode="full", usage=Usage(12.0, 5.0, 1.0, 100.0, 0))
-    run.stage_seconds = {"users": {"fetch": 1.0, "validate": 0.5}, "orgs": {"fetch": 0.25}, "checked_snapshot": {"check": 2.0}}
+    run.stage_seconds = {
+        "users": {"fetch": 1.0, "validate": 0.5},
+        "orgs": {"fetch": 0.25},
+        "checked_snapshot": {"check": 2.0},
+    }
     run.step_seconds = {"users": 3.0, "orgs": 1.0}
     assert run.stage_total("fetch") == 1.25 and run.stage_total("check") == 2.0
     assert run.stage_total("publish") is None
@@ -125,10 +179,16 @@ def test_stage_seconds_sum_over_assets_and_missing_stages_are_none() -> None:
 
 def test_event_log_helpers() -> None:
     def entry(kind: str, step: str, at: float) -> SimpleNamespace:
-        return SimpleNamespace(dagster_event=SimpleNamespace(event_type_value=kind), step_key=step, timestamp=at)
+        return SimpleNamespace(
+            dagster_event=SimpleNamespace(event_type_value=kind), step_key=step, timestamp=at
+        )
 
-    entries = [entry("STEP_START", "users", 1.0), entry("STEP_START", "orgs", 1.5), entry("STEP_SUCCESS", "orgs", 2.0),
-               entry("STEP_SUCCESS", "users", 4.5)]
+    entries = [
+        entry("STEP_START", "users", 1.0),
+        entry("STEP_START", "orgs", 1.5),
+        entry("STEP_SUCCESS", "orgs", 2.0),
+        entry("STEP_SUCCESS", "users", 4.5),
+    ]
     assert step_durations(entries) == {"orgs": 0.5, "users": 3.5}
     assert metadata_dict(SimpleNamespace(data={"fetch": 1.0})) == {"fetch": 1.0}
     assert metadata_dict('{"publish": 2}') == {"publish": 2}
@@ -136,7 +196,12 @@ def test_event_log_helpers() -> None:
 
 
 def test_run_measured_reports_the_childs_cpu_and_rss(tmp_path: Path) -> None:
-    usage = run_measured([sys.executable, "-c", "b = bytearray(80 * 1024 * 1024); sum(range(3_000_000))"],
-                         env=dict(os.environ), cwd=tmp_path, log_path=tmp_path / "log", simulator_pid=None)
+    usage = run_measured(
+        [sys.executable, "-c", "b = bytearray(80 * 1024 * 1024); sum(range(3_000_000))"],
+        env=dict(os.environ),
+        cwd=tmp_path,
+        log_path=tmp_path / "log",
+        simulator_pid=None,
+    )
     assert usage.returncode == 0 and usage.wall_s > 0 and usage.cpu_s > 0
     assert usage.peak_rss_mb >= 80 and math.isnan(usage.sim_cpu_s)

@@ -47,15 +47,31 @@ CHROMIUM = Path("/usr/bin/chromium")
 # Chromium's own background traffic (component updates, sync, field trials) is refused on a closed
 # network and only slows the start; none of it is needed to render a page.  The profile is a fresh folder.
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 UI_TIMEOUT_MS = 60_000  # generous: on a busy machine the first page and its GraphQL queries can be slow
 
 SYNCED, UNSYNCED = "lakeside_isd", "riverside_usd"
-GRAPH_ASSETS = ("roster_import", "academic_sessions", "classes", "courses", "demographics", "enrollments",
-                "orgs", "users", "checked_snapshot", "published_roster")
+GRAPH_ASSETS = (
+    "roster_import",
+    "academic_sessions",
+    "classes",
+    "courses",
+    "demographics",
+    "enrollments",
+    "orgs",
+    "users",
+    "checked_snapshot",
+    "published_roster",
+)
 CHECKS = (VALID_RECORDS, CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS)
 
 # The README's pictures, regenerated with ROSTER_UPDATE_SCREENSHOTS=1.
@@ -151,8 +167,13 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
     registry_path = root / "districts.yaml"
     with SimulatorServer(tenants) as simulator, pytest.MonkeyPatch.context() as patch:
         credentials: dict[str, str] = {}
-        registry = write_registry(registry_path, simulator, credentials, [SYNCED, UNSYNCED],
-                                  admin_emails=["roster-admin@example.org"])
+        registry = write_registry(
+            registry_path,
+            simulator,
+            credentials,
+            [SYNCED, UNSYNCED],
+            admin_emails=["roster-admin@example.org"],
+        )
         for name, value in {
             **credentials,
             "DAGSTER_HOME": str(home),
@@ -168,9 +189,21 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
         log = root / "dagster-webserver.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "dagster_webserver",
-                 "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                cwd=PROJECT_ROOT, env=dict(os.environ), stdout=output, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "dagster_webserver",
+                    "-w",
+                    "workspace.yaml",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                ],
+                cwd=PROJECT_ROOT,
+                env=dict(os.environ),
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
         try:
             # The district's sync as the UI launches it: the sync_district job on the instance the webserver
@@ -178,7 +211,9 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUI]:
             job = build_definitions(registry).resolve_job_def(SYNC_JOB_NAME)
             with dg.DagsterInstance.get() as instance:
                 result = job.execute_in_process(
-                    partition_key=SYNCED, instance=instance, tags={SYNC_MODE_TAG: "full"},
+                    partition_key=SYNCED,
+                    instance=instance,
+                    tags={SYNC_MODE_TAG: "full"},
                     raise_on_error=False,
                 )
             assert result.success, "the district's sync failed: the UI would have nothing to show"
@@ -200,7 +235,11 @@ def page(dagster_ui: DagsterUI) -> Iterator[Page]:
 
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, viewport=VIEWPORT,
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport=VIEWPORT,
         )
         try:
             page = context.new_page()

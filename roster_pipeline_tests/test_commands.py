@@ -13,10 +13,16 @@ import sqlalchemy as sa
 from roster_pipeline.records.catalogue import RESOURCES
 
 
-def run_command(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_command(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "roster_pipeline.cli", *args]
-    environ = {k: v for k, v in os.environ.items() if k not in ("ROSTER_DATABASE_URL", "ROSTER_DISTRICTS_FILE")}
-    return subprocess.run(command, cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=300)
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("ROSTER_DATABASE_URL", "ROSTER_DISTRICTS_FILE")
+    }
+    return subprocess.run(
+        command, cwd=cwd, env={**environ, **(env or {})}, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_quiet(completed: subprocess.CompletedProcess[str]) -> None:
@@ -31,7 +37,11 @@ def test_demo_once_syncs_both_demo_districts_into_the_embedded_default(tmp_path:
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert_quiet(completed)
 
-    table = [line.split() for line in completed.stdout.splitlines() if line.startswith(("riverside_usd", "lakeside_isd"))]
+    table = [
+        line.split()
+        for line in completed.stdout.splitlines()
+        if line.startswith(("riverside_usd", "lakeside_isd"))
+    ]
     assert {(row[0], row[1]) for row in table} == {
         (d, r.name) for d in ("riverside_usd", "lakeside_isd") for r in RESOURCES
     }
@@ -51,7 +61,11 @@ def test_demo_once_syncs_both_demo_districts_into_the_embedded_default(tmp_path:
     # A second run finds nothing changed.
     again = run_command(["demo", "--once", "--workdir", str(tmp_path / "demo")], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    rows = [line.split() for line in again.stdout.splitlines() if line.startswith(("riverside_usd", "lakeside_isd"))]
+    rows = [
+        line.split()
+        for line in again.stdout.splitlines()
+        if line.startswith(("riverside_usd", "lakeside_isd"))
+    ]
     assert rows and all(row[3:6] == ["0", "0", "0"] for row in rows), again.stdout
 
 
@@ -61,7 +75,8 @@ def test_demo_scenario_shows_the_whole_review_loop_headless(tmp_path: Path) -> N
     from email import policy
 
     completed = run_command(
-        ["demo", "--once", "--scenario", "wipe_enrollments", "--workdir", str(tmp_path / "demo")], cwd=tmp_path
+        ["demo", "--once", "--scenario", "wipe_enrollments", "--workdir", str(tmp_path / "demo")],
+        cwd=tmp_path,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert_quiet(completed)
@@ -81,7 +96,10 @@ def test_demo_scenario_shows_the_whole_review_loop_headless(tmp_path: Path) -> N
     message = email.message_from_bytes(check_your_data.read_bytes(), policy=policy.default)
     assert message["To"] == "roster-admin@riversideusd.example.org"
     assert "Check Your Data" in message["Subject"]
-    assert {a.get_filename() for a in message.iter_attachments()} == {"rejected_rows.csv", "field_changes.csv"}
+    assert {a.get_filename() for a in message.iter_attachments()} == {
+        "rejected_rows.csv",
+        "field_changes.csv",
+    }
 
 
 def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,17 +113,24 @@ def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().out.strip() == f"roster-pipeline {version('roster-pipeline')}"
 
 
-@pytest.mark.parametrize("command", [["backfill", "--all"], ["review", "somewhere_usd", "approve", "--reviewer", "Jo"]])
+@pytest.mark.parametrize(
+    "command", [["backfill", "--all"], ["review", "somewhere_usd", "approve", "--reviewer", "Jo"]]
+)
 def test_a_missing_registry_file_is_one_clear_line_and_exit_code_2(
     command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from roster_pipeline.cli import main
 
     missing = tmp_path / "no-such-districts.yaml"
-    code = main([*command, "--districts-file", str(missing), "--database-url", f"sqlite:///{tmp_path / 'w.sqlite'}"])
+    code = main(
+        [*command, "--districts-file", str(missing), "--database-url", f"sqlite:///{tmp_path / 'w.sqlite'}"]
+    )
     err = capsys.readouterr().err
     assert code == 2
-    assert err.strip() == f"roster-pipeline {command[0]}: cannot read district registry {missing}: No such file or directory"
+    assert (
+        err.strip()
+        == f"roster-pipeline {command[0]}: cannot read district registry {missing}: No such file or directory"
+    )
 
 
 def test_simulator_mutate_help_lists_every_mutation(capsys: pytest.CaptureFixture[str]) -> None:

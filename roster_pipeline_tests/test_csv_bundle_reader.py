@@ -24,7 +24,9 @@ from roster_pipeline_tests.csv_bundle_helpers import FILES, STAMP, write_zip
 DISTRICT = "csvdist"
 
 
-def read_all(path: Path, collection: str, batch_size: int = 100) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+def read_all(
+    path: Path, collection: str, batch_size: int = 100
+) -> tuple[dict[str, dict[str, Any]], list[Any]]:
     """(records by sourcedId, batches) of one file of the bundle."""
     with CsvBundleSource(DISTRICT, path, batch_size=batch_size) as source:
         batches = list(source.iter_batches(collection))
@@ -52,11 +54,15 @@ def manifest_rows(text: str) -> list[tuple[int, list[str]]]:
 
 
 def test_manifest_modes_and_the_import_mode_they_call_for() -> None:
-    text = "propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\nfile.users,bulk\nfile.orgs,DELTA\n"
+    text = (
+        "propertyName,value\nmanifest.version,1.0\noneroster.version,1.1\nfile.users,bulk\nfile.orgs,DELTA\n"
+    )
     manifest = parse_manifest(manifest_rows(text))
     assert manifest.mode_of("users") == "bulk" and manifest.mode_of("orgs") == "delta"
     assert manifest.mode_of("enrollments") == "absent"  # not listed: not delivered
-    assert manifest.sync_mode == "delta"  # one delta file makes the whole import a delta: no deletions inferred
+    assert (
+        manifest.sync_mode == "delta"
+    )  # one delta file makes the whole import a delta: no deletions inferred
     bulk = parse_manifest(manifest_rows(text.replace("DELTA", "bulk")))
     assert bulk.sync_mode == "full"
 
@@ -64,21 +70,30 @@ def test_manifest_modes_and_the_import_mode_they_call_for() -> None:
 @pytest.mark.parametrize(
     ("text", "line", "column", "says"),
     [
-        ("propertyName,value\noneroster.version,1.1\nfile.users,sometimes\n", 3, "value", "bulk, delta, absent"),
+        (
+            "propertyName,value\noneroster.version,1.1\nfile.users,sometimes\n",
+            3,
+            "value",
+            "bulk, delta, absent",
+        ),
         ("propertyName,value\nfile.users,bulk\n", None, None, "oneroster.version"),
         ("propertyName,value\noneroster.version,1.2\n", None, None, "1.1"),
         ("name,val\noneroster.version,1.1\n", 1, None, "propertyName,value"),
         ("propertyName,value\noneroster.version,1.1\nfile.users,bulk,extra\n", 3, None, "2 columns"),
     ],
 )
-def test_bad_manifest_says_line_and_column(text: str, line: int | None, column: str | None, says: str) -> None:
+def test_bad_manifest_says_line_and_column(
+    text: str, line: int | None, column: str | None, says: str
+) -> None:
     with pytest.raises(ManifestProblem) as caught:
         parse_manifest(manifest_rows(text))
     assert (caught.value.line, caught.value.column) == (line, column) and says in str(caught.value)
 
 
 def test_bad_manifest_in_a_bundle_names_district_bundle_file_and_line(tmp_path: Path) -> None:
-    path = write_zip(tmp_path / "b.zip", manifest="propertyName,value\r\noneroster.version,1.1\r\nfile.users,maybe\r\n")
+    path = write_zip(
+        tmp_path / "b.zip", manifest="propertyName,value\r\noneroster.version,1.1\r\nfile.users,maybe\r\n"
+    )
     error = refuse(path)
     assert (error.file, error.line, error.column) == ("manifest.csv", 3, "value")
     assert "manifest.csv, line 3, column 'value'" in str(error)
@@ -122,7 +137,10 @@ def test_courses_and_classes_refs_lists_and_periods(tmp_path: Path) -> None:
     assert "subjectCodes" not in courses["c1"]  # an empty cell is a field not given
     classes, _ = read_all(path, "classes")
     k1 = classes["k1"]
-    assert k1["terms"] == [ref("academicSessions", "academicSession", "t1"), ref("academicSessions", "academicSession", "y1")]
+    assert k1["terms"] == [
+        ref("academicSessions", "academicSession", "t1"),
+        ref("academicSessions", "academicSession", "y1"),
+    ]
     assert k1["course"] == ref("courses", "course", "c1") and k1["school"] == ref("orgs", "org", "s1")
     assert k1["periods"] == "1,2"  # a string in the 1.1 JSON binding
     assert k1["subjectCodes"] == ["MATH1"] and k1["grades"] == ["09"]
@@ -133,7 +151,10 @@ def test_users_orgs_agents_grades_and_user_ids(tmp_path: Path) -> None:
     users, _ = read_all(path, "users")
     student, teacher, guardian = users["u-s"], users["u-t"], users["u-g"]
     assert student["orgs"] == [ref("orgs", "org", "s1"), ref("orgs", "org", "d1")]
-    assert student["userIds"] == [{"type": "studentNumber", "identifier": "42"}, {"type": "stateId", "identifier": "9001"}]
+    assert student["userIds"] == [
+        {"type": "studentNumber", "identifier": "42"},
+        {"type": "stateId", "identifier": "9001"},
+    ]
     assert student["grades"] == ["09"] and student["middleName"] == "Q" and "email" not in student
     assert teacher["grades"] == []  # users.grades is always a list, as the REST API serves it
     assert "agents" not in teacher
@@ -155,7 +176,11 @@ def test_demographics_booleans_stay_strings(tmp_path: Path) -> None:
     path = write_zip(tmp_path / "b.zip")
     demographics, _ = read_all(path, "demographics")
     record = demographics["u-s"]
-    assert (record["asian"], record["white"], record["hispanicOrLatinoEthnicity"]) == ("true", "false", "true")
+    assert (record["asian"], record["white"], record["hispanicOrLatinoEthnicity"]) == (
+        "true",
+        "false",
+        "true",
+    )
     assert record["birthDate"] == "2012-03-04" and "publicSchoolResidenceStatus" not in record
 
 
@@ -266,11 +291,16 @@ def test_row_with_wrong_cell_count_is_a_row_reject(tmp_path: Path) -> None:
 
 def test_row_without_sourced_id_and_bad_user_ids_are_row_rejects(tmp_path: Path) -> None:
     header = FILES["users.csv"].splitlines()[0]
-    body = "\r\n".join([
-        header,
-        ",,,true,s1,student,x.y,,X,Y,,1,,,,,09,",
-        "u-x,,,true,s1,student,x.z,{broken,X,Z,,2,,,,,09,",
-    ]) + "\r\n"
+    body = (
+        "\r\n".join(
+            [
+                header,
+                ",,,true,s1,student,x.y,,X,Y,,1,,,,,09,",
+                "u-x,,,true,s1,student,x.z,{broken,X,Z,,2,,,,,09,",
+            ]
+        )
+        + "\r\n"
+    )
     path = write_zip(tmp_path / "b.zip", {"users.csv": body})
     _, batches = read_all(path, "users")
     rejects = {r.check: r for b in batches for r in b.row_rejects}
@@ -281,12 +311,17 @@ def test_row_without_sourced_id_and_bad_user_ids_are_row_rejects(tmp_path: Path)
 
 def test_bad_value_and_bad_byte_rejects_name_file_line_and_column(tmp_path: Path) -> None:
     header = FILES["users.csv"].splitlines()[0].encode()
-    body = b"\r\n".join([
-        header,
-        b"u-1,,,yes,s1,student,a.b,,A,B,,1,,,,,09,",  # enabledUser must be "true"/"false"
-        b"u-2,,,true,s1,student,c.d,,Ren\xe9e,D,,2,,,,,09,",  # latin-1 in a UTF-8 file
-        b"u-3,,,true,s1,student,e.f,,E,F,,3,,,,,09,",
-    ]) + b"\r\n"
+    body = (
+        b"\r\n".join(
+            [
+                header,
+                b"u-1,,,yes,s1,student,a.b,,A,B,,1,,,,,09,",  # enabledUser must be "true"/"false"
+                b"u-2,,,true,s1,student,c.d,,Ren\xe9e,D,,2,,,,,09,",  # latin-1 in a UTF-8 file
+                b"u-3,,,true,s1,student,e.f,,E,F,,3,,,,,09,",
+            ]
+        )
+        + b"\r\n"
+    )
     path = write_zip(tmp_path / "b.zip", {"users.csv": body})
     _, batches = read_all(path, "users")
     district = District(id=DISTRICT, name="CSV", import_method="csv_bundle", csv_bundle={"path": str(path)})

@@ -60,15 +60,27 @@ def test_rest_district_still_needs_credentials_and_takes_no_csv_section() -> Non
     with pytest.raises(RegistryError, match="district 'rest'.*needs client_id_env and client_secret_env"):
         parse_registry({"districts": [base]})
     with pytest.raises(RegistryError, match="'csv_bundle' only applies to import_method 'csv_bundle'"):
-        parse_registry({"districts": [{**base, "client_id_env": "R_ID", "client_secret_env": "R_SECRET",
-                                       "csv_bundle": {"path": "/a.zip"}}]})
+        parse_registry(
+            {
+                "districts": [
+                    {
+                        **base,
+                        "client_id_env": "R_ID",
+                        "client_secret_env": "R_SECRET",
+                        "csv_bundle": {"path": "/a.zip"},
+                    }
+                ]
+            }
+        )
     # A csv_bundle district needs no URL and no credentials.
     district = District(id="c", name="C", import_method="csv_bundle", csv_bundle={"path": "/a.zip"})
     assert district.csv_bundle is not None and district.csv_bundle.path == "/a.zip"
 
 
 def test_a_run_may_only_read_bundles_the_sensor_took(tmp_path: Path) -> None:
-    district = District(id=DISTRICT, name="D", import_method="csv_bundle", csv_bundle={"drop_folder": str(tmp_path)})
+    district = District(
+        id=DISTRICT, name="D", import_method="csv_bundle", csv_bundle={"drop_folder": str(tmp_path)}
+    )
     with pytest.raises(CsvBundleError, match="drop-folder sensor"):
         open_source(district)
     with pytest.raises(CsvBundleError, match="must name a bundle in"):
@@ -88,10 +100,21 @@ def drop(tmp_path: Path) -> Path:
 @pytest.fixture()
 def registry_file(tmp_path: Path, drop: Path) -> Path:
     path = tmp_path / "districts.yaml"
-    path.write_text(yaml.safe_dump({"districts": [{
-        "id": DISTRICT, "name": "Drop Folder District", "import_method": "csv_bundle",
-        "csv_bundle": {"drop_folder": str(drop), "settle_seconds": 60}, "page_size": 50,
-    }]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "districts": [
+                    {
+                        "id": DISTRICT,
+                        "name": "Drop Folder District",
+                        "import_method": "csv_bundle",
+                        "csv_bundle": {"drop_folder": str(drop), "settle_seconds": 60},
+                        "page_size": 50,
+                    }
+                ]
+            }
+        )
+    )
     return path
 
 
@@ -113,7 +136,9 @@ def tick(resources: dict, cursor: str | None) -> dg.SensorResult:
     defs = build_definitions(resources["registry"].get())
     sensor = defs.resolve_sensor_def(DROP_FOLDER_SENSOR_NAME)
     with dg.instance_for_test() as instance:
-        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs, resources=resources) as context:
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, definitions=defs, resources=resources
+        ) as context:
             return sensor.evaluate_tick(context)
 
 
@@ -160,8 +185,14 @@ def test_bundles_still_being_written_are_left_alone(drop: Path, resources: dict)
 
 def test_a_paused_districts_bundles_wait_in_the_folder(drop: Path, resources: dict) -> None:
     bundle = landed(write_zip(drop / "roster.zip"))
-    pause_district(resources["warehouse"].get().engine, DISTRICT, by="test", reason="import 7 held",
-                   import_id=None, run_id=None)
+    pause_district(
+        resources["warehouse"].get().engine,
+        DISTRICT,
+        by="test",
+        reason="import 7 held",
+        import_id=None,
+        run_id=None,
+    )
     result = tick(resources, None)
     assert result.run_requests == [] and bundle.exists()
 
@@ -184,13 +215,22 @@ def test_the_run_tag_reaches_every_asset_and_publishes_the_bundle(
     request = tick(resources, None).run_requests[0]
     assets = build_roster_assets(district_partitions(load_registry(registry_file)))
     with dg.instance_for_test() as instance:
-        result = dg.materialize(assets, partition_key=DISTRICT, instance=instance, tags=request.tags,
-                                resources=resources, raise_on_error=False)
+        result = dg.materialize(
+            assets,
+            partition_key=DISTRICT,
+            instance=instance,
+            tags=request.tags,
+            resources=resources,
+            raise_on_error=False,
+        )
         assert result.success
-        untagged = dg.materialize(assets, partition_key=DISTRICT, instance=instance, resources=resources,
-                                  raise_on_error=False)
+        untagged = dg.materialize(
+            assets, partition_key=DISTRICT, instance=instance, resources=resources, raise_on_error=False
+        )
         assert not untagged.success
     users = TABLES["users"].published
     with sa.create_engine(warehouse_url).connect() as conn:
-        published = set(conn.execute(sa.select(users.c.sourced_id).where(users.c.district_id == DISTRICT)).scalars())
+        published = set(
+            conn.execute(sa.select(users.c.sourced_id).where(users.c.district_id == DISTRICT)).scalars()
+        )
     assert published == {"u-t", "u-s", "u-g"}

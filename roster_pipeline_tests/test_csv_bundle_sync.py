@@ -26,23 +26,45 @@ from roster_pipeline_tests.csv_bundle_helpers import FILES, write_zip
 APP, CLIENT_ID, CLIENT_SECRET = "rest", "rest-client", "rest-secret-Zq4"
 ENVIRON = {"REST_ID": CLIENT_ID, "REST_SECRET": CLIENT_SECRET}
 # Bookkeeping that differs between two districts by nature; everything else must be equal.
-NOT_COMPARED = {"district_id", "raw", "first_seen_at", "updated_at", "last_import_id", "deleted_at", "archived_at"}
+NOT_COMPARED = {
+    "district_id",
+    "raw",
+    "first_seen_at",
+    "updated_at",
+    "last_import_id",
+    "deleted_at",
+    "archived_at",
+}
 
 
 @pytest.fixture()
 def sim() -> Iterator[SimulatorServer]:
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as s:
         yield s
 
 
 def rest_district(sim: SimulatorServer) -> District:
-    return District(id=APP, name="Over REST", client_id_env="REST_ID", client_secret_env="REST_SECRET",
-                    api_host=sim.url, app_name=APP, page_size=50)
+    return District(
+        id=APP,
+        name="Over REST",
+        client_id_env="REST_ID",
+        client_secret_env="REST_SECRET",
+        api_host=sim.url,
+        app_name=APP,
+        page_size=50,
+    )
 
 
 def csv_district(bundle: Path, district_id: str = "csv") -> District:
-    return District(id=district_id, name="From CSV", import_method="csv_bundle", csv_bundle={"path": str(bundle)},
-                    page_size=50)
+    return District(
+        id=district_id,
+        name="From CSV",
+        import_method="csv_bundle",
+        csv_bundle={"path": str(bundle)},
+        page_size=50,
+    )
 
 
 def published_rows(wh: Warehouse, district_id: str, resource_name: str) -> dict[str, tuple[Any, ...]]:
@@ -80,7 +102,9 @@ def test_csv_bundle_publishes_what_rest_publishes_bulk_then_delta(
     bulk = write_bundle(sim.tenant(APP).district, tmp_path / "bulk.zip")
     csv = sync_district(wh, csv_district(bulk), "csv-1", RESOURCES, sync_mode="delta")
     assert rest.published and csv.published
-    assert csv.mode is not None and csv.mode.mode == "full"  # a bulk bundle is a full import, whatever was asked
+    assert (
+        csv.mode is not None and csv.mode.mode == "full"
+    )  # a bulk bundle is a full import, whatever was asked
     assert "bulk files" in (csv.mode.fallback_reason or "")
     assert counts(csv) == counts(rest)
     assert_same_published(wh, "csv")
@@ -106,23 +130,35 @@ def test_csv_bundle_publishes_what_rest_publishes_bulk_then_delta(
 def test_delta_bundle_as_first_import_adds_and_deletes_nothing_by_absence(
     wh: Warehouse, sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    delta = write_bundle(sim.tenant(APP).district, tmp_path / "delta.zip", mode="delta", since="2000-01-01T00:00:00Z")
+    delta = write_bundle(
+        sim.tenant(APP).district, tmp_path / "delta.zip", mode="delta", since="2000-01-01T00:00:00Z"
+    )
     result = sync_district(wh, csv_district(delta), "csv-1", RESOURCES, sync_mode="delta")
     assert result.mode is not None and result.mode.mode == "delta" and result.mode.base_import_id is None
     assert result.published and result.published["users"].added > 0
 
 
-def test_bad_rows_are_quarantined_with_file_and_line_and_the_rest_published(wh: Warehouse, tmp_path: Path) -> None:
-    users = FILES["users.csv"] + "\r\n".join([
-        "u-bad,,,maybe,s1,teacher,x.y,,X,Y,,9,,,,,,",  # line 5: enabledUser not "true"/"false"
-        "u-short,,,true,s1,teacher",  # line 6: too few cells
-    ]) + "\r\n"
+def test_bad_rows_are_quarantined_with_file_and_line_and_the_rest_published(
+    wh: Warehouse, tmp_path: Path
+) -> None:
+    users = (
+        FILES["users.csv"]
+        + "\r\n".join(
+            [
+                "u-bad,,,maybe,s1,teacher,x.y,,X,Y,,9,,,,,,",  # line 5: enabledUser not "true"/"false"
+                "u-short,,,true,s1,teacher",  # line 6: too few cells
+            ]
+        )
+        + "\r\n"
+    )
     bundle = write_zip(tmp_path / "b.zip", {"users.csv": users})
     result = sync_district(wh, csv_district(bundle), "csv-1", RESOURCES)
     assert result.published, result.checks.reason() if result.checks else "?"
     users_result = result.staged["users"]
     assert users_result.rejected == 2 and users_result.staged == 3
-    rejects = {r.sourced_id: r for r in wh.rejects(result.import_id, severity="error") if r.resource == "users"}
+    rejects = {
+        r.sourced_id: r for r in wh.rejects(result.import_id, severity="error") if r.resource == "users"
+    }
     assert rejects["u-bad"].message.startswith("users.csv line 5, column 'enabledUser': district 'csv'")
     assert rejects["u-short"].check == "column_count" and "users.csv line 6" in rejects["u-short"].message
     alive = {sid for sid, row in published_rows(wh, "csv", "users").items() if row[-1]}
@@ -137,7 +173,9 @@ def test_structurally_bad_bundle_is_refused_and_nothing_published(wh: Warehouse,
     before = published_rows(wh, "csv", "enrollments")
     with pytest.raises(CsvBundleError) as caught:
         sync_district(wh, csv_district(bad), "csv-2", RESOURCES)
-    assert "district 'csv', CSV bundle bad.zip, enrollments.csv, line 1, column 'userSourcedId'" in str(caught.value)
+    assert "district 'csv', CSV bundle bad.zip, enrollments.csv, line 1, column 'userSourcedId'" in str(
+        caught.value
+    )
     assert published_rows(wh, "csv", "enrollments") == before
 
 
@@ -148,6 +186,11 @@ def test_absent_resource_fails_the_import_unless_switched_off(wh: Warehouse, tmp
         sync_district(wh, csv_district(bundle), "csv-1", RESOURCES)
     failed = wh.get_import(wh.import_for_run("csv", "csv-1"))  # type: ignore[arg-type]
     assert failed.status == "failed"
-    switched_off = District(id="csv", name="From CSV", import_method="csv_bundle", csv_bundle={"path": str(bundle)},
-                            pii={"demographics": False})
+    switched_off = District(
+        id="csv",
+        name="From CSV",
+        import_method="csv_bundle",
+        csv_bundle={"path": str(bundle)},
+        pii={"demographics": False},
+    )
     assert sync_district(wh, switched_off, "csv-2", RESOURCES).published

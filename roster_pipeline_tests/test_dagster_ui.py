@@ -46,7 +46,9 @@ def test_each_district_partition_keeps_its_own_latest_check_results(
         assert alpha.success and beta.success
         storage = instance.event_log_storage
         for district, run in (("alpha", alpha), ("beta", beta)):
-            latest = storage.get_latest_asset_check_execution_by_key(CHECK_KEYS, PartitionKeyFilter(key=district))
+            latest = storage.get_latest_asset_check_execution_by_key(
+                CHECK_KEYS, PartitionKeyFilter(key=district)
+            )
             assert set(latest) == set(CHECK_KEYS), district
             for key, record in latest.items():
                 # beta ran last; an unpartitioned check would show beta's run on alpha's page too
@@ -63,11 +65,18 @@ def test_each_district_partition_keeps_its_own_latest_check_results(
 
 
 def scheduled_district(**schedule: object) -> District:
-    return District.model_validate({
-        "id": "chicago", "name": "Chicago", "api_host": "https://sis.example.org", "app_name": "chicago",
-        "client_id_env": "X_KEY", "client_secret_env": "X_SECRET", "timezone": "America/Chicago",
-        "schedule": schedule,
-    })
+    return District.model_validate(
+        {
+            "id": "chicago",
+            "name": "Chicago",
+            "api_host": "https://sis.example.org",
+            "app_name": "chicago",
+            "client_id_env": "X_KEY",
+            "client_secret_env": "X_SECRET",
+            "timezone": "America/Chicago",
+            "schedule": schedule,
+        }
+    )
 
 
 def test_next_run_and_overdue_follow_the_district_schedule_in_its_timezone() -> None:

@@ -57,7 +57,9 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
         node = graph.get(key)
         assert node.partitions_def == job.partitions_def, key
         assert node.group_name == "roster_sync"
-        assert node.description and len(node.description) > 40, f"{key} needs a description that reads well in the UI"
+        assert node.description and len(node.description) > 40, (
+            f"{key} needs a description that reads well in the UI"
+        )
     for name in DERIVED_ASSETS:
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def == job.partitions_def and node.group_name == "roster_derived", name
@@ -67,18 +69,31 @@ def test_definitions_snapshot_from_the_example_registry() -> None:
     assert {k.to_user_string() for k in publish.parent_keys} == {"checked_snapshot"}
     checked = graph.get(dg.AssetKey("checked_snapshot"))
     assert {k.to_user_string() for k in checked.parent_keys} == set(EXPECTED_ASSETS) - {
-        "published_roster", "roster_import", "checked_snapshot"
+        "published_roster",
+        "roster_import",
+        "checked_snapshot",
     }
-    assert sorted(key.name for key in graph.asset_check_keys) == ["change_thresholds", "school_thresholds", "valid_records"]
+    assert sorted(key.name for key in graph.asset_check_keys) == [
+        "change_thresholds",
+        "school_thresholds",
+        "valid_records",
+    ]
     for check_key in graph.asset_check_keys:  # one result per district, on the district's partition
         assert graph.get(check_key).partitions_def == job.partitions_def, check_key
 
     # Per-district schedules for enabled, non-manual districts; the control sensor runs by default.
     enabled = [d.id for d in registry.districts.values() if d.enabled and d.schedule.frequency != "manual"]
-    assert sorted(s.name for s in defs.schedules or []) == sorted(f"sync_{d.replace('-', '_')}" for d in enabled)
+    assert sorted(s.name for s in defs.schedules or []) == sorted(
+        f"sync_{d.replace('-', '_')}" for d in enabled
+    )
     sensors = {s.name: s for s in defs.sensors or []}
     assert sensors["district_control"].default_status == dg.DefaultSensorStatus.RUNNING
-    assert {j.name for j in defs.jobs or []} >= {"review_approve", "review_reject", "review_reprocess", "review_undo"}
+    assert {j.name for j in defs.jobs or []} >= {
+        "review_approve",
+        "review_reject",
+        "review_reprocess",
+        "review_undo",
+    }
 
     dry_run = defs.resolve_job_def("dry_run_district")
     assert sorted(k.to_user_string() for k in dry_run.asset_layer.executable_asset_keys) == sorted(
@@ -158,7 +173,9 @@ def test_dagster_cli_materializes_one_district(tmp_path: Path) -> None:
     from .pipeline_helpers import write_registry
 
     environ: dict[str, str] = {}
-    with running_simulator(size="tiny", seed=3, app_name="alpha", client_id="alpha-id", client_secret="s3cret-alpha") as sim:
+    with running_simulator(
+        size="tiny", seed=3, app_name="alpha", client_id="alpha-id", client_secret="s3cret-alpha"
+    ) as sim:
         write_registry(tmp_path / "districts.yaml", sim, environ, ["alpha"])
         (tmp_path / "home").mkdir()
         (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -172,11 +189,27 @@ def test_dagster_cli_materializes_one_district(tmp_path: Path) -> None:
         }
         dagster = shutil.which("dagster") or str(Path(sys.executable).with_name("dagster"))
         completed = subprocess.run(
-            [dagster, "job", "execute", "-m", "roster_pipeline.definitions", "-j", "sync_district",
-             "--tags", '{"dagster/partition": "alpha"}'],
-            check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+            [
+                dagster,
+                "job",
+                "execute",
+                "-m",
+                "roster_pipeline.definitions",
+                "-j",
+                "sync_district",
+                "--tags",
+                '{"dagster/partition": "alpha"}',
+            ],
+            check=False,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert completed.returncode == 0, completed.stderr[-3000:]
-        active_users = sum(1 for u in sim.tenant("alpha").district.collections["users"].values() if u["status"] == "active")
+        active_users = sum(
+            1 for u in sim.tenant("alpha").district.collections["users"].values() if u["status"] == "active"
+        )
     assert "s3cret-alpha" not in completed.stdout + completed.stderr
     assert Warehouse(url).current_counts("alpha")["users"] == active_users

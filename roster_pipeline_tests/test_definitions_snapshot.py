@@ -56,13 +56,20 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
             "partitioned": job.partitions_def is not None,
         }
     schedules = {
-        s.name: {"cron": s.cron_schedule, "timezone": s.execution_timezone, "default": s.default_status.value,
-                 "job": s.job_name}
+        s.name: {
+            "cron": s.cron_schedule,
+            "timezone": s.execution_timezone,
+            "default": s.default_status.value,
+            "job": s.job_name,
+        }
         for s in sorted(defs.schedules or [], key=lambda s: s.name)
     }
     sensors = {
-        s.name: {"interval_seconds": s.minimum_interval_seconds, "default": s.default_status.value,
-                 "job": s.job_name if s.has_jobs else None}
+        s.name: {
+            "interval_seconds": s.minimum_interval_seconds,
+            "default": s.default_status.value,
+            "job": s.job_name if s.has_jobs else None,
+        }
         for s in sorted(defs.sensors or [], key=lambda s: s.name)
     }
     partitions = graph.get(dg.AssetKey("roster_import")).partitions_def

@@ -24,8 +24,14 @@ from roster_pipeline_tests.shell_helpers import clean_env, shell
 
 
 def demo(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "roster_pipeline.cli", "demo", *args], cwd=cwd, env=clean_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "roster_pipeline.cli", "demo", *args],
+        cwd=cwd,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def partition_runs(dagster_home: Path, partition: str) -> list[dg.DagsterRun]:
@@ -65,11 +71,21 @@ def test_the_review_command_a_check_your_data_email_prints_works_when_pasted(rep
 
 
 def test_demo_settings_fill_only_a_shell_without_a_registry_of_its_own(tmp_path: Path) -> None:
-    write_settings(demo_home(tmp_path).settings_file, {"ROSTER_DISTRICTS_FILE": "/demo/districts.yaml",
-                                                       "DAGSTER_HOME": "/demo/home", "X_QUOTED": "a 'b' c"})
+    write_settings(
+        demo_home(tmp_path).settings_file,
+        {
+            "ROSTER_DISTRICTS_FILE": "/demo/districts.yaml",
+            "DAGSTER_HOME": "/demo/home",
+            "X_QUOTED": "a 'b' c",
+        },
+    )
     fresh: dict[str, str] = {"DAGSTER_HOME": "/mine"}
     assert apply_demo_settings(fresh, tmp_path) == demo_home(tmp_path).settings_file
-    assert fresh == {"ROSTER_DISTRICTS_FILE": "/demo/districts.yaml", "DAGSTER_HOME": "/mine", "X_QUOTED": "a 'b' c"}
+    assert fresh == {
+        "ROSTER_DISTRICTS_FILE": "/demo/districts.yaml",
+        "DAGSTER_HOME": "/mine",
+        "X_QUOTED": "a 'b' c",
+    }
 
     production = {"ROSTER_DISTRICTS_FILE": "/etc/roster/districts.yaml"}
     assert apply_demo_settings(production, tmp_path) is None
@@ -77,7 +93,9 @@ def test_demo_settings_fill_only_a_shell_without_a_registry_of_its_own(tmp_path:
     assert apply_demo_settings({}, tmp_path / "elsewhere") is None
 
 
-def test_outbox_setting_is_absolute_whatever_it_was_given_as(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outbox_setting_is_absolute_whatever_it_was_given_as(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert NotifySettings.from_env({}).outbox_dir == tmp_path.resolve() / ".roster_pipeline" / "outbox"
     assert NotifySettings.from_env({"ROSTER_OUTBOX_DIR": "mail"}).outbox_dir == tmp_path.resolve() / "mail"

@@ -76,13 +76,19 @@ def test_sigterm_to_the_ui_demo_stops_dagster_dev_and_everything_it_started(tmp_
     log = (tmp_path / "demo.log").open("w")
     demo = subprocess.Popen(
         [sys.executable, "-m", "roster_pipeline.cli", "demo", "--dagster-port", str(port)],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     started: set[int] = set()
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while True:
-            assert demo.poll() is None, f"the demo ended early:\n{(tmp_path / 'demo.log').read_text()[-3000:]}"
+            assert demo.poll() is None, (
+                f"the demo ended early:\n{(tmp_path / 'demo.log').read_text()[-3000:]}"
+            )
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
                     break

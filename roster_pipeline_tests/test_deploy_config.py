@@ -31,7 +31,13 @@ from roster_pipeline.warehouse import ENV_DATABASE_URL
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEPLOY = REPOSITORY / "docs" / "deploy" / "k8s"
-PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
+PG_VARIABLES = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USER",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
 
 FAKE_KUBECONFIG = """\
 apiVersion: v1
@@ -76,12 +82,22 @@ def names(entries: list[dict[str, str]]) -> list[str]:
 
 
 @pytest.fixture()
-def k8s_dagster_home(new_postgres_database: Callable[[], str], tmp_path: Path,
-                     monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def k8s_dagster_home(
+    new_postgres_database: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A DAGSTER_HOME with the shipped k8s instance file, its storage on a fresh database, a fake kubeconfig."""
     url = sa.engine.make_url(new_postgres_database())
-    for name, value in zip(PG_VARIABLES, (url.host or "127.0.0.1", str(url.port or 5432), url.username or "postgres",
-                                          url.password or "", url.database or ""), strict=True):
+    for name, value in zip(
+        PG_VARIABLES,
+        (
+            url.host or "127.0.0.1",
+            str(url.port or 5432),
+            url.username or "postgres",
+            url.password or "",
+            url.database or "",
+        ),
+        strict=True,
+    ):
         monkeypatch.setenv(name, value)
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(FAKE_KUBECONFIG)
@@ -107,11 +123,18 @@ def test_the_k8s_instance_loads_with_k8s_run_launcher_postgres_storage_and_the_p
         assert list(launcher.env_config_maps) == ["roster-pipeline-env"]
         assert list(launcher.env_secrets) == ["roster-pipeline-secrets"]
         # the registry volume converts to Kubernetes objects the way the launcher converts it for a run's pod
-        mounts = [k8s_model_from_dict(kubernetes.client.V1VolumeMount,
-                                      k8s_snake_case_dict(kubernetes.client.V1VolumeMount, m))
-                  for m in launcher.volume_mounts]
-        volumes = [k8s_model_from_dict(kubernetes.client.V1Volume, k8s_snake_case_dict(kubernetes.client.V1Volume, v))
-                   for v in launcher.volumes]
+        mounts = [
+            k8s_model_from_dict(
+                kubernetes.client.V1VolumeMount, k8s_snake_case_dict(kubernetes.client.V1VolumeMount, m)
+            )
+            for m in launcher.volume_mounts
+        ]
+        volumes = [
+            k8s_model_from_dict(
+                kubernetes.client.V1Volume, k8s_snake_case_dict(kubernetes.client.V1Volume, v)
+            )
+            for v in launcher.volumes
+        ]
         assert [(m.name, m.mount_path) for m in mounts] == [("districts", "/etc/roster_pipeline")]
         assert [(v.name, v.config_map.name) for v in volumes] == [("districts", "roster-pipeline-districts")]
 
@@ -165,10 +188,16 @@ def test_env_yaml_carries_every_variable_the_instance_and_the_code_read_and_no_s
     assert [m["mountPath"] for m in LAUNCHER["volume_mounts"]] == [str(registry_path.parent)]
 
     example = load_yaml(REPOSITORY / "roster_pipeline" / "districts.example.yaml")
-    credentials = {d[k] for d in example["districts"] for k in ("client_id_env", "client_secret_env") if k in d}
+    credentials = {
+        d[k] for d in example["districts"] for k in ("client_id_env", "client_secret_env") if k in d
+    }
     assert credentials and credentials <= set(secret["stringData"])
-    assert all(value == "" for doc in ENV_DOCS.values() if doc["kind"] == "Secret"
-               for value in doc["stringData"].values()), "no secret value is ever committed"
+    assert all(
+        value == ""
+        for doc in ENV_DOCS.values()
+        if doc["kind"] == "Secret"
+        for value in doc["stringData"].values()
+    ), "no secret value is ever committed"
 
 
 def test_the_helm_values_run_the_project_image_with_the_instance_files_settings() -> None:
@@ -194,19 +223,26 @@ def test_the_helm_values_run_the_project_image_with_the_instance_files_settings(
     queue = VALUES["dagsterDaemon"]["runCoordinator"]
     runs = PRODUCTION["concurrency"]["runs"]
     assert queue["enabled"] is True and queue["type"] == "QueuedRunCoordinator"
-    assert queue["config"]["queuedRunCoordinator"] == {"maxConcurrentRuns": runs["max_concurrent_runs"],
-                                                       "tagConcurrencyLimits": runs["tag_concurrency_limits"]}
+    assert queue["config"]["queuedRunCoordinator"] == {
+        "maxConcurrentRuns": runs["max_concurrent_runs"],
+        "tagConcurrencyLimits": runs["tag_concurrency_limits"],
+    }
     monitoring = VALUES["dagsterDaemon"]["runMonitoring"]
-    assert monitoring == {"enabled": PRODUCTION["run_monitoring"]["enabled"],
-                          "maxResumeRunAttempts": PRODUCTION["run_monitoring"]["max_resume_run_attempts"]}
+    assert monitoring == {
+        "enabled": PRODUCTION["run_monitoring"]["enabled"],
+        "maxResumeRunAttempts": PRODUCTION["run_monitoring"]["max_resume_run_attempts"],
+    }
 
     # Dagster's storage: the external Postgres server that env.yaml's DAGSTER_PG_* name, same driver
     postgres, env = VALUES["postgresql"], ENV_DOCS[LAUNCHER["env_config_maps"][0]]["data"]
     assert postgres["enabled"] is False and VALUES["generatePostgresqlPasswordSecret"] is False
     assert postgres["postgresqlScheme"] == PRODUCTION["storage"]["postgres"]["postgres_db"]["scheme"]
-    assert (postgres["postgresqlHost"], postgres["postgresqlUsername"], postgres["postgresqlDatabase"],
-            str(postgres["service"]["port"])) == (env["DAGSTER_PG_HOST"], env["DAGSTER_PG_USER"],
-                                                  env["DAGSTER_PG_DB"], env["DAGSTER_PG_PORT"])
+    assert (
+        postgres["postgresqlHost"],
+        postgres["postgresqlUsername"],
+        postgres["postgresqlDatabase"],
+        str(postgres["service"]["port"]),
+    ) == (env["DAGSTER_PG_HOST"], env["DAGSTER_PG_USER"], env["DAGSTER_PG_DB"], env["DAGSTER_PG_PORT"])
     chart_secret = ENV_DOCS[VALUES["global"]["postgresqlSecretName"]]
     assert set(chart_secret["stringData"]) == {"postgresql-password"}
 

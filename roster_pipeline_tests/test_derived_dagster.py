@@ -32,7 +32,13 @@ DERIVED = (CLASS_TEACHERS, STUDENT_LOGINS)
 
 @pytest.fixture()
 def server() -> Iterator[SimulatorServer]:
-    with SimulatorServer([Tenant("alpha", "alpha-client", "alpha-secret-xyz", copy.deepcopy(generate_district("tiny", seed=31)))]) as s:
+    with SimulatorServer(
+        [
+            Tenant(
+                "alpha", "alpha-client", "alpha-secret-xyz", copy.deepcopy(generate_district("tiny", seed=31))
+            )
+        ]
+    ) as s:
         yield s
 
 
@@ -42,15 +48,20 @@ def definitions(registry_path: Path, warehouse_url: str) -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_roster_assets(partitions), *build_derived_assets(partitions)],
         jobs=[build_sync_job()],
-        resources={"warehouse": WarehouseResource(database_url=warehouse_url),
-                   "registry": DistrictRegistryResource(districts_file=str(registry_path))},
+        resources={
+            "warehouse": WarehouseResource(database_url=warehouse_url),
+            "registry": DistrictRegistryResource(districts_file=str(registry_path)),
+        },
     )
 
 
-def run_sync(registry_path: Path, warehouse_url: str, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def run_sync(
+    registry_path: Path, warehouse_url: str, instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
     job = definitions(registry_path, warehouse_url).resolve_job_def(SYNC_JOB_NAME)
-    return job.execute_in_process(partition_key="alpha", instance=instance, tags={SYNC_MODE_TAG: "full"},
-                                  raise_on_error=False)
+    return job.execute_in_process(
+        partition_key="alpha", instance=instance, tags={SYNC_MODE_TAG: "full"}, raise_on_error=False
+    )
 
 
 def set_devices(path: Path, devices: str) -> None:
@@ -63,7 +74,9 @@ def test_the_sync_job_builds_the_derived_tables_after_the_publish_and_a_held_imp
     server: SimulatorServer, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "districts.yaml"
-    write_registry(path, server, MonkeypatchedEnviron(monkeypatch), ["alpha"], student_devices="chromebooks_only")
+    write_registry(
+        path, server, MonkeypatchedEnviron(monkeypatch), ["alpha"], student_devices="chromebooks_only"
+    )
     graph = definitions(path, sqlite_url).resolve_asset_graph()
     for name in DERIVED:
         assert {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} == {"published_roster"}
@@ -83,13 +96,17 @@ def test_the_sync_job_builds_the_derived_tables_after_the_publish_and_a_held_imp
             assert meta["warnings"] == sum(w.count for w in checks), name
         students = derived_rows(warehouse.engine, STUDENT_LOGINS, "alpha")
         with warehouse.engine.connect() as conn:
-            current_students = conn.execute(sa.text(
-                "SELECT count(*) FROM current_users WHERE district_id = 'alpha' AND role = 'student'")).scalar()
+            current_students = conn.execute(
+                sa.text("SELECT count(*) FROM current_users WHERE district_id = 'alpha' AND role = 'student'")
+            ).scalar()
         assert len(students) == current_students > 0
         assert {r["student_devices"] for r in students} == {"chromebooks_only"}
         assert all(r["other_device_login"] is None for r in students)
-        assert materialization_metadata(first, STUDENT_LOGINS).get("no_email", 0) == stored.get("no_email", 0) == sum(
-            r["problem"] == "no_email" for r in students)
+        assert (
+            materialization_metadata(first, STUDENT_LOGINS).get("no_email", 0)
+            == stored.get("no_email", 0)
+            == sum(r["problem"] == "no_email" for r in students)
+        )
         before = {name: derived_rows(warehouse.engine, name, "alpha") for name in DERIVED}
 
         # The SIS wipes most enrollments and the admin switches to no_chromebooks: the import is held, so
@@ -106,10 +123,15 @@ def test_the_sync_job_builds_the_derived_tables_after_the_publish_and_a_held_imp
         # Materialized on its own after the reload: rebuilt from what is published, under the new setting.
         defs = definitions(path, sqlite_url)
         rebuilt = dg.materialize(
-            [*build_roster_assets(district_partitions(load_registry(path))),
-             *build_derived_assets(district_partitions(load_registry(path)))],
-            selection=[STUDENT_LOGINS], partition_key="alpha", instance=instance,
-            resources=defs.resources, raise_on_error=False,
+            [
+                *build_roster_assets(district_partitions(load_registry(path))),
+                *build_derived_assets(district_partitions(load_registry(path))),
+            ],
+            selection=[STUDENT_LOGINS],
+            partition_key="alpha",
+            instance=instance,
+            resources=defs.resources,
+            raise_on_error=False,
         )
         assert rebuilt.success
         meta = materialization_metadata(rebuilt, STUDENT_LOGINS)

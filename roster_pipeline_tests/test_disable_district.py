@@ -58,8 +58,13 @@ def test_disabled_district_is_refused_keeps_its_data_and_resumes_when_re_enabled
     assert not refused.success
     message = failure(refused)
     assert "DistrictPausedError" in message  # a refusal: the control sensor neither pauses nor emails
-    for needle in ("'alpha' is disabled", "enabled: false", "published data is kept", "enabled: true",
-                   "reload the code location"):
+    for needle in (
+        "'alpha' is disabled",
+        "enabled: false",
+        "published data is kept",
+        "enabled: true",
+        "reload the code location",
+    ):
         assert needle in message
     assert wh.import_for_run("alpha", refused.run_id) is None  # no import opened, the SIS not asked
     assert wh.current_counts("alpha") == counts  # data kept

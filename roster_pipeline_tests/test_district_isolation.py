@@ -83,8 +83,13 @@ def test_districts_with_the_same_sourced_ids_never_cross(
     twins: SimulatorServer, warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "districts.yaml"
-    registry = write_registry(path, twins, MonkeypatchedEnviron(monkeypatch), ["north", "south"],
-                              thresholds={"max_rejected_pct": 100})
+    registry = write_registry(
+        path,
+        twins,
+        MonkeypatchedEnviron(monkeypatch),
+        ["north", "south"],
+        thresholds={"max_rejected_pct": 100},
+    )
     warehouse = Warehouse(warehouse_url)
     warehouse.create_schema()
     create_control_schema(warehouse.engine)
@@ -106,7 +111,8 @@ def test_districts_with_the_same_sourced_ids_never_cross(
     mutations.remove_students(south_sis, count=1, seed=3, mode="vanish")
     bad_id = min(south_sis.collections["demographics"])
     south_sis.collections["demographics"][bad_id] = {
-        **south_sis.collections["demographics"][bad_id], "birthDate": "yesterday",
+        **south_sis.collections["demographics"][bad_id],
+        "birthDate": "yesterday",
         "dateLastModified": "2030-01-01T00:00:00.000Z",
     }
     south_sis.bump()
@@ -123,7 +129,8 @@ def test_districts_with_the_same_sourced_ids_never_cross(
     mutations.remove_students(north_sis, count=3, seed=4, mode="vanish")
     enrollment_id = min(north_sis.collections["enrollments"])
     north_sis.collections["enrollments"][enrollment_id] = {
-        **north_sis.collections["enrollments"][enrollment_id], "dateLastModified": "2030-01-01T00:00:00.000Z",
+        **north_sis.collections["enrollments"][enrollment_id],
+        "dateLastModified": "2030-01-01T00:00:00.000Z",
         "user": {**north_sis.collections["enrollments"][enrollment_id]["user"], "sourcedId": "no-such-user"},
     }
     north_sis.bump()

@@ -70,7 +70,10 @@ def test_get_unknown_district_lists_known_ids() -> None:
 
 def test_infinite_campus_derives_urls_from_host_and_app() -> None:
     d = parse_registry({"districts": [district()]}).get("springfield")
-    assert d.token_url_resolved == "https://springfield.infinitecampus.org/campus/oauth2/token?appName=springfield"
+    assert (
+        d.token_url_resolved
+        == "https://springfield.infinitecampus.org/campus/oauth2/token?appName=springfield"
+    )
     assert d.base_url_resolved == (
         "https://springfield.infinitecampus.org/campus/api/oneroster/v1p1/springfield/ims/oneroster/v1p1"
     )
@@ -84,7 +87,11 @@ def test_api_host_may_be_a_full_origin_for_the_simulator() -> None:
 
 def test_explicit_urls_win() -> None:
     d = parse_registry(
-        {"districts": [district(token_url="https://auth.example.org/token", base_url="https://api.example.org/v1p1/")]}
+        {
+            "districts": [
+                district(token_url="https://auth.example.org/token", base_url="https://api.example.org/v1p1/")
+            ]
+        }
     ).get("springfield")
     assert d.token_url_resolved == "https://auth.example.org/token"
     assert d.base_url_resolved == "https://api.example.org/v1p1"
@@ -123,7 +130,9 @@ def test_ic_without_app_name_or_urls_is_rejected() -> None:
         ({"school_year": 27}, "school_year", "2000"),
     ],
 )
-def test_every_field_error_names_district_and_field(fields: dict[str, Any], field: str, fragment: str) -> None:
+def test_every_field_error_names_district_and_field(
+    fields: dict[str, Any], field: str, fragment: str
+) -> None:
     message = error_for(**fields)
     district_id = "Spring Field" if field == "id" else "springfield"
     assert f"district {district_id!r}: field {field!r}:" in message
@@ -147,7 +156,11 @@ def test_duplicate_ids_rejected() -> None:
 def test_defaults_merge_under_every_district() -> None:
     registry = parse_registry(
         {
-            "defaults": {"timezone": "America/Denver", "thresholds": {"max_deleted_pct": 5}, "admin_emails": ["a@x.org"]},
+            "defaults": {
+                "timezone": "America/Denver",
+                "thresholds": {"max_deleted_pct": 5},
+                "admin_emails": ["a@x.org"],
+            },
             "districts": [
                 district(),
                 district(id="ogdenville", thresholds={"min_changes": 3}, admin_emails=["b@y.org"]),
@@ -184,7 +197,12 @@ def test_unreadable_or_invalid_yaml_file(tmp_path: Path) -> None:
 
 def test_credentials_read_at_run_time_for_that_district_only() -> None:
     registry = parse_registry(
-        {"districts": [district(), district(id="ogdenville", client_id_env="OGD_ID", client_secret_env="OGD_SECRET")]}
+        {
+            "districts": [
+                district(),
+                district(id="ogdenville", client_id_env="OGD_ID", client_secret_env="OGD_SECRET"),
+            ]
+        }
     )
     environ = {"SPRINGFIELD_ID": "key-1", "SPRINGFIELD_SECRET": SECRET}
     assert registry.get("springfield").credentials(environ) == ("key-1", SECRET)

@@ -33,8 +33,12 @@ def _joined(*parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 # (st.from_regex would do, but is several times slower to draw from; these stay well under a second.)
 ids = _joined(st.sampled_from(LOWER_DIGITS), st.text(LOWER_DIGITS + "_-", max_size=30))
-env_names = _joined(st.sampled_from(string.ascii_uppercase), st.text(UPPER_DIGITS, max_size=10), st.just("_"),
-                    st.text(UPPER_DIGITS + "_", min_size=1, max_size=20))
+env_names = _joined(
+    st.sampled_from(string.ascii_uppercase),
+    st.text(UPPER_DIGITS, max_size=10),
+    st.just("_"),
+    st.text(UPPER_DIGITS + "_", min_size=1, max_size=20),
+)
 labels = _joined(st.sampled_from(string.ascii_lowercase), st.text(LOWER_DIGITS, max_size=10))
 hosts = st.lists(labels, min_size=2, max_size=3).map(".".join)
 hhmm = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
@@ -65,7 +69,9 @@ def urls(draw: st.DrawFn) -> dict[str, Any]:
     if kind == "https":
         host = draw(hosts)
         return {"token_url": f"https://{host}/oauth2/token", "base_url": f"https://{host}/ims/oneroster/v1p1"}
-    origin = draw(st.sampled_from(["http://127.0.0.1", "http://localhost", "http://[::1]", "http://127.9.8.7"]))
+    origin = draw(
+        st.sampled_from(["http://127.0.0.1", "http://localhost", "http://[::1]", "http://127.9.8.7"])
+    )
     port = draw(st.integers(1, 65535))
     return {"api_host": f"{origin}:{port}"}
 
@@ -93,15 +99,28 @@ def districts(draw: st.DrawFn, district_id: str | None = None) -> dict[str, Any]
         "thresholds": st.fixed_dictionaries(
             {},
             optional={
-                "max_deleted_pct": pcts, "max_updated_pct": pcts, "max_rejected_pct": pcts,
-                "max_added_pct": st.floats(0, 1000), "min_changes": st.integers(0, 10_000),
-                "per_school": st.fixed_dictionaries({}, optional={"max_user_drop_pct": pcts, "min_drop": st.integers(0, 99)}),
-                "resources": st.dictionaries(st.sampled_from(["users", "enrollments"]),
-                                             st.fixed_dictionaries({}, optional={"max_deleted_pct": pcts}), max_size=2),
+                "max_deleted_pct": pcts,
+                "max_updated_pct": pcts,
+                "max_rejected_pct": pcts,
+                "max_added_pct": st.floats(0, 1000),
+                "min_changes": st.integers(0, 10_000),
+                "per_school": st.fixed_dictionaries(
+                    {}, optional={"max_user_drop_pct": pcts, "min_drop": st.integers(0, 99)}
+                ),
+                "resources": st.dictionaries(
+                    st.sampled_from(["users", "enrollments"]),
+                    st.fixed_dictionaries({}, optional={"max_deleted_pct": pcts}),
+                    max_size=2,
+                ),
             },
         ),
         "rollover": st.fixed_dictionaries(
-            {}, optional={"date": month_days, "first_day": month_days, "mode": st.sampled_from(["pause", "additions_only", "none"])}
+            {},
+            optional={
+                "date": month_days,
+                "first_day": month_days,
+                "mode": st.sampled_from(["pause", "additions_only", "none"]),
+            },
         ),
         "enabled": st.booleans(),
         "school_year": st.integers(2000, 2100),
@@ -137,7 +156,9 @@ def test_generated_valid_registries_load_and_round_trip(data: dict[str, Any]) ->
     again = parse_registry(yaml_round_trip(dumped))
     assert list(again) == list(registry)
     for district in again:
-        assert district.token_url_resolved.startswith(("https://", "http://127.", "http://localhost", "http://[::1]"))
+        assert district.token_url_resolved.startswith(
+            ("https://", "http://127.", "http://localhost", "http://[::1]")
+        )
 
 
 # --- invalid registries ----------------------------------------------------------------------------------
@@ -150,8 +171,18 @@ pasted_secrets = st.text(SECRET_ALPHABET, min_size=16, max_size=48).filter(
 unknown_keys = st.text(string.ascii_lowercase + "_", min_size=1, max_size=20).filter(
     lambda k: k not in District.model_fields
 )
-not_hhmm = st.text(max_size=12).filter(lambda t: not (len(t) == 5 and t[2] == ":" and t[:2].isdigit() and t[3:].isdigit()
-                                                      and int(t[:2]) < 24 and int(t[3:]) < 60))
+not_hhmm = st.text(max_size=12).filter(
+    lambda t: (
+        not (
+            len(t) == 5
+            and t[2] == ":"
+            and t[:2].isdigit()
+            and t[3:].isdigit()
+            and int(t[:2]) < 24
+            and int(t[3:]) < 60
+        )
+    )
+)
 not_timezones = st.text(max_size=400).filter(lambda t: t not in TIMEZONE_SET and t != "UTC")
 network_hosts = hosts.filter(lambda h: not h.startswith("localhost"))
 
@@ -163,10 +194,15 @@ def corruptions() -> st.SearchStrategy[tuple[str, Any]]:
         st.tuples(unknown_keys, st.integers()),
         st.tuples(st.just("schedule.time"), not_hhmm),
         st.tuples(st.just("timezone"), not_timezones),
-        st.tuples(st.just("thresholds.max_deleted_pct"),
-                  st.one_of(st.floats(max_value=-0.001), st.floats(min_value=100.001), st.just(float("nan")))),
+        st.tuples(
+            st.just("thresholds.max_deleted_pct"),
+            st.one_of(st.floats(max_value=-0.001), st.floats(min_value=100.001), st.just(float("nan"))),
+        ),
         st.tuples(st.just("thresholds.min_changes"), st.integers(max_value=-1)),
-        st.tuples(st.just("thresholds.per_school.max_user_drop_pct"), st.floats(min_value=100.5, allow_infinity=False)),
+        st.tuples(
+            st.just("thresholds.per_school.max_user_drop_pct"),
+            st.floats(min_value=100.5, allow_infinity=False),
+        ),
         st.tuples(st.just("page_size"), st.one_of(st.integers(max_value=0), st.integers(min_value=50_001))),
         st.tuples(st.just("api_host"), network_hosts.map(lambda h: f"http://{h}")),
         st.tuples(st.just("client_id_env"), pasted_secrets),
@@ -202,8 +238,14 @@ def set_path(entry: dict[str, Any], path: str, value: Any) -> None:
 @SETTINGS
 @given(districts(), corruptions())
 @example(
-    {"id": "springfield", "name": "S", "app_name": "s", "client_id_env": "A_B", "client_secret_env": "C_D",
-     "api_host": "sis.example.org"},
+    {
+        "id": "springfield",
+        "name": "S",
+        "app_name": "s",
+        "client_id_env": "A_B",
+        "client_secret_env": "C_D",
+        "api_host": "sis.example.org",
+    },
     ("timezone", "a" * 300),  # the OS refuses the file name as too long: OSError, not a registry error
 )
 def test_every_invalid_field_raises_a_registry_error_naming_district_and_field(
@@ -236,7 +278,9 @@ def test_every_invalid_field_raises_a_registry_error_naming_district_and_field(
         st.sampled_from([*District.model_fields, "extra_field"]),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-            lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+            lambda children: (
+                st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+            ),
             max_leaves=6,
         ),
         min_size=1,
@@ -257,7 +301,13 @@ def test_junk_values_anywhere_give_a_registry_error_or_a_district_never_anything
 def test_pasted_credentials_are_never_echoed_even_among_other_errors(
     entry: dict[str, Any], client_id: str, client_secret: str
 ) -> None:
-    bad = {**entry, "client_id_env": client_id, "client_secret_env": client_secret, "page_size": 0, "timezone": "Mars/Base"}
+    bad = {
+        **entry,
+        "client_id_env": client_id,
+        "client_secret_env": client_secret,
+        "page_size": 0,
+        "timezone": "Mars/Base",
+    }
     bad.pop("max_concurrency", None)  # comes from the defaults, so their errors name the district too
     try:
         parse_registry({"defaults": {"max_concurrency": 99}, "districts": [bad]})

@@ -20,8 +20,13 @@ from roster_pipeline.registry.districts import District
 from roster_pipeline.warehouse import Warehouse
 
 YEAR = 2027
-DISTRICT = District(id="springfield", name="Springfield", import_method="csv_bundle", csv_bundle={"path": "/x.zip"},
-                    admin_emails=["admin@springfield.example"])
+DISTRICT = District(
+    id="springfield",
+    name="Springfield",
+    import_method="csv_bundle",
+    csv_bundle={"path": "/x.zip"},
+    admin_emails=["admin@springfield.example"],
+)
 SENDER = "roster@example.org"
 
 
@@ -31,25 +36,41 @@ def ref(kind: str, sourced_id: str) -> dict[str, str]:
 
 def user(n: int, **fields: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "sourcedId": f"usr-{n}", "status": "active", "dateLastModified": "2026-11-01T12:00:00.000Z",
-        "username": f"student{n}", "enabledUser": "true", "givenName": "Ada", "familyName": f"Lovelace{n}",
-        "role": "student", "email": f"student{n}@springfield.k12.us",
-        "orgs": [ref("org", "sch-1"), ref("org", "dist-1")], "grades": ["05"],
+        "sourcedId": f"usr-{n}",
+        "status": "active",
+        "dateLastModified": "2026-11-01T12:00:00.000Z",
+        "username": f"student{n}",
+        "enabledUser": "true",
+        "givenName": "Ada",
+        "familyName": f"Lovelace{n}",
+        "role": "student",
+        "email": f"student{n}@springfield.k12.us",
+        "orgs": [ref("org", "sch-1"), ref("org", "dist-1")],
+        "grades": ["05"],
     }
     return record | fields
 
 
 def enrollment(n: int, **fields: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "sourcedId": f"enr-{n}", "status": "active", "dateLastModified": "2026-11-01T12:00:00.000Z",
-        "class": ref("class", f"cls-{n % 4}"), "user": ref("user", f"usr-{n}"), "school": ref("org", "sch-1"),
-        "role": "student", "primary": "false", "beginDate": "2026-08-20", "endDate": "2027-06-05",
+        "sourcedId": f"enr-{n}",
+        "status": "active",
+        "dateLastModified": "2026-11-01T12:00:00.000Z",
+        "class": ref("class", f"cls-{n % 4}"),
+        "user": ref("user", f"usr-{n}"),
+        "school": ref("org", "sch-1"),
+        "role": "student",
+        "primary": "false",
+        "beginDate": "2026-08-20",
+        "endDate": "2027-06-05",
     }
     return record | fields
 
 
 def bad_email(resource: str, sourced_id: str, severity: str = "error") -> Reject:
-    return Reject(resource, sourced_id, "email", "format", "x", f"{resource} {sourced_id}: bad email", severity)
+    return Reject(
+        resource, sourced_id, "email", "format", "x", f"{resource} {sourced_id}: bad email", severity
+    )
 
 
 def text_of(message: Any) -> str:
@@ -80,7 +101,9 @@ def test_delta_import_results_use_the_checks_base_not_the_delta_rows(wh: Warehou
         assert row.published_before == summary["users"]["published_before"]
         assert row.fetched == summary["users"]["fetched"]
         for measure in ("added", "updated", "deleted"):
-            assert (getattr(row, f"{measure}_pct") or 0.0) == pytest.approx(summary["users"][f"{measure}_pct"])
+            assert (getattr(row, f"{measure}_pct") or 0.0) == pytest.approx(
+                summary["users"][f"{measure}_pct"]
+            )
     text = text_of(render_import_results(report, DISTRICT.admin_emails, SENDER))
     users_line = next(line for line in text.splitlines() if line.startswith("users"))
     assert "20" in users_line.split()[1] and "1 (5.0%)" in users_line and "100%" not in users_line
@@ -101,16 +124,32 @@ def test_every_fetched_record_is_accounted_for_in_full_and_delta(wh: Warehouse) 
     full = wh.begin_import("springfield", "run-1", YEAR, "full")
     wh.stage(full, "users", [user(n) for n in range(6)] + [user(1)])  # one duplicate copy
     wh.record_rejects(full, [bad_email("users", "usr-9")])  # kept out of staging
-    wh.stage(full, "enrollments", [enrollment(n) for n in range(4)]
-             + [enrollment(n, status="tobedeleted") for n in (4, 5)])
-    wh.reject_staged(full, [Reject("enrollments", "enr-3", "user.sourcedId", "reference", "usr-3", "no such user")])
+    wh.stage(
+        full,
+        "enrollments",
+        [enrollment(n) for n in range(4)] + [enrollment(n, status="tobedeleted") for n in (4, 5)],
+    )
+    wh.reject_staged(
+        full, [Reject("enrollments", "enr-3", "user.sourcedId", "reference", "usr-3", "no such user")]
+    )
     checked = publish_checked(wh, full)
     report = import_results_report(wh, DISTRICT, wh.get_import(full))
     rows = {r.resource: r for r in report.resources}
-    assert (rows["enrollments"].fetched, rows["enrollments"].added, rows["enrollments"].tobedeleted,
-            rows["enrollments"].rejected) == (6, 3, 2, 1)
-    assert (rows["users"].fetched, rows["users"].added, rows["users"].duplicates, rows["users"].rejected) == (8, 6, 1, 1)
-    assert all(fetched == accounted for fetched, accounted in identity_holds(report).values()), identity_holds(report)
+    assert (
+        rows["enrollments"].fetched,
+        rows["enrollments"].added,
+        rows["enrollments"].tobedeleted,
+        rows["enrollments"].rejected,
+    ) == (6, 3, 2, 1)
+    assert (rows["users"].fetched, rows["users"].added, rows["users"].duplicates, rows["users"].rejected) == (
+        8,
+        6,
+        1,
+        1,
+    )
+    assert all(fetched == accounted for fetched, accounted in identity_holds(report).values()), (
+        identity_holds(report)
+    )
     assert {name: r.fetched for name, r in rows.items()} == {name: checked[name]["fetched"] for name in rows}
 
     delta = wh.begin_import("springfield", "run-2", YEAR, "delta")
@@ -119,9 +158,16 @@ def test_every_fetched_record_is_accounted_for_in_full_and_delta(wh: Warehouse) 
     publish_checked(wh, delta)
     report = import_results_report(wh, DISTRICT, wh.get_import(delta))
     rows = {r.resource: r for r in report.resources}
-    assert (rows["users"].updated, rows["users"].unchanged, rows["users"].tobedeleted, rows["users"].deleted,
-            rows["users"].added) == (1, 1, 1, 1, 1)
-    assert all(fetched == accounted for fetched, accounted in identity_holds(report).values()), identity_holds(report)
+    assert (
+        rows["users"].updated,
+        rows["users"].unchanged,
+        rows["users"].tobedeleted,
+        rows["users"].deleted,
+        rows["users"].added,
+    ) == (1, 1, 1, 1, 1)
+    assert all(fetched == accounted for fetched, accounted in identity_holds(report).values()), (
+        identity_holds(report)
+    )
 
     text = text_of(render_import_results(report, DISTRICT.admin_emails, SENDER))
     header = next(line for line in text.splitlines() if line.startswith("Resource"))
@@ -143,8 +189,14 @@ def test_held_import_lists_its_warnings_where_it_says_and_never_claims_a_publish
     in rejected_rows.csv ...)" while that file held only the error and nothing was published."""
     full = wh.begin_import("springfield", "run-1", YEAR, "full")
     wh.stage(full, "users", [user(n) for n in range(4)])
-    wh.record_rejects(full, [bad_email("users", "usr-9"), bad_email("users", "usr-1", "warning"),
-                             bad_email("users", "usr-2", "warning")])
+    wh.record_rejects(
+        full,
+        [
+            bad_email("users", "usr-9"),
+            bad_email("users", "usr-1", "warning"),
+            bad_email("users", "usr-2", "warning"),
+        ],
+    )
     wh.hold_import(full, "users_valid_records: 20.0% of users rejected (limit 1%)")
     report = check_your_data_report(wh, DISTRICT, wh.get_import(full))
     message = render_check_your_data(report, DISTRICT.admin_emails, SENDER)
@@ -152,14 +204,19 @@ def test_held_import_lists_its_warnings_where_it_says_and_never_claims_a_publish
 
     rows = attached_csv(message, "rejected_rows.csv")
     assert sorted((r["sourced_id"], r["severity"]) for r in rows) == [
-        ("usr-1", "warning"), ("usr-2", "warning"), ("usr-9", "error")]
+        ("usr-1", "warning"),
+        ("usr-2", "warning"),
+        ("usr-9", "error"),
+    ]
     assert "2 warning(s) were also reported" in text
     assert "listed in rejected_rows.csv with severity 'warning'" in text
     assert "1 rejected row(s) (severity 'error'" in text and "2 warning(s) (severity 'warning'" in text
     remainder = text
     for phrase in PERCENT_BASE:
         remainder = remainder.replace(phrase, "")
-    assert "published" not in remainder.lower(), [line for line in text.splitlines() if "published" in line.lower()]
+    assert "published" not in remainder.lower(), [
+        line for line in text.splitlines() if "published" in line.lower()
+    ]
 
 
 def test_published_before_survives_an_undo_and_later_imports(wh: Warehouse) -> None:

@@ -27,14 +27,14 @@ from .pipeline_helpers import EnvSetter, write_registry
 SECRET = "alpha-secret-xyz"
 
 
-
-
 def test_fail_import_keeps_the_first_cause(warehouse_url: str) -> None:
     wh = Warehouse(warehouse_url)
     wh.create_schema()
     import_id = wh.begin_import("alpha", "run-1", 2027)
     wh.fail_import(import_id, "classes: OneRosterHTTPError: GET /classes answered 403")
-    wh.fail_import(import_id, f"courses: WarehouseError: import {import_id} is failed; it cannot receive records")
+    wh.fail_import(
+        import_id, f"courses: WarehouseError: import {import_id} is failed; it cannot receive records"
+    )
     error = wh.get_import(import_id).error or ""
     assert error.startswith("classes: OneRosterHTTPError: GET /classes answered 403"), error
     wh.fail_import(import_id, "classes: OneRosterHTTPError: GET /classes answered 403")
@@ -55,7 +55,9 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 @pytest.fixture()
-def setup(server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_server, warehouse_url: str):
+def setup(
+    server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_server, warehouse_url: str
+):
     monkeypatch.setenv("ROSTER_SMTP_HOST", smtp_server.host)
     monkeypatch.setenv("ROSTER_SMTP_PORT", str(smtp_server.port))
     monkeypatch.setenv("ROSTER_SMTP_SECURITY", "none")
@@ -105,15 +107,31 @@ def test_a_failed_endpoint_is_the_recorded_cause_and_the_email_offers_what_works
 
 
 def test_a_held_import_email_still_offers_approve_and_a_failed_run_email_never_does() -> None:
-    held = CheckYourDataReport("alpha", "District alpha", 7, "run-7", 2027, "full", None,
-                               [FailedCheck("change_thresholds", "enrollments: 90% deleted (limit 10%)")])
+    held = CheckYourDataReport(
+        "alpha",
+        "District alpha",
+        7,
+        "run-7",
+        2027,
+        "full",
+        None,
+        [FailedCheck("change_thresholds", "enrollments: 90% deleted (limit 10%)")],
+    )
     text = render_check_your_data(held, ["a@x.org"], "r@x.org").get_body(("plain",)).get_content()
     assert "the new snapshot is held until an administrator reviews it" in text
     assert [a.action for a in held.actions] == ["approve", "reject", "reprocess"] and "Approve:" in text
 
-    failed = CheckYourDataReport("alpha", "District alpha", 8, "run-8", None, "full", None,
-                                 [FailedCheck("publish", "the run run-8 died during publish")],
-                                 failure=RunFailure("publish", "the run run-8 died during publish\nthen: later"))
+    failed = CheckYourDataReport(
+        "alpha",
+        "District alpha",
+        8,
+        "run-8",
+        None,
+        "full",
+        None,
+        [FailedCheck("publish", "the run run-8 died during publish")],
+        failure=RunFailure("publish", "the run run-8 died during publish\nthen: later"),
+    )
     message = render_check_your_data(failed, ["a@x.org"], "r@x.org")
     text = message.get_body(("plain",)).get_content()
     assert [a.action for a in failed.actions] == ["reprocess", "reject"]

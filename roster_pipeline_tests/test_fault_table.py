@@ -51,8 +51,11 @@ def restart_postgres(rig: FaultRig) -> None:
 
 
 def kill_mid_stage(rig: FaultRig) -> None:
-    kill_connection_at(rig.engine, r"UPDATE import_resource_counts",
-                       inside=lambda: rig.warehouse.staging and rig.warehouse.batches >= 3)
+    kill_connection_at(
+        rig.engine,
+        r"UPDATE import_resource_counts",
+        inside=lambda: rig.warehouse.staging and rig.warehouse.batches >= 3,
+    )
 
 
 def kill_mid_publish(rig: FaultRig) -> None:
@@ -60,50 +63,108 @@ def kill_mid_publish(rig: FaultRig) -> None:
 
 
 FAULT_ROWS: list[FaultRow] = [
-    FaultRow("429 with Retry-After", add(status=429, retry_after=1, times=2, path_contains=USERS, after=1), "exact"),
+    FaultRow(
+        "429 with Retry-After", add(status=429, retry_after=1, times=2, path_contains=USERS, after=1), "exact"
+    ),
     FaultRow("429 without Retry-After", add(status=429, times=2, path_contains=USERS, after=1), "exact"),
-    FaultRow("429 that never clears", add(status=429, retry_after=0, times=None, path_contains=USERS), "error", USERS),
+    FaultRow(
+        "429 that never clears",
+        add(status=429, retry_after=0, times=None, path_contains=USERS),
+        "error",
+        USERS,
+    ),
     FaultRow("502", add(status=502, times=2, path_contains=ENROLLMENTS, after=1), "exact"),
     FaultRow("503", add(status=503, times=2, path_contains=ENROLLMENTS, after=1), "exact"),
     FaultRow("504", add(status=504, times=2, path_contains=ENROLLMENTS, after=1), "exact"),
     FaultRow("503 that never clears", add(status=503, times=None, path_contains=CLASSES), "error", CLASSES),
-    FaultRow("slow past the timeout", add(kind="slow", delay_seconds=1.5, times=2, path_contains=USERS, after=1),
-             "exact", settings={"timeout_seconds": 0.5}),
-    FaultRow("slow past the timeout, always", add(kind="slow", delay_seconds=1.0, times=None, path_contains=COURSES),
-             "error", COURSES, settings={"timeout_seconds": 0.3}),
+    FaultRow(
+        "slow past the timeout",
+        add(kind="slow", delay_seconds=1.5, times=2, path_contains=USERS, after=1),
+        "exact",
+        settings={"timeout_seconds": 0.5},
+    ),
+    FaultRow(
+        "slow past the timeout, always",
+        add(kind="slow", delay_seconds=1.0, times=None, path_contains=COURSES),
+        "error",
+        COURSES,
+        settings={"timeout_seconds": 0.3},
+    ),
     FaultRow("reset, no response", add(kind="reset", times=2, path_contains=USERS, after=1), "exact"),
-    FaultRow("reset, no response, always", add(kind="reset", times=None, path_contains=USERS), "error", USERS),
+    FaultRow(
+        "reset, no response, always", add(kind="reset", times=None, path_contains=USERS), "error", USERS
+    ),
     FaultRow("reset mid-body", add(kind="incomplete", times=2, path_contains=ENROLLMENTS, after=1), "exact"),
-    FaultRow("reset mid-body, always", add(kind="incomplete", times=None, path_contains=ENROLLMENTS), "error",
-             ENROLLMENTS),
+    FaultRow(
+        "reset mid-body, always",
+        add(kind="incomplete", times=None, path_contains=ENROLLMENTS),
+        "error",
+        ENROLLMENTS,
+    ),
     FaultRow("truncated JSON", add(kind="truncate", times=2, path_contains=USERS, after=1), "exact"),
     FaultRow("truncated JSON, always", add(kind="truncate", times=None, path_contains=USERS), "error", USERS),
-    FaultRow("missing envelope", add(kind="no_envelope", times=1, path_contains=USERS, after=1), "error", USERS),
-    FaultRow("missing envelope, empty 200", add(status=200, times=1, path_contains=CLASSES), "error", CLASSES),
+    FaultRow(
+        "missing envelope", add(kind="no_envelope", times=1, path_contains=USERS, after=1), "error", USERS
+    ),
+    FaultRow(
+        "missing envelope, empty 200", add(status=200, times=1, path_contains=CLASSES), "error", CLASSES
+    ),
     FaultRow("token revoked mid-sync", no_fault, "exact", during=revoke),
     FaultRow("token expired mid-sync", no_fault, "exact", during=expire),
     FaultRow("token endpoint 503 twice", add(status=503, times=2, path_contains=TOKEN), "exact"),
-    FaultRow("token endpoint 503, always", add(status=503, times=None, path_contains=TOKEN), "error", "token"),
+    FaultRow(
+        "token endpoint 503, always", add(status=503, times=None, path_contains=TOKEN), "error", "token"
+    ),
     FaultRow("token endpoint refused", refuse_token_endpoint, "error", "token"),
     FaultRow("token endpoint down mid-sync", no_fault, "error", "token", during=token_endpoint_dies),
-    FaultRow("Postgres restarted while staging", no_fault, "exact", during=restart_postgres, postgres_only=True),
+    FaultRow(
+        "Postgres restarted while staging", no_fault, "exact", during=restart_postgres, postgres_only=True
+    ),
     FaultRow("Postgres restarted mid-batch", kill_mid_stage, "error", "stage", postgres_only=True),
     FaultRow("Postgres restarted mid-publish", kill_mid_publish, "error", "publish", postgres_only=True),
     FaultRow("500 once", add(status=500, times=1, after=1, path_contains=ENROLLMENTS), "exact"),
     FaultRow("500 that never clears", add(status=500, times=None, path_contains=CLASSES), "error", CLASSES),
-    FaultRow("X-Total-Count too high once", add(kind="total_count", total_delta=5, times=1, after=1,
-                                                path_contains=ENROLLMENTS), "exact"),
-    FaultRow("X-Total-Count too high, always", add(kind="total_count", total_delta=5, times=None,
-                                                   path_contains=ENROLLMENTS), "error", ENROLLMENTS),
-    FaultRow("X-Total-Count too low, always", add(kind="total_count", total_delta=-5, times=None,
-                                                  path_contains=ENROLLMENTS), "error", ENROLLMENTS),
-    FaultRow("X-Total-Count on page 1 below the district, always", add(kind="total_count", total=5, offset=0,
-             times=None, path_contains=ENROLLMENTS), "error", ENROLLMENTS),
+    FaultRow(
+        "X-Total-Count too high once",
+        add(kind="total_count", total_delta=5, times=1, after=1, path_contains=ENROLLMENTS),
+        "exact",
+    ),
+    FaultRow(
+        "X-Total-Count too high, always",
+        add(kind="total_count", total_delta=5, times=None, path_contains=ENROLLMENTS),
+        "error",
+        ENROLLMENTS,
+    ),
+    FaultRow(
+        "X-Total-Count too low, always",
+        add(kind="total_count", total_delta=-5, times=None, path_contains=ENROLLMENTS),
+        "error",
+        ENROLLMENTS,
+    ),
+    FaultRow(
+        "X-Total-Count on page 1 below the district, always",
+        add(kind="total_count", total=5, offset=0, times=None, path_contains=ENROLLMENTS),
+        "error",
+        ENROLLMENTS,
+    ),
     FaultRow("short page 1 once", add(kind="drop", count=1, offset=0, times=1, path_contains=USERS), "exact"),
-    FaultRow("short page 1, always", add(kind="drop", count=1, offset=0, times=None, path_contains=USERS),
-             "error", USERS),
-    FaultRow("records inserted while paging", add(kind="mutate", mutation="add_students",
-             mutation_params={"count": 4, "seed": 3}, times=1, path_contains=USERS), "exact"),
+    FaultRow(
+        "short page 1, always",
+        add(kind="drop", count=1, offset=0, times=None, path_contains=USERS),
+        "error",
+        USERS,
+    ),
+    FaultRow(
+        "records inserted while paging",
+        add(
+            kind="mutate",
+            mutation="add_students",
+            mutation_params={"count": 4, "seed": 3},
+            times=1,
+            path_contains=USERS,
+        ),
+        "exact",
+    ),
 ]
 
 
@@ -136,8 +197,15 @@ def test_smtp_down_leaves_the_import_as_it_is_and_the_email_is_sent_on_a_later_t
     from roster_pipeline_tests.smtp_server import free_port
 
     def sender_at(port: int):
-        settings = SmtpSettings.model_validate({"host": smtp_server.host, "port": port, "security": "none",
-                                                "from_address": "roster@example.org", "timeout": 5})
+        settings = SmtpSettings.model_validate(
+            {
+                "host": smtp_server.host,
+                "port": port,
+                "security": "none",
+                "from_address": "roster@example.org",
+                "timeout": 5,
+            }
+        )
         return lambda: SmtpSender(settings, attempts=1)
 
     rig = fault_rig()

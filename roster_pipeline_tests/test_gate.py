@@ -30,7 +30,9 @@ def small_template():
 
 @pytest.fixture()
 def server(small_template) -> Iterator[SimulatorServer]:
-    with SimulatorServer([Tenant("alpha", "alpha-client", "alpha-secret-xyz", copy.deepcopy(small_template))]) as s:
+    with SimulatorServer(
+        [Tenant("alpha", "alpha-client", "alpha-secret-xyz", copy.deepcopy(small_template))]
+    ) as s:
         yield s
 
 
@@ -121,7 +123,9 @@ def test_bad_records_are_quarantined_reported_and_never_published(
         )
         published_primary = enrollment["primary"]
         district.collections["enrollments"][enrollment_id] = {**enrollment, "primary": "yes"}
-        user_id, user = next((k, v) for k, v in district.collections["users"].items() if v["role"] == "teacher")
+        user_id, user = next(
+            (k, v) for k, v in district.collections["users"].items() if v["role"] == "teacher"
+        )
         district.collections["users"][user_id] = {k: v for k, v in user.items() if k != "username"}
         district.bump()
 
@@ -138,7 +142,8 @@ def test_bad_records_are_quarantined_reported_and_never_published(
     engine = sa.create_engine(warehouse_url)
     with engine.connect() as conn:
         primary, deleted = conn.execute(
-            sa.text("SELECT \"primary\", deleted_at FROM enrollments WHERE sourced_id = :s"), {"s": enrollment_id}
+            sa.text('SELECT "primary", deleted_at FROM enrollments WHERE sourced_id = :s'),
+            {"s": enrollment_id},
         ).one()
         username, user_deleted = conn.execute(
             sa.text("SELECT username, deleted_at FROM users WHERE sourced_id = :s"), {"s": user_id}
@@ -166,7 +171,9 @@ def test_dry_run_checks_and_diffs_but_never_publishes(
             "registry": DistrictRegistryResource(districts_file=str(path)),
         },
     )
-    result = defs.resolve_job_def("dry_run_district").execute_in_process(partition_key="alpha", instance=instance)
+    result = defs.resolve_job_def("dry_run_district").execute_in_process(
+        partition_key="alpha", instance=instance
+    )
     assert result.success
     assert not result.asset_materializations_for_node("published_roster")
     assert published_dump(warehouse_url) == before

@@ -31,7 +31,15 @@ ENVIRON = {"METHODS_ID": CLIENT_ID, "METHODS_SECRET": CLIENT_SECRET}
 CREDENTIALS = {"client_id_env": "METHODS_ID", "client_secret_env": "METHODS_SECRET"}
 # Bookkeeping that differs between two districts by nature (and the raw JSON, whose hrefs and 1.2 extras
 # differ by binding); every other published column must be equal.
-NOT_COMPARED = {"district_id", "raw", "first_seen_at", "updated_at", "last_import_id", "deleted_at", "archived_at"}
+NOT_COMPARED = {
+    "district_id",
+    "raw",
+    "first_seen_at",
+    "updated_at",
+    "last_import_id",
+    "deleted_at",
+    "archived_at",
+}
 # The record hash is over the raw record, and a 1.2 user's raw record keeps what 1.2 adds (roles[],
 # userProfiles...): its typed columns equal 1.1's, its hash cannot.  Every other method's hash must match.
 HASH = "record_hash"
@@ -46,13 +54,17 @@ def roster() -> SimulatedDistrict:
 def servers(roster: SimulatedDistrict) -> Iterator[dict[str, SimulatorServer]]:
     """The same district behind three simulators: 1.1 with OAuth2, 1.1 with OAuth 1.0a, 1.2 with OAuth2."""
     modes: dict[str, dict[str, Any]] = {
-        "oauth2": {}, "oauth1": {"auth_mode": "oauth1"}, "v1p2": {"oneroster_version": "1.2"},
+        "oauth2": {},
+        "oauth1": {"auth_mode": "oauth1"},
+        "v1p2": {"oneroster_version": "1.2"},
     }
     with ExitStack() as stack:
         yield {
-            name: stack.enter_context(running_simulator(
-                app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, district=roster, **kwargs
-            ))
+            name: stack.enter_context(
+                running_simulator(
+                    app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, district=roster, **kwargs
+                )
+            )
             for name, kwargs in modes.items()
         }
 
@@ -62,15 +74,51 @@ def districts(servers: dict[str, SimulatorServer], bundle: Path) -> list[Distric
     oauth2, oauth1, v1p2 = servers["oauth2"], servers["oauth1"], servers["v1p2"]
     common: dict[str, Any] = {"page_size": 40}
     return [
-        District(id="ic_oauth2", name="Infinite Campus, OAuth2", sis="infinite_campus", api_host=oauth2.url,
-                 app_name=APP, **CREDENTIALS, **common),
-        District(id="generic_oauth2", name="Explicit URLs, OAuth2", sis="generic", token_url=oauth2.token_url(APP),
-                 base_url=oauth2.base_url(APP), token_auth="form", **CREDENTIALS, **common),
-        District(id="oauth1", name="OAuth 1.0a", sis="generic", import_method="oneroster_rest_oauth1",
-                 base_url=oauth1.base_url(APP), **CREDENTIALS, **common),
-        District(id="v1p2", name="OneRoster 1.2", sis="generic", import_method="oneroster_v1p2_rest",
-                 token_url=v1p2.token_url(APP), base_url=v1p2.base_url(APP), **CREDENTIALS, **common),
-        District(id="csv", name="CSV bundle", import_method="csv_bundle", csv_bundle={"path": str(bundle)}, **common),
+        District(
+            id="ic_oauth2",
+            name="Infinite Campus, OAuth2",
+            sis="infinite_campus",
+            api_host=oauth2.url,
+            app_name=APP,
+            **CREDENTIALS,
+            **common,
+        ),
+        District(
+            id="generic_oauth2",
+            name="Explicit URLs, OAuth2",
+            sis="generic",
+            token_url=oauth2.token_url(APP),
+            base_url=oauth2.base_url(APP),
+            token_auth="form",
+            **CREDENTIALS,
+            **common,
+        ),
+        District(
+            id="oauth1",
+            name="OAuth 1.0a",
+            sis="generic",
+            import_method="oneroster_rest_oauth1",
+            base_url=oauth1.base_url(APP),
+            **CREDENTIALS,
+            **common,
+        ),
+        District(
+            id="v1p2",
+            name="OneRoster 1.2",
+            sis="generic",
+            import_method="oneroster_v1p2_rest",
+            token_url=v1p2.token_url(APP),
+            base_url=v1p2.base_url(APP),
+            **CREDENTIALS,
+            **common,
+        ),
+        District(
+            id="csv",
+            name="CSV bundle",
+            import_method="csv_bundle",
+            csv_bundle={"path": str(bundle)},
+            **common,
+        ),
     ]
 
 
@@ -89,11 +137,14 @@ def derived_rows(wh: Warehouse, table: sa.Table, district_id: str) -> list[tuple
     """A derived table's rows of one district, without the district and import ids."""
     columns = [c for c in table.c if c.name not in {"district_id", "import_id"}]
     with wh.engine.connect() as conn:
-        return sorted(tuple(row) for row in conn.execute(sa.select(*columns).where(table.c.district_id == district_id)))
+        return sorted(
+            tuple(row) for row in conn.execute(sa.select(*columns).where(table.c.district_id == district_id))
+        )
 
 
-def columns_that_differ(wh: Warehouse, expected: dict[str, tuple[Any, ...]], got: dict[str, tuple[Any, ...]],
-                        different: list[str]) -> list[Any]:
+def columns_that_differ(
+    wh: Warehouse, expected: dict[str, tuple[Any, ...]], got: dict[str, tuple[Any, ...]], different: list[str]
+) -> list[Any]:
     """For a failure message: the first differing record's sourcedId and (index, expected, got) per column."""
     first = different[0]
     a, b = expected.get(first), got.get(first)
@@ -108,18 +159,28 @@ def test_every_import_method_publishes_the_same_rows(
     bundle = write_bundle(roster, tmp_path / "roster.zip")
     entries = districts(servers, bundle)
     for district in entries:
-        result = sync_district(wh, district, f"run-{district.id}", RESOURCES, sync_mode="full", environ=ENVIRON)
+        result = sync_district(
+            wh, district, f"run-{district.id}", RESOURCES, sync_mode="full", environ=ENVIRON
+        )
         assert result.checks is not None and result.checks.passed, (district.id, result.checks)
         assert result.published, district.id
     reference = entries[0].id
     for resource in RESOURCES:
-        assert len(published_rows(wh, reference, resource.name)) == len(roster.collections[resource.collection])
+        assert len(published_rows(wh, reference, resource.name)) == len(
+            roster.collections[resource.collection]
+        )
         for district in entries[1:]:
             with_hash = district.id != "v1p2"
             expected = published_rows(wh, reference, resource.name, with_hash)
             got = published_rows(wh, district.id, resource.name, with_hash)
-            different = sorted(sid for sid in expected.keys() | got.keys() if expected.get(sid) != got.get(sid))
-            assert not different, (district.id, resource.name, columns_that_differ(wh, expected, got, different))
+            different = sorted(
+                sid for sid in expected.keys() | got.keys() if expected.get(sid) != got.get(sid)
+            )
+            assert not different, (
+                district.id,
+                resource.name,
+                columns_that_differ(wh, expected, got, different),
+            )
     # The derived tables, rebuilt after each publish, agree too (the 1.2 and CSV bindings carry the teacher's
     # primary flag and the students' logins as the 1.1 JSON binding does).
     for table in (class_teachers, student_logins):

@@ -38,7 +38,9 @@ pytestmark = pytest.mark.postgres
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DISTRICTS = [f"d{i:02d}" for i in range(1, 21)]
-ALL_RUNS_TIMEOUT_SECONDS = 1200  # a bound against a hang, not a timing check: 723 s measured at load average 15-19
+ALL_RUNS_TIMEOUT_SECONDS = (
+    1200  # a bound against a hang, not a timing check: 723 s measured at load average 15-19
+)
 SETTLE_TIMEOUT_SECONDS = 60
 
 
@@ -59,7 +61,9 @@ class ConnectionWatch:
     _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        self._engine = sa.create_engine(self.server_url, pool_size=1)  # one connection, reused by every sample
+        self._engine = sa.create_engine(
+            self.server_url, pool_size=1
+        )  # one connection, reused by every sample
 
     def count(self) -> dict[str, int]:
         with self._engine.connect() as conn:
@@ -136,8 +140,11 @@ def stop_process(proc: subprocess.Popen, timeout: float = 60) -> None:
 
 def failure_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [
-        (e.dagster_event.event_specific_data.error.to_string()  # type: ignore[union-attr]
-         if getattr(e.dagster_event.event_specific_data, "error", None) else e.message)
+        (
+            e.dagster_event.event_specific_data.error.to_string()  # type: ignore[union-attr]
+            if getattr(e.dagster_event.event_specific_data, "error", None)
+            else e.message
+        )
         for e in instance.all_logs(run_id)
         if e.is_dagster_event and e.dagster_event.is_failure
     ][:3]
@@ -165,7 +172,9 @@ def test_twenty_small_districts_at_once_through_the_daemon(
     shutil.copy(PROJECT_ROOT / "workspace.yaml", home / "workspace.yaml")
     warehouse_url = new_postgres_database()
     environ: dict[str, str] = {}
-    write_registry(tmp_path / "districts.yaml", simulator, environ, DISTRICTS, schedule={"frequency": "manual"})
+    write_registry(
+        tmp_path / "districts.yaml", simulator, environ, DISTRICTS, schedule={"frequency": "manual"}
+    )
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")},
         **production_dagster_home.env,
@@ -176,8 +185,13 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         # The code under test, whichever checkout runs the test.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    role = {sa.engine.make_url(u).database or "": name
-            for name, u in (("dagster storage", production_dagster_home.storage_url), ("warehouse", warehouse_url))}
+    role = {
+        sa.engine.make_url(u).database or "": name
+        for name, u in (
+            ("dagster storage", production_dagster_home.storage_url),
+            ("warehouse", warehouse_url),
+        )
+    }
     watch = ConnectionWatch(postgres_server_url, list(role))
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
     baseline = watch.count()
@@ -187,7 +201,10 @@ def test_twenty_small_districts_at_once_through_the_daemon(
     daemon_log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen(
         [executable("dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=home, env=env, stdout=daemon_log, stderr=subprocess.STDOUT,
+        cwd=home,
+        env=env,
+        stdout=daemon_log,
+        stderr=subprocess.STDOUT,
     )
     # Entered (and exited below) so Dagster reads this instance's state storage while it loads definitions.
     instance = dg.DagsterInstance.from_config(str(home)).__enter__()
@@ -198,9 +215,26 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         # One command submits the twenty runs (one per district partition) to the queue, as an operator's
         # backfill does; the daemon dequeues and launches them.
         submitted = subprocess.run(
-            [executable("dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "sync_district",
-             "--partitions", ",".join(DISTRICTS), "--tags", json.dumps({"roster/sync_mode": "full"}), "--noprompt"],
-            check=False, cwd=home, env=env, capture_output=True, text=True, timeout=300,
+            [
+                executable("dagster"),
+                "job",
+                "backfill",
+                "-w",
+                "workspace.yaml",
+                "-j",
+                "sync_district",
+                "--partitions",
+                ",".join(DISTRICTS),
+                "--tags",
+                json.dumps({"roster/sync_mode": "full"}),
+                "--noprompt",
+            ],
+            check=False,
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert submitted.returncode == 0, submitted.stdout[-2000:] + submitted.stderr[-3000:]
         submit_seconds = time.monotonic() - started
@@ -247,12 +281,18 @@ def test_twenty_small_districts_at_once_through_the_daemon(
         f"\n20 small districts through dagster-daemon: wall {wall_seconds:.1f} s (submit {submit_seconds:.1f} s), "
         f"at most {overlap} runs at once (max_concurrent_runs {queue.max_concurrent_runs})"
     )
-    report("per-run seconds (run / queued before start): " + ", ".join(
-        f"{d} {durations[d]:.1f}/{queued[d]:.0f}" for d in DISTRICTS))
-    report(f"run seconds min {min(durations.values()):.1f} max {max(durations.values()):.1f} "
-          f"mean {sum(durations.values()) / len(durations):.1f}")
-    report(f"CPU seconds: daemon, code servers, run workers and the CLI {cpu_children:.0f}; "
-          f"this process (simulator, polling) {cpu_own:.0f}; load average now {os.getloadavg()[0]:.1f}")
+    report(
+        "per-run seconds (run / queued before start): "
+        + ", ".join(f"{d} {durations[d]:.1f}/{queued[d]:.0f}" for d in DISTRICTS)
+    )
+    report(
+        f"run seconds min {min(durations.values()):.1f} max {max(durations.values()):.1f} "
+        f"mean {sum(durations.values()) / len(durations):.1f}"
+    )
+    report(
+        f"CPU seconds: daemon, code servers, run workers and the CLI {cpu_children:.0f}; "
+        f"this process (simulator, polling) {cpu_own:.0f}; load average now {os.getloadavg()[0]:.1f}"
+    )
     assert not failed, f"failed runs: {failed}"
     assert overlap <= queue.max_concurrent_runs
 
@@ -274,8 +314,10 @@ def test_twenty_small_districts_at_once_through_the_daemon(
     while watch.count() != baseline and time.monotonic() < settle:
         time.sleep(0.5)
     watch.stop()
-    report(f"peak connections {watch.peak} ({', '.join(f'{role[db]}: {n}' for db, n in watch.peak_by_db.items())}; "
-          f"{watch.samples} samples), baseline {sum(baseline.values())}")
+    report(
+        f"peak connections {watch.peak} ({', '.join(f'{role[db]}: {n}' for db, n in watch.peak_by_db.items())}; "
+        f"{watch.samples} samples), baseline {sum(baseline.values())}"
+    )
     try:
         assert watch.count() == baseline, watch.describe()
         assert watch.deadlocks() == deadlocks_before

@@ -36,11 +36,16 @@ from .notify_helpers import (
 def test_check_your_data_headers_parts_and_attachments() -> None:
     message = reparse(render_check_your_data(check_your_data_report(), ADMINS, SENDER))
 
-    assert message["Subject"] == "[roster_pipeline] Check Your Data: Springfield Public Schools — import 42 paused"
+    assert (
+        message["Subject"]
+        == "[roster_pipeline] Check Your Data: Springfield Public Schools — import 42 paused"
+    )
     assert [a.addr_spec for a in message["To"].addresses] == ADMINS
     assert message["From"] == SENDER
     assert message["X-Roster-Idempotency-Key"] == "springfield:42:check_your_data"
-    assert message["Message-ID"].startswith("<roster-pipeline.") and message["Message-ID"].endswith("@district.example.org>")
+    assert message["Message-ID"].startswith("<roster-pipeline.") and message["Message-ID"].endswith(
+        "@district.example.org>"
+    )
     assert message["Auto-Submitted"] == "auto-generated"
     assert message.get_content_type() == "multipart/mixed"
 
@@ -72,8 +77,14 @@ def test_check_your_data_headers_parts_and_attachments() -> None:
 
     changes = csv_attachment(message, "field_changes.csv")
     assert list(changes[0]) == list(FIELD_CHANGE_COLUMNS)
-    assert changes[1] == {"resource": "users", "sourced_id": "u-8", "change": "updated", "field": "givenName",
-                          "old_value": "Jose", "new_value": "José"}
+    assert changes[1] == {
+        "resource": "users",
+        "sourced_id": "u-8",
+        "change": "updated",
+        "field": "givenName",
+        "old_value": "Jose",
+        "new_value": "José",
+    }
     assert changes[2]["change"] == "deleted" and changes[2]["old_value"] == ""
 
 
@@ -84,7 +95,9 @@ def test_field_changes_accept_a_list_of_dicts() -> None:
 
 
 def test_empty_attachments_still_have_their_header_row() -> None:
-    message = render_check_your_data(check_your_data_report(rejected_rows=[], field_changes=None), ADMINS, SENDER)
+    message = render_check_your_data(
+        check_your_data_report(rejected_rows=[], field_changes=None), ADMINS, SENDER
+    )
     assert csv_attachment(message, "rejected_rows.csv") == []
     assert csv_attachment(message, "field_changes.csv") == []
     text, _ = parts(message)
@@ -95,7 +108,10 @@ def test_import_results_headers_and_parts() -> None:
     approval = Approval("Dana Admin", datetime(2026, 11, 25, 15, 0, tzinfo=UTC), "expected: new school")
     message = reparse(render_import_results(import_results_report(approval=approval), ADMINS[:1], SENDER))
 
-    assert message["Subject"] == "[roster_pipeline] Import Results: Springfield Public Schools — import 43 published"
+    assert (
+        message["Subject"]
+        == "[roster_pipeline] Import Results: Springfield Public Schools — import 43 published"
+    )
     assert [a.addr_spec for a in message["To"].addresses] == ADMINS[:1]
     assert message["X-Roster-Idempotency-Key"] == "springfield:43:import_results"
     assert message.get_content_type() == "multipart/alternative"
@@ -113,7 +129,9 @@ def test_import_results_headers_and_parts() -> None:
 
 
 def test_import_results_without_approval_says_thresholds_passed() -> None:
-    text, _ = parts(render_import_results(import_results_report(warnings_count=0, top_warnings=[]), ADMINS, SENDER))
+    text, _ = parts(
+        render_import_results(import_results_report(warnings_count=0, top_warnings=[]), ADMINS, SENDER)
+    )
     assert "passed" in text and "overridden" not in text and "No warnings." in text
 
 
@@ -122,8 +140,16 @@ def test_sis_text_is_escaped_in_html_and_cannot_break_headers() -> None:
     report = check_your_data_report(
         district_name="Springfield\r\nBcc: victim@example.org <b>",
         schools=[SchoolThresholdRow(f"School {evil}", "sch-<1>", "users", 100, 10, 20.0)],
-        rejected_rows=[Reject("users", "u-<img src=x onerror=alert(1)>", "givenName", "required", evil,
-                              f"users: student named {evil}")],
+        rejected_rows=[
+            Reject(
+                "users",
+                "u-<img src=x onerror=alert(1)>",
+                "givenName",
+                "required",
+                evil,
+                f"users: student named {evil}",
+            )
+        ],
         failed_checks=[FailedCheck("users_schema", f"bad name {evil}")],
     )
     message = reparse(render_check_your_data(report, ADMINS, SENDER))
@@ -138,13 +164,13 @@ def test_sis_text_is_escaped_in_html_and_cannot_break_headers() -> None:
 
 def test_csv_cells_that_spreadsheets_would_evaluate_are_neutralised() -> None:
     rejects = [
-        Reject("users", "u-1", "givenName", "format", "=HYPERLINK(\"http://evil\")", "m1"),
+        Reject("users", "u-1", "givenName", "format", '=HYPERLINK("http://evil")', "m1"),
         Reject("users", "u-2", "grades", "format", "-5", "m2"),
         Reject("users", "u-3", "email", "format", "@SUM(A1)", "m3"),
     ]
     message = render_check_your_data(check_your_data_report(rejected_rows=rejects), ADMINS, SENDER)
     values = [r["value"] for r in csv_attachment(message, "rejected_rows.csv")]
-    assert values == ["'=HYPERLINK(\"http://evil\")", "-5", "'@SUM(A1)"]
+    assert values == ['\'=HYPERLINK("http://evil")', "-5", "'@SUM(A1)"]
 
 
 def test_large_attachments_are_capped_and_the_body_says_so() -> None:
@@ -181,8 +207,14 @@ def test_run_url_comes_from_the_configured_dagster_base(monkeypatch: pytest.Monk
 
 
 def _district() -> District:
-    return District(id="springfield", name="Springfield Public Schools", api_host="ic.example", app_name="spring",
-                    client_id_env="SPRINGFIELD_CLIENT_ID", client_secret_env="SPRINGFIELD_CLIENT_SECRET")
+    return District(
+        id="springfield",
+        name="Springfield Public Schools",
+        api_host="ic.example",
+        app_name="spring",
+        client_id_env="SPRINGFIELD_CLIENT_ID",
+        client_secret_env="SPRINGFIELD_CLIENT_SECRET",
+    )
 
 
 @pytest.mark.parametrize("where", ["failed_check", "attachment_only", "field_change"])
@@ -196,11 +228,21 @@ def test_scrubber_refuses_a_message_containing_a_secret(monkeypatch: pytest.Monk
         overrides["failed_checks"] = [FailedCheck("auth", f"token request echoed client_secret={secret}")]
     elif where == "attachment_only":
         # Only in the CSV (base64 on the wire; the top-errors table shows a different message).
-        overrides["rejected_rows"] = [Reject("users", "u-1", "password", "leak", secret, "a value was leaked")]
+        overrides["rejected_rows"] = [
+            Reject("users", "u-1", "password", "leak", secret, "a value was leaked")
+        ]
         overrides["top_errors"] = [TopError("users", "leak", "password", 1, "a value was leaked")]
     else:
-        overrides["field_changes"] = [{"resource": "users", "sourced_id": "u", "change": "updated", "field": "x",
-                                       "old_value": "", "new_value": f"prefix {secret} suffix"}]
+        overrides["field_changes"] = [
+            {
+                "resource": "users",
+                "sourced_id": "u",
+                "change": "updated",
+                "field": "x",
+                "old_value": "",
+                "new_value": f"prefix {secret} suffix",
+            }
+        ]
     with pytest.raises(SecretInMessageError) as info:
         render_check_your_data(check_your_data_report(**overrides), ADMINS, SENDER, secret_env_names=names)
     assert "SPRINGFIELD_CLIENT_SECRET" in str(info.value)
@@ -211,7 +253,10 @@ def test_scrubber_lets_a_clean_message_through(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SPRINGFIELD_CLIENT_SECRET", "s3cr3t-Client-Value-9f8e7d")
     monkeypatch.setenv("ROSTER_SMTP_PASSWORD", "smtp-Pass-1234567")
     secrets = ["SPRINGFIELD_CLIENT_SECRET", "ROSTER_SMTP_PASSWORD"]
-    for render, report in ((render_check_your_data, check_your_data_report), (render_import_results, import_results_report)):
+    for render, report in (
+        (render_check_your_data, check_your_data_report),
+        (render_import_results, import_results_report),
+    ):
         checked = render(report(), ADMINS, SENDER, secret_env_names=secrets)
         unchecked = render(report(), ADMINS, SENDER, secret_env_names=[])
         assert checked["Subject"] == unchecked["Subject"] and "Springfield" in checked["Subject"]

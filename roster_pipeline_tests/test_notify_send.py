@@ -40,8 +40,13 @@ WRONG = "Wr0ng-Password-Should-Never-Leak"
 
 
 def settings_for(server: SmtpTestServer, **overrides: object) -> SmtpSettings:
-    fields: dict[str, object] = {"host": server.host, "port": server.port, "security": "none",
-                                 "from_address": SENDER, "timeout": 5}
+    fields: dict[str, object] = {
+        "host": server.host,
+        "port": server.port,
+        "security": "none",
+        "from_address": SENDER,
+        "timeout": 5,
+    }
     fields.update(overrides)
     return SmtpSettings.model_validate(fields)
 
@@ -66,7 +71,9 @@ def test_both_emails_over_smtp_arrive_complete(smtp_server: SmtpTestServer) -> N
     assert envelopes[0].rcpt_tos == ADMINS and envelopes[0].mail_from == SENDER
     assert envelopes[1].rcpt_tos == ADMINS[:1]
 
-    assert check["Subject"] == "[roster_pipeline] Check Your Data: Springfield Public Schools — import 42 paused"
+    assert (
+        check["Subject"] == "[roster_pipeline] Check Your Data: Springfield Public Schools — import 42 paused"
+    )
     assert check["Message-ID"] == first.message_id
     assert check["X-Roster-Idempotency-Key"] == "springfield:42:check_your_data"
     text, html = parts(check)
@@ -74,7 +81,10 @@ def test_both_emails_over_smtp_arrive_complete(smtp_server: SmtpTestServer) -> N
     assert [r["sourced_id"] for r in csv_attachment(check, "rejected_rows.csv")] == ["u-1", "e-9", "u-2"]
     assert [r["new_value"] for r in csv_attachment(check, "field_changes.csv")] == ["Smith-Jones", "José", ""]
 
-    assert results["Subject"] == "[roster_pipeline] Import Results: Springfield Public Schools — import 43 published"
+    assert (
+        results["Subject"]
+        == "[roster_pipeline] Import Results: Springfield Public Schools — import 43 published"
+    )
     assert results["X-Roster-Idempotency-Key"] == "springfield:43:import_results"
     text, html = parts(results)
     assert "4 min 12 s" in text and "4 min 12 s" in html
@@ -90,7 +100,9 @@ def test_smtp_auth_login_succeeds(smtp_server_factory, monkeypatch: pytest.Monke
 
 
 def test_smtp_wrong_password_is_a_clear_error_without_the_password(
-    smtp_server_factory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,  # noqa: F811
+    smtp_server_factory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,  # noqa: F811
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     server = smtp_server_factory(username="roster", password=PASSWORD)
@@ -106,8 +118,16 @@ def test_smtp_wrong_password_is_a_clear_error_without_the_password(
     assert "535" in str(error) and PASSWORD_ENV in str(error)
     assert error.__cause__ is None and error.__context__ is not None  # raised "from None"
     captured = capfd.readouterr()
-    for text in (str(error), repr(error), repr(sender), caplog.text, captured.out, captured.err,
-                 repr(sender.settings), str(error.__dict__)):
+    for text in (
+        str(error),
+        repr(error),
+        repr(sender),
+        caplog.text,
+        captured.out,
+        captured.err,
+        repr(sender.settings),
+        str(error.__dict__),
+    ):
         assert WRONG not in text and PASSWORD not in text
     # smtplib tries each mechanism the server offers (PLAIN, LOGIN) on the one connection: all refused
     assert server.auth_attempts and all(login == "roster" and not ok for login, ok in server.auth_attempts)
@@ -120,8 +140,14 @@ def test_smtp_wrong_password_is_a_clear_error_without_the_password(
 
 def test_smtp_user_without_password_variable_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
-    settings = SmtpSettings(host="127.0.0.1", port=free_port(), security="none", username="roster",
-                            password_env=PASSWORD_ENV, from_address=SENDER)
+    settings = SmtpSettings(
+        host="127.0.0.1",
+        port=free_port(),
+        security="none",
+        username="roster",
+        password_env=PASSWORD_ENV,
+        from_address=SENDER,
+    )
     with pytest.raises(EmailDeliveryError, match=f"{PASSWORD_ENV}.*empty") as info:
         fast(settings).send(cyd())
     assert info.value.attempts == 0
@@ -162,8 +188,9 @@ def test_permanent_5xx_is_not_retried(smtp_server: SmtpTestServer) -> None:  # n
 def test_starttls_with_auth(smtp_server_factory, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     server = smtp_server_factory(username="roster", password=PASSWORD, starttls=True)
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    settings = settings_for(server, security="starttls", username="roster", password_env=PASSWORD_ENV,
-                            ca_file=str(server.ca_file))
+    settings = settings_for(
+        server, security="starttls", username="roster", password_env=PASSWORD_ENV, ca_file=str(server.ca_file)
+    )
     result = fast(settings).send(cyd())
     assert result.attempts == 1
     envelope = server.envelopes[0]
@@ -179,18 +206,24 @@ def test_starttls_with_an_untrusted_certificate_fails_at_once(smtp_server_factor
 
 
 def test_sender_refuses_a_message_containing_the_smtp_password(
-    smtp_server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    smtp_server: SmtpTestServer,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     from roster_pipeline.notify import FailedCheck
 
     leaky = render_check_your_data(
-        check_your_data_report(failed_checks=[FailedCheck("x", f"password is {PASSWORD}")]), ADMINS, SENDER)
+        check_your_data_report(failed_checks=[FailedCheck("x", f"password is {PASSWORD}")]), ADMINS, SENDER
+    )
     sender = fast(settings_for(smtp_server, username="roster", password_env=PASSWORD_ENV))
     with pytest.raises(SecretInMessageError, match=PASSWORD_ENV):
         sender.send(leaky)
     outcome = deliver(leaky, sender)
-    assert not outcome.ok and PASSWORD not in (outcome.error_text or "") and PASSWORD_ENV in (outcome.error_text or "")
+    assert (
+        not outcome.ok
+        and PASSWORD not in (outcome.error_text or "")
+        and PASSWORD_ENV in (outcome.error_text or "")
+    )
     assert smtp_server.envelopes == []
 
 
@@ -207,7 +240,10 @@ def test_outbox_writes_eml_files_that_parse_back(tmp_path: Path, caplog: pytest.
 
     message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
     assert isinstance(message, EmailMessage)
-    assert message["Subject"] == "[roster_pipeline] Check Your Data: Springfield Public Schools — import 42 paused"
+    assert (
+        message["Subject"]
+        == "[roster_pipeline] Check Your Data: Springfield Public Schools — import 42 paused"
+    )
     assert [a.addr_spec for a in message["To"].addresses] == ADMINS
     text, html = parts(message)
     assert "review_approve" in text and "review_approve" in html
@@ -215,15 +251,20 @@ def test_outbox_writes_eml_files_that_parse_back(tmp_path: Path, caplog: pytest.
     assert b"\r\n" in path.read_bytes()
 
     second = deliver(render_import_results(import_results_report(), ADMINS, SENDER), outbox)
-    assert second.ok and Path(second.path_or_id or "").name.endswith("_springfield_import_results_import-43.eml")
+    assert second.ok and Path(second.path_or_id or "").name.endswith(
+        "_springfield_import_results_import-43.eml"
+    )
 
 
 def test_outbox_refuses_secrets_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPRINGFIELD_CLIENT_SECRET", "s3cr3t-Client-Value-9f8e7d")
     from roster_pipeline.notify import FailedCheck
 
-    leaky = render_check_your_data(check_your_data_report(
-        failed_checks=[FailedCheck("auth", "s3cr3t-Client-Value-9f8e7d")]), ADMINS, SENDER)
+    leaky = render_check_your_data(
+        check_your_data_report(failed_checks=[FailedCheck("auth", "s3cr3t-Client-Value-9f8e7d")]),
+        ADMINS,
+        SENDER,
+    )
     outcome = deliver(leaky, OutboxSender(tmp_path, secret_env_names=["SPRINGFIELD_CLIENT_SECRET"]))
     assert not outcome.ok and "SPRINGFIELD_CLIENT_SECRET" in (outcome.error_text or "")
     assert list(tmp_path.iterdir()) == []
@@ -235,12 +276,22 @@ def test_settings_from_env() -> None:
     settings = load_smtp_settings({"ROSTER_SMTP_HOST": "smtp.example.org", "ROSTER_EMAIL_FROM": SENDER})
     assert settings is not None
     assert (settings.port, settings.security, settings.username, settings.password_env) == (
-        587, "starttls", None, "ROSTER_SMTP_PASSWORD")
-    settings = load_smtp_settings({
-        "ROSTER_SMTP_HOST": "smtp.example.org", "ROSTER_SMTP_SECURITY": "SSL", "ROSTER_SMTP_USER": "u",
-        "ROSTER_SMTP_PASSWORD_ENV": "MY_VAULT_SMTP", "MY_VAULT_SMTP": "pw-from-vault", "ROSTER_EMAIL_FROM": SENDER,
-        "ROSTER_SMTP_TIMEOUT": "12.5",
-    })
+        587,
+        "starttls",
+        None,
+        "ROSTER_SMTP_PASSWORD",
+    )
+    settings = load_smtp_settings(
+        {
+            "ROSTER_SMTP_HOST": "smtp.example.org",
+            "ROSTER_SMTP_SECURITY": "SSL",
+            "ROSTER_SMTP_USER": "u",
+            "ROSTER_SMTP_PASSWORD_ENV": "MY_VAULT_SMTP",
+            "MY_VAULT_SMTP": "pw-from-vault",
+            "ROSTER_EMAIL_FROM": SENDER,
+            "ROSTER_SMTP_TIMEOUT": "12.5",
+        }
+    )
     assert settings is not None
     assert (settings.port, settings.security, settings.timeout) == (465, "ssl", 12.5)
     assert settings.password({"MY_VAULT_SMTP": "pw-from-vault"}) == "pw-from-vault"
@@ -249,23 +300,38 @@ def test_settings_from_env() -> None:
     with pytest.raises(SmtpConfigError, match="ROSTER_EMAIL_FROM"):
         load_smtp_settings({"ROSTER_SMTP_HOST": "smtp.example.org"})
     with pytest.raises(SmtpConfigError) as info:
-        load_smtp_settings({"ROSTER_SMTP_HOST": "h", "ROSTER_EMAIL_FROM": SENDER,
-                            "ROSTER_SMTP_PASSWORD_ENV": "hunter2-actual-password!"})
+        load_smtp_settings(
+            {
+                "ROSTER_SMTP_HOST": "h",
+                "ROSTER_EMAIL_FROM": SENDER,
+                "ROSTER_SMTP_PASSWORD_ENV": "hunter2-actual-password!",
+            }
+        )
     assert "hunter2" not in str(info.value) and "password_env" in str(info.value)
     with pytest.raises(SmtpConfigError, match="security"):
-        load_smtp_settings({"ROSTER_SMTP_HOST": "h", "ROSTER_EMAIL_FROM": SENDER, "ROSTER_SMTP_SECURITY": "tls"})
+        load_smtp_settings(
+            {"ROSTER_SMTP_HOST": "h", "ROSTER_EMAIL_FROM": SENDER, "ROSTER_SMTP_SECURITY": "tls"}
+        )
 
 
 def test_sender_from_env_picks_smtp_or_outbox(tmp_path: Path) -> None:
     outbox = sender_from_env(tmp_path, environ={})
     assert isinstance(outbox, OutboxSender) and outbox.folder == tmp_path
-    smtp = sender_from_env(tmp_path, environ={"ROSTER_SMTP_HOST": "smtp.example.org", "ROSTER_EMAIL_FROM": SENDER})
+    smtp = sender_from_env(
+        tmp_path, environ={"ROSTER_SMTP_HOST": "smtp.example.org", "ROSTER_EMAIL_FROM": SENDER}
+    )
     assert isinstance(smtp, SmtpSender) and smtp.settings.address == "smtp.example.org:587"
 
 
-def test_sender_from_env_sends_through_the_configured_server(smtp_server: SmtpTestServer, tmp_path: Path) -> None:  # noqa: F811
-    env = {"ROSTER_SMTP_HOST": smtp_server.host, "ROSTER_SMTP_PORT": str(smtp_server.port),
-           "ROSTER_SMTP_SECURITY": "none", "ROSTER_EMAIL_FROM": SENDER}
+def test_sender_from_env_sends_through_the_configured_server(
+    smtp_server: SmtpTestServer, tmp_path: Path
+) -> None:  # noqa: F811
+    env = {
+        "ROSTER_SMTP_HOST": smtp_server.host,
+        "ROSTER_SMTP_PORT": str(smtp_server.port),
+        "ROSTER_SMTP_SECURITY": "none",
+        "ROSTER_EMAIL_FROM": SENDER,
+    }
     outcome = deliver(cyd(), sender_from_env(tmp_path, environ=env))
     assert outcome.ok and outcome.transport == "smtp" and outcome.path_or_id == cyd()["Message-ID"]
     assert len(smtp_server.wait_for(1)) == 1

@@ -36,7 +36,11 @@ CLIENT_SECRET = "s3cret-for-completeness"
 
 def config_for(server: SimulatorServer, **overrides: Any) -> ClientConfig:
     settings: dict[str, Any] = {
-        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "page_size": 10, "backoff_max_seconds": 0.05, **overrides
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "page_size": 10,
+        "backoff_max_seconds": 0.05,
+        **overrides,
     }
     return simulator_client_config(server, APP, **settings)
 
@@ -52,7 +56,9 @@ def ids_of(server: SimulatorServer, collection: str) -> list[str]:
 @pytest.fixture()
 def sim() -> Iterator[SimulatorServer]:
     """tiny: 31 users, 153 enrollments, so a page size of 10 or 50 gives several pages."""
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as s:
         yield s
 
 
@@ -71,17 +77,23 @@ def assert_names(error: PagingInconsistentError, endpoint: str, expected: int, r
 
 
 @PAGING
-def test_a_short_first_page_once_is_re_read_and_no_record_is_lost(sim: SimulatorServer, concurrent: bool) -> None:
+def test_a_short_first_page_once_is_re_read_and_no_record_is_lost(
+    sim: SimulatorServer, concurrent: bool
+) -> None:
     sim.faults.add(kind="drop", count=1, offset=0, times=1, path_contains="/users")
     with OneRosterClient(config_for(sim, concurrent_paging=concurrent)) as client:
         ids = pull(client, "users")
         stats = client.stats_for("users")
-    assert sorted(ids) == ids_of(sim, "users") and len(ids) == len(set(ids))  # the dropped user came with the re-read
+    assert sorted(ids) == ids_of(sim, "users") and len(ids) == len(
+        set(ids)
+    )  # the dropped user came with the re-read
     assert stats.complete and stats.restarts == 1 and stats.records == 31
 
 
 @PAGING
-def test_a_first_page_always_short_fails_naming_expected_and_received(sim: SimulatorServer, concurrent: bool) -> None:
+def test_a_first_page_always_short_fails_naming_expected_and_received(
+    sim: SimulatorServer, concurrent: bool
+) -> None:
     sim.faults.add(kind="drop", count=1, offset=0, times=None, path_contains="/users")
     with OneRosterClient(config_for(sim, concurrent_paging=concurrent, max_paging_restarts=1)) as client:
         with pytest.raises(PagingInconsistentError) as caught:
@@ -94,9 +106,17 @@ def test_a_first_page_always_short_fails_naming_expected_and_received(sim: Simul
 @PAGING
 def test_a_server_that_caps_pages_is_still_read_completely(concurrent: bool) -> None:
     """A real cap (Infinite Campus, --max-page-size) is a short page 1 too: every later page is that size."""
-    with running_simulator(
-        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, max_page_size=7
-    ) as server, OneRosterClient(config_for(server, page_size=10, concurrent_paging=concurrent)) as client:
+    with (
+        running_simulator(
+            size="tiny",
+            seed=1,
+            app_name=APP,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            max_page_size=7,
+        ) as server,
+        OneRosterClient(config_for(server, page_size=10, concurrent_paging=concurrent)) as client,
+    ):
         for collection in ("users", "enrollments", "academicSessions"):  # 31, 153 and 7 (== the cap) records
             assert pull(client, collection) == ids_of(server, collection), collection
             stats = client.stats_for(collection)
@@ -109,7 +129,9 @@ def test_a_short_page_on_a_capped_server_is_not_taken_for_its_cap(concurrent: bo
         size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, max_page_size=7
     ) as server:
         server.faults.add(kind="drop", count=1, offset=0, times=None, path_contains="/users")
-        with OneRosterClient(config_for(server, concurrent_paging=concurrent, max_paging_restarts=1)) as client:
+        with OneRosterClient(
+            config_for(server, concurrent_paging=concurrent, max_paging_restarts=1)
+        ) as client:
             with pytest.raises(PagingInconsistentError) as caught:
                 pull(client, "users")
     assert_names(caught.value, "/users", expected=31, received=30)
@@ -132,22 +154,32 @@ def test_a_page_1_total_smaller_than_the_district_never_truncates_the_pull(
 
 
 @PAGING
-def test_a_page_1_total_that_always_lies_low_fails_instead_of_truncating(sim: SimulatorServer, concurrent: bool) -> None:
+def test_a_page_1_total_that_always_lies_low_fails_instead_of_truncating(
+    sim: SimulatorServer, concurrent: bool
+) -> None:
     sim.faults.add(kind="total_count", total=50, offset=0, times=None, path_contains="/enrollments")
     with OneRosterClient(config_for(sim, page_size=50, concurrent_paging=concurrent)) as client:
         with pytest.raises(PagingInconsistentError) as caught:
             pull(client, "enrollments")
     error = caught.value
-    assert error.district_id == "springfield" and error.endpoint == "/enrollments" and error.expected_total == 50
+    assert (
+        error.district_id == "springfield" and error.endpoint == "/enrollments" and error.expected_total == 50
+    )
     assert "X-Total-Count" in str(error)
 
 
 @PAGING
-@pytest.mark.parametrize("delta", [-3, -50, -1, 5, 1], ids=["low-3", "low-a-page", "low-1", "high-5", "high-1"])
-def test_a_total_wrong_on_every_page_fails_clearly(sim: SimulatorServer, concurrent: bool, delta: int) -> None:
+@pytest.mark.parametrize(
+    "delta", [-3, -50, -1, 5, 1], ids=["low-3", "low-a-page", "low-1", "high-5", "high-1"]
+)
+def test_a_total_wrong_on_every_page_fails_clearly(
+    sim: SimulatorServer, concurrent: bool, delta: int
+) -> None:
     """153 enrollments in pages of 50: a total of 150 (a whole last page missing) or 103 must not pass."""
     sim.faults.add(kind="total_count", total_delta=delta, times=None, path_contains="/enrollments")
-    with OneRosterClient(config_for(sim, page_size=50, concurrent_paging=concurrent, max_paging_restarts=1)) as client:
+    with OneRosterClient(
+        config_for(sim, page_size=50, concurrent_paging=concurrent, max_paging_restarts=1)
+    ) as client:
         with pytest.raises(PagingInconsistentError) as caught:
             pull(client, "enrollments")
     assert caught.value.expected_total == 153 + delta and caught.value.endpoint == "/enrollments"
@@ -156,8 +188,12 @@ def test_a_total_wrong_on_every_page_fails_clearly(sim: SimulatorServer, concurr
 
 @PAGING
 @pytest.mark.parametrize("delta", [-50, 5], ids=["low", "high"])
-def test_a_total_wrong_once_is_re_read_to_the_right_data(sim: SimulatorServer, concurrent: bool, delta: int) -> None:
-    sim.faults.add(kind="total_count", total_delta=delta, times=1, after=1, path_contains="/enrollments")  # page 2
+def test_a_total_wrong_once_is_re_read_to_the_right_data(
+    sim: SimulatorServer, concurrent: bool, delta: int
+) -> None:
+    sim.faults.add(
+        kind="total_count", total_delta=delta, times=1, after=1, path_contains="/enrollments"
+    )  # page 2
     with OneRosterClient(config_for(sim, page_size=50, concurrent_paging=concurrent)) as client:
         ids = pull(client, "enrollments")
         stats = client.stats_for("enrollments")
@@ -209,7 +245,9 @@ def test_records_inserted_or_deleted_while_paging_end_in_the_current_district(
 
 
 @PAGING
-def test_one_http_500_mid_pull_is_retried_and_the_data_is_right(sim: SimulatorServer, concurrent: bool) -> None:
+def test_one_http_500_mid_pull_is_retried_and_the_data_is_right(
+    sim: SimulatorServer, concurrent: bool
+) -> None:
     sim.faults.add(status=500, times=1, after=2, path_contains="/enrollments")
     with OneRosterClient(config_for(sim, concurrent_paging=concurrent)) as client:
         ids = pull(client, "enrollments")
@@ -229,7 +267,9 @@ def test_http_500_forever_gives_up_after_the_budget_naming_district_endpoint_and
     error = caught.value
     assert error.attempts == 4 and error.status == 500 and stats.requests == 4
     assert str(error).startswith("district 'springfield', endpoint '/classes': gave up after 4 attempts")
-    assert "HTTP 500" in error.last_failure and "internal_server_error" in error.last_failure  # the SIS's imsx codes
+    assert (
+        "HTTP 500" in error.last_failure and "internal_server_error" in error.last_failure
+    )  # the SIS's imsx codes
     served = [r for r in sim.requests if r.path.endswith("/classes")]
     assert len(served) == 4
 
@@ -237,7 +277,9 @@ def test_http_500_forever_gives_up_after_the_budget_naming_district_endpoint_and
 # ----------------------------------------------------------------------------------------- one level up: the warehouse
 
 
-def registry_for(server: SimulatorServer, tmp_path: Path, environ: MutableMapping[str, str], page_size: int) -> Any:
+def registry_for(
+    server: SimulatorServer, tmp_path: Path, environ: MutableMapping[str, str], page_size: int
+) -> Any:
     return write_registry(tmp_path / "districts.yaml", server, environ, [APP], page_size=page_size).get(APP)
 
 

@@ -39,7 +39,9 @@ def config_for(server: SimulatorServer, **overrides: Any) -> ClientConfig:
 
 @pytest.fixture()
 def sim() -> Iterator[SimulatorServer]:
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as s:
         yield s
 
 
@@ -185,7 +187,8 @@ def test_a_hash_collision_on_one_page_quarantines_both_records_under_their_own_i
     page = seen.keep_new([{"sourcedId": "x", "v": 1}, {"sourcedId": "a"}, {"sourcedId": "y", "v": 1}])
     assert [r["sourcedId"] for r in page.fresh] == ["a"]
     assert [(i.sourced_id, i.check, i.withdraw_earlier) for i in page.issues] == [
-        ("x", "conflicting_duplicate", False), ("y", "conflicting_duplicate", False),
+        ("x", "conflicting_duplicate", False),
+        ("y", "conflicting_duplicate", False),
     ]
     assert seen.in_pass == 3  # every row is accounted for: the pull stays complete and says why
 
@@ -214,12 +217,14 @@ def test_the_compact_set_answers_like_the_dict_it_replaces_across_merges() -> No
     seen = SeenRecords()
     ids = [str(uuid.UUID(int=i * 7919)) for i in range(150_000)]  # past the point where runs are merged
     for start in range(0, len(ids), 10_000):
-        page = seen.keep_new([{"sourcedId": i} for i in ids[start:start + 10_000]])
-        assert len(page.fresh) == len(ids[start:start + 10_000])
+        page = seen.keep_new([{"sourcedId": i} for i in ids[start : start + 10_000]])
+        assert len(page.fresh) == len(ids[start : start + 10_000])
     again = seen.keep_new([{"sourcedId": i} for i in ids[::997]])
     assert again.fresh == [] and again.duplicates == len(ids[::997]) and len(seen) == len(ids)
     changed = seen.keep_new([{"sourcedId": ids[5], "x": 1}, {"sourcedId": "new"}])
-    assert [r["sourcedId"] for r in changed.fresh] == ["new"] and [i.sourced_id for i in changed.issues] == [ids[5]]
+    assert [r["sourcedId"] for r in changed.fresh] == ["new"] and [i.sourced_id for i in changed.issues] == [
+        ids[5]
+    ]
 
 
 # ----------------------------------------------------------------------------------------- figures

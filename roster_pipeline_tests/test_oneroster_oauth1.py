@@ -50,32 +50,49 @@ SIGNATURE = re.compile(r'oauth_signature="([^"]+)"')
 @pytest.fixture()
 def sim() -> Iterator[SimulatorServer]:
     """tiny (31 users, 22 of them students): a page size of 5 gives several pages."""
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=KEY, client_secret=SECRET,
-                           auth_mode="oauth1") as server:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=KEY, client_secret=SECRET, auth_mode="oauth1"
+    ) as server:
         yield server
 
 
 def oauth1_config(server: SimulatorServer, **settings: Any) -> ClientConfig:
     values: dict[str, Any] = {
-        "district_id": "springfield", "base_url": server.base_url(APP), "auth_scheme": "oauth1",
-        "client_id": KEY, "client_secret": SECRET, "page_size": 5, "backoff_base_seconds": 0.01,
-        "backoff_max_seconds": 0.05, **settings,
+        "district_id": "springfield",
+        "base_url": server.base_url(APP),
+        "auth_scheme": "oauth1",
+        "client_id": KEY,
+        "client_secret": SECRET,
+        "page_size": 5,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        **settings,
     }
     return ClientConfig(**values)
 
 
-def signed(server: SimulatorServer, path: str = "/users", params: dict[str, str] | None = None,
-           secret: str = SECRET) -> httpx.Request:
+def signed(
+    server: SimulatorServer, path: str = "/users", params: dict[str, str] | None = None, secret: str = SECRET
+) -> httpx.Request:
     """A request signed by the client's auth flow, to be sent (and re-sent) by hand."""
     request = httpx.Request("GET", server.base_url(APP) + path, params=params)
     return next(OAuth1Auth(KEY, secret).auth_flow(request))
 
 
-def signed_by_hand(server: SimulatorServer, *, timestamp: int | None = None, key: str = KEY,
-                   method: str = SIGNATURE_HMAC_SHA256) -> dict[str, str]:
+def signed_by_hand(
+    server: SimulatorServer,
+    *,
+    timestamp: int | None = None,
+    key: str = KEY,
+    method: str = SIGNATURE_HMAC_SHA256,
+) -> dict[str, str]:
     """Headers of a request signed directly with oauthlib: for a chosen timestamp, key or method."""
-    client = Client(key, client_secret=SECRET, signature_method=method,
-                    timestamp=None if timestamp is None else str(timestamp))
+    client = Client(
+        key,
+        client_secret=SECRET,
+        signature_method=method,
+        timestamp=None if timestamp is None else str(timestamp),
+    )
     _, headers, _ = client.sign(server.base_url(APP) + "/orgs", http_method="GET")
     return headers
 
@@ -85,7 +102,9 @@ def refusal(response: httpx.Response) -> str:
     assert response.status_code == 401, response.text
     body = response.json()
     assert body["imsx_codeMajor"] == "failure" and body["imsx_severity"] == "error"
-    assert body["imsx_CodeMinor"]["imsx_codeMinorField"][0]["imsx_codeMinorFieldValue"] == "unauthorisedrequest"
+    assert (
+        body["imsx_CodeMinor"]["imsx_codeMinorField"][0]["imsx_codeMinorFieldValue"] == "unauthorisedrequest"
+    )
     return str(body["imsx_description"])
 
 
@@ -93,11 +112,16 @@ def refusal(response: httpx.Response) -> str:
 
 
 @pytest.mark.parametrize("concurrent", [True, False], ids=["concurrent", "sequential-by-link"])
-def test_an_oauth1_client_pulls_every_page_of_a_filtered_delta(sim: SimulatorServer, concurrent: bool) -> None:
+def test_an_oauth1_client_pulls_every_page_of_a_filtered_delta(
+    sim: SimulatorServer, concurrent: bool
+) -> None:
     since = datetime(2020, 1, 1, tzinfo=UTC)
     with OneRosterClient(oauth1_config(sim, concurrent_paging=concurrent)) as client:
-        ids = [r["sourcedId"] for batch in client.iter_batches("users", since=since, filter="role='student'")
-               for r in batch]
+        ids = [
+            r["sourcedId"]
+            for batch in client.iter_batches("users", since=since, filter="role='student'")
+            for r in batch
+        ]
         stats = client.stats_for("users")
     users = sim.tenant(APP).district.collections["users"].values()
     expected = sorted(u["sourcedId"] for u in users if u["role"] == "student")
@@ -109,7 +133,10 @@ def test_an_oauth1_client_pulls_every_page_of_a_filtered_delta(sim: SimulatorSer
     # The signed parameters were really on the wire: filter, delta bound, paging and sort, page by page.
     assert all("filter=role%3D%27student%27+AND+dateLastModified%3E%272020-01-01" in r.query for r in served)
     assert {q for r in served for q in r.query.split("&") if q.startswith("offset=")} >= {
-        "offset=0", "offset=5", "offset=10", "offset=15"
+        "offset=0",
+        "offset=5",
+        "offset=10",
+        "offset=15",
     }
 
 
@@ -144,6 +171,7 @@ def test_the_simulator_refuses_a_replayed_nonce(sim: SimulatorServer) -> None:
 def test_the_simulator_refuses_a_timestamp_more_than_five_minutes_off(sim: SimulatorServer) -> None:
     now = int(time.time())
     with httpx.Client() as http:
+
         def status_at(timestamp: int) -> httpx.Response:
             return http.get(sim.base_url(APP) + "/orgs", headers=signed_by_hand(sim, timestamp=timestamp))
 
@@ -155,11 +183,19 @@ def test_the_simulator_refuses_a_timestamp_more_than_five_minutes_off(sim: Simul
 def test_the_simulator_refuses_unknown_keys_other_methods_and_bearer_tokens(sim: SimulatorServer) -> None:
     url = sim.base_url(APP) + "/orgs"
     with httpx.Client() as http:
-        assert "unknown oauth_consumer_key" in refusal(http.get(url, headers=signed_by_hand(sim, key="someone-else")))
-        assert "HMAC-SHA256" in refusal(http.get(url, headers=signed_by_hand(sim, method=SIGNATURE_HMAC_SHA1)))
+        assert "unknown oauth_consumer_key" in refusal(
+            http.get(url, headers=signed_by_hand(sim, key="someone-else"))
+        )
+        assert "HMAC-SHA256" in refusal(
+            http.get(url, headers=signed_by_hand(sim, method=SIGNATURE_HMAC_SHA1))
+        )
         assert "missing or malformed" in refusal(http.get(url, headers={"Authorization": "Bearer abc"}))
-        token = http.post(sim.url + TOKEN_PATH, params={"appName": APP}, auth=(KEY, SECRET),
-                          data={"grant_type": "client_credentials"})
+        token = http.post(
+            sim.url + TOKEN_PATH,
+            params={"appName": APP},
+            auth=(KEY, SECRET),
+            data={"grant_type": "client_credentials"},
+        )
         assert token.status_code == 404 and "OAuth 1.0a" in token.json()["imsx_description"]
 
 
@@ -192,18 +228,32 @@ def test_no_secret_or_signature_in_logs_reprs_or_the_request_log(
     }
     # Each signature as sent (percent-encoded in the header) and as computed (base64, what oauthlib would log).
     secrets = [SECRET, WRONG_SECRET, *signatures, *(unquote(s) for s in signatures)]
-    leaks = [f"{secret[:6]}… in {sink}" for sink, text in sinks.items() for secret in secrets if secret in text]
+    leaks = [
+        f"{secret[:6]}… in {sink}" for sink, text in sinks.items() for secret in secrets if secret in text
+    ]
     assert leaks == []
     assert "oauth_signature" not in sinks["simulator request log"]
     assert "/orgs" in sinks["logging"]  # the logs were really captured
 
 
 def test_the_console_simulator_serves_oauth1_with_the_auth_flag() -> None:
-    with SimulatorProcess(size="tiny", seed=3, app_name=APP, client_id=KEY, client_secret=SECRET,
-                          extra_args=["--auth", "oauth1"]) as proc:
+    with SimulatorProcess(
+        size="tiny",
+        seed=3,
+        app_name=APP,
+        client_id=KEY,
+        client_secret=SECRET,
+        extra_args=["--auth", "oauth1"],
+    ) as proc:
         assert proc.token_url == "" and proc.base_url.endswith(f"/{APP}/ims/oneroster/v1p1")
-        config = ClientConfig(district_id="cli", base_url=proc.base_url, auth_scheme="oauth1",
-                              client_id=KEY, client_secret=SECRET, page_size=10)
+        config = ClientConfig(
+            district_id="cli",
+            base_url=proc.base_url,
+            auth_scheme="oauth1",
+            client_id=KEY,
+            client_secret=SECRET,
+            page_size=10,
+        )
         with OneRosterClient(config) as client:
             assert len([r for batch in client.iter_batches("users") for r in batch]) > 10
         unsigned = httpx.get(proc.base_url + "/users")
@@ -217,17 +267,32 @@ def test_the_console_simulator_serves_oauth1_with_the_auth_flag() -> None:
 
 
 def registry_entry(**fields: Any) -> dict[str, Any]:
-    return {"id": "north", "name": "North USD", "client_id_env": "NORTH_KEY", "client_secret_env": "NORTH_SECRET",
-            **fields}
+    return {
+        "id": "north",
+        "name": "North USD",
+        "client_id_env": "NORTH_KEY",
+        "client_secret_env": "NORTH_SECRET",
+        **fields,
+    }
 
 
 def test_the_registry_needs_no_token_url_for_oauth1_and_the_client_gets_none() -> None:
-    registry = parse_registry({"districts": [
-        registry_entry(sis="generic", import_method="oneroster_rest_oauth1",
-                       base_url="https://sis.example.org/ims/oneroster/v1p1"),
-        registry_entry(id="south", import_method="oneroster_rest_oauth1",
-                       base_url="https://ic.example.org/campus/api/oneroster/v1p1/app/ims/oneroster/v1p1"),
-    ]})
+    registry = parse_registry(
+        {
+            "districts": [
+                registry_entry(
+                    sis="generic",
+                    import_method="oneroster_rest_oauth1",
+                    base_url="https://sis.example.org/ims/oneroster/v1p1",
+                ),
+                registry_entry(
+                    id="south",
+                    import_method="oneroster_rest_oauth1",
+                    base_url="https://ic.example.org/campus/api/oneroster/v1p1/app/ims/oneroster/v1p1",
+                ),
+            ]
+        }
+    )
     environ = {"NORTH_KEY": KEY, "NORTH_SECRET": SECRET}
     for district in registry:
         config = client_config_for(district, environ)
@@ -237,9 +302,13 @@ def test_the_registry_needs_no_token_url_for_oauth1_and_the_client_gets_none() -
 
 def test_oauth2_still_needs_a_token_url() -> None:
     with pytest.raises(RegistryError, match="'north'.*field 'token_url'"):
-        parse_registry({"districts": [registry_entry(sis="generic", base_url="https://sis.example.org/v1p1")]})
+        parse_registry(
+            {"districts": [registry_entry(sis="generic", base_url="https://sis.example.org/v1p1")]}
+        )
     with pytest.raises(MissingTokenURLError, match="district 'north': token_url is required"):
-        ClientConfig(district_id="north", base_url="https://sis.example.org/v1p1", client_id=KEY, client_secret=SECRET)
+        ClientConfig(
+            district_id="north", base_url="https://sis.example.org/v1p1", client_id=KEY, client_secret=SECRET
+        )
 
 
 # ------------------------------------------------------------------------------------------ one sync, both schemes
@@ -249,8 +318,16 @@ def published_rows(wh: Warehouse, district_id: str) -> dict[str, list[tuple[Any,
     """Every published row of a district, every column but what differs by construction between two
     districts: the district id, import ids, times (deleted_at only as deleted or not), and the raw record
     and its hash, whose hrefs name each simulator's port (the raw records are compared by their columns)."""
-    skip = {"district_id", "raw", "record_hash", "first_seen_at", "updated_at", "deleted_at", "last_import_id",
-            "archived_at"}
+    skip = {
+        "district_id",
+        "raw",
+        "record_hash",
+        "first_seen_at",
+        "updated_at",
+        "deleted_at",
+        "last_import_id",
+        "archived_at",
+    }
     out: dict[str, list[tuple[Any, ...]]] = {}
     with wh.engine.connect() as conn:
         for resource in RESOURCES:
@@ -269,14 +346,33 @@ def test_an_oauth1_sync_publishes_the_same_rows_as_the_oauth2_one(warehouse_url:
     warehouse = Warehouse(warehouse_url)
     warehouse.create_schema()
     with oauth2_sim, oauth1_sim:
-        registry = parse_registry({"districts": [
-            {"id": "via_oauth2", "name": "Via OAuth2", "api_host": oauth2_sim.url, "app_name": "alpha",
-             "client_id_env": "A_KEY", "client_secret_env": "A_SECRET", "page_size": 50},
-            {"id": "via_oauth1", "name": "Via OAuth1", "import_method": "oneroster_rest_oauth1",
-             "base_url": oauth1_sim.base_url("alpha"), "client_id_env": "B_KEY", "client_secret_env": "B_SECRET",
-             "page_size": 50},
-        ]})
-        results = {d.id: sync_district(warehouse, d, f"run-{d.id}", RESOURCES, environ=environ) for d in registry}
+        registry = parse_registry(
+            {
+                "districts": [
+                    {
+                        "id": "via_oauth2",
+                        "name": "Via OAuth2",
+                        "api_host": oauth2_sim.url,
+                        "app_name": "alpha",
+                        "client_id_env": "A_KEY",
+                        "client_secret_env": "A_SECRET",
+                        "page_size": 50,
+                    },
+                    {
+                        "id": "via_oauth1",
+                        "name": "Via OAuth1",
+                        "import_method": "oneroster_rest_oauth1",
+                        "base_url": oauth1_sim.base_url("alpha"),
+                        "client_id_env": "B_KEY",
+                        "client_secret_env": "B_SECRET",
+                        "page_size": 50,
+                    },
+                ]
+            }
+        )
+        results = {
+            d.id: sync_district(warehouse, d, f"run-{d.id}", RESOURCES, environ=environ) for d in registry
+        }
         oauth1_requests = oauth1_sim.requests
     assert all(result.published for result in results.values())
     assert results["via_oauth1"].published == results["via_oauth2"].published
@@ -287,4 +383,3 @@ def test_an_oauth1_sync_publishes_the_same_rows_as_the_oauth2_one(warehouse_url:
     assert oauth1_requests and all(r.auth_ok for r in oauth1_requests)
     assert not any(r.path == TOKEN_PATH for r in oauth1_requests)
     warehouse.dispose()
-

@@ -36,9 +36,7 @@ CLIENT_SECRET = "s3cret-for-tests"
 
 
 def config_for(server: SimulatorServer, **overrides: Any) -> ClientConfig:
-    settings: dict[str, Any] = {
-        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **overrides
-    }
+    settings: dict[str, Any] = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **overrides}
     return simulator_client_config(server, APP, **settings)
 
 
@@ -49,20 +47,26 @@ def pull(client: OneRosterClient, name: str, **kwargs: Any) -> list[dict[str, An
 @pytest.fixture(scope="module")
 def small_sim() -> Iterator[SimulatorServer]:
     """Read-only tests share one small district; nobody mutates it or adds faults."""
-    with running_simulator(size="small", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+    with running_simulator(
+        size="small", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def tiny_sim() -> Iterator[SimulatorServer]:
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as s:
         yield s
 
 
 @pytest.fixture()
 def fresh_sim() -> Iterator[SimulatorServer]:
     """A district of its own, for tests that mutate it."""
-    with running_simulator(size="small", seed=2, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+    with running_simulator(
+        size="small", seed=2, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as s:
         yield s
 
 
@@ -151,8 +155,9 @@ def test_link_rel_next_is_followed_when_paging_sequentially(small_sim: Simulator
     small_sim.clear_requests()
     with OneRosterClient(config_for(small_sim, page_size=150, concurrent_paging=False)) as client:
         ids = [r["sourcedId"] for r in pull(client, "courses", filter="status='active'")]
-    assert ids == sorted(k for k, r in small_sim.tenant(APP).district.collections["courses"].items()
-                         if r["status"] == "active")
+    assert ids == sorted(
+        k for k, r in small_sim.tenant(APP).district.collections["courses"].items() if r["status"] == "active"
+    )
     queries = [parse_qs(r.query) for r in settled_requests(small_sim) if r.path.endswith("/courses")]
     assert [q["offset"] for q in queries] == [["0"], ["150"]]
     # The second request is the simulator's own rel=next URL: it carries the filter and sort along.
@@ -162,7 +167,9 @@ def test_link_rel_next_is_followed_when_paging_sequentially(small_sim: Simulator
 # ----------------------------------------------------------------------------------------- delta reads
 
 
-def test_since_sends_a_utc_date_last_modified_filter_and_gets_only_newer_records(small_sim: SimulatorServer) -> None:
+def test_since_sends_a_utc_date_last_modified_filter_and_gets_only_newer_records(
+    small_sim: SimulatorServer,
+) -> None:
     users = small_sim.tenant(APP).district.collections["users"].values()
     since = datetime(2026, 8, 3, 0, 0, tzinfo=UTC)
     newer = sorted(r["sourcedId"] for r in users if r["dateLastModified"] > "2026-08-03T00:00:00.000Z")
@@ -289,7 +296,9 @@ def test_concurrent_paging_is_faster_than_sequential_under_latency() -> None:
         gc.freeze()
         try:
             for concurrent in (False, True):
-                with OneRosterClient(config_for(server, page_size=100, concurrent_paging=concurrent)) as client:
+                with OneRosterClient(
+                    config_for(server, page_size=100, concurrent_paging=concurrent)
+                ) as client:
                     pull(client, "users")
                     timings[concurrent] = client.stats_for("users").seconds
         finally:
@@ -344,7 +353,9 @@ class ScriptedSIS:
 
             def do_POST(self) -> None:  # token endpoint
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self._json({"access_token": f"tok-{uuid.uuid4()}", "token_type": "Bearer", "expires_in": 3600}, {})
+                self._json(
+                    {"access_token": f"tok-{uuid.uuid4()}", "token_type": "Bearer", "expires_in": 3600}, {}
+                )
 
             def do_GET(self) -> None:
                 query = parse_qs(urlsplit(self.path).query)
@@ -361,7 +372,7 @@ class ScriptedSIS:
                     if offset + limit < len(sis.records):
                         parts.append(f'<{url}&offset={offset + limit}>; rel="next"')
                     headers["Link"] = ", ".join(parts)
-                self._json({"users": sis.records[offset: offset + limit]}, headers)
+                self._json({"users": sis.records[offset : offset + limit]}, headers)
 
             def _json(self, body: Any, headers: dict[str, str]) -> None:
                 payload = json.dumps(body).encode()
@@ -387,8 +398,13 @@ class ScriptedSIS:
     def config(self, **overrides: Any) -> ClientConfig:
         port = self._httpd.server_address[1]
         return ClientConfig(
-            district_id="shelbyville", base_url=f"http://127.0.0.1:{port}/api", token_url=f"http://127.0.0.1:{port}/token",
-            client_id="c", client_secret="s", backoff_base_seconds=0.01, **overrides,
+            district_id="shelbyville",
+            base_url=f"http://127.0.0.1:{port}/api",
+            token_url=f"http://127.0.0.1:{port}/token",
+            client_id="c",
+            client_secret="s",
+            backoff_base_seconds=0.01,
+            **overrides,
         )
 
 
@@ -399,7 +415,11 @@ def _users(n: int) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("count", "cap", "expected_offsets"),
     [
-        (25, None, [0, 10, 20, 25]),  # a short page is no proof (a record may be missing from it): an empty one is
+        (
+            25,
+            None,
+            [0, 10, 20, 25],
+        ),  # a short page is no proof (a record may be missing from it): an empty one is
         (20, None, [0, 10, 20]),  # an exact multiple: the same one empty page
         (25, 4, [0, 4, 8, 12, 16, 20, 24, 25]),  # a silent cap (4 < 10) is not mistaken for the end
         (3, None, [0, 3]),  # a first page shorter than asked may be a cap: one more look
@@ -434,7 +454,6 @@ def test_a_repeat_that_the_total_accounts_for_is_dropped_and_counted() -> None:
     assert stats.duplicates_dropped == 1 and stats.records == 12 and stats.complete
 
 
-
 @pytest.mark.parametrize("concurrent", [True, False])
 def test_a_repeat_in_place_of_a_record_the_total_counts_is_never_a_complete_pull(concurrent: bool) -> None:
     """13 rows but 12 distinct sourcedIds for an X-Total-Count of 13, the repeat on the next page: as far
@@ -444,7 +463,9 @@ def test_a_repeat_in_place_of_a_record_the_total_counts_is_never_a_complete_pull
     records = _users(12)
     records.insert(10, dict(records[9]))
     with ScriptedSIS(records, total_header=True) as sis:
-        with OneRosterClient(sis.config(page_size=10, concurrent_paging=concurrent, max_paging_restarts=1)) as client:
+        with OneRosterClient(
+            sis.config(page_size=10, concurrent_paging=concurrent, max_paging_restarts=1)
+        ) as client:
             with pytest.raises(PagingInconsistentError) as caught:
                 pull(client, "users")
     assert caught.value.expected_total == 13 and caught.value.observed_total == 12
@@ -458,7 +479,9 @@ def test_a_row_served_twice_in_one_response_is_the_sis_own_and_harmless(concurre
     records = _users(12)
     records.insert(4, dict(records[3]))
     with ScriptedSIS(records, total_header=True) as sis:
-        with OneRosterClient(sis.config(page_size=10, concurrent_paging=concurrent, max_paging_restarts=0)) as client:
+        with OneRosterClient(
+            sis.config(page_size=10, concurrent_paging=concurrent, max_paging_restarts=0)
+        ) as client:
             ids = [r["sourcedId"] for r in pull(client, "users")]
             stats = client.stats_for("users")
     assert ids == [f"u{i:04d}" for i in range(12)]
@@ -469,10 +492,16 @@ def test_a_row_served_twice_in_one_response_is_the_sis_own_and_harmless(concurre
 
 
 @pytest.mark.parametrize("concurrent", [True, False])
-def test_a_conflicting_duplicate_on_a_later_page_is_reported_with_its_batch_not_handed_out(concurrent: bool) -> None:
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sim:
+def test_a_conflicting_duplicate_on_a_later_page_is_reported_with_its_batch_not_handed_out(
+    concurrent: bool,
+) -> None:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as sim:
         target = expected_ids(sim, "users")[1]  # page 1; the copy comes last, on page 5 at page size 7
-        sim.faults.add(kind="duplicate", sourced_id=target, field="givenName", times=None, path_contains="/users")
+        sim.faults.add(
+            kind="duplicate", sourced_id=target, field="givenName", times=None, path_contains="/users"
+        )
         with OneRosterClient(config_for(sim, page_size=7, concurrent_paging=concurrent)) as client:
             batches = list(client.iter_batches("users"))
             stats = client.stats_for("users")
@@ -486,7 +515,9 @@ def test_a_conflicting_duplicate_on_a_later_page_is_reported_with_its_batch_not_
 
 
 def test_an_identical_row_served_twice_is_dropped_and_counted() -> None:
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as sim:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as sim:
         target = expected_ids(sim, "users")[1]
         sim.faults.add(kind="duplicate", sourced_id=target, times=None, path_contains="/users")
         with OneRosterClient(config_for(sim, page_size=7)) as client:

@@ -31,7 +31,9 @@ FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 
 CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 # Values a caller might pass: any text, weighted towards the characters that break naive quoting.
-tricky = st.sampled_from(["'", "''", " AND ", " OR ", "=", '"', "\\", "%", "&", "#", "~", ">", " ", "é", "\u2028"])
+tricky = st.sampled_from(
+    ["'", "''", " AND ", " OR ", "=", '"', "\\", "%", "&", "#", "~", ">", " ", "é", "\u2028"]
+)
 values = st.lists(st.one_of(tricky, st.text(min_size=1, max_size=4)), max_size=8).map("".join)
 clean_values = values.filter(lambda v: not CONTROL & set(v))
 fields = st.sampled_from(["givenName", "familyName", "role", "status", "orgs.sourcedId", "username"])
@@ -52,7 +54,9 @@ def test_a_value_never_breaks_out_of_its_predicate(field: str, operator: str, va
 
 @FAST
 @given(field=fields, operator=operators, value=clean_values, since=moments)
-def test_the_delta_predicate_survives_any_value(field: str, operator: str, value: str, since: datetime) -> None:
+def test_the_delta_predicate_survives_any_value(
+    field: str, operator: str, value: str, since: datetime
+) -> None:
     combined = build_filter(filter_predicate(field, operator, value), since)
     assert combined is not None
     parsed = parse_filter(combined, "users")
@@ -71,7 +75,9 @@ def test_control_characters_are_refused(value: str) -> None:
 
 @FAST
 @given(raw=values, since=moments)
-def test_a_value_pasted_in_unquoted_is_refused_or_leaves_the_delta_window_intact(raw: str, since: datetime) -> None:
+def test_a_value_pasted_in_unquoted_is_refused_or_leaves_the_delta_window_intact(
+    raw: str, since: datetime
+) -> None:
     """The mistake the builder exists to prevent: ``f"familyName='{value}'"``. Whatever it produces is
     either refused here, or read by the SIS with the delta window as its own, intact, last predicate."""
     try:
@@ -134,7 +140,7 @@ rels = st.sampled_from(["next", "prev", "first", "last"])
 @FAST
 @given(links=st.lists(st.tuples(rels, url_text), min_size=1, max_size=5), quoted=st.booleans())
 def test_well_formed_link_headers_round_trip(links: list[tuple[str, str]], quoted: bool) -> None:
-    header = ", ".join(f'<{url}>; rel={chr(34) * quoted}{rel}{chr(34) * quoted}' for rel, url in links)
+    header = ", ".join(f"<{url}>; rel={chr(34) * quoted}{rel}{chr(34) * quoted}" for rel, url in links)
     expected: dict[str, str] = {}
     for rel, url in links:
         expected.setdefault(rel, url)  # the first link of a rel wins
@@ -187,7 +193,9 @@ def test_retry_after_parsing_never_raises(header: str | None) -> None:
 
 
 @FAST
-@given(seconds=st.integers(min_value=0, max_value=10**6), ahead=st.integers(min_value=-10**6, max_value=10**6))
+@given(
+    seconds=st.integers(min_value=0, max_value=10**6), ahead=st.integers(min_value=-(10**6), max_value=10**6)
+)
 def test_retry_after_reads_seconds_and_http_dates(seconds: int, ahead: int) -> None:
     assert parse_retry_after(str(seconds), now=NOW) == float(seconds)
     date = email.utils.format_datetime(NOW + timedelta(seconds=ahead), usegmt=True)

@@ -36,7 +36,11 @@ CLIENT_SECRET = "Zx9-very-secret-value-Q7"
 
 def config_for(server: SimulatorServer, **overrides: Any) -> ClientConfig:
     settings: dict[str, Any] = {
-        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "page_size": 10, "backoff_max_seconds": 2.0, **overrides
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "page_size": 10,
+        "backoff_max_seconds": 2.0,
+        **overrides,
     }
     return simulator_client_config(server, APP, **settings)
 
@@ -58,7 +62,9 @@ def settled_requests(server: SimulatorServer) -> list[Any]:
 
 @pytest.fixture()
 def sim() -> Iterator[SimulatorServer]:
-    with running_simulator(size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as s:
+    with running_simulator(
+        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+    ) as s:
         yield s
 
 
@@ -84,7 +90,12 @@ def test_token_is_fetched_once_and_reused_across_pulls(sim: SimulatorServer, tok
 
 def test_token_is_renewed_before_it_expires_without_a_401() -> None:
     with running_simulator(
-        size="tiny", seed=1, app_name=APP, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_ttl_seconds=2
+        size="tiny",
+        seed=1,
+        app_name=APP,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        token_ttl_seconds=2,
     ) as server:
         with OneRosterClient(config_for(server)) as client:
             pull(client, "users")
@@ -122,7 +133,9 @@ def test_a_second_401_after_renewal_is_an_authentication_error_not_a_loop(sim: S
 
 
 @pytest.mark.parametrize("token_auth", ["basic", "form"])
-def test_wrong_secret_is_an_authentication_error_naming_the_district(sim: SimulatorServer, token_auth: str) -> None:
+def test_wrong_secret_is_an_authentication_error_naming_the_district(
+    sim: SimulatorServer, token_auth: str
+) -> None:
     wrong = "not-the-right-secret-123"
     with OneRosterClient(config_for(sim, client_secret=wrong, token_auth=token_auth)) as client:
         with pytest.raises(AuthenticationError) as caught:
@@ -136,13 +149,17 @@ def test_wrong_secret_is_an_authentication_error_naming_the_district(sim: Simula
 
 def test_token_endpoint_refusing_connections_is_retried_and_named(sim: SimulatorServer) -> None:
     dead = "http://127.0.0.1:1/campus/oauth2/token?appName=demo"  # port 1: connection refused
-    with OneRosterClient(config_for(sim, token_url=dead, max_retries=2)) as client, \
-            pytest.raises(RetriesExhaustedError) as caught:
+    with (
+        OneRosterClient(config_for(sim, token_url=dead, max_retries=2)) as client,
+        pytest.raises(RetriesExhaustedError) as caught,
+    ):
         pull(client, "users")
     error = caught.value
     assert error.attempts == 3 and error.last_failure == "token endpoint ConnectError"
     assert "district 'springfield'" in str(error) and "token endpoint" in str(error)
-    assert not [r for r in settled_requests(sim) if r.path.endswith("/users")]  # no request went out tokenless
+    assert not [
+        r for r in settled_requests(sim) if r.path.endswith("/users")
+    ]  # no request went out tokenless
 
 
 # ----------------------------------------------------------------------------------------- retries
@@ -155,7 +172,9 @@ def test_429_retry_after_is_honoured(sim: SimulatorServer) -> None:
         stats = client.stats_for("users")
     log = [r for r in settled_requests(sim) if r.path.endswith("/users")]
     busy = next(i for i, r in enumerate(log) if r.status == 429)
-    same_page = [r for r in log[busy + 1:] if parse_qs(r.query)["offset"] == parse_qs(log[busy].query)["offset"]]
+    same_page = [
+        r for r in log[busy + 1 :] if parse_qs(r.query)["offset"] == parse_qs(log[busy].query)["offset"]
+    ]
     gap = same_page[0].started - (log[busy].started + log[busy].seconds)
     assert gap >= 0.95  # Retry-After: 1 (the backoff alone would be ~10 ms)
     assert stats.retries == 1 and stats.requests == stats.pages + 1
@@ -174,7 +193,9 @@ def test_429_retry_after_is_honoured(sim: SimulatorServer) -> None:
         {"kind": "incomplete"},
     ],
 )
-def test_transient_failures_are_retried_until_the_pull_is_complete(sim: SimulatorServer, fault: dict[str, Any]) -> None:
+def test_transient_failures_are_retried_until_the_pull_is_complete(
+    sim: SimulatorServer, fault: dict[str, Any]
+) -> None:
     sim.faults.add(**fault, times=2, path_contains="/enrollments", after=3)
     with OneRosterClient(config_for(sim)) as client:
         ids = [r["sourcedId"] for r in pull(client, "enrollments")]
@@ -230,7 +251,9 @@ def test_get_one_and_its_404(sim: SimulatorServer) -> None:
     some_id = users(sim)[3]
     with OneRosterClient(config_for(sim)) as client:
         record = client.get_one("users", some_id)
-        student = next(u for u in sim.tenant(APP).district.collections["users"].values() if u["role"] == "student")
+        student = next(
+            u for u in sim.tenant(APP).district.collections["users"].values() if u["role"] == "student"
+        )
         assert client.get_one("students", student["sourcedId"])["role"] == "student"
         with pytest.raises(OneRosterHTTPError) as caught:
             client.get_one("users", "no-such-user")
@@ -253,7 +276,9 @@ def test_current_school_year_is_one_filtered_request(sim: SimulatorServer) -> No
 # ----------------------------------------------------------------------------------------- secrets
 
 
-def test_secrets_never_reach_logs_exceptions_or_reprs(sim: SimulatorServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_reach_logs_exceptions_or_reprs(
+    sim: SimulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)  # every logger: ours, httpx, httpcore, the simulator's
     texts: list[str] = []
     tokens: set[str] = set()
@@ -268,8 +293,16 @@ def test_secrets_never_reach_logs_exceptions_or_reprs(sim: SimulatorServer, capl
         sim.expire_tokens()
         pull(client, "courses")
         tokens.add(client._tokens.access_token())
-        texts += [repr(client), str(client), repr(client._tokens), repr(client._auth), repr(config), str(config),
-                  repr(client.stats_for("users")), str(client.stats_for("users").as_metadata())]
+        texts += [
+            repr(client),
+            str(client),
+            repr(client._tokens),
+            repr(client._auth),
+            repr(config),
+            str(config),
+            repr(client.stats_for("users")),
+            str(client.stats_for("users").as_metadata()),
+        ]
         sim.faults.add(status=503, times=None, path_contains="/orgs")
         for failing in (lambda: pull(client, "orgs"), lambda: pull(client, "users", filter="bogus='1'")):
             with pytest.raises(OneRosterError) as caught:
@@ -292,7 +325,9 @@ def test_secrets_never_reach_logs_exceptions_or_reprs(sim: SimulatorServer, capl
 
 def test_invalid_utf8_in_one_record_is_read_leniently_without_spending_retries(sim: SimulatorServer) -> None:
     target = users(sim)[12]  # page 2 of 4 at page size 10
-    sim.faults.add(kind="invalid_utf8", sourced_id=target, field="givenName", times=None, path_contains="/users")
+    sim.faults.add(
+        kind="invalid_utf8", sourced_id=target, field="givenName", times=None, path_contains="/users"
+    )
     with OneRosterClient(config_for(sim)) as client:
         records = pull(client, "users")
         stats = client.stats_for("users")
@@ -300,18 +335,27 @@ def test_invalid_utf8_in_one_record_is_read_leniently_without_spending_retries(s
     [bad] = [r for r in records if r["sourcedId"] == target]
     name = sim.tenant(APP).district.collections["users"][target]["givenName"]
     assert bad["givenName"] == name + "\udce9"  # the byte, kept (surrogateescape) for validation to report
-    assert stats.complete and stats.retries == 0 and stats.requests == stats.pages and stats.invalid_utf8_pages == 1
+    assert (
+        stats.complete
+        and stats.retries == 0
+        and stats.requests == stats.pages
+        and stats.invalid_utf8_pages == 1
+    )
 
 
 def test_a_body_garbled_beyond_json_is_read_twice_then_refused_naming_the_byte(sim: SimulatorServer) -> None:
     sim.faults.add(kind="truncate", times=None, path_contains="/users")  # cut in half, after the bad byte
-    sim.faults.add(kind="invalid_utf8", sourced_id=users(sim)[0], field="givenName", times=None, path_contains="/users")
+    sim.faults.add(
+        kind="invalid_utf8", sourced_id=users(sim)[0], field="givenName", times=None, path_contains="/users"
+    )
     with OneRosterClient(config_for(sim)) as client:
         with pytest.raises(EnvelopeError) as caught:
             pull(client, "users")
         stats = client.stats_for("users")
     message = str(caught.value)
-    assert message.startswith("district 'springfield', endpoint '/users': the response body is not valid UTF-8")
+    assert message.startswith(
+        "district 'springfield', endpoint '/users': the response body is not valid UTF-8"
+    )
     assert "byte offset" in message and "0xe9" in message and "read 2 times" in message
     assert stats.requests == 2 and stats.retries == 1
 

@@ -21,22 +21,34 @@ SECRET = "scope-secret-Kx9"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SimulatorServer]:
-    with running_simulator(app_name="scoped", client_id="scoped-id", client_secret=SECRET,
-                           oneroster_version="1.2", required_scopes=frozenset({ROSTER_CORE})) as s:
+    with running_simulator(
+        app_name="scoped",
+        client_id="scoped-id",
+        client_secret=SECRET,
+        oneroster_version="1.2",
+        required_scopes=frozenset({ROSTER_CORE}),
+    ) as s:
         yield s
 
 
 def test_a_client_asking_for_the_required_scope_gets_a_token_and_pulls(server: SimulatorServer) -> None:
-    config = simulator_client_config(server, "scoped", client_id="scoped-id", client_secret=SECRET,
-                                     oneroster_version="1.2", token_scope=ROSTER_CORE)
+    config = simulator_client_config(
+        server,
+        "scoped",
+        client_id="scoped-id",
+        client_secret=SECRET,
+        oneroster_version="1.2",
+        token_scope=ROSTER_CORE,
+    )
     with OneRosterClient(config) as client:
         orgs = [record for batch in client.iter_batches("orgs") for record in batch]
     assert len(orgs) == len(server.tenant("scoped").district.collections["orgs"])
 
 
 def test_without_the_scope_the_error_names_the_district_and_token_scope(server: SimulatorServer) -> None:
-    config = simulator_client_config(server, "scoped", client_id="scoped-id", client_secret=SECRET,
-                                     oneroster_version="1.2", max_retries=0)
+    config = simulator_client_config(
+        server, "scoped", client_id="scoped-id", client_secret=SECRET, oneroster_version="1.2", max_retries=0
+    )
     with OneRosterClient(config) as client, pytest.raises(AuthenticationError) as caught:
         list(client.iter_batches("orgs"))
     message = str(caught.value)

@@ -133,11 +133,15 @@ def test_delta_filter_is_utc_and_combined_with_callers_filter() -> None:
     assert format_since(since) == "2026-11-25T00:00:00Z"
     assert format_since(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
     assert build_filter(None, since) == "dateLastModified>'2026-11-25T00:00:00Z'"
-    assert build_filter("role='student'", since) == "role='student' AND dateLastModified>'2026-11-25T00:00:00Z'"
+    assert (
+        build_filter("role='student'", since) == "role='student' AND dateLastModified>'2026-11-25T00:00:00Z'"
+    )
     assert build_filter("role='student'", None) == "role='student'"
     assert build_filter(None, None) is None
     # an AND inside a quoted value is not a second predicate
-    assert build_filter("title='Rock AND Roll'", since).endswith("AND dateLastModified>'2026-11-25T00:00:00Z'")
+    assert build_filter("title='Rock AND Roll'", since).endswith(
+        "AND dateLastModified>'2026-11-25T00:00:00Z'"
+    )
     with pytest.raises(ValueError, match="at most two predicates"):
         build_filter("role='student' AND status='active'", since)
     with pytest.raises(ValueError, match="timezone-aware"):
@@ -159,13 +163,19 @@ def test_imsx_bodies_in_the_shapes_servers_send() -> None:
         "imsx_codeMajor": "failure",
         "imsx_severity": "error",
         "imsx_description": "no such user",
-        "imsx_CodeMinor": {"imsx_codeMinorField": [{"imsx_codeMinorFieldName": "TargetEndSystem",
-                                                    "imsx_codeMinorFieldValue": "unknownobject"}]},
+        "imsx_CodeMinor": {
+            "imsx_codeMinorField": [
+                {"imsx_codeMinorFieldName": "TargetEndSystem", "imsx_codeMinorFieldValue": "unknownobject"}
+            ]
+        },
     }
     status = ImsxStatus.from_body(bare)
     assert status == ImsxStatus("failure", "error", "unknownobject", "no such user")
     assert ImsxStatus.from_body({"imsx_statusInfoSet": [bare]}) == status
-    assert ImsxStatus.from_body({"imsx_CodeMinor": "server_busy", "imsx_codeMajor": "failure"}).code_minor == "server_busy"
+    assert (
+        ImsxStatus.from_body({"imsx_CodeMinor": "server_busy", "imsx_codeMajor": "failure"}).code_minor
+        == "server_busy"
+    )
     assert ImsxStatus.from_body("<html>bad gateway</html>") is None
     assert ImsxStatus.from_body({"users": []}) is None
     assert "CodeMinor=unknownobject" in status.summary()
@@ -179,7 +189,10 @@ def test_seen_records_keep_the_first_copy_and_tell_repeats_from_conflicts() -> N
     assert [r["sourcedId"] for r in page.fresh] == ["c"] and page.duplicates == 1
     [issue] = page.issues  # "a" again, other content: a conflict; the copy handed out before is withdrawn
     assert (issue.sourced_id, issue.check, issue.record, issue.withdraw_earlier) == (
-        "a", "conflicting_duplicate", {"sourcedId": "a", "x": 1}, True,
+        "a",
+        "conflicting_duplicate",
+        {"sourcedId": "a", "x": 1},
+        True,
     )
     page = seen.keep_new([{"sourcedId": "a"}])  # every later copy of a conflicted id is reported too
     assert page.fresh == [] and [i.withdraw_earlier for i in page.issues] == [False]
@@ -202,8 +215,15 @@ def test_config_and_client_reprs_hide_the_secret() -> None:
         client_secret="hunter2-very-secret",
     )
     with OneRosterClient(config) as client:
-        texts = [repr(config), str(config), str(config.model_dump()), repr(client), str(client),
-                 repr(client._tokens), repr(client._auth)]
+        texts = [
+            repr(config),
+            str(config),
+            str(config.model_dump()),
+            repr(client),
+            str(client),
+            repr(client._tokens),
+            repr(client._auth),
+        ]
     for text in texts:
         assert "hunter2" not in text
     assert config.base_url == "https://sis.example/ims/oneroster/v1p1"

@@ -29,7 +29,9 @@ def servers(template: SimulatedDistrict) -> Iterator[dict[str, SimulatorServer]]
     """The same district behind a 1.1 and a 1.2 simulator (read only: a test that changes it makes its own)."""
     with (
         SimulatorServer([Tenant("d", CLIENT_ID, SECRET, copy.deepcopy(template))]) as v11,
-        SimulatorServer([Tenant("d", CLIENT_ID, SECRET, copy.deepcopy(template))], oneroster_version="1.2") as v12,
+        SimulatorServer(
+            [Tenant("d", CLIENT_ID, SECRET, copy.deepcopy(template))], oneroster_version="1.2"
+        ) as v12,
     ):
         yield {"1.1": v11, "1.2": v12}
 
@@ -61,7 +63,10 @@ def pull(server: SimulatorServer, name: str, **settings: Any) -> tuple[list[dict
 def relative_hrefs(value: Any, base: str) -> Any:
     """References with hrefs relative to the API base (the two versions' bases differ)."""
     if isinstance(value, dict):
-        return {k: (v[len(base):] if k == "href" and isinstance(v, str) else relative_hrefs(v, base)) for k, v in value.items()}
+        return {
+            k: (v[len(base) :] if k == "href" and isinstance(v, str) else relative_hrefs(v, base))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [relative_hrefs(v, base) for v in value]
     return value
@@ -94,14 +99,21 @@ def test_a_1p2_pull_hands_out_the_1p1_records_of_the_same_district(
         if resource.name == "users":
             assert record.pop("roles")  # what 1.2 said on top of 1.1 stays with the record
         assert record == through_1p1[sourced_id], sourced_id
-    if resource.name == "users":  # users of several orgs (one primary role, the others secondary) came through
+    if (
+        resource.name == "users"
+    ):  # users of several orgs (one primary role, the others secondary) came through
         assert any(len(r["roles"]) > 1 and len(r["orgs"]) == len(r["roles"]) for r in v12_records)
 
 
-def test_an_unmappable_user_is_an_issue_and_the_pull_still_proves_complete(template: SimulatedDistrict) -> None:
+def test_an_unmappable_user_is_an_issue_and_the_pull_still_proves_complete(
+    template: SimulatedDistrict,
+) -> None:
     district = copy.deepcopy(template)
     broken = sorted(district.collections["users"])[3]
-    district.collections["users"][broken] = {**district.collections["users"][broken], "orgs": []}  # no roles at all
+    district.collections["users"][broken] = {
+        **district.collections["users"][broken],
+        "orgs": [],
+    }  # no roles at all
     with SimulatorServer([Tenant("d", CLIENT_ID, SECRET, district)], oneroster_version="1.2") as v12:
         unmappable_user_pull(v12, district, broken)
 
@@ -138,7 +150,9 @@ def test_single_reads_school_year_deltas_and_errors_through_1p2(servers: dict[st
         assert api.current_school_year() == district.school_year
         newest = max(u["dateLastModified"] for u in district.collections["users"].values())
         since = datetime.fromisoformat(newest.replace("Z", "+00:00")).astimezone(UTC)
-        earlier = [r for b in api.iter_batches("users", since=since.replace(hour=0, minute=0, second=0)) for r in b]
+        earlier = [
+            r for b in api.iter_batches("users", since=since.replace(hour=0, minute=0, second=0)) for r in b
+        ]
         assert earlier and all(r["dateLastModified"][:10] >= newest[:10] for r in earlier)
         assert all("role" in r and "orgs" in r for r in earlier)
         with pytest.raises(OneRosterHTTPError) as missing:

@@ -68,7 +68,11 @@ def test_user_role_comes_from_the_primary_role_and_orgs_from_every_role() -> Non
     kept = copy.deepcopy(served)
     mapped = v1p2.map_user(served)
     assert mapped["role"] == "teacher"
-    assert [org["sourcedId"] for org in mapped["orgs"]] == ["school-2", "school-1", "school-3"]  # roles order, once each
+    assert [org["sourcedId"] for org in mapped["orgs"]] == [
+        "school-2",
+        "school-1",
+        "school-3",
+    ]  # roles order, once each
     assert mapped["orgs"][0] == org_ref("school-2")
     assert mapped["roles"] == served["roles"]  # what 1.2 said is kept for the raw record
     assert served == kept  # pure: the served record is untouched
@@ -136,7 +140,9 @@ def test_user_1p2_fields_are_kept_and_secrets_removed() -> None:
 def test_a_missing_username_comes_from_profiles_only_when_they_agree_on_one() -> None:
     def profile(*usernames: str) -> dict[str, Any]:
         return {
-            "profileId": "https://apps.example.org/p", "profileType": "lms", "vendorId": "v",
+            "profileId": "https://apps.example.org/p",
+            "profileType": "lms",
+            "vendorId": "v",
             "credentials": [{"type": "username", "username": name} for name in usernames],
         }
 
@@ -199,16 +205,34 @@ def test_status_inactive_is_read_as_tobedeleted_and_other_statuses_pass() -> Non
 
 def test_collections_without_differences_are_returned_as_they_are() -> None:
     enrollment = {
-        "sourcedId": "e1", "status": "active", "dateLastModified": STAMP, "user": {"sourcedId": "u1"},
-        "class": {"sourcedId": "c1"}, "school": {"sourcedId": "s1"}, "role": "teacher", "primary": "true",
+        "sourcedId": "e1",
+        "status": "active",
+        "dateLastModified": STAMP,
+        "user": {"sourcedId": "u1"},
+        "class": {"sourcedId": "c1"},
+        "school": {"sourcedId": "s1"},
+        "role": "teacher",
+        "primary": "true",
     }
-    course = {"sourcedId": "k1", "status": "active", "dateLastModified": STAMP, "title": "Math", "courseCode": "M"}
+    course = {
+        "sourcedId": "k1",
+        "status": "active",
+        "dateLastModified": STAMP,
+        "title": "Math",
+        "courseCode": "M",
+    }
     assert v1p2.map_enrollment(enrollment) is enrollment
     assert v1p2.map_course(course) is course
 
 
 def test_class_periods_list_becomes_the_1p1_comma_separated_text() -> None:
-    klass = {"sourcedId": "c1", "status": "active", "dateLastModified": STAMP, "periods": ["1", "2"], "grades": ["09"]}
+    klass = {
+        "sourcedId": "c1",
+        "status": "active",
+        "dateLastModified": STAMP,
+        "periods": ["1", "2"],
+        "grades": ["09"],
+    }
     assert v1p2.map_class(klass)["periods"] == "1,2"
     assert v1p2.map_class({**klass, "periods": ["3"]})["periods"] == "3"
     assert "periods" not in v1p2.map_class({**klass, "periods": []})
@@ -218,7 +242,13 @@ def test_class_periods_list_becomes_the_1p1_comma_separated_text() -> None:
 
 
 def test_session_school_year_sent_as_a_number_becomes_its_digits() -> None:
-    session = {"sourcedId": "y", "status": "active", "dateLastModified": STAMP, "schoolYear": 2027, "type": "schoolYear"}
+    session = {
+        "sourcedId": "y",
+        "status": "active",
+        "dateLastModified": STAMP,
+        "schoolYear": 2027,
+        "type": "schoolYear",
+    }
     assert v1p2.map_academic_session(session)["schoolYear"] == "2027"
     text = {**session, "schoolYear": "2027"}
     assert v1p2.map_academic_session(text) is text
@@ -226,7 +256,13 @@ def test_session_school_year_sent_as_a_number_becomes_its_digits() -> None:
 
 @pytest.mark.parametrize("sex", ["other", "unspecified"])
 def test_demographics_sex_values_1p1_cannot_hold_leave_the_field_and_stay_in_metadata(sex: str) -> None:
-    served = {"sourcedId": "u1", "status": "active", "dateLastModified": STAMP, "sex": sex, "metadata": {"x": 1}}
+    served = {
+        "sourcedId": "u1",
+        "status": "active",
+        "dateLastModified": STAMP,
+        "sex": sex,
+        "metadata": {"x": 1},
+    }
     mapped = v1p2.map_demographics(served)
     assert "sex" not in mapped
     assert mapped["metadata"] == {"x": 1, "v1p2": {"sex": sex}}
@@ -257,13 +293,28 @@ def test_map_page_keeps_order_and_turns_unmappable_records_into_issues() -> None
     assert "password" not in issue.record and issue.record["roles"] == bad["roles"]
 
     (reject,) = issue_rejects("springfield", "users", issues)
-    assert (reject.resource, reject.sourced_id, reject.field, reject.check) == ("users", "u2", "roles", v1p2.PRIMARY_ROLE)
-    assert reject.message.startswith("district 'springfield', users 'u2': field 'roles' has no role with roleType")
+    assert (reject.resource, reject.sourced_id, reject.field, reject.check) == (
+        "users",
+        "u2",
+        "roles",
+        v1p2.PRIMARY_ROLE,
+    )
+    assert reject.message.startswith(
+        "district 'springfield', users 'u2': field 'roles' has no role with roleType"
+    )
     assert reject.raw is not None and "hunter2" not in repr(reject.raw)
 
 
 def test_every_collection_has_a_mapping() -> None:
-    for envelope in ("orgs", "academicSessions", "courses", "classes", "users", "enrollments", "demographics"):
+    for envelope in (
+        "orgs",
+        "academicSessions",
+        "courses",
+        "classes",
+        "users",
+        "enrollments",
+        "demographics",
+    ):
         assert callable(v1p2.mapper_for(envelope))
     with pytest.raises(KeyError, match="lineItems"):
         v1p2.mapper_for("lineItems")
@@ -274,13 +325,19 @@ def test_every_collection_has_a_mapping() -> None:
 
 def test_client_config_refuses_a_base_url_of_the_other_version() -> None:
     common = {
-        "district_id": "springfield", "token_url": "https://sis.example.org/token", "client_id": "id",
+        "district_id": "springfield",
+        "token_url": "https://sis.example.org/token",
+        "client_id": "id",
         "client_secret": "very-secret-value",
     }
-    ClientConfig(**common, base_url="https://sis.example.org/ims/oneroster/rostering/v1p2", oneroster_version="1.2")
+    ClientConfig(
+        **common, base_url="https://sis.example.org/ims/oneroster/rostering/v1p2", oneroster_version="1.2"
+    )
     ClientConfig(**common, base_url="https://sis.example.org/ims/oneroster/v1p1")
     with pytest.raises(ValidationError) as v1p1_base:
-        ClientConfig(**common, base_url="https://sis.example.org/ims/oneroster/v1p1/", oneroster_version="1.2")
+        ClientConfig(
+            **common, base_url="https://sis.example.org/ims/oneroster/v1p1/", oneroster_version="1.2"
+        )
     assert "district 'springfield'" in str(v1p1_base.value) and "rostering/v1p2" in str(v1p1_base.value)
     with pytest.raises(ValidationError) as v1p2_base:
         ClientConfig(**common, base_url="https://sis.example.org/ims/oneroster/rostering/v1p2")
@@ -291,7 +348,9 @@ def test_client_config_refuses_a_base_url_of_the_other_version() -> None:
 def test_the_1p2_import_method_makes_a_1p2_client_config() -> None:
     environ = {"SPRINGFIELD_ID": "id", "SPRINGFIELD_SECRET": "secret"}
     assert client_config_for(make_district(), environ).oneroster_version == "1.2"
-    rest = make_district(import_method="oneroster_rest", base_url="https://sis.example.org/ims/oneroster/v1p1")
+    rest = make_district(
+        import_method="oneroster_rest", base_url="https://sis.example.org/ims/oneroster/v1p1"
+    )
     assert client_config_for(rest, environ).oneroster_version == "1.1"
 
 
@@ -302,7 +361,10 @@ def test_the_1p2_error_body_is_read() -> None:
         "imsx_description": "unknown filter field",
         "imsx_CodeMinor": {
             "imsx_codeMinorField": [
-                {"imsx_codeMinorFieldName": "TargetEndSystem", "imsx_codeMinorFieldValue": "invalid_filter_field"}
+                {
+                    "imsx_codeMinorFieldName": "TargetEndSystem",
+                    "imsx_codeMinorFieldValue": "invalid_filter_field",
+                }
             ]
         },
     }

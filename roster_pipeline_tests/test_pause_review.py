@@ -33,8 +33,10 @@ def templates():
 @pytest.fixture()
 def server(templates) -> Iterator[SimulatorServer]:
     small, tiny = templates
-    tenants = [Tenant("alpha", "alpha-client", "alpha-secret-xyz", copy.deepcopy(small)),
-               Tenant("beta", "beta-client", "beta-secret-xyz", copy.deepcopy(tiny))]
+    tenants = [
+        Tenant("alpha", "alpha-client", "alpha-secret-xyz", copy.deepcopy(small)),
+        Tenant("beta", "beta-client", "beta-secret-xyz", copy.deepcopy(tiny)),
+    ]
     with SimulatorServer(tenants) as running:
         yield running
 
@@ -99,8 +101,10 @@ def test_held_import_pauses_the_district_and_sends_one_check_your_data_email(
     # the first (clean) import got its Import Results email too, exactly once
     assert sorted(k for _, _, k in kinds(smtp_server.messages)) == ["check_your_data", "import_results"]
     # the tick's line in the UI says what it did (Dagster shows any tick without runs as skipped)
-    assert first.skip_message == (f"paused alpha (held import {held}); emailed Import Results to alpha "
-                                  f"(import {held - 1}), Check Your Data to alpha (import {held}); no run to launch")
+    assert first.skip_message == (
+        f"paused alpha (held import {held}); emailed Import Results to alpha "
+        f"(import {held - 1}), Check Your Data to alpha (import {held}); no run to launch"
+    )
     status = [e for e in first.asset_events if e.asset_key == dg.AssetKey("district_status")]
     assert status and "PAUSED" in status[0].metadata["status"].value
 
@@ -122,9 +126,12 @@ def test_paused_district_schedule_skips_manual_run_refused_other_district_goes_o
     cursor = tick(defs, instance).cursor
     before = published_dump(warehouse_url)
 
-    with dg.build_schedule_context(instance=instance, resources=defs.resources,
-                                   repository_def=defs.get_repository_def(),
-                                   scheduled_execution_time=datetime(2026, 11, 27, 2, 0, tzinfo=UTC)) as context:
+    with dg.build_schedule_context(
+        instance=instance,
+        resources=defs.resources,
+        repository_def=defs.get_repository_def(),
+        scheduled_execution_time=datetime(2026, 11, 27, 2, 0, tzinfo=UTC),
+    ) as context:
         alpha = defs.resolve_schedule_def(schedule_name("alpha")).evaluate_tick(context)
         beta = defs.resolve_schedule_def(schedule_name("beta")).evaluate_tick(context)
     assert not alpha.run_requests
@@ -135,7 +142,9 @@ def test_paused_district_schedule_skips_manual_run_refused_other_district_goes_o
     refused = run_sync(defs, "alpha", instance)
     assert not refused.success
     failure = next(e for e in refused.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "district alpha is paused" in str(failure.step_failure_data.error.cause or failure.step_failure_data.error)
+    assert "district alpha is paused" in str(
+        failure.step_failure_data.error.cause or failure.step_failure_data.error
+    )
     assert Warehouse(warehouse_url).import_for_run("alpha", refused.run_id) is None
     assert published_dump(warehouse_url) == before
 
@@ -158,9 +167,13 @@ def test_approve_publishes_the_held_snapshot_with_the_override_recorded(
     wh = Warehouse(warehouse_url)
     enrollments_before = wh.current_counts("alpha")["enrollments"]
 
-    run_review_job(defs, "review_approve", "approve_held_import",
-                   {"district_id": "alpha", "reviewer": "Dana Admin", "note": "schedules were rebuilt on purpose"},
-                   instance)
+    run_review_job(
+        defs,
+        "review_approve",
+        "approve_held_import",
+        {"district_id": "alpha", "reviewer": "Dana Admin", "note": "schedules were rebuilt on purpose"},
+        instance,
+    )
     run = wh.get_import(held)
     assert run.status == "published" and run.overridden_by == "Dana Admin"
     assert run.override_reason == "schedules were rebuilt on purpose"
@@ -172,8 +185,9 @@ def test_approve_publishes_the_held_snapshot_with_the_override_recorded(
     assert_partition_shows_approval(instance, "alpha", held, "Dana Admin", wh)
 
     tick(defs, instance, cursor)
-    results = [m for m in smtp_server.messages
-               if m["X-Roster-Idempotency-Key"] == f"alpha:{held}:import_results"]
+    results = [
+        m for m in smtp_server.messages if m["X-Roster-Idempotency-Key"] == f"alpha:{held}:import_results"
+    ]
     assert len(results) == 1
     assert "Dana Admin" in results[0].get_body(("plain",)).get_content()
     assert not get_state(wh.engine, "alpha").paused  # a published import never re-pauses
@@ -181,14 +195,16 @@ def test_approve_publishes_the_held_snapshot_with_the_override_recorded(
 
 def latest_published_roster(instance: dg.DagsterInstance, district_id: str) -> dg.EventLogRecord:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("published_roster"), asset_partitions=[district_id]), limit=1
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("published_roster"), asset_partitions=[district_id]),
+        limit=1,
     ).records
     assert records, f"no materialization of published_roster for partition {district_id}"
     return records[0]
 
 
-def assert_partition_shows_approval(instance: dg.DagsterInstance, district_id: str, import_id: int, reviewer: str,
-                                    wh: Warehouse) -> None:
+def assert_partition_shows_approval(
+    instance: dg.DagsterInstance, district_id: str, import_id: int, reviewer: str, wh: Warehouse
+) -> None:
     """The district's partition of published_roster shows the approved import, its figures and who approved."""
     record = latest_published_roster(instance, district_id)
     materialization = record.asset_materialization
@@ -209,8 +225,15 @@ def test_approve_from_the_cli_shows_on_the_district_partition(server, setup, ins
     before = latest_published_roster(instance, "alpha").asset_materialization
     assert before is not None and before.metadata["import_id"].value != held
 
-    review("approve", "alpha", reviewer="Jo Admin", note="ok", database_url=warehouse_url,
-           districts_file=str(path), instance=instance)
+    review(
+        "approve",
+        "alpha",
+        reviewer="Jo Admin",
+        note="ok",
+        database_url=warehouse_url,
+        districts_file=str(path),
+        instance=instance,
+    )
     assert_partition_shows_approval(instance, "alpha", held, "Jo Admin", Warehouse(warehouse_url))
 
 
@@ -220,8 +243,16 @@ def test_reject_discards_and_keeps_the_published_data(server, setup, instance, w
     tick(defs, instance)
     before = published_dump(warehouse_url)
 
-    outcome = review("reject", "alpha", reviewer="Sam", note="SIS bug", stay_paused=True,
-                     database_url=warehouse_url, districts_file=str(path), instance=instance)
+    outcome = review(
+        "reject",
+        "alpha",
+        reviewer="Sam",
+        note="SIS bug",
+        stay_paused=True,
+        database_url=warehouse_url,
+        districts_file=str(path),
+        instance=instance,
+    )
     wh = Warehouse(warehouse_url)
     assert wh.get_import(held).status == "discarded" and "stays paused" in outcome
     assert published_dump(warehouse_url) == before
@@ -232,8 +263,12 @@ def test_reject_discards_and_keeps_the_published_data(server, setup, instance, w
     review("reject", "alpha", reviewer="Sam", database_url=warehouse_url, districts_file=str(path))
     assert not get_state(wh.engine, "alpha").paused
     actions = [(a.action, a.actor, (a.outcome or "")[:7]) for a in audit.actions_for(wh.engine, "alpha")]
-    assert actions == [("pause", SENSOR_ACTOR, "import "), ("reject", "Sam", "import "), ("approve", "Sam", "failed:"),
-                       ("reject", "Sam", "no held")]
+    assert actions == [
+        ("pause", SENSOR_ACTOR, "import "),
+        ("reject", "Sam", "import "),
+        ("approve", "Sam", "failed:"),
+        ("reject", "Sam", "no held"),
+    ]
 
 
 def test_reprocess_job_after_the_sis_is_fixed_publishes_fresh_data(
@@ -249,8 +284,9 @@ def test_reprocess_job_after_the_sis_is_fixed_publishes_fresh_data(
     held = wh.held_import("alpha").import_id
     cursor = tick(defs, instance).cursor
 
-    run_review_job(defs, "review_reprocess", "reprocess_district", {"district_id": "alpha", "reviewer": "Lee"},
-                   instance)
+    run_review_job(
+        defs, "review_reprocess", "reprocess_district", {"district_id": "alpha", "reviewer": "Lee"}, instance
+    )
     assert wh.get_import(held).status == "discarded"
     assert get_state(wh.engine, "alpha").paused, "paused until the fresh import lands"
     with district.lock:  # the district fixes its SIS
@@ -281,15 +317,24 @@ def test_reprocess_cli_with_the_sis_still_broken_holds_again_and_emails_again(
     defs, path = setup
     held = hold_alpha(server, defs, instance, warehouse_url)
     cursor = tick(defs, instance).cursor
-    outcome = review("reprocess", "alpha", reviewer="Lee", database_url=warehouse_url, districts_file=str(path),
-                     instance=instance)
+    outcome = review(
+        "reprocess",
+        "alpha",
+        reviewer="Lee",
+        database_url=warehouse_url,
+        districts_file=str(path),
+        instance=instance,
+    )
     wh = Warehouse(warehouse_url)
     again = wh.held_import("alpha")
     assert again is not None and again.import_id != held and "held" in outcome
     assert get_state(wh.engine, "alpha").paused and get_state(wh.engine, "alpha").import_id == again.import_id
     tick(defs, instance, cursor)
     cyd = [k for k in kinds(smtp_server.messages) if k[2] == "check_your_data"]
-    assert cyd == [("alpha", str(held), "check_your_data"), ("alpha", str(again.import_id), "check_your_data")]
+    assert cyd == [
+        ("alpha", str(held), "check_your_data"),
+        ("alpha", str(again.import_id), "check_your_data"),
+    ]
 
 
 def test_smtp_down_is_retried_later_and_never_fails_the_import(
@@ -305,7 +350,10 @@ def test_smtp_down_is_retried_later_and_never_fails_the_import(
     row = ledger.get(wh.engine, f"alpha:{held}:check_your_data")
     assert row is not None and row.status == "failed" and row.attempts == 1 and row.last_error
     assert f"paused alpha (held import {held})" in (down.skip_message or "")
-    assert "2 email(s) NOT sent, retried on a later tick: Import Results to alpha: could not send" in down.skip_message
+    assert (
+        "2 email(s) NOT sent, retried on a later tick: Import Results to alpha: could not send"
+        in down.skip_message
+    )
     assert "; Check Your Data to alpha: could not send" in down.skip_message
     assert wh.get_import(held).status == "held" and get_state(wh.engine, "alpha").paused
     assert smtp_server.messages == []
@@ -318,7 +366,9 @@ def test_smtp_down_is_retried_later_and_never_fails_the_import(
     assert sorted(k for _, _, k in kinds(smtp_server.messages)) == ["check_your_data", "import_results"]
 
 
-def test_a_failed_sync_run_pauses_and_emails_once(server, setup, instance, warehouse_url, smtp_server, env) -> None:
+def test_a_failed_sync_run_pauses_and_emails_once(
+    server, setup, instance, warehouse_url, smtp_server, env
+) -> None:
     defs, _ = setup
     env.setenv("TEST_ALPHA_SECRET", "wrong-secret-value")
     failed = run_sync(defs, "alpha", instance)
@@ -332,12 +382,15 @@ def test_a_failed_sync_run_pauses_and_emails_once(server, setup, instance, wareh
     assert "wrong-secret-value" not in smtp_server.messages[0].as_string()
 
 
-def test_a_crash_between_claim_and_send_never_sends_twice(server, setup, instance, warehouse_url, smtp_server) -> None:
+def test_a_crash_between_claim_and_send_never_sends_twice(
+    server, setup, instance, warehouse_url, smtp_server
+) -> None:
     defs, _ = setup
     held = hold_alpha(server, defs, instance, warehouse_url)
     engine = Warehouse(warehouse_url).engine
-    assert ledger.claim(engine, f"alpha:{held}:check_your_data", district_id="alpha", import_id=held,
-                        kind="check_your_data")  # the process dies here, before sending
+    assert ledger.claim(
+        engine, f"alpha:{held}:check_your_data", district_id="alpha", import_id=held, kind="check_your_data"
+    )  # the process dies here, before sending
     tick(defs, instance)
     tick(defs, instance, None)
     assert ("alpha", str(held), "check_your_data") not in kinds(smtp_server.messages)

@@ -77,7 +77,9 @@ def staged_demographics(warehouse: Warehouse, district_id: str) -> int:
     total = 0
     with warehouse.engine.connect() as conn:
         present = staging.existing(conn)
-        ids = conn.execute(sa.text("SELECT import_id FROM import_runs WHERE district_id = :d"), {"d": district_id})
+        ids = conn.execute(
+            sa.text("SELECT import_id FROM import_runs WHERE district_id = :d"), {"d": district_id}
+        )
         for import_id in ids.scalars():
             if "demographics" in present.get(int(import_id), set()):
                 table = staging.for_import(import_id, "demographics").staging
@@ -91,8 +93,8 @@ def district_dump(warehouse: Warehouse, district_id: str) -> dict[str, list[tupl
         for tables in TABLES.values():
             for table in (tables.published, tables.history):
                 out[table.name] = sorted(
-                    tuple(str(v) for v in row) for row in conn.execute(sa.select(table).where(
-                        table.c.district_id == district_id))
+                    tuple(str(v) for v in row)
+                    for row in conn.execute(sa.select(table).where(table.c.district_id == district_id))
                 )
     return out
 
@@ -102,8 +104,13 @@ def district_dump(warehouse: Warehouse, district_id: str) -> dict[str, list[tupl
 
 def district_fields(**fields: Any) -> dict[str, Any]:
     return {
-        "id": "north", "name": "North", "api_host": "sis.example.org", "app_name": "north",
-        "client_id_env": "NORTH_ID", "client_secret_env": "NORTH_SECRET", **fields,
+        "id": "north",
+        "name": "North",
+        "api_host": "sis.example.org",
+        "app_name": "north",
+        "client_id_env": "NORTH_ID",
+        "client_secret_env": "NORTH_SECRET",
+        **fields,
     }
 
 
@@ -117,9 +124,12 @@ def test_demographics_are_on_by_default_and_switch_off_per_district() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pii", "field"), [({"demografics": False}, "pii.demografics"), ({"demographics": "maybe"}, "pii.demographics")]
+    ("pii", "field"),
+    [({"demografics": False}, "pii.demografics"), ({"demographics": "maybe"}, "pii.demographics")],
 )
-def test_a_misspelt_pii_setting_is_an_error_naming_district_and_field(pii: dict[str, Any], field: str) -> None:
+def test_a_misspelt_pii_setting_is_an_error_naming_district_and_field(
+    pii: dict[str, Any], field: str
+) -> None:
     with pytest.raises(RegistryError, match=f"district 'north': field '{field}'"):
         parse_registry({"districts": [district_fields(pii=pii)]})
 
@@ -131,7 +141,13 @@ def test_switching_demographics_off_purges_them_and_never_fetches_them_again(
     server: SimulatorServer, warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "districts.yaml"
-    registry = write_registry(path, server, MonkeypatchedEnviron(monkeypatch), ["north", "south"], thresholds={"max_rejected_pct": 100})
+    registry = write_registry(
+        path,
+        server,
+        MonkeypatchedEnviron(monkeypatch),
+        ["north", "south"],
+        thresholds={"max_rejected_pct": 100},
+    )
     warehouse = Warehouse(warehouse_url)
     warehouse.create_schema()
     for app in ("north", "south"):
@@ -141,9 +157,16 @@ def test_switching_demographics_off_purges_them_and_never_fetches_them_again(
     # fails its checks (quarantine with the raw record) and a held import with staged demographics.
     collection = server.tenant("north").district.collections["demographics"]
     changed_id, bad_id = sorted(collection)[:2]
-    collection[changed_id] = {**collection[changed_id], "sex": "female" if collection[changed_id]["sex"] == "male"
-                              else "male", "dateLastModified": "2030-01-01T00:00:00.000Z"}
-    collection[bad_id] = {**collection[bad_id], "birthDate": "31/12/2010", "dateLastModified": "2030-01-01T00:00:00.000Z"}
+    collection[changed_id] = {
+        **collection[changed_id],
+        "sex": "female" if collection[changed_id]["sex"] == "male" else "male",
+        "dateLastModified": "2030-01-01T00:00:00.000Z",
+    }
+    collection[bad_id] = {
+        **collection[bad_id],
+        "birthDate": "31/12/2010",
+        "dateLastModified": "2030-01-01T00:00:00.000Z",
+    }
     server.tenant("north").district.bump()
     second = sync_district(warehouse, registry.get("north"), "run-north-2", RESOURCES)
     assert second.published["demographics"].updated == 1
@@ -153,9 +176,13 @@ def test_switching_demographics_off_purges_them_and_never_fetches_them_again(
     with warehouse.engine.connect() as conn:
         assert rows(warehouse, DEMOGRAPHICS.history, "north") >= 1
         assert staged_demographics(warehouse, "north") == 3
-        rejected = sa.text("SELECT count(*) FROM rejected_records WHERE district_id = 'north' AND resource = 'demographics'")
+        rejected = sa.text(
+            "SELECT count(*) FROM rejected_records WHERE district_id = 'north' AND resource = 'demographics'"
+        )
         assert conn.execute(rejected).scalar_one() >= 1
-        diffs = sa.text("SELECT count(*) FROM import_field_changes WHERE district_id = 'north' AND resource = 'demographics'")
+        diffs = sa.text(
+            "SELECT count(*) FROM import_field_changes WHERE district_id = 'north' AND resource = 'demographics'"
+        )
         assert conn.execute(diffs).scalar_one() >= 1
     published_before = rows(warehouse, DEMOGRAPHICS.published, "north")
     assert published_before > 0
@@ -185,7 +212,9 @@ def test_switching_demographics_off_purges_them_and_never_fetches_them_again(
     assert staged_demographics(warehouse, "north") == 0
     with warehouse.engine.connect() as conn:
         for table in ("rejected_records", "import_field_changes"):
-            left = sa.text(f"SELECT count(*) FROM {table} WHERE district_id = 'north' AND resource = 'demographics'")
+            left = sa.text(
+                f"SELECT count(*) FROM {table} WHERE district_id = 'north' AND resource = 'demographics'"
+            )
             assert conn.execute(left).scalar_one() == 0, table
         view = sa.text("SELECT count(*) FROM current_demographics WHERE district_id = 'north'")
         assert conn.execute(view).scalar_one() == 0
@@ -193,7 +222,9 @@ def test_switching_demographics_off_purges_them_and_never_fetches_them_again(
     assert warehouse.current_counts("north")["users"] > 0
     assert district_dump(warehouse, "south") == south_before
     south_records = server.tenant("south").district.collections["demographics"].values()
-    assert warehouse.current_counts("south")["demographics"] == sum(r["status"] == "active" for r in south_records)
+    assert warehouse.current_counts("south")["demographics"] == sum(
+        r["status"] == "active" for r in south_records
+    )
 
     [purge] = warehouse.purges("north")
     assert purge["resource"] == "demographics" and purge["import_id"] == third.import_id
@@ -217,7 +248,10 @@ def test_staging_a_switched_off_resource_is_refused_before_any_request(
     warehouse.create_schema()
     import_id = warehouse.begin_import("north", "run-1", 2027)
     server.clear_requests()
-    with OneRosterClient(client_config_for(north)) as client, pytest.raises(SyncError, match="district 'north'"):
+    with (
+        OneRosterClient(client_config_for(north)) as client,
+        pytest.raises(SyncError, match="district 'north'"),
+    ):
         stage_resource(warehouse, client, import_id, north, resource("demographics"))
     assert server.requests == []
 
@@ -229,13 +263,17 @@ def test_the_demographics_asset_materializes_as_skipped_and_the_run_publishes(
     server: SimulatorServer, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "districts.yaml"
-    registry = write_registry(path, server, MonkeypatchedEnviron(monkeypatch), ["north"], pii={"demographics": False})
+    registry = write_registry(
+        path, server, MonkeypatchedEnviron(monkeypatch), ["north"], pii={"demographics": False}
+    )
     with dg.instance_for_test() as instance:
         result = sync(registry, path, sqlite_url, "north", instance)
     assert result.success
     meta = materialization_metadata(result, "demographics")
     assert meta["skipped"] is True and meta["dagster/row_count"] == 0 and meta["requests"] == 0
-    assert "demographics are switched off" in meta["skip_reason"] and "district 'north'" in meta["skip_reason"]
+    assert (
+        "demographics are switched off" in meta["skip_reason"] and "district 'north'" in meta["skip_reason"]
+    )
     checks = result.get_asset_check_evaluations()
     assert checks and all(evaluation.passed for evaluation in checks)
     assert materialization_metadata(result, "published_roster")["demographics_current_rows"] == 0
@@ -259,7 +297,9 @@ def test_approving_a_snapshot_held_before_the_switch_never_publishes_its_demogra
     assert not held.published and staged_demographics(warehouse, "north") > 0
 
     switch_off(path, "north")
-    outcome = review("approve", "north", reviewer="Jo Admin", database_url=warehouse_url, districts_file=str(path))
+    outcome = review(
+        "approve", "north", reviewer="Jo Admin", database_url=warehouse_url, districts_file=str(path)
+    )
 
     assert "published" in outcome and warehouse.get_import(held.import_id).status == "published"
     assert rows(warehouse, DEMOGRAPHICS.published, "north") == 0
@@ -291,12 +331,17 @@ def test_a_dry_run_skips_demographics_but_leaves_the_purge_to_the_next_real_sync
         },
     )
     with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("dry_run_district").execute_in_process(partition_key="north", instance=instance)
+        result = defs.resolve_job_def("dry_run_district").execute_in_process(
+            partition_key="north", instance=instance
+        )
     assert result.success
     meta = materialization_metadata(result, "demographics")
     assert meta["skipped"] is True and meta["purged_rows"] == 0
     assert demographics_requests(server) == []
-    assert rows(warehouse, DEMOGRAPHICS.published, "north") == published_before and warehouse.purges("north") == []
+    assert (
+        rows(warehouse, DEMOGRAPHICS.published, "north") == published_before
+        and warehouse.purges("north") == []
+    )
 
     real = sync_district(warehouse, north, "run-3", RESOURCES)
     assert real.skipped["demographics"].purged.published_rows == published_before

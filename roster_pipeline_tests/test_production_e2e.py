@@ -76,8 +76,14 @@ SCHEDULE_LEAD_SECONDS = 90
 RUN_TIMEOUT_SECONDS = 400
 FURTHER_TICKS = 3  # control sensor ticks after the email, each of which could have sent it again
 
-SYNC_ASSETS = {"roster_import", *(r.name for r in RESOURCES), "checked_snapshot", "published_roster",
-               "class_teachers", "student_logins"}
+SYNC_ASSETS = {
+    "roster_import",
+    *(r.name for r in RESOURCES),
+    "checked_snapshot",
+    "published_roster",
+    "class_teachers",
+    "student_logins",
+}
 BLOCKING_CHECKS = ("valid_records", "change_thresholds", "school_thresholds")
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -186,8 +192,13 @@ class Production:
     def logs(self) -> str:
         return f"\n{self.webserver.tail()}\n{self.daemon.tail()}"
 
-    def wait(self, what: str, probe: Callable[[], T | None], timeout: float = RUN_TIMEOUT_SECONDS,
-             interval: float = 1.0) -> T:
+    def wait(
+        self,
+        what: str,
+        probe: Callable[[], T | None],
+        timeout: float = RUN_TIMEOUT_SECONDS,
+        interval: float = 1.0,
+    ) -> T:
         """``wait_for`` that also stops at once when the webserver or the daemon has died."""
 
         def alive_probe() -> T | None:
@@ -218,9 +229,15 @@ class Production:
     def launch(self, district_id: str, **tags: str) -> str:
         """Launches sync_district for one partition as the UI's Launchpad does; returns the run id."""
         params = {
-            "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": SYNC_JOB_NAME},
+            "selector": {
+                "repositoryLocationName": LOCATION,
+                "repositoryName": REPOSITORY,
+                "jobName": SYNC_JOB_NAME,
+            },
             "runConfigData": {},
-            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in {PARTITION_TAG: district_id, **tags}.items()]},
+            "executionMetadata": {
+                "tags": [{"key": k, "value": v} for k, v in {PARTITION_TAG: district_id, **tags}.items()]
+            },
         }
         result = self.gql(LAUNCH_RUN, executionParams=params)["launchRun"]
         self.check(result["__typename"] == "LaunchRunSuccess", f"launchRun for {district_id}: {result}")
@@ -233,6 +250,7 @@ class Production:
 
     def finished_run(self, run_id: str) -> dict[str, Any]:
         """The run once it has finished (dequeued by the daemon, run by a worker)."""
+
         def probe() -> dict[str, Any] | None:
             run = self.run(run_id)
             return run if run["status"] in FINISHED else None
@@ -240,16 +258,23 @@ class Production:
         return self.wait(f"run {run_id} to finish", probe)
 
     def runs(self, **tags: str) -> list[dict[str, Any]]:
-        result = self.gql(RUNS, filter={"tags": [{"key": k, "value": v} for k, v in tags.items()]})["runsOrError"]
+        result = self.gql(RUNS, filter={"tags": [{"key": k, "value": v} for k, v in tags.items()]})[
+            "runsOrError"
+        ]
         self.check(result["__typename"] == "Runs", f"runsOrError: {result}")
         return result["results"]
 
     def check_executions(self, asset: str, check_name: str, partition: str) -> list[dict[str, Any]]:
-        return self.gql(CHECK_EXECUTIONS, assetKey={"path": [asset]}, checkName=check_name,
-                        partition=partition)["assetCheckExecutions"]
+        return self.gql(
+            CHECK_EXECUTIONS, assetKey={"path": [asset]}, checkName=check_name, partition=partition
+        )["assetCheckExecutions"]
 
     def control_sensor(self) -> dict[str, Any]:
-        selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": CONTROL_SENSOR_NAME}
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "sensorName": CONTROL_SENSOR_NAME,
+        }
         result = self.gql(SENSOR, selector=selector)["sensorOrError"]
         self.check(result["__typename"] == "Sensor", f"sensorOrError: {result}")
         return result
@@ -258,7 +283,9 @@ class Production:
         """A failed run's error events, read from the Postgres storage (what the UI's run page shows)."""
         with dg.DagsterInstance.from_config(str(self.dagster_home)) as instance:
             return "\n".join(
-                e.message for e in instance.all_logs(run_id) if e.is_dagster_event and e.dagster_event.is_failure
+                e.message
+                for e in instance.all_logs(run_id)
+                if e.is_dagster_event and e.dagster_event.is_failure
             )[:4000]
 
     # -- start-up and shut-down ---------------------------------------------------------------------------
@@ -274,7 +301,9 @@ class Production:
             if entry["loadStatus"] != "LOADED":
                 return False
             loaded = entry["locationOrLoadError"]
-            self.check(loaded["__typename"] == "RepositoryLocation", f"code location failed to load: {loaded}")
+            self.check(
+                loaded["__typename"] == "RepositoryLocation", f"code location failed to load: {loaded}"
+            )
             return True
 
         self.wait("the code location to load in the webserver", location_loaded, STARTUP_TIMEOUT_SECONDS)
@@ -298,20 +327,29 @@ class Production:
 
 
 @pytest.fixture(scope="module")
-def production(module_production_dagster_home, module_postgres_database, tmp_path_factory) -> Iterator[Production]:
+def production(
+    module_production_dagster_home, module_postgres_database, tmp_path_factory
+) -> Iterator[Production]:
     """The whole stack, once for the module: simulator, registry, warehouse, webserver and daemon."""
     home = module_production_dagster_home
     folder = tmp_path_factory.mktemp("e2e")
-    tenants = [Tenant(app, f"{app}-id", f"s3cret-{app}-{seed}", generate_district("tiny", seed=seed))
-               for app, seed in SEEDS.items()]
+    tenants = [
+        Tenant(app, f"{app}-id", f"s3cret-{app}-{seed}", generate_district("tiny", seed=seed))
+        for app, seed in SEEDS.items()
+    ]
     with SimulatorServer(tenants) as sim, pytest.MonkeyPatch.context() as mp:
-        for key, value in home.env.items():  # this process reads the same instance (DAGSTER_PG_* in dagster.yaml)
+        for (
+            key,
+            value,
+        ) in home.env.items():  # this process reads the same instance (DAGSTER_PG_* in dagster.yaml)
             mp.setenv(key, value)
         warehouse_url = module_postgres_database()
 
         # Every district syncs only when launched, except SCHEDULED: daily, at a whole minute a little
         # ahead, written as the local time of its own timezone like any registry entry.
-        scheduled_at = next_minute_after(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=SCHEDULE_LEAD_SECONDS))
+        scheduled_at = next_minute_after(
+            dt.datetime.now(dt.UTC) + dt.timedelta(seconds=SCHEDULE_LEAD_SECONDS)
+        )
         credentials: dict[str, str] = {}
         registry_path = folder / "districts.yaml"
         write_registry(registry_path, sim, credentials, SEEDS, schedule={"frequency": "manual"})
@@ -320,7 +358,11 @@ def production(module_production_dagster_home, module_postgres_database, tmp_pat
             if entry["id"] == SCHEDULED:
                 local = scheduled_at.astimezone(zoneinfo.ZoneInfo(SCHEDULED_TIMEZONE))
                 entry["timezone"] = SCHEDULED_TIMEZONE
-                entry["schedule"] = {"frequency": "daily", "time": local.strftime("%H:%M"), "sync_plan": "full_always"}
+                entry["schedule"] = {
+                    "frequency": "daily",
+                    "time": local.strftime("%H:%M"),
+                    "sync_plan": "full_always",
+                }
         registry_path.write_text(yaml.safe_dump(document))
 
         # The storage schema is created here, once, rather than by two processes racing at start-up.
@@ -345,13 +387,29 @@ def production(module_production_dagster_home, module_postgres_database, tmp_pat
         webserver = start_process(
             "dagster-webserver",
             [executable("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            PROJECT_ROOT, env, folder,
+            PROJECT_ROOT,
+            env,
+            folder,
         )
-        daemon = start_process("dagster-daemon", [executable("dagster-daemon"), "run", "-w", "workspace.yaml"],
-                               PROJECT_ROOT, env, folder)
+        daemon = start_process(
+            "dagster-daemon",
+            [executable("dagster-daemon"), "run", "-w", "workspace.yaml"],
+            PROJECT_ROOT,
+            env,
+            folder,
+        )
         gql = GraphQL(base_url)
-        stack = Production(gql, webserver, daemon, sim, warehouse_url, folder / "outbox", home.path, scheduled_at,
-                           secrets=[t.client_secret for t in tenants])
+        stack = Production(
+            gql,
+            webserver,
+            daemon,
+            sim,
+            warehouse_url,
+            folder / "outbox",
+            home.path,
+            scheduled_at,
+            secrets=[t.client_secret for t in tenants],
+        )
         try:
             stack.wait_until_ready()
             yield stack
@@ -380,27 +438,41 @@ def test_a_run_launched_over_graphql_materializes_the_partition_and_records_its_
     with production.explained():
         run_id = first_syncs["alpha"]
         run = production.run(run_id)
-        production.check(run["status"] == "SUCCESS", f"alpha's run {run_id} is {run['status']}: "
-                                                     f"{production.failure_details(run_id)}")
+        production.check(
+            run["status"] == "SUCCESS",
+            f"alpha's run {run_id} is {run['status']}: {production.failure_details(run_id)}",
+        )
         assert run["jobName"] == SYNC_JOB_NAME and tags_of(run)[PARTITION_TAG] == "alpha"
         # Queued by the webserver, then launched by the daemon (RunStarting): the production run queue at work.
         events = {e["__typename"] for e in run["eventConnection"]["events"]}
-        assert {"RunEnqueuedEvent", "RunStartingEvent", "RunStartEvent", "RunSuccessEvent"} <= events, sorted(events)
+        assert {"RunEnqueuedEvent", "RunStartingEvent", "RunStartEvent", "RunSuccessEvent"} <= events, sorted(
+            events
+        )
 
         materialized = {(m["assetKey"]["path"][-1], m["partition"]) for m in run["assetMaterializations"]}
         # and the unpartitioned district_status, which the publish refreshes for the whole registry
         assert materialized == {(asset, "alpha") for asset in SYNC_ASSETS} | {("district_status", None)}
 
         for check_name in BLOCKING_CHECKS:
-            executions = [e for e in production.check_executions("checked_snapshot", check_name, "alpha")
-                          if e["runId"] == run_id]
+            executions = [
+                e
+                for e in production.check_executions("checked_snapshot", check_name, "alpha")
+                if e["runId"] == run_id
+            ]
             assert len(executions) == 1, (check_name, executions)
             (execution,) = executions
-            assert execution["status"] == "SUCCEEDED" and execution["partition"] == "alpha", (check_name, execution)
-            assert execution["evaluation"]["success"] is True and execution["evaluation"]["partition"] == "alpha"
+            assert execution["status"] == "SUCCEEDED" and execution["partition"] == "alpha", (
+                check_name,
+                execution,
+            )
+            assert (
+                execution["evaluation"]["success"] is True and execution["evaluation"]["partition"] == "alpha"
+            )
             # recorded on alpha only: beta's own evaluations (its run went alongside) are not alpha's
-            assert all(e["runId"] != first_syncs["beta"] for e in production.check_executions(
-                "checked_snapshot", check_name, "alpha"))
+            assert all(
+                e["runId"] != first_syncs["beta"]
+                for e in production.check_executions("checked_snapshot", check_name, "alpha")
+            )
 
         # What the warehouse now serves is exactly what alpha's SIS serves.
         warehouse = Warehouse(production.warehouse_url)
@@ -409,8 +481,10 @@ def test_a_run_launched_over_graphql_materializes_the_partition_and_records_its_
         finally:
             warehouse.dispose()
         collections = production.sim.tenant("alpha").district.collections
-        assert counts == {r.name: sum(1 for rec in collections[r.collection].values() if rec["status"] == "active")
-                          for r in RESOURCES}
+        assert counts == {
+            r.name: sum(1 for rec in collections[r.collection].values() if rec["status"] == "active")
+            for r in RESOURCES
+        }
 
 
 def test_a_held_import_pauses_its_district_and_sends_exactly_one_check_your_data_email(
@@ -418,9 +492,13 @@ def test_a_held_import_pauses_its_district_and_sends_exactly_one_check_your_data
 ) -> None:
     with production.explained():
         first = production.run(first_syncs["beta"])
-        production.check(first["status"] == "SUCCESS", f"beta's first run is {first['status']}: "
-                                                       f"{production.failure_details(first_syncs['beta'])}")
-        mutations.wipe_enrollments(production.sim.tenant("beta").district, percent=90, seed=2)  # the SIS breaks
+        production.check(
+            first["status"] == "SUCCESS",
+            f"beta's first run is {first['status']}: {production.failure_details(first_syncs['beta'])}",
+        )
+        mutations.wipe_enrollments(
+            production.sim.tenant("beta").district, percent=90, seed=2
+        )  # the SIS breaks
 
         run_id = production.launch("beta", **{SYNC_MODE_TAG: "full"})
         run = production.finished_run(run_id)
@@ -428,8 +506,11 @@ def test_a_held_import_pauses_its_district_and_sends_exactly_one_check_your_data
         assert run["status"] == "FAILURE", run["status"]
         materialized = {m["assetKey"]["path"][-1] for m in run["assetMaterializations"]}
         assert "checked_snapshot" in materialized and "published_roster" not in materialized
-        (held_check,) = [e for e in production.check_executions("checked_snapshot", "change_thresholds", "beta")
-                         if e["runId"] == run_id]
+        (held_check,) = [
+            e
+            for e in production.check_executions("checked_snapshot", "change_thresholds", "beta")
+            if e["runId"] == run_id
+        ]
         assert held_check["evaluation"]["success"] is False and held_check["partition"] == "beta"
 
         warehouse = Warehouse(production.warehouse_url)
@@ -439,8 +520,10 @@ def test_a_held_import_pauses_its_district_and_sends_exactly_one_check_your_data
             # The daemon's control sensor (every 5 s here, from the environment) pauses beta ...
             sensor = production.control_sensor()
             assert sensor["minIntervalSeconds"] == SENSOR_INTERVAL_SECONDS
-            state = production.wait("the control sensor to pause beta",
-                                    lambda: (s := get_state(warehouse.engine, "beta")).paused and s)
+            state = production.wait(
+                "the control sensor to pause beta",
+                lambda: (s := get_state(warehouse.engine, "beta")).paused and s,
+            )
             assert state.import_id == held.import_id and state.run_id == run_id
             assert not get_state(warehouse.engine, "alpha").paused
 
@@ -453,14 +536,19 @@ def test_a_held_import_pauses_its_district_and_sends_exactly_one_check_your_data
 
             def ticks_since_email() -> bool:
                 ticks = production.control_sensor()["sensorState"]["ticks"]
-                return len([t for t in ticks if t["timestamp"] > sent_at and t["status"] != "STARTED"]) >= FURTHER_TICKS
+                return (
+                    len([t for t in ticks if t["timestamp"] > sent_at and t["status"] != "STARTED"])
+                    >= FURTHER_TICKS
+                )
 
             production.wait(f"{FURTHER_TICKS} more control sensor ticks", ticks_since_email)
             emails = check_your_data()
             production.check(len(emails) == 1, f"expected one Check Your Data email for beta, found {emails}")
             message = read_email(emails[0])
             assert message["To"] == "admin@beta.example.org"
-            assert "Check Your Data" in message["Subject"] and f"import {held.import_id}" in message["Subject"]
+            assert (
+                "Check Your Data" in message["Subject"] and f"import {held.import_id}" in message["Subject"]
+            )
             text = message.get_body(("plain",)).get_content()
             assert "change_thresholds" in text and f"{production.gql.base_url}/runs/{run_id}" in text
             assert get_state(warehouse.engine, "beta").paused  # still paused: nobody reviewed it
@@ -469,12 +557,14 @@ def test_a_held_import_pauses_its_district_and_sends_exactly_one_check_your_data
         finally:
             warehouse.dispose()
 
-
     # No client secret in any email, nor in the webserver's or the daemon's output (checked outside
     # explained(): a failure here must not print those logs).
     sources = [*production.outbox.glob("*.eml"), production.webserver.log_path, production.daemon.log_path]
-    leaks = [path.name for path in sources
-             if any(secret in path.read_text(errors="replace") for secret in production.secrets)]
+    leaks = [
+        path.name
+        for path in sources
+        if any(secret in path.read_text(errors="replace") for secret in production.secrets)
+    ]
     assert not leaks, f"a district's client secret appears in {leaks}"
 
 
@@ -485,20 +575,30 @@ def test_a_schedule_tick_launches_a_run_tagged_with_its_district(production: Pro
         with dg.DagsterInstance.from_config(str(production.dagster_home)) as instance:
             (state,) = [s for s in instance.all_instigator_state() if s.instigator_name == name]
             watched_from = dt.datetime.fromtimestamp(state.instigator_data.start_timestamp, dt.UTC)  # type: ignore[union-attr]
-        production.check(watched_from < production.scheduled_at,
-                         f"the daemon first saw {name} at {watched_from:%H:%M:%S}, after its tick at "
-                         f"{production.scheduled_at:%H:%M:%S} UTC: start-up took longer than SCHEDULE_LEAD_SECONDS")
+        production.check(
+            watched_from < production.scheduled_at,
+            f"the daemon first saw {name} at {watched_from:%H:%M:%S}, after its tick at "
+            f"{production.scheduled_at:%H:%M:%S} UTC: start-up took longer than SCHEDULE_LEAD_SECONDS",
+        )
 
         left = (production.scheduled_at - dt.datetime.now(dt.UTC)).total_seconds()
-        (run,) = production.wait(f"{name}'s tick at {production.scheduled_at:%H:%M} UTC to launch a run",
-                                 lambda: production.runs(**{SCHEDULE_NAME_TAG: name}),
-                                 timeout=max(0.0, left) + RUN_TIMEOUT_SECONDS, interval=2)
+        (run,) = production.wait(
+            f"{name}'s tick at {production.scheduled_at:%H:%M} UTC to launch a run",
+            lambda: production.runs(**{SCHEDULE_NAME_TAG: name}),
+            timeout=max(0.0, left) + RUN_TIMEOUT_SECONDS,
+            interval=2,
+        )
         tags = tags_of(run)
         assert tags[PARTITION_TAG] == SCHEDULED
         assert tags[DISTRICT_TAG] == SCHEDULED and tags[DISTRICT_NAME_TAG] == f"District {SCHEDULED}"
         assert tags[SCHEDULE_TAG] == name and tags[SYNC_MODE_TAG] == "full"  # its plan: full_always
 
         finished = production.finished_run(run["runId"])
-        production.check(finished["status"] == "SUCCESS", f"the scheduled run is {finished['status']}: "
-                                                           f"{production.failure_details(run['runId'])}")
-        assert {m["partition"] for m in finished["assetMaterializations"]} == {SCHEDULED, None}  # None: district_status
+        production.check(
+            finished["status"] == "SUCCESS",
+            f"the scheduled run is {finished['status']}: {production.failure_details(run['runId'])}",
+        )
+        assert {m["partition"] for m in finished["assetMaterializations"]} == {
+            SCHEDULED,
+            None,
+        }  # None: district_status

@@ -81,7 +81,9 @@ def wait_for_run_workers(workspace) -> None:
 def district_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, production_dagster_home) -> Iterator[dict]:
     """A tiny simulated district on loopback, its registry, and a SQLite warehouse, all through the environment
     (the code location loads in its own process, as in production, and reads them there)."""
-    with running_simulator(size="tiny", seed=5, app_name="alpha", client_id="alpha-id", client_secret="s3cret-alpha") as sim:
+    with running_simulator(
+        size="tiny", seed=5, app_name="alpha", client_id="alpha-id", client_secret="s3cret-alpha"
+    ) as sim:
         environ: dict[str, str] = {}
         write_registry(tmp_path / "districts.yaml", sim, environ, ["alpha"], timezone="UTC")
         warehouse_url = f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
@@ -96,7 +98,9 @@ def district_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, production_dag
         yield {"sim": sim, "warehouse_url": warehouse_url, "outbox": tmp_path / "outbox"}
 
 
-def test_schedule_run_and_sensor_work_on_the_production_instance(production_dagster_home, district_env) -> None:
+def test_schedule_run_and_sensor_work_on_the_production_instance(
+    production_dagster_home, district_env
+) -> None:
     sim = district_env["sim"]
     # Entered (and exited below) so Dagster reads this instance's state storage while it loads definitions.
     instance = dg.DagsterInstance.from_config(str(production_dagster_home.path)).__enter__()
@@ -123,14 +127,22 @@ def test_schedule_run_and_sensor_work_on_the_production_instance(production_dags
             #    worker (its own process) writes every event to Postgres.
             list(QueuedRunCoordinatorDaemon(interval_seconds=1).run_iteration(workspace))
             run = wait_for_run(instance, run_id)
-            failure = [e for e in instance.all_logs(run_id) if e.is_dagster_event and e.dagster_event.is_failure]
+            failure = [
+                e for e in instance.all_logs(run_id) if e.is_dagster_event and e.dagster_event.is_failure
+            ]
             assert run.status == dg.DagsterRunStatus.SUCCESS, [e.message for e in failure]
 
             # 3. A tick of the control sensor, as the sensor daemon evaluates it: it sees the published import,
             #    sends Import Results, and its cursor is stored with the tick.
-            list(execute_sensor_iteration(workspace, LOG, threadpool_executor=None, submit_threadpool_executor=None))
+            list(
+                execute_sensor_iteration(
+                    workspace, LOG, threadpool_executor=None, submit_threadpool_executor=None
+                )
+            )
             ticks = instigator_ticks(instance, CONTROL_SENSOR_NAME)
-            assert [t.status for t in ticks] in ([TickStatus.SKIPPED], [TickStatus.SUCCESS]), tick_errors(ticks)
+            assert [t.status for t in ticks] in ([TickStatus.SKIPPED], [TickStatus.SUCCESS]), tick_errors(
+                ticks
+            )
             assert ticks[0].cursor and "import" in ticks[0].cursor.lower()
             wait_for_run_workers(workspace)
     finally:
@@ -141,9 +153,7 @@ def test_schedule_run_and_sensor_work_on_the_production_instance(production_dags
         events = reread.all_logs(run_id)
         types = {e.dagster_event.event_type_value for e in events if e.is_dagster_event}
         assert {"PIPELINE_ENQUEUED", "PIPELINE_START", "ASSET_MATERIALIZATION", "PIPELINE_SUCCESS"} <= types
-        published = reread.fetch_materializations(
-            dg.AssetKey("published_roster"), limit=1
-        ).records
+        published = reread.fetch_materializations(dg.AssetKey("published_roster"), limit=1).records
         assert published and published[0].partition_key == "alpha" and published[0].run_id == run_id
         assert len(instigator_ticks(reread, CONTROL_SENSOR_NAME)) == 1
         assert len(instigator_ticks(reread, schedule_name("alpha"))) == 1

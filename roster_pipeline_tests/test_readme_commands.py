@@ -88,65 +88,112 @@ class Run:
     sourced: bool = False  # runs after `source .roster_pipeline/demo.env` in the same shell
     setup: str = ""  # a set-up command (not a README line) run just before this one
     expect: tuple[str, ...] = ()  # text its output contains
-    new_runs: tuple[str, ...] | None = None  # sorted statuses of the Dagster runs it adds to the demo's instance
+    new_runs: tuple[str, ...] | None = (
+        None  # sorted statuses of the Dagster runs it adds to the demo's instance
+    )
     ready: str = ""  # SERVER: the start of the output line that says it serves
 
 
 TABLE: dict[str, Run] = {
     "roster-pipeline --version": Run(FOREGROUND, expect=("roster-pipeline ",)),
-    "roster-pipeline simulator mutate --help": Run(FOREGROUND, expect=("wipe_enrollments", "--param KEY=VALUE")),
+    "roster-pipeline simulator mutate --help": Run(
+        FOREGROUND, expect=("wipe_enrollments", "--param KEY=VALUE")
+    ),
     SIMULATOR_8000: Run(
-        SERVER, "the README's fixed port: it must be free (the test fails saying so rather than change the line)",
-        ready="ready", expect=("token URL:    http://127.0.0.1:8000/campus/oauth2/token?appName=demo",
-                               "API base URL: http://127.0.0.1:8000/campus/api/oneroster/v1p1/demo/ims/oneroster/v1p1")),
+        SERVER,
+        "the README's fixed port: it must be free (the test fails saying so rather than change the line)",
+        ready="ready",
+        expect=(
+            "token URL:    http://127.0.0.1:8000/campus/oauth2/token?appName=demo",
+            "API base URL: http://127.0.0.1:8000/campus/api/oneroster/v1p1/demo/ims/oneroster/v1p1",
+        ),
+    ),
     "roster-pipeline simulator mutate --url http://127.0.0.1:8000 --app demo change_users --param percent=5": Run(
-        FOREGROUND, during=SIMULATOR_8000, expect=('"kind": "change_users"',)),
+        FOREGROUND, during=SIMULATOR_8000, expect=('"kind": "change_users"',)
+    ),
     "roster-pipeline simulator stats --url http://127.0.0.1:8000 --app demo": Run(
-        FOREGROUND, during=SIMULATOR_8000, expect=('"users"',)),
+        FOREGROUND, during=SIMULATOR_8000, expect=('"users"',)
+    ),
     "roster-pipeline simulator --auth oauth1": Run(
-        SERVER, "picks a free port", ready="ready", expect=("auth:         OAuth 1.0a, HMAC-SHA256",)),
+        SERVER, "picks a free port", ready="ready", expect=("auth:         OAuth 1.0a, HMAC-SHA256",)
+    ),
     "roster-pipeline bench --size tiny --skip-naive --skip-dlt --skip-small   # a smoke run": Run(
-        FOREGROUND, "into a fresh database named by ROSTER_BENCH_DATABASE_URL", expect=("full_s=",)),
+        FOREGROUND, "into a fresh database named by ROSTER_BENCH_DATABASE_URL", expect=("full_s=",)
+    ),
     BENCH_LARGE: Run(BENCHMARK, "1.33M records and dlt's own virtualenv: minutes; run with -m benchmark"),
     "roster-pipeline demo --once": Run(FOREGROUND, expect=("riverside_usd", "lakeside_isd")),
     "roster-pipeline demo --once --scenario wipe_enrollments": Run(
-        FOREGROUND, expect=("check change_thresholds: FAILED", "riverside_usd: paused=True", "district resumed")),
+        FOREGROUND,
+        expect=("check change_thresholds: FAILED", "riverside_usd: paused=True", "district resumed"),
+    ),
     'roster-pipeline review riverside_usd reject    --reviewer "Jo Admin"': Run(
-        FOREGROUND, "the held import of the set-up: discarded, the district resumed", setup=LEAVE_HELD,
-        expect=("discarded, published data kept; district resumed",)),
-    DEMO_NO_UI: Run(SERVER, "the simulator of the demo, for the second shell's commands below",
-                    ready="serving the simulator"),
+        FOREGROUND,
+        "the held import of the set-up: discarded, the district resumed",
+        setup=LEAVE_HELD,
+        expect=("discarded, published data kept; district resumed",),
+    ),
+    DEMO_NO_UI: Run(
+        SERVER,
+        "the simulator of the demo, for the second shell's commands below",
+        ready="serving the simulator",
+    ),
     SOURCE_SETTINGS: Run(FOREGROUND, during=DEMO_NO_UI),
     EXECUTE: Run(FOREGROUND, during=DEMO_NO_UI, sourced=True, new_runs=("SUCCESS",)),
     "dagster asset materialize -m roster_pipeline.definitions --select 'group:roster_sync' --partition lakeside_isd": Run(
-        FOREGROUND, during=DEMO_NO_UI, sourced=True, new_runs=("SUCCESS",)),
+        FOREGROUND, during=DEMO_NO_UI, sourced=True, new_runs=("SUCCESS",)
+    ),
     """dagster job launch -w workspace.yaml -j sync_district --tags '{"dagster/partition": "lakeside_isd"}'""": Run(
-        FOREGROUND, "queued for the UI's daemon, which is not running", during=DEMO_NO_UI, sourced=True,
-        new_runs=("QUEUED",)),
+        FOREGROUND,
+        "queued for the UI's daemon, which is not running",
+        during=DEMO_NO_UI,
+        sourced=True,
+        new_runs=("QUEUED",),
+    ),
     """dagster job launch -w workspace.yaml -j sync_district --tags '{"dagster/partition": "lakeside_isd", "roster/sync_mode": "full"}'""": Run(
-        FOREGROUND, "with DAGSTER_HOME pointing at the demo's instance", during=DEMO_NO_UI, sourced=True,
-        new_runs=("QUEUED",)),
+        FOREGROUND,
+        "with DAGSTER_HOME pointing at the demo's instance",
+        during=DEMO_NO_UI,
+        sourced=True,
+        new_runs=("QUEUED",),
+    ),
     "roster-pipeline backfill --all": Run(FOREGROUND, during=DEMO_NO_UI, new_runs=("SUCCESS", "SUCCESS")),
     "roster-pipeline backfill --districts riverside_usd,lakeside_isd": Run(
-        FOREGROUND, during=DEMO_NO_UI, new_runs=("SUCCESS", "SUCCESS")),
+        FOREGROUND, during=DEMO_NO_UI, new_runs=("SUCCESS", "SUCCESS")
+    ),
     'roster-pipeline backfill --districts lakeside_isd --rollover-override "Jo Admin"': Run(
-        FOREGROUND, during=DEMO_NO_UI, new_runs=("SUCCESS",)),
+        FOREGROUND, during=DEMO_NO_UI, new_runs=("SUCCESS",)
+    ),
     'roster-pipeline simulator mutate --url "$ROSTER_DEMO_SIMULATOR_URL" --app riversideusd wipe_enrollments --param percent=90': Run(
-        FOREGROUND, "wipes the live simulator's district, so that reprocess holds it again", during=DEMO_NO_UI,
-        sourced=True, expect=('"kind": "wipe_enrollments"',)),
+        FOREGROUND,
+        "wipes the live simulator's district, so that reprocess holds it again",
+        during=DEMO_NO_UI,
+        sourced=True,
+        expect=('"kind": "wipe_enrollments"',),
+    ),
     'roster-pipeline review riverside_usd reprocess --reviewer "Jo Admin"   # fetch again now, check again': Run(
-        FOREGROUND, "fetches the wiped district again: held again", during=DEMO_NO_UI,
-        expect=("failed its checks again and is held; district stays paused",)),
+        FOREGROUND,
+        "fetches the wiped district again: held again",
+        during=DEMO_NO_UI,
+        expect=("failed its checks again and is held; district stays paused",),
+    ),
     'roster-pipeline review riverside_usd approve   --reviewer "Jo Admin" --note "new attendance zones"': Run(
-        FOREGROUND, "publishes what reprocess held", during=DEMO_NO_UI,
-        expect=("published with thresholds overridden", "district resumed")),
+        FOREGROUND,
+        "publishes what reprocess held",
+        during=DEMO_NO_UI,
+        expect=("published with thresholds overridden", "district resumed"),
+    ),
     'roster-pipeline review riverside_usd undo --reviewer "Jo Admin" --note "wrong term file"': Run(
-        FOREGROUND, "undoes the approved import; the district stays paused", during=DEMO_NO_UI),
+        FOREGROUND, "undoes the approved import; the district stays paused", during=DEMO_NO_UI
+    ),
     'roster-pipeline review riverside_usd reject    --reviewer "Jo Admin" --stay-paused': Run(
-        FOREGROUND, "the district paused by the undo: nothing held, stays paused", during=DEMO_NO_UI,
-        expect=("no held import; district stays paused",)),
+        FOREGROUND,
+        "the district paused by the undo: nothing held, stays paused",
+        during=DEMO_NO_UI,
+        expect=("no held import; district stays paused",),
+    ),
     "pip install -e . && roster-pipeline demo": Run(
-        SKIP, "the Dagster UI (dagster dev) runs until Ctrl-C; its --no-ui form is run above"),
+        SKIP, "the Dagster UI (dagster dev) runs until Ctrl-C; its --no-ui form is run above"
+    ),
     'pip install -e ".[dev]" && python3 -m pytest': Run(SKIP, "the test command itself"),
 }
 
@@ -196,9 +243,13 @@ def run_foreground(command: str, spec: Run, root: Path, env: dict[str, str]) -> 
     before = run_statuses(root) if spec.new_runs is not None else {}
     started = time.monotonic()
     completed = shell(line, root, env)
-    outcome = Outcome(completed.returncode, completed.stdout + completed.stderr, seconds=time.monotonic() - started)
+    outcome = Outcome(
+        completed.returncode, completed.stdout + completed.stderr, seconds=time.monotonic() - started
+    )
     if spec.new_runs is not None:
-        outcome.new_runs = tuple(sorted(s for run_id, s in run_statuses(root).items() if run_id not in before))
+        outcome.new_runs = tuple(
+            sorted(s for run_id, s in run_statuses(root).items() if run_id not in before)
+        )
     return outcome
 
 
@@ -259,8 +310,10 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
             completed = shell(spec.setup, w.root, env)
             print(f"{time.monotonic() - started:7.1f}s  (set-up) {spec.setup}")
             if completed.returncode != 0:
-                w.outcomes[command] = Outcome(error=f"set-up {spec.setup!r} failed:\n{completed.stdout[-2000:]}"
-                                                    f"{completed.stderr[-2000:]}")
+                w.outcomes[command] = Outcome(
+                    error=f"set-up {spec.setup!r} failed:\n{completed.stdout[-2000:]}"
+                    f"{completed.stderr[-2000:]}"
+                )
                 continue
         if spec.how == SERVER:
             run_server(command, spec, w, env)
@@ -286,20 +339,27 @@ def test_the_table_covers_exactly_the_readme_commands() -> None:
     assert not missing, "README commands the table does not say how to run:\n" + "\n".join(missing)
     assert not stale, "table entries the README no longer prints:\n" + "\n".join(stale)
     skipped = {c for c, r in TABLE.items() if r.how == SKIP}
-    assert skipped == {"pip install -e . && roster-pipeline demo", 'pip install -e ".[dev]" && python3 -m pytest'}
+    assert skipped == {
+        "pip install -e . && roster-pipeline demo",
+        'pip install -e ".[dev]" && python3 -m pytest',
+    }
     for command, spec in TABLE.items():
         assert not spec.during or TABLE[spec.during].how == SERVER, command
         assert spec.how != SERVER or spec.ready, command
 
 
 def test_the_rule_for_inline_spans() -> None:
-    text = ("Run `roster-pipeline demo --once` or `roster-pipeline\n  --version`; `roster-pipeline review` and "
-            "`dagster job execute` are names; `dagster-daemon run -w w.yaml` is not a `dagster ` command.\n"
-            "```bash\nsource x.env\n\nroster-pipeline simulator --port 1   # a comment\n```\n"
-            "```yaml\nroster-pipeline: --not-a-command\n```\n")
+    text = (
+        "Run `roster-pipeline demo --once` or `roster-pipeline\n  --version`; `roster-pipeline review` and "
+        "`dagster job execute` are names; `dagster-daemon run -w w.yaml` is not a `dagster ` command.\n"
+        "```bash\nsource x.env\n\nroster-pipeline simulator --port 1   # a comment\n```\n"
+        "```yaml\nroster-pipeline: --not-a-command\n```\n"
+    )
     assert readme_commands(text) == [
-        "source x.env", "roster-pipeline simulator --port 1   # a comment",
-        "roster-pipeline demo --once", "roster-pipeline --version",
+        "source x.env",
+        "roster-pipeline simulator --port 1   # a comment",
+        "roster-pipeline demo --once",
+        "roster-pipeline --version",
     ]
 
 
@@ -317,13 +377,17 @@ def test_readme_command_runs_as_printed(command: str, walkthrough: Walkthrough) 
     for text in spec.expect:
         assert text in outcome.output, f"{command}: no {text!r} in\n{outcome.output[-4000:]}"
     if spec.new_runs is not None:
-        assert outcome.new_runs == spec.new_runs, f"{command}: new runs {outcome.new_runs}\n{outcome.output[-3000:]}"
+        assert outcome.new_runs == spec.new_runs, (
+            f"{command}: new runs {outcome.new_runs}\n{outcome.output[-3000:]}"
+        )
 
 
 @pytest.mark.benchmark
 @pytest.mark.parametrize("command", [c for c, r in TABLE.items() if r.how == BENCHMARK])
 def test_readme_benchmark_command(command: str, repository_root: Path, bench_database: str) -> None:
-    completed = shell(command, repository_root, {"ROSTER_BENCH_DATABASE_URL": bench_database}, timeout=3 * 3600)
+    completed = shell(
+        command, repository_root, {"ROSTER_BENCH_DATABASE_URL": bench_database}, timeout=3 * 3600
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     print(completed.stdout[-3000:])
 

@@ -25,7 +25,22 @@ from roster_pipeline.validation.frames import frame_columns
 from roster_pipeline.warehouse import TABLES, Warehouse
 from roster_pipeline.warehouse.load import build_rows
 
-SPECIALS = ["\x00", "\ud800", "\udce9", "\udfff", "'", '"', "\\", "\\u0000", " ", "", "\n", "\ufffd", "é", "𝄞"]
+SPECIALS = [
+    "\x00",
+    "\ud800",
+    "\udce9",
+    "\udfff",
+    "'",
+    '"',
+    "\\",
+    "\\u0000",
+    " ",
+    "",
+    "\n",
+    "\ufffd",
+    "é",
+    "𝄞",
+]
 ODD_NUMBERS = [10**30, -(10**30), 2**63, 2**64, -(2**63) - 1, 0, -1, 1.5, float("inf"), float("nan"), 1e308]
 
 texts = st.lists(st.one_of(st.text(max_size=4), st.sampled_from(SPECIALS)), max_size=4).map("".join)
@@ -37,7 +52,9 @@ json_values = st.recursive(
 )
 sourced_ids = st.one_of(st.text(min_size=1, max_size=6), texts, st.integers(), st.none())
 statuses = st.one_of(st.sampled_from(["active", "tobedeleted", "Active", ""]), texts)
-dates = st.one_of(st.sampled_from(["2026-08-20", "2027-02-29", "2026-08-01T12:00:00.000Z", "9999-12-31"]), texts)
+dates = st.one_of(
+    st.sampled_from(["2026-08-20", "2027-02-29", "2026-08-01T12:00:00.000Z", "9999-12-31"]), texts
+)
 
 
 def references() -> st.SearchStrategy[Any]:
@@ -59,7 +76,9 @@ def records(resource_name: str) -> st.SearchStrategy[dict[str, Any]]:
     fields.update(sourcedId=sourced_ids, status=statuses, dateLastModified=dates)
     optional = {name: strategy for name, strategy in fields.items()}
     extra = st.dictionaries(texts, json_values, max_size=2)
-    return st.tuples(st.fixed_dictionaries({}, optional=optional), extra).map(lambda pair: {**pair[1], **pair[0]})
+    return st.tuples(st.fixed_dictionaries({}, optional=optional), extra).map(
+        lambda pair: {**pair[1], **pair[0]}
+    )
 
 
 def batches() -> st.SearchStrategy[tuple[str, list[dict[str, Any]]]]:
@@ -68,14 +87,21 @@ def batches() -> st.SearchStrategy[tuple[str, list[dict[str, Any]]]]:
 
 
 DISTRICT = District(
-    id="springfield", name="Springfield", client_id_env="SPRINGFIELD_ID", client_secret_env="SPRINGFIELD_SECRET",
-    api_host="sis.example.org", app_name="app", student_devices="chromebooks_only",
+    id="springfield",
+    name="Springfield",
+    client_id_env="SPRINGFIELD_ID",
+    client_secret_env="SPRINGFIELD_SECRET",
+    api_host="sis.example.org",
+    app_name="app",
+    student_devices="chromebooks_only",
 )
 
 
 @settings(max_examples=60, deadline=None)
 @given(batches())
-def test_any_batch_is_validated_without_raising_and_nothing_is_dropped(batch: tuple[str, list[dict[str, Any]]]) -> None:
+def test_any_batch_is_validated_without_raising_and_nothing_is_dropped(
+    batch: tuple[str, list[dict[str, Any]]],
+) -> None:
     name, served = batch
     SeenRecords().keep_new([r for r in served if isinstance(r.get("sourcedId"), str)])  # digests never raise
     checked = validate_batch(DISTRICT, name, served)
@@ -100,7 +126,9 @@ def warehouse(warehouse_url: str) -> Warehouse:
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=batches())
-def test_any_batch_is_staged_or_quarantined_and_publishes(warehouse: Warehouse, batch: tuple[str, list[dict[str, Any]]]) -> None:
+def test_any_batch_is_staged_or_quarantined_and_publishes(
+    warehouse: Warehouse, batch: tuple[str, list[dict[str, Any]]]
+) -> None:
     name, served = batch
     district_id = f"d-{uuid.uuid4().hex[:8]}"  # one district per example: examples share the database
     import_id = warehouse.begin_import(district_id, "run", 2027)

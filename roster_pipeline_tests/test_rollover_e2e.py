@@ -28,8 +28,12 @@ from .pipeline_helpers import failure, materialization_metadata, monkeypatch_env
 OLD, NEW = 2027, 2028
 STRICT = {"max_updated_pct": 10.0, "max_deleted_pct": 10.0, "min_changes": 5}
 RELAXED = {"max_updated_pct": 100.0, "max_deleted_pct": 100.0}
-WINDOW = {"date": "07-01", "first_day": "08-20", "expected_change_window": {"start": "07-01", "end": "09-15"},
-          "relaxed_thresholds": RELAXED}
+WINDOW = {
+    "date": "07-01",
+    "first_day": "08-20",
+    "expected_change_window": {"start": "07-01", "end": "09-15"},
+    "relaxed_thresholds": RELAXED,
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,36 +53,54 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield test_instance
 
 
-def registry_for(server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
-                 ) -> tuple[Registry, Path]:
+def registry_for(
+    server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> tuple[Registry, Path]:
     path = tmp_path / "districts.yaml"
-    registry = write_registry(path, server, monkeypatch_environ(monkeypatch), ["alpha"],
-                              thresholds=STRICT, rollover={**WINDOW, "mode": mode})
+    registry = write_registry(
+        path,
+        server,
+        monkeypatch_environ(monkeypatch),
+        ["alpha"],
+        thresholds=STRICT,
+        rollover={**WINDOW, "mode": mode},
+    )
     return registry, path
 
 
-def run(registry: Registry, path: Path, url: str, instance: dg.DagsterInstance, as_of: str,
-        **tags: str) -> dg.ExecuteInProcessResult:
+def run(
+    registry: Registry, path: Path, url: str, instance: dg.DagsterInstance, as_of: str, **tags: str
+) -> dg.ExecuteInProcessResult:
     """One full sync of alpha through the real assets, as of a given day."""
     return dg.materialize(
         build_roster_assets(district_partitions(registry)),
         partition_key="alpha",
         instance=instance,
         tags={"roster/sync_mode": "full", AS_OF_TAG: as_of, **tags},
-        resources={"warehouse": WarehouseResource(database_url=url),
-                   "registry": DistrictRegistryResource(districts_file=str(path))},
+        resources={
+            "warehouse": WarehouseResource(database_url=url),
+            "registry": DistrictRegistryResource(districts_file=str(path)),
+        },
         raise_on_error=False,
     )
 
 
 def active(server: SimulatorServer, collection: str) -> set[str]:
-    return {k for k, v in server.tenant("alpha").district.collections[collection].items() if v["status"] == "active"}
+    return {
+        k
+        for k, v in server.tenant("alpha").district.collections[collection].items()
+        if v["status"] == "active"
+    }
 
 
 def alive_ids(url: str, table: str, where: str = "") -> set[str]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        ids = set(conn.execute(sa.text(f"SELECT sourced_id FROM {table} WHERE deleted_at IS NULL {where}")).scalars())
+        ids = set(
+            conn.execute(
+                sa.text(f"SELECT sourced_id FROM {table} WHERE deleted_at IS NULL {where}")
+            ).scalars()
+        )
     engine.dispose()
     return ids
 
@@ -118,12 +140,17 @@ def test_full_rollover_archives_the_old_year_and_relaxes_thresholds_only_in_the_
     assert alive_ids(warehouse_url, "current_enrollments") == active(server, "enrollments")
     assert wh.current_counts("alpha")["enrollments"] == len(active(server, "enrollments"))
     # The old year: kept, alive as it was last published, archived, out of the current views.
-    assert alive_ids(warehouse_url, "classes", f"AND school_year = {OLD} AND archived_at IS NOT NULL") == old_classes
+    assert (
+        alive_ids(warehouse_url, "classes", f"AND school_year = {OLD} AND archived_at IS NOT NULL")
+        == old_classes
+    )
     assert alive_ids(warehouse_url, "enrollments", f"AND school_year = {OLD}") == old_enrollments
     assert not old_classes & alive_ids(warehouse_url, "current_classes")
     assert wh.current_counts("alpha", OLD)["enrollments"] == len(old_enrollments)
     # The SIS served the old year's records as tobedeleted: they never touched the old year's rows.
-    assert alive_ids(warehouse_url, "enrollments", f"AND school_year = {NEW}") == active(server, "enrollments")
+    assert alive_ids(warehouse_url, "enrollments", f"AND school_year = {NEW}") == active(
+        server, "enrollments"
+    )
     wh.dispose()
 
 
@@ -149,7 +176,9 @@ def test_additions_only_never_deletes_inside_the_window(
     tobedeleted = mutations.remove_students(district, 2, seed=5, mode="tobedeleted")
     vanished = mutations.remove_students(district, 2, seed=6, mode="vanish")
     gone = tobedeleted.changes["users"].tobedeleted | vanished.changes["users"].removed
-    gone_enrollments = tobedeleted.changes["enrollments"].tobedeleted | vanished.changes["enrollments"].removed
+    gone_enrollments = (
+        tobedeleted.changes["enrollments"].tobedeleted | vanished.changes["enrollments"].removed
+    )
     assert gone and gone_enrollments
 
     during = run(registry, path, warehouse_url, instance, "2027-07-10")

@@ -58,8 +58,15 @@ def test_pause_blocks_from_the_rollover_date_until_the_first_day(today: date, bl
 
 def test_the_block_reason_names_district_dates_and_how_to_override() -> None:
     reason = rollover_policy(PAUSE, date(2027, 7, 14)).block_reason or ""
-    for needle in ("'springfield'", "2027-07-01", "2027-08-20", "2027-07-14", ROLLOVER_OVERRIDE_TAG, "first_day",
-                   "reload the code location"):
+    for needle in (
+        "'springfield'",
+        "2027-07-01",
+        "2027-08-20",
+        "2027-07-14",
+        ROLLOVER_OVERRIDE_TAG,
+        "first_day",
+        "reload the code location",
+    ):
         assert needle in reason
 
 
@@ -93,14 +100,22 @@ def test_relaxed_thresholds_inside_the_expected_change_window(today: date, relax
 
 
 def test_a_window_across_new_year_and_a_first_day_in_the_next_calendar_year() -> None:
-    southern = district(date="12-01", first_day="02-01", mode="pause",
-                        expected_change_window={"start": "12-15", "end": "01-31"}, relaxed_thresholds=RELAXED)
+    southern = district(
+        date="12-01",
+        first_day="02-01",
+        mode="pause",
+        expected_change_window={"start": "12-15", "end": "01-31"},
+        relaxed_thresholds=RELAXED,
+    )
     for today in (date(2027, 12, 1), date(2027, 12, 31), date(2028, 1, 31)):
         policy = rollover_policy(southern, today)
         assert policy.block_reason is not None, today
         assert (policy.rollover_date, policy.first_day) == (date(2027, 12, 1), date(2028, 2, 1))
     assert rollover_policy(southern, date(2028, 1, 5)).relaxed is not None
-    assert rollover_policy(southern, date(2028, 1, 5)).change_window == (date(2027, 12, 15), date(2028, 1, 31))
+    assert rollover_policy(southern, date(2028, 1, 5)).change_window == (
+        date(2027, 12, 15),
+        date(2028, 1, 31),
+    )
     assert rollover_policy(southern, date(2028, 2, 1)).block_reason is None
     assert rollover_policy(southern, date(2028, 2, 1)).relaxed is None
     assert rollover_policy(southern, date(2027, 11, 30)).block_reason is None

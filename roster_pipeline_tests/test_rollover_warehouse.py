@@ -16,8 +16,11 @@ OLD, NEW = 2027, 2028
 
 
 def year_one(wh: Warehouse) -> None:
-    sync(wh, {"users": [user(1), user(2)], "classes": [klass(1)], "enrollments": [enrollment(1), enrollment(2)]},
-         year=OLD)
+    sync(
+        wh,
+        {"users": [user(1), user(2)], "classes": [klass(1)], "enrollments": [enrollment(1), enrollment(2)]},
+        year=OLD,
+    )
 
 
 def current(wh: Warehouse, view: str) -> list[tuple[Any, ...]]:
@@ -28,23 +31,48 @@ def current(wh: Warehouse, view: str) -> list[tuple[Any, ...]]:
 def test_publishing_a_newer_year_archives_the_old_one_and_keeps_it_queryable(wh: Warehouse) -> None:
     year_one(wh)
     assert wh.current_school_year("springfield") == OLD
-    old_rows = rows(wh, "enrollments", "school_year", "sourced_id", "user_sourced_id", "raw",
-                    "deleted_at IS NULL")
+    old_rows = rows(
+        wh, "enrollments", "school_year", "sourced_id", "user_sourced_id", "raw", "deleted_at IS NULL"
+    )
     # The SIS rolled over: new sourcedIds for the new year's classes and enrollments; one id reused.
-    counts = sync(wh, {"users": [user(1, grades=["06"]), user(2)], "classes": [klass(7)],
-                       "enrollments": [enrollment(1, user={"sourcedId": "usr-2", "href": "x", "type": "user"}),
-                                       enrollment(3)]}, year=NEW)
+    counts = sync(
+        wh,
+        {
+            "users": [user(1, grades=["06"]), user(2)],
+            "classes": [klass(7)],
+            "enrollments": [
+                enrollment(1, user={"sourcedId": "usr-2", "href": "x", "type": "user"}),
+                enrollment(3),
+            ],
+        },
+        year=NEW,
+    )
     assert counts["enrollments"] == ChangeCounts(fetched=2, added=2)  # the old year's enr-1 is not "updated"
     assert wh.current_school_year("springfield") == NEW
 
     # old year: kept exactly as it was (content, alive), only stamped archived
-    assert rows(wh, "enrollments", "school_year", "sourced_id", "user_sourced_id", "raw", "deleted_at IS NULL",
-                where=f"WHERE school_year = {OLD}") == old_rows
+    assert (
+        rows(
+            wh,
+            "enrollments",
+            "school_year",
+            "sourced_id",
+            "user_sourced_id",
+            "raw",
+            "deleted_at IS NULL",
+            where=f"WHERE school_year = {OLD}",
+        )
+        == old_rows
+    )
     assert rows(wh, "enrollments", "school_year", "archived_at IS NOT NULL") == [
-        (OLD, True), (OLD, True), (NEW, False), (NEW, False)
+        (OLD, True),
+        (OLD, True),
+        (NEW, False),
+        (NEW, False),
     ]
     assert rows(wh, "classes", "school_year", "sourced_id", "archived_at IS NOT NULL") == [
-        (OLD, "cls-1", True), (NEW, "cls-7", False)
+        (OLD, "cls-1", True),
+        (NEW, "cls-7", False),
     ]
     # current views and counts: the new year only; users are not year-scoped
     assert current(wh, "current_enrollments") == [("enr-1",), ("enr-3",)]
@@ -54,7 +82,8 @@ def test_publishing_a_newer_year_archives_the_old_one_and_keeps_it_queryable(wh:
     assert wh.current_counts("springfield")["classes"] == 1
     assert wh.current_counts("springfield", OLD)["enrollments"] == 2  # the archive, on request
     assert wh.school_years("springfield") == {
-        OLD: {"classes": 1, "enrollments": 2}, NEW: {"classes": 1, "enrollments": 2}
+        OLD: {"classes": 1, "enrollments": 2},
+        NEW: {"classes": 1, "enrollments": 2},
     }
 
 
@@ -63,7 +92,9 @@ def test_a_full_pull_of_the_new_year_never_deletes_the_old_years_rows(wh: Wareho
     sync(wh, {"enrollments": [enrollment(5)]}, year=NEW)
     sync(wh, {"enrollments": []}, year=NEW)  # the new year emptied: only ITS rows are soft-deleted
     assert rows(wh, "enrollments", "school_year", "sourced_id", "deleted_at IS NULL") == [
-        (OLD, "enr-1", True), (OLD, "enr-2", True), (NEW, "enr-5", False)
+        (OLD, "enr-1", True),
+        (OLD, "enr-2", True),
+        (NEW, "enr-5", False),
     ]
 
 
@@ -71,7 +102,9 @@ def test_a_past_school_year_can_never_be_imported_into(wh: Warehouse) -> None:
     year_one(wh)
     sync(wh, {"enrollments": [enrollment(3)]}, year=NEW)
     before = dump_published(wh)
-    with pytest.raises(PastSchoolYearError, match=r"school year 2027 is in the past .* current school year is 2028"):
+    with pytest.raises(
+        PastSchoolYearError, match=r"school year 2027 is in the past .* current school year is 2028"
+    ):
         wh.begin_import("springfield", "late-run", OLD)
     assert dump_published(wh) == before
     # other districts are not concerned
@@ -96,8 +129,16 @@ def test_additions_only_adds_and_updates_but_never_deletes(wh: Warehouse) -> Non
     assert wh.get_import(import_id).additions_only
     # user 2 vanished, user 3 arrives tobedeleted, user 4 is new, user 1 changed, enrollment 2 tobedeleted,
     # and a never-seen record arrives tobedeleted (stored soft-deleted: nothing alive is deleted by that)
-    wh.stage(import_id, "users", [user(1, familyName="Changed"), user(3, status="tobedeleted"), user(4),
-                                  user(9, status="tobedeleted")])
+    wh.stage(
+        import_id,
+        "users",
+        [
+            user(1, familyName="Changed"),
+            user(3, status="tobedeleted"),
+            user(4),
+            user(9, status="tobedeleted"),
+        ],
+    )
     wh.stage(import_id, "enrollments", [enrollment(1), enrollment(2, status="tobedeleted")])
     assert wh.diff(import_id, "users") == ChangeCounts(
         fetched=4, added=1, updated=1, tobedeleted=1, new_tobedeleted=1, withheld=1
@@ -130,8 +171,15 @@ def test_views_are_created_once_and_survive_create_schema(wh: Warehouse) -> None
     wh.create_schema()
     with wh.engine.connect() as conn:
         views = set(sa.inspect(conn).get_view_names())
-    assert {"current_orgs", "current_academic_sessions", "current_courses", "current_classes", "current_users",
-            "current_enrollments", "current_demographics"} <= views
+    assert {
+        "current_orgs",
+        "current_academic_sessions",
+        "current_courses",
+        "current_classes",
+        "current_users",
+        "current_enrollments",
+        "current_demographics",
+    } <= views
 
 
 def test_create_schema_upgrades_a_version_2_database_and_archives_its_older_years(warehouse_url: str) -> None:
@@ -160,7 +208,9 @@ def test_create_schema_upgrades_a_version_2_database_and_archives_its_older_year
             assert versions == list(range(2, SCHEMA_VERSION + 1))
         # the older year is archived by the migration step itself, the current one is not
         assert rows(wh, "enrollments", "school_year", "sourced_id", "archived_at IS NOT NULL") == [
-            (OLD, "enr-1", True), (OLD, "enr-2", True), (NEW, "enr-3", False)
+            (OLD, "enr-1", True),
+            (OLD, "enr-2", True),
+            (NEW, "enr-3", False),
         ]
         assert wh.current_counts("springfield")["enrollments"] == 1
         assert current(wh, "current_classes") == [("cls-3",)]

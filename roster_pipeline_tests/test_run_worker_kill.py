@@ -42,8 +42,6 @@ SECRET = "alpha-secret-xyz"
 RUN_DEADLINE_SECONDS = 240  # how long to wait for Dagster to record the run's end (not a timed assertion)
 
 
-
-
 @dataclass
 class Deployment:
     """A persistent Dagster instance (DAGSTER_HOME), a workspace on the killable code location, the
@@ -59,9 +57,13 @@ class Deployment:
 
     def launch(self, district_id: str, kill_at: str | None = None) -> str:
         known = {r.run_id for r in self.instance.get_runs()}
-        env = {**os.environ, "DAGSTER_HOME": str(self.home), "ROSTER_DATABASE_URL": self.warehouse_url,
-               "ROSTER_DISTRICTS_FILE": str(self.registry_path),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(self.home),
+            "ROSTER_DATABASE_URL": self.warehouse_url,
+            "ROSTER_DISTRICTS_FILE": str(self.registry_path),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
         env.pop(KILL_AT_VARIABLE, None)
         if kill_at:
             env[KILL_AT_VARIABLE] = kill_at
@@ -69,8 +71,22 @@ class Deployment:
         log = self.home / "launch.log"
         with log.open("ab") as out:  # a file, not a pipe: the code server and run worker inherit it
             launched = subprocess.run(
-                ["dagster", "job", "launch", "-w", str(self.workspace), "-j", "sync_district", "--tags", tags],
-                check=False, env=env, cwd=self.home, stdout=out, stderr=subprocess.STDOUT,
+                [
+                    "dagster",
+                    "job",
+                    "launch",
+                    "-w",
+                    str(self.workspace),
+                    "-j",
+                    "sync_district",
+                    "--tags",
+                    tags,
+                ],
+                check=False,
+                env=env,
+                cwd=self.home,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 timeout=RUN_DEADLINE_SECONDS,
             )
         assert launched.returncode == 0, log.read_text()[-3000:]
@@ -97,11 +113,16 @@ def server() -> Iterator[SimulatorServer]:
 
 
 @pytest.fixture()
-def deployment(server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_server,
-               warehouse_url: str) -> Iterator[Deployment]:
-    for name, value in {"ROSTER_SMTP_HOST": smtp_server.host, "ROSTER_SMTP_PORT": str(smtp_server.port),
-                        "ROSTER_SMTP_SECURITY": "none", "ROSTER_EMAIL_FROM": "roster@district-sync.example.org",
-                        "ROSTER_DAGSTER_URL": "https://dagster.example.org"}.items():
+def deployment(
+    server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, smtp_server, warehouse_url: str
+) -> Iterator[Deployment]:
+    for name, value in {
+        "ROSTER_SMTP_HOST": smtp_server.host,
+        "ROSTER_SMTP_PORT": str(smtp_server.port),
+        "ROSTER_SMTP_SECURITY": "none",
+        "ROSTER_EMAIL_FROM": "roster@district-sync.example.org",
+        "ROSTER_DAGSTER_URL": "https://dagster.example.org",
+    }.items():
         monkeypatch.setenv(name, value)
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -111,16 +132,25 @@ def deployment(server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.Monk
         "telemetry:\n  enabled: false\n"
     )
     workspace = home / "workspace.yaml"
-    workspace.write_text("load_from:\n  - python_module:\n      module_name: roster_pipeline_tests.killable_location\n"
-                         "      location_name: roster_pipeline\n")
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: roster_pipeline_tests.killable_location\n"
+        "      location_name: roster_pipeline\n"
+    )
     registry_path = tmp_path / "districts.yaml"
     registry = write_registry(registry_path, server, EnvSetter(monkeypatch), ["alpha"], timeout_seconds=120)
     Warehouse(warehouse_url).create_schema()
     # Entered, not only built: entering makes this instance's state storage the current one, which
     # Dagster reads while it loads definitions; a bare instance would read whatever another test left.
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
-        yield Deployment(home, workspace, registry, registry_path, warehouse_url, instance,
-                         bound_definitions(registry, registry_path, warehouse_url))
+        yield Deployment(
+            home,
+            workspace,
+            registry,
+            registry_path,
+            warehouse_url,
+            instance,
+            bound_definitions(registry, registry_path, warehouse_url),
+        )
 
 
 def published_state(url: str) -> dict[str, list[tuple[str, ...]]]:
@@ -140,7 +170,9 @@ def staged_rows(url: str, import_id: int) -> int:
     engine = sa.create_engine(url)
     with engine.connect() as conn:  # the import's own staging tables, dropped when it is settled
         own = staging.tables_for(import_id).values() if import_id in staging.existing(conn) else ()
-        total = sum(int(conn.execute(sa.select(sa.func.count()).select_from(t.staging)).scalar_one()) for t in own)
+        total = sum(
+            int(conn.execute(sa.select(sa.func.count()).select_from(t.staging)).scalar_one()) for t in own
+        )
     engine.dispose()
     return total
 
@@ -148,7 +180,9 @@ def staged_rows(url: str, import_id: int) -> int:
 def alive_ids(url: str, resource: str) -> set[str]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        ids = set(conn.execute(sa.text(f"SELECT sourced_id FROM {resource} WHERE deleted_at IS NULL")).scalars())
+        ids = set(
+            conn.execute(sa.text(f"SELECT sourced_id FROM {resource} WHERE deleted_at IS NULL")).scalars()
+        )
     engine.dispose()
     return ids
 
@@ -169,8 +203,11 @@ def assert_settled_once(d: Deployment, smtp_server, run_id: str, import_id: int,
     later = tick(d.defs, d.instance, first.cursor)
     tick(d.defs, d.instance, None)
     assert [k for k in kinds(smtp_server.messages) if k[2] == "run_failure"] == failures, "exactly once"
-    message = next(m for m in smtp_server.messages if m["X-Roster-Kind"] == "check_your_data"
-                   and "run_failure" in m["X-Roster-Idempotency-Key"])
+    message = next(
+        m
+        for m in smtp_server.messages
+        if m["X-Roster-Kind"] == "check_your_data" and "run_failure" in m["X-Roster-Idempotency-Key"]
+    )
     text = message.get_body(("plain",)).get_content()
     assert words in text and "District alpha" in text and "review_reprocess" in text
     assert "review_approve" not in text and SECRET not in message.as_string()
@@ -179,8 +216,13 @@ def assert_settled_once(d: Deployment, smtp_server, run_id: str, import_id: int,
 
 def reprocess_lands_the_sis(d: Deployment, server: SimulatorServer, cursor: str | None) -> None:
     """The admin's reprocess (the review job, the sensor's run request, the sync) publishes the SIS as it is."""
-    run_review_job(d.defs, "review_reprocess", "reprocess_district", {"district_id": "alpha", "reviewer": "Lee"},
-                   d.instance)
+    run_review_job(
+        d.defs,
+        "review_reprocess",
+        "reprocess_district",
+        {"district_id": "alpha", "reviewer": "Lee"},
+        d.instance,
+    )
     requested = tick(d.defs, d.instance, cursor)
     assert len(requested.run_requests) == 1
     assert run_sync(d.defs, "alpha", d.instance, requested.run_requests[0].tags).success
@@ -237,7 +279,9 @@ def test_sigkill_mid_publish_publishes_nothing_and_a_reprocess_lands_the_right_d
     district = server.tenant("alpha").district
     engine = sa.create_engine(d.warehouse_url)
     with engine.connect() as conn:
-        names = dict(conn.execute(sa.text("SELECT sourced_id, given_name FROM users WHERE deleted_at IS NULL")).all())
+        names = dict(
+            conn.execute(sa.text("SELECT sourced_id, given_name FROM users WHERE deleted_at IS NULL")).all()
+        )
     engine.dispose()
     for sourced_id in changed.changes["users"].updated:
         assert names[sourced_id] == district.collections["users"][sourced_id]["givenName"]

@@ -30,9 +30,16 @@ UTC = dt.UTC
 
 
 def district(id_: str, timezone: str, **schedule: object) -> dict[str, object]:
-    return {"id": id_, "name": f"District {id_}", "api_host": "https://sis.example.org", "app_name": id_,
-            "client_id_env": "X_KEY", "client_secret_env": "X_SECRET", "timezone": timezone,
-            "schedule": schedule}
+    return {
+        "id": id_,
+        "name": f"District {id_}",
+        "api_host": "https://sis.example.org",
+        "app_name": id_,
+        "client_id_env": "X_KEY",
+        "client_secret_env": "X_SECRET",
+        "timezone": timezone,
+        "schedule": schedule,
+    }
 
 
 DISTRICTS = [
@@ -67,7 +74,9 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 def ticks(schedule: dg.ScheduleDefinition, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
     """Every tick of a schedule in [start, end), as the daemon computes them."""
-    crons = [schedule.cron_schedule] if isinstance(schedule.cron_schedule, str) else list(schedule.cron_schedule)
+    crons = (
+        [schedule.cron_schedule] if isinstance(schedule.cron_schedule, str) else list(schedule.cron_schedule)
+    )
     out: list[dt.datetime] = []
     for cron in crons:
         for moment in cron_string_iterator(start.timestamp() - 1, cron, schedule.execution_timezone):
@@ -81,8 +90,12 @@ def ticks(schedule: dg.ScheduleDefinition, start: dt.datetime, end: dt.datetime)
 def evaluate(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, when: dt.datetime):
     # Entered: an evaluation context enters its own instance, which must be exited here, not when the
     # context is garbage-collected (that would restore a dead instance's state storage; see conftest).
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=defs.resources,
-                                   repository_def=defs.get_repository_def()) as context:
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=when,
+        resources=defs.resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
         return defs.resolve_schedule_def(name).evaluate_tick(context)
 
 
@@ -100,8 +113,16 @@ def schedule(defs: dg.Definitions, name: str) -> dg.ScheduleDefinition:
 
 def test_each_enabled_scheduled_district_has_a_named_schedule_in_its_own_timezone(defs) -> None:
     by_name = {s.name: s for s in defs.schedules}
-    assert sorted(by_name) == ["sync_albany", "sync_berlin", "sync_chicago", "sync_la", "sync_munich", "sync_nyc",
-                               "sync_pinned", "sync_sydney"]  # no manual, no disabled district
+    assert sorted(by_name) == [
+        "sync_albany",
+        "sync_berlin",
+        "sync_chicago",
+        "sync_la",
+        "sync_munich",
+        "sync_nyc",
+        "sync_pinned",
+        "sync_sydney",
+    ]  # no manual, no disabled district
     assert by_name["sync_sydney"].execution_timezone == "Australia/Sydney"
     assert by_name["sync_la"].execution_timezone == "America/Los_Angeles"
     assert list(by_name["sync_sydney"].cron_schedule) == ["30 2 * * *", "30 14 * * *"]
@@ -113,14 +134,21 @@ def test_spring_forward_a_missing_local_time_runs_once_at_three(defs) -> None:
     nyc = ticks(schedule(defs, "sync_nyc"), utc(2026, 3, 6, 12), utc(2026, 3, 10, 0))
     assert as_utc(nyc) == [utc(2026, 3, 7, 7, 30), utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)]
     assert [m.astimezone(ZoneInfo("America/New_York")).strftime("%d %H:%M") for m in nyc] == [
-        "07 02:30", "08 03:00", "09 02:30"]
+        "07 02:30",
+        "08 03:00",
+        "09 02:30",
+    ]
     # Berlin, Sunday 2026-03-29: 02:00 CET jumps to 03:00 CEST.
     berlin = ticks(schedule(defs, "sync_berlin"), utc(2026, 3, 27, 12), utc(2026, 3, 30, 12))
     assert as_utc(berlin) == [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]
     # Sydney, Sunday 2026-10-04: 02:00 AEST jumps to 03:00 AEDT; the 14:30 tick is unaffected.
     sydney = ticks(schedule(defs, "sync_sydney"), utc(2026, 10, 2, 14), utc(2026, 10, 4, 14))
-    assert as_utc(sydney) == [utc(2026, 10, 2, 16, 30), utc(2026, 10, 3, 4, 30), utc(2026, 10, 3, 16, 0),
-                              utc(2026, 10, 4, 3, 30)]
+    assert as_utc(sydney) == [
+        utc(2026, 10, 2, 16, 30),
+        utc(2026, 10, 3, 4, 30),
+        utc(2026, 10, 3, 16, 0),
+        utc(2026, 10, 4, 3, 30),
+    ]
 
 
 def test_fall_back_a_doubled_local_time_runs_exactly_once_at_the_later_instant(defs) -> None:
@@ -136,9 +164,11 @@ def test_fall_back_a_doubled_local_time_runs_exactly_once_at_the_later_instant(d
 
 
 def test_one_run_per_local_day_across_a_whole_dst_week(defs) -> None:
-    for name, zone, start in [("sync_nyc", "America/New_York", utc(2026, 3, 5)),
-                              ("sync_albany", "America/New_York", utc(2026, 10, 28)),
-                              ("sync_berlin", "Europe/Berlin", utc(2026, 10, 22))]:
+    for name, zone, start in [
+        ("sync_nyc", "America/New_York", utc(2026, 3, 5)),
+        ("sync_albany", "America/New_York", utc(2026, 10, 28)),
+        ("sync_berlin", "Europe/Berlin", utc(2026, 10, 22)),
+    ]:
         moments = ticks(schedule(defs, name), start, start + dt.timedelta(days=7))
         days = [m.astimezone(ZoneInfo(zone)).date() for m in moments]
         assert len(days) == len(set(days)) == 7, (name, moments)
@@ -147,8 +177,12 @@ def test_one_run_per_local_day_across_a_whole_dst_week(defs) -> None:
 def test_dst_ticks_request_the_districts_sync_with_full_on_the_full_sync_day(defs, instance) -> None:
     # Both US transitions fall on a Sunday: the weekly full day of the default plan.
     spring, fall = utc(2026, 3, 8, 7, 0), utc(2026, 11, 1, 6, 30)
-    for name, when, mode in [("sync_nyc", spring, "full"), ("sync_nyc", spring + dt.timedelta(days=1), "delta"),
-                             ("sync_albany", fall, "full"), ("sync_albany", fall + dt.timedelta(days=1), "delta")]:
+    for name, when, mode in [
+        ("sync_nyc", spring, "full"),
+        ("sync_nyc", spring + dt.timedelta(days=1), "delta"),
+        ("sync_albany", fall, "full"),
+        ("sync_albany", fall + dt.timedelta(days=1), "delta"),
+    ]:
         [request] = evaluate(defs, name, instance, when).run_requests
         district_id = name.removeprefix("sync_")
         assert request.partition_key == district_id
@@ -169,8 +203,14 @@ def test_the_plan_follows_the_districts_local_date_not_utcs(defs, instance) -> N
 
 def test_which_districts_get_a_run_on_an_ordinary_friday(defs, instance) -> None:
     warehouse = Warehouse(defs.resources["warehouse"].database_url)
-    pause_district(warehouse.engine, "berlin", by="test", reason="import 3 held: 40% users deleted",
-                   import_id=3, run_id="r3")
+    pause_district(
+        warehouse.engine,
+        "berlin",
+        by="test",
+        reason="import 3 held: 40% users deleted",
+        import_id=3,
+        run_id="r3",
+    )
     start, end = utc(2026, 11, 27, 0), utc(2026, 11, 28, 0)  # Friday, UTC
     launched: dict[str, list[dg.RunRequest]] = {}
     skipped: dict[str, str] = {}
@@ -182,14 +222,28 @@ def test_which_districts_get_a_run_on_an_ordinary_friday(defs, instance) -> None
                 skipped[s.name] = result.skip_message
     runs = {name: len(requests) for name, requests in launched.items() if requests}
     # sydney: twice a day; munich: weekly on Monday, no tick; berlin: paused (ticks, but skipped).
-    assert runs == {"sync_nyc": 1, "sync_albany": 1, "sync_la": 1, "sync_sydney": 2, "sync_chicago": 1,
-                    "sync_pinned": 1}
+    assert runs == {
+        "sync_nyc": 1,
+        "sync_albany": 1,
+        "sync_la": 1,
+        "sync_sydney": 2,
+        "sync_chicago": 1,
+        "sync_pinned": 1,
+    }
     assert "sync_munich" not in launched
-    assert skipped["sync_berlin"].startswith("district berlin is paused since ") and "40% users deleted" in \
-        skipped["sync_berlin"]
+    assert (
+        skipped["sync_berlin"].startswith("district berlin is paused since ")
+        and "40% users deleted" in skipped["sync_berlin"]
+    )
     modes = {r.partition_key: r.tags[SYNC_MODE_TAG] for requests in launched.values() for r in requests}
-    assert modes == {"nyc": "delta", "albany": "delta", "la": "delta", "sydney": "delta", "chicago": "full",
-                     "pinned": "delta"}
+    assert modes == {
+        "nyc": "delta",
+        "albany": "delta",
+        "la": "delta",
+        "sydney": "delta",
+        "chicago": "full",
+        "pinned": "delta",
+    }
     years = {r.partition_key: r.tags.get(SCHOOL_YEAR_TAG) for requests in launched.values() for r in requests}
     assert years["pinned"] == "2027" and years["nyc"] is None  # only a school year the registry pins
     keys = [r.run_key for requests in launched.values() for r in requests]

@@ -52,8 +52,10 @@ SMTP_PASSWORD = "smtp-P4ss-w9Lr3eD"
 @pytest.fixture()
 def server() -> Iterator[SimulatorServer]:
     tiny = generate_district("tiny", seed=31)
-    tenants = [Tenant("alpha", "alpha-client", ALPHA_SECRET, copy.deepcopy(tiny)),
-               Tenant("beta", "beta-client", BETA_SECRET, generate_district("tiny", seed=22))]
+    tenants = [
+        Tenant("alpha", "alpha-client", ALPHA_SECRET, copy.deepcopy(tiny)),
+        Tenant("beta", "beta-client", BETA_SECRET, generate_district("tiny", seed=22)),
+    ]
     with SimulatorServer(tenants) as running:
         issued: list[str] = []
         issue = running.token_store.issue
@@ -70,15 +72,23 @@ def server() -> Iterator[SimulatorServer]:
 
 def secret_forms() -> dict[str, str]:
     """Every way a credential could be written down: as is, and as it travels (base64 in Basic / AUTH)."""
+
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode()
 
-    forms = {"alpha secret": ALPHA_SECRET, "beta secret": BETA_SECRET, "wrong secret": WRONG_SECRET,
-             "SMTP password": SMTP_PASSWORD,
-             "SMTP password (AUTH LOGIN)": b64(SMTP_PASSWORD),
-             "SMTP password (AUTH PLAIN)": b64(f"\0{SMTP_USER}\0{SMTP_PASSWORD}")}
-    for client_id, secret in [("alpha-client", ALPHA_SECRET), ("beta-client", BETA_SECRET),
-                              ("beta-client", WRONG_SECRET)]:
+    forms = {
+        "alpha secret": ALPHA_SECRET,
+        "beta secret": BETA_SECRET,
+        "wrong secret": WRONG_SECRET,
+        "SMTP password": SMTP_PASSWORD,
+        "SMTP password (AUTH LOGIN)": b64(SMTP_PASSWORD),
+        "SMTP password (AUTH PLAIN)": b64(f"\0{SMTP_USER}\0{SMTP_PASSWORD}"),
+    }
+    for client_id, secret in [
+        ("alpha-client", ALPHA_SECRET),
+        ("beta-client", BETA_SECRET),
+        ("beta-client", WRONG_SECRET),
+    ]:
         forms[f"Basic {client_id}:{secret[:5]}…"] = b64(f"{client_id}:{secret}")
     return forms
 
@@ -126,8 +136,12 @@ def leaks(sinks: dict[str, str | bytes], secrets: dict[str, str]) -> list[str]:
 
 
 def test_no_secret_reaches_any_sink(
-    server: SimulatorServer, warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    smtp_server_factory, caplog: pytest.LogCaptureFixture,
+    server: SimulatorServer,
+    warehouse_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    smtp_server_factory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger of the process: ours, Dagster's, httpx, the simulator's
     smtp = smtp_server_factory(username=SMTP_USER, password=SMTP_PASSWORD)
@@ -135,11 +149,18 @@ def test_no_secret_reaches_any_sink(
     registry_path = tmp_path / "districts.yaml"
     registry = write_registry(registry_path, server, environ, ["alpha", "beta"])
     outbox = tmp_path / "outbox"
-    for name, value in {**environ, "ROSTER_SMTP_HOST": smtp.host, "ROSTER_SMTP_PORT": str(smtp.port),
-                        "ROSTER_SMTP_SECURITY": "none", "ROSTER_SMTP_USER": SMTP_USER,
-                        "ROSTER_SMTP_PASSWORD": SMTP_PASSWORD, "ROSTER_EMAIL_FROM": "roster@example.org",
-                        "ROSTER_OUTBOX_DIR": str(outbox), "ROSTER_NOTIFY_RETRY_SECONDS": "0",
-                        "ROSTER_DAGSTER_URL": "https://dagster.example.org"}.items():
+    for name, value in {
+        **environ,
+        "ROSTER_SMTP_HOST": smtp.host,
+        "ROSTER_SMTP_PORT": str(smtp.port),
+        "ROSTER_SMTP_SECURITY": "none",
+        "ROSTER_SMTP_USER": SMTP_USER,
+        "ROSTER_SMTP_PASSWORD": SMTP_PASSWORD,
+        "ROSTER_EMAIL_FROM": "roster@example.org",
+        "ROSTER_OUTBOX_DIR": str(outbox),
+        "ROSTER_NOTIFY_RETRY_SECONDS": "0",
+        "ROSTER_DAGSTER_URL": "https://dagster.example.org",
+    }.items():
         monkeypatch.setenv(name, value)
     defs = bound_definitions(registry, registry_path, warehouse_url)
 
@@ -154,18 +175,27 @@ def test_no_secret_reaches_any_sink(
         runs = instance.get_runs()
         sinks: dict[str, str | bytes] = {
             "python logging": caplog.text + "\n".join(repr(r.__dict__) for r in caplog.records),
-            "dagster event log": "\n".join(serialize_value(entry) for run in runs
-                                           for entry in instance.all_logs(run.run_id)),
+            "dagster event log": "\n".join(
+                serialize_value(entry) for run in runs for entry in instance.all_logs(run.run_id)
+            ),
             "dagster run storage (config, tags)": "\n".join(serialize_value(run) for run in runs),
             "sensor results": "\n".join(repr(t) for t in ticks),
             "run failures (exceptions)": "\n".join(
-                f"{event.step_failure_data.error!r} {event.message}" for result in (held, failed)
-                for event in result.get_step_failure_events()),
+                f"{event.step_failure_data.error!r} {event.message}"
+                for result in (held, failed)
+                for event in result.get_step_failure_events()
+            ),
             "warehouse (every table)": warehouse_text(warehouse_url),
             "simulator request log": "\n".join(repr(r) for r in server.requests),
             **{f"email {e.message['X-Roster-Idempotency-Key']}": email_text(e.raw) for e in smtp.envelopes},
-            **{f"instance file {name}": data for name, data in files_under(Path(instance.root_directory)).items()},
-            **{f"outbox file {name}": data for name, data in (files_under(outbox) if outbox.exists() else {}).items()},
+            **{
+                f"instance file {name}": data
+                for name, data in files_under(Path(instance.root_directory)).items()
+            },
+            **{
+                f"outbox file {name}": data
+                for name, data in (files_under(outbox) if outbox.exists() else {}).items()
+            },
         }
         secrets = secret_forms()
         secrets.update({f"token {t[:4]}…": t for t in server.issued_tokens})  # type: ignore[attr-defined]
@@ -175,14 +205,20 @@ def test_no_secret_reaches_any_sink(
         assert published.success and not held.success and not failed.success
         assert Warehouse(warehouse_url).held_import("alpha") is not None
         kinds = sorted(str(m["X-Roster-Idempotency-Key"]).rsplit(":", 1)[1] for m in smtp.messages)
-        assert kinds == ["check_your_data", "import_results", "run_failure"], kinds  # the scrubber refused none
+        assert kinds == ["check_your_data", "import_results", "run_failure"], (
+            kinds
+        )  # the scrubber refused none
         assert smtp.auth_attempts and all(ok for _, ok in smtp.auth_attempts)
         assert len(server.issued_tokens) >= 2  # type: ignore[attr-defined]
         assert "district alpha" in sinks["python logging"] and "beta" in sinks["run failures (exceptions)"]
         assert "invalid_client" in sinks["run failures (exceptions)"]
-        assert "roster_import" in sinks["dagster event log"] and "dagster/partition" in sinks[
-            "dagster run storage (config, tags)"]
-        assert "held" in sinks["warehouse (every table)"] and "/oauth2/token" in sinks["simulator request log"]
+        assert (
+            "roster_import" in sinks["dagster event log"]
+            and "dagster/partition" in sinks["dagster run storage (config, tags)"]
+        )
+        assert (
+            "held" in sinks["warehouse (every table)"] and "/oauth2/token" in sinks["simulator request log"]
+        )
         assert any(name.startswith("instance file") for name in sinks)
 
 
@@ -208,15 +244,36 @@ def test_no_oauth1_secret_or_signature_reaches_logs_warehouse_or_request_log(
     warehouse = Warehouse(warehouse_url)
     warehouse.create_schema()
     with SimulatorServer([tenant], auth_mode="oauth1") as sim:
-        district = parse_registry({"districts": [{
-            "id": "gamma", "name": "Gamma", "import_method": "oneroster_rest_oauth1", "school_year": 2027,
-            "base_url": sim.base_url("gamma"), "client_id_env": "GAMMA_KEY", "client_secret_env": "GAMMA_SECRET",
-        }]}).get("gamma")
-        published = sync_district(warehouse, district, "run-1", RESOURCES,
-                                  environ={"GAMMA_KEY": "gamma-key", "GAMMA_SECRET": OAUTH1_SECRET})
+        district = parse_registry(
+            {
+                "districts": [
+                    {
+                        "id": "gamma",
+                        "name": "Gamma",
+                        "import_method": "oneroster_rest_oauth1",
+                        "school_year": 2027,
+                        "base_url": sim.base_url("gamma"),
+                        "client_id_env": "GAMMA_KEY",
+                        "client_secret_env": "GAMMA_SECRET",
+                    }
+                ]
+            }
+        ).get("gamma")
+        published = sync_district(
+            warehouse,
+            district,
+            "run-1",
+            RESOURCES,
+            environ={"GAMMA_KEY": "gamma-key", "GAMMA_SECRET": OAUTH1_SECRET},
+        )
         with pytest.raises(AuthenticationError) as refused:
-            sync_district(warehouse, district, "run-2", RESOURCES,
-                          environ={"GAMMA_KEY": "gamma-key", "GAMMA_SECRET": WRONG_SECRET})
+            sync_district(
+                warehouse,
+                district,
+                "run-2",
+                RESOURCES,
+                environ={"GAMMA_KEY": "gamma-key", "GAMMA_SECRET": WRONG_SECRET},
+            )
         request_log = "\n".join(repr(r) for r in sim.requests)
     sinks: dict[str, str | bytes] = {
         "python logging": caplog.text + "\n".join(repr(r.__dict__) for r in caplog.records),
@@ -231,7 +288,11 @@ def test_no_oauth1_secret_or_signature_reaches_logs_warehouse_or_request_log(
     secrets.update({f"signature {s[:4]}… (computed)": unquote(s) for s in signatures})
     assert leaks(sinks, secrets) == []
     # The runs really happened and the sinks really hold them.
-    assert published.published and len(signatures) == len(authorizations) >= len(RESOURCES) + 1  # + the refused one
-    assert "refused the OAuth 1.0a request signature" in str(sinks["warehouse (every table)"])  # the failed import
+    assert (
+        published.published and len(signatures) == len(authorizations) >= len(RESOURCES) + 1
+    )  # + the refused one
+    assert "refused the OAuth 1.0a request signature" in str(
+        sinks["warehouse (every table)"]
+    )  # the failed import
     assert "/users" in request_log and "oauth_signature" not in request_log
     warehouse.dispose()

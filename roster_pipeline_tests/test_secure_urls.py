@@ -48,10 +48,22 @@ def registry_error(**fields: Any) -> str:
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
-        ({"sis": "classlink", "token_url": "http://sis.example.org/token", "base_url": "https://sis.example.org/v1p1"},
-         "token_url"),
-        ({"sis": "classlink", "token_url": "https://sis.example.org/token", "base_url": "http://sis.example.org/v1p1"},
-         "base_url"),
+        (
+            {
+                "sis": "classlink",
+                "token_url": "http://sis.example.org/token",
+                "base_url": "https://sis.example.org/v1p1",
+            },
+            "token_url",
+        ),
+        (
+            {
+                "sis": "classlink",
+                "token_url": "https://sis.example.org/token",
+                "base_url": "http://sis.example.org/v1p1",
+            },
+            "base_url",
+        ),
         ({"api_host": "http://springfield.infinitecampus.org"}, "api_host"),
         # looks like loopback, is not: a DNS name under the attacker's control
         ({"api_host": "http://127.0.0.1.nip.example"}, "api_host"),
@@ -61,22 +73,33 @@ def registry_error(**fields: Any) -> str:
         ({"api_host": "ftp://sis.example.org"}, "api_host"),
     ],
 )
-def test_plain_http_to_a_network_host_is_refused_naming_district_and_field(fields: dict[str, Any], field: str) -> None:
+def test_plain_http_to_a_network_host_is_refused_naming_district_and_field(
+    fields: dict[str, Any], field: str
+) -> None:
     message = registry_error(**fields)
     assert f"district 'springfield': field {field!r}:" in message
     assert "https" in message
 
 
 def test_credentials_in_a_url_are_refused_without_echoing_them() -> None:
-    message = registry_error(api_host="sis.example.org", token_url=f"https://admin:{SECRET}@sis.example.org/token")
+    message = registry_error(
+        api_host="sis.example.org", token_url=f"https://admin:{SECRET}@sis.example.org/token"
+    )
     assert "field 'token_url'" in message and "credentials" in message
     assert SECRET not in message
 
 
 @pytest.mark.parametrize(
     "api_host",
-    ["https://springfield.infinitecampus.org", "springfield.infinitecampus.org", "http://127.0.0.1:8000",
-     "http://127.3.2.1:8000", "http://localhost:8000", "http://[::1]:8000", "HTTPS://Sis.Example.org"],
+    [
+        "https://springfield.infinitecampus.org",
+        "springfield.infinitecampus.org",
+        "http://127.0.0.1:8000",
+        "http://127.3.2.1:8000",
+        "http://localhost:8000",
+        "http://[::1]:8000",
+        "HTTPS://Sis.Example.org",
+    ],
 )
 def test_https_and_loopback_http_load(api_host: str) -> None:
     loaded = parse_registry({"districts": [district(api_host=api_host)]}).get("springfield")
@@ -92,9 +115,21 @@ def test_a_bare_api_host_derives_https() -> None:
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("localhost", True), ("LOCALHOST", True), ("127.0.0.1", True), ("127.255.0.9", True), ("::1", True),
-     ("[::1]", True), ("128.0.0.1", False), ("10.0.0.1", False), ("0.0.0.0", False), ("::", False),
-     ("localhost.example.org", False), ("127.0.0.1.example.org", False), ("", False)],
+    [
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("128.0.0.1", False),
+        ("10.0.0.1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("localhost.example.org", False),
+        ("127.0.0.1.example.org", False),
+        ("", False),
+    ],
 )
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
@@ -127,17 +162,24 @@ def test_client_config_refuses_plain_http_to_a_network_host(field: str) -> None:
 
 def test_client_config_accepts_https_and_loopback_http() -> None:
     assert config().token_url.startswith("https://")
-    assert config(base_url="http://127.0.0.1:9/v1p1", token_url="http://localhost:9/token").base_url.startswith("http")
+    assert config(
+        base_url="http://127.0.0.1:9/v1p1", token_url="http://localhost:9/token"
+    ).base_url.startswith("http")
 
 
-def test_client_config_from_the_registry_refuses_what_slipped_past_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_config_from_the_registry_refuses_what_slipped_past_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A District built without validation (model_construct) still cannot reach the network over http."""
     from roster_pipeline.registry.districts import District
 
     monkeypatch.setenv("SPRINGFIELD_ID", "cid")
     monkeypatch.setenv("SPRINGFIELD_SECRET", SECRET)
     unchecked = District.model_construct(
-        **{**District.model_validate(district(api_host="sis.example.org")).__dict__, "api_host": "http://sis.example.org"}
+        **{
+            **District.model_validate(district(api_host="sis.example.org")).__dict__,
+            "api_host": "http://sis.example.org",
+        }
     )
     with pytest.raises(InsecureURLError, match="district 'springfield': token_url must use https"):
         client_config_for(unchecked)
@@ -270,7 +312,9 @@ def test_an_untrusted_certificate_is_refused(
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     with OneRosterClient(https_config(server)) as client, pytest.raises(OneRosterError) as info:
         list(client.iter_batches("orgs"))
-    assert "district 'springfield'" in str(info.value) and "TLS certificate verification failed" in str(info.value)
+    assert "district 'springfield'" in str(info.value) and "TLS certificate verification failed" in str(
+        info.value
+    )
     assert server.requests == []  # the handshake failed: not one request (nor the secret) was sent
 
 
@@ -288,7 +332,9 @@ def test_a_private_ca_is_trusted_through_ssl_cert_file(
 def test_no_code_turns_certificate_verification_off() -> None:
     package = Path(__file__).resolve().parents[1] / "roster_pipeline"
     offenders = [
-        str(path.relative_to(package)) for path in package.rglob("*.py")
-        if "verify=False" in path.read_text(encoding="utf-8") or "CERT_NONE" in path.read_text(encoding="utf-8")
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "verify=False" in path.read_text(encoding="utf-8")
+        or "CERT_NONE" in path.read_text(encoding="utf-8")
     ]
     assert offenders == []

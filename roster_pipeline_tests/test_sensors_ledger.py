@@ -26,8 +26,17 @@ def engine(warehouse_url: str):
 
 
 def claim(engine: sa.Engine, now: datetime, **kw: object) -> bool:
-    return ledger.claim(engine, KEY, district_id="alpha", import_id=7, kind="check_your_data", now=now,
-                        retry_after=timedelta(seconds=60), max_attempts=3, **kw)  # type: ignore[arg-type]
+    return ledger.claim(
+        engine,
+        KEY,
+        district_id="alpha",
+        import_id=7,
+        kind="check_your_data",
+        now=now,
+        retry_after=timedelta(seconds=60),
+        max_attempts=3,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_only_one_claim_wins_and_a_sent_email_is_never_claimed_again(engine) -> None:

@@ -67,13 +67,17 @@ def _environment(server: SimulatorServer, district: SimulatedDistrict) -> dict[s
         u for u in district.collections["users"].values() if u["role"] == "teacher" and u.get("email")
     )
     first_class = next(iter(district.collections["classes"].values()))
-    earliest = min(parse_datetime(r["dateLastModified"]) for c in district.collections.values() for r in c.values())
+    earliest = min(
+        parse_datetime(r["dateLastModified"]) for c in district.collections.values() for r in c.values()
+    )
     delta = (earliest - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # type: ignore[operator]
     assert parse_datetime(delta) < datetime.now(parse_datetime(delta).tzinfo)  # type: ignore[operator, union-attr]
     base = server.base_url("sds")
     return {
         "Oauth2TokenAddress": server.token_url("sds"),
-        "OneRosterHost": base[: -len("/ims/oneroster/v1p1")],  # the collection appends /ims/oneroster/v1p1/...
+        "OneRosterHost": base[
+            : -len("/ims/oneroster/v1p1")
+        ],  # the collection appends /ims/oneroster/v1p1/...
         "OneRosterConsumerKey": CID,
         "OneRosterConsumerSecret": SECRET,
         "Scopes": "",
@@ -106,18 +110,36 @@ def test_sds_postman_collection_passes_under_newman(
 ) -> None:
     newman = _newman()
     environment = tmp_path / "simulator.postman_environment.json"
-    values = [{"key": k, "value": v, "type": "default", "enabled": True} for k, v in _environment(server, district).items()]
+    values = [
+        {"key": k, "value": v, "type": "default", "enabled": True}
+        for k, v in _environment(server, district).items()
+    ]
     environment.write_text(json.dumps({"name": "roster-pipeline simulator", "values": values}))
     report = tmp_path / "newman.json"
     proc = subprocess.run(
         [
-            newman, "run", str(shared_reference / COLLECTION), "--environment", str(environment),
-            "--reporters", "cli,json", "--reporter-json-export", str(report), "--color", "off",
-            "--disable-unicode", "--timeout-request", "60000",
+            newman,
+            "run",
+            str(shared_reference / COLLECTION),
+            "--environment",
+            str(environment),
+            "--reporters",
+            "cli,json",
+            "--reporter-json-export",
+            str(report),
+            "--color",
+            "off",
+            "--disable-unicode",
+            "--timeout-request",
+            "60000",
         ],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
-    assert report.exists(), f"newman wrote no report (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    assert report.exists(), (
+        f"newman wrote no report (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    )
     run = json.loads(report.read_text())["run"]
 
     explained = _explained_failures()
@@ -137,13 +159,18 @@ def test_sds_postman_collection_passes_under_newman(
                 excused.append(f"{request_name} / {name}: {explained[(request_name, name)]}")
             else:
                 failed.append(f"{request_name} / {name}: {assertion['error'].get('message')}")
-    print(f"\nSDS collection: {passed}/{total} assertions passed; {len(excused)} explained:\n  " + "\n  ".join(excused))
+    print(
+        f"\nSDS collection: {passed}/{total} assertions passed; {len(excused)} explained:\n  "
+        + "\n  ".join(excused)
+    )
     stats = run["stats"]
     assert stats["requests"]["total"] == 89 and stats["requests"]["failed"] == 0
     assert not failed, "SDS checks failed:\n" + "\n".join(failed)
     assert total > 1000 and passed + len(excused) == total
     # An explained check must be explained by data we actually serve, not silently unused.
-    assert len(excused) == len(explained), f"explained but not failing: {set(explained) - {tuple(e.split(' / ')[:2]) for e in excused}}"
+    assert len(excused) == len(explained), (
+        f"explained but not failing: {set(explained) - {tuple(e.split(' / ')[:2]) for e in excused}}"
+    )
 
 
 # ------------------------------------------------------------------------------------------ OpenAPI
@@ -155,15 +182,24 @@ STRING_BOOLEANS = {
     "User_Type_allOf": ["enabledUser"],
     "Enrollment_Type_allOf": ["primary"],
     "Demographic_Type_allOf": [
-        "americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican", "nativeHawaiianOrOtherPacificIslander",
-        "white", "demographicRaceTwoOrMoreRaces", "hispanicOrLatinoEthnicity",
+        "americanIndianOrAlaskaNative",
+        "asian",
+        "blackOrAfricanAmerican",
+        "nativeHawaiianOrOtherPacificIslander",
+        "white",
+        "demographicRaceTwoOrMoreRaces",
+        "hispanicOrLatinoEthnicity",
     ],
 }
 # The 1.1 spec's status-code table (REST binding §3.3) lists these imsx_CodeMinor values; the file's
 # enum omits them although the issue and the spec require them (invalid_filter_field for a bad
 # filter, server_busy with 429, ...). Added, nothing removed.
 EXTRA_CODE_MINORS = [
-    "invalid_filter_field", "invalid_blank_selection_field", "forbidden", "server_busy", "internal_server_error",
+    "invalid_filter_field",
+    "invalid_blank_selection_field",
+    "forbidden",
+    "server_busy",
+    "internal_server_error",
 ]
 
 
@@ -188,7 +224,9 @@ def _validator(doc: dict[str, Any], ref: str) -> jsonschema.protocols.Validator:
 def test_every_openapi_get_path_validates(
     openapi: dict[str, Any], server: SimulatorServer, district: SimulatedDistrict
 ) -> None:
-    token = httpx.post(server.token_url("sds"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)).json()
+    token = httpx.post(
+        server.token_url("sds"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)
+    ).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     values = path_values(district)
     error_validator = _validator(openapi, "#/components/schemas/imsx_StatusInfo.Type")
@@ -216,7 +254,9 @@ def test_every_openapi_get_path_validates(
                 continue
             assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
             body = response.json()
-            errors = sorted(_validator(openapi, ok_ref).iter_errors(body), key=lambda e: list(e.absolute_path))
+            errors = sorted(
+                _validator(openapi, ok_ref).iter_errors(body), key=lambda e: list(e.absolute_path)
+            )
             assert not errors, f"{template} ({ok_ref}): " + "; ".join(
                 f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]
             )
@@ -238,8 +278,14 @@ def test_every_openapi_get_path_validates(
 def test_error_bodies_validate(
     openapi: dict[str, Any], server: SimulatorServer, path: str, params: dict[str, str] | None, status: int
 ) -> None:
-    token = httpx.post(server.token_url("sds"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)).json()
-    r = httpx.get(server.base_url("sds") + path, params=params, headers={"Authorization": f"Bearer {token['access_token']}"})
+    token = httpx.post(
+        server.token_url("sds"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)
+    ).json()
+    r = httpx.get(
+        server.base_url("sds") + path,
+        params=params,
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+    )
     assert r.status_code == status
     _validator(openapi, "#/components/schemas/imsx_StatusInfo.Type").validate(r.json())
 

@@ -89,13 +89,22 @@ def test_every_1p2_get_path_validates_against_the_openapi_schemas(
 def test_1p2_users_carry_roles_and_every_1p2_user_role_is_primary_once(
     server: SimulatorServer, district: SimulatedDistrict, headers: dict[str, str]
 ) -> None:
-    users = httpx.get(server.base_url("sds") + "/users", params={"limit": "100000"}, headers=headers).json()["users"]
+    users = httpx.get(server.base_url("sds") + "/users", params={"limit": "100000"}, headers=headers).json()[
+        "users"
+    ]
     assert {role["role"] for user in users for role in user["roles"]} >= {
-        "student", "teacher", "aide", "guardian", "districtAdministrator", "siteAdministrator",
+        "student",
+        "teacher",
+        "aide",
+        "guardian",
+        "districtAdministrator",
+        "siteAdministrator",
     }
     assert all([role["roleType"] for role in user["roles"]].count("primary") == 1 for user in users)
     itinerant = [user for user in users if len(user["roles"]) > 1]
-    assert itinerant and all(role["roleType"] == "secondary" for user in itinerant for role in user["roles"][1:])
+    assert itinerant and all(
+        role["roleType"] == "secondary" for user in itinerant for role in user["roles"][1:]
+    )
 
 
 @pytest.mark.parametrize(
@@ -112,8 +121,12 @@ def test_1p2_users_carry_roles_and_every_1p2_user_role_is_primary_once(
     ],
 )
 def test_1p2_error_bodies_validate(
-    openapi: dict[str, Any], server: SimulatorServer, headers: dict[str, str],
-    path: str, params: dict[str, str] | None, status: int,
+    openapi: dict[str, Any],
+    server: SimulatorServer,
+    headers: dict[str, str],
+    path: str,
+    params: dict[str, str] | None,
+    status: int,
 ) -> None:
     response = httpx.get(server.base_url("sds") + path, params=params, headers=headers)
     assert response.status_code == status

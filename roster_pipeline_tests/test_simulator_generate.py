@@ -57,7 +57,11 @@ def test_name_and_school_year_are_honoured() -> None:
     assert [o["name"] for o in orgs if o["type"] == "district"] == ["Example Valley School District"]
     sessions = district.collections["academicSessions"].values()
     assert {s["schoolYear"] for s in sessions} == {"2031"}
-    assert all(r["dateLastModified"].startswith("2030-08-0") for c in district.collections.values() for r in c.values())
+    assert all(
+        r["dateLastModified"].startswith("2030-08-0")
+        for c in district.collections.values()
+        for r in c.values()
+    )
 
 
 def test_unknown_size_is_rejected() -> None:
@@ -144,7 +148,8 @@ def test_courses_and_classes_carry_their_fields(small: SimulatedDistrict) -> Non
         class_types[klass["classType"]] += 1
     assert class_types["scheduled"] > class_types["homeroom"] > 0
     course_orgs = Counter(
-        small.collections["orgs"][c["org"]["sourcedId"]]["type"] for c in small.collections["courses"].values()
+        small.collections["orgs"][c["org"]["sourcedId"]]["type"]
+        for c in small.collections["courses"].values()
     )
     assert course_orgs["school"] > 0 and course_orgs["district"] > 0
 
@@ -205,9 +210,15 @@ def test_one_demographics_record_per_student(small: SimulatedDistrict) -> None:
     students = {u["sourcedId"] for u in small.collections["users"].values() if u["role"] == "student"}
     demographics = small.collections["demographics"]
     assert set(demographics) == students
-    flags = ("americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican",
-             "nativeHawaiianOrOtherPacificIslander", "white", "demographicRaceTwoOrMoreRaces",
-             "hispanicOrLatinoEthnicity")
+    flags = (
+        "americanIndianOrAlaskaNative",
+        "asian",
+        "blackOrAfricanAmerican",
+        "nativeHawaiianOrOtherPacificIslander",
+        "white",
+        "demographicRaceTwoOrMoreRaces",
+        "hispanicOrLatinoEthnicity",
+    )
     for record in demographics.values():
         assert DATE.match(record["birthDate"]) and record["sex"] in {"male", "female"}
         assert all(record[flag] in {"true", "false"} for flag in flags)
@@ -220,7 +231,9 @@ def test_some_records_are_tobedeleted_consistently(small: SimulatedDistrict) -> 
     assert 0 < len(withdrawn) < 20
     tobedeleted_enrollments = [e for e in enrollments.values() if e["status"] == "tobedeleted"]
     assert len(tobedeleted_enrollments) > len(withdrawn)  # withdrawn students' plus dropped classes
-    assert all(e["status"] == "tobedeleted" for e in enrollments.values() if e["user"]["sourcedId"] in withdrawn)
+    assert all(
+        e["status"] == "tobedeleted" for e in enrollments.values() if e["user"]["sourcedId"] in withdrawn
+    )
     statuses = {r["status"] for records in small.collections.values() for r in records.values()}
     assert statuses == {"active", "tobedeleted"}
 

@@ -32,7 +32,10 @@ def district() -> SimulatedDistrict:
 
 def snapshot(district: SimulatedDistrict) -> Snapshot:
     """Every record as JSON bytes: a deep copy that is cheap to take and to compare."""
-    return {name: {i: orjson.dumps(r) for i, r in records.items()} for name, records in district.collections.items()}
+    return {
+        name: {i: orjson.dumps(r) for i, r in records.items()}
+        for name, records in district.collections.items()
+    }
 
 
 def old_record(before: Snapshot, collection: str, sourced_id: str) -> dict[str, Any]:
@@ -46,7 +49,9 @@ def observed_changes(before: Snapshot, district: SimulatedDistrict) -> dict[str,
         old, new = before[name], district.collections[name]
         differing = [i for i in old.keys() & new.keys() if orjson.dumps(new[i]) != old[i]]
         marked = {
-            i for i in differing if orjson.loads(old[i])["status"] == "active" and new[i]["status"] == "tobedeleted"
+            i
+            for i in differing
+            if orjson.loads(old[i])["status"] == "active" and new[i]["status"] == "tobedeleted"
         }
         changes[name] = {
             "added": set(new.keys() - old.keys()),
@@ -75,7 +80,8 @@ def assert_exact(
     assert orjson.loads(orjson.dumps(summary)) == summary
     for name in BASE_COLLECTIONS:
         assert summary["changes"][name] == {
-            category: len(observed[name][category]) for category in ("added", "updated", "tobedeleted", "removed")
+            category: len(observed[name][category])
+            for category in ("added", "updated", "tobedeleted", "removed")
         }
 
 
@@ -89,7 +95,9 @@ def run(district: SimulatedDistrict, mutate: Any) -> MutationResult:
 
 def students(district: SimulatedDistrict, status: str = "active") -> set[str]:
     return {
-        u["sourcedId"] for u in district.collections["users"].values() if u["role"] == "student" and u["status"] == status
+        u["sourcedId"]
+        for u in district.collections["users"].values()
+        if u["role"] == "student" and u["status"] == status
     }
 
 
@@ -139,7 +147,9 @@ def test_adding_twice_with_the_same_seed_adds_new_ids(district: SimulatedDistric
 def test_add_students_to_a_named_school(district: SimulatedDistrict) -> None:
     school = sorted(o for o, r in district.collections["orgs"].items() if r["type"] == "school")[2]
     result = run(district, lambda d: mutations.add_students(d, 3, seed=1, school_id=school))
-    assert {district.collections["users"][s]["orgs"][0]["sourcedId"] for s in result.changes["users"].added} == {school}
+    assert {
+        district.collections["users"][s]["orgs"][0]["sourcedId"] for s in result.changes["users"].added
+    } == {school}
 
 
 def test_remove_students_marks_student_enrollments_and_demographics(district: SimulatedDistrict) -> None:
@@ -173,12 +183,16 @@ def test_guardians_lose_removed_children_and_go_when_none_is_left() -> None:
     guardians = {u["sourcedId"] for u in users.values() if u["role"] == "guardian"}
     siblings = {g for g in guardians if len(users[g]["agents"]) == 2}
     # Remove a third of the students: some guardians keep a child (updated), some lose all (retired).
-    result = run(district, lambda d: mutations.remove_students(d, len(students(d)) // 3, seed=1, mode="vanish"))
+    result = run(
+        district, lambda d: mutations.remove_students(d, len(students(d)) // 3, seed=1, mode="vanish")
+    )
     gone = result.changes["users"].removed
     assert guardians & gone
     assert result.changes["users"].updated and result.changes["users"].updated <= siblings
     for guardian_id in guardians - gone:
-        assert users[guardian_id]["agents"] and not any(a["sourcedId"] in gone for a in users[guardian_id]["agents"])
+        assert users[guardian_id]["agents"] and not any(
+            a["sourcedId"] in gone for a in users[guardian_id]["agents"]
+        )
 
 
 # ---------------------------------------------------------------------------------------------- classes
@@ -196,7 +210,9 @@ def test_move_students_updates_one_enrollment_each(district: SimulatedDistrict) 
         assert new["school"] == old["school"]
         assert district.collections["classes"][new["class"]["sourcedId"]]["school"] == new["school"]
     pairs = Counter(
-        (e["user"]["sourcedId"], e["class"]["sourcedId"]) for e in enrollments.values() if e["status"] == "active"
+        (e["user"]["sourcedId"], e["class"]["sourcedId"])
+        for e in enrollments.values()
+        if e["status"] == "active"
     )
     assert max(pairs.values()) == 1
 
@@ -210,7 +226,11 @@ def test_move_students_rejects_more_than_possible() -> None:
 
 # ----------------------------------------------------------------------------------------------- school
 def school_ids(district: SimulatedDistrict) -> list[str]:
-    return sorted(o for o, r in district.collections["orgs"].items() if r["type"] == "school" and r["status"] == "active")
+    return sorted(
+        o
+        for o, r in district.collections["orgs"].items()
+        if r["type"] == "school" and r["status"] == "active"
+    )
 
 
 def test_delete_school_vanish_leaves_no_trace(district: SimulatedDistrict) -> None:
@@ -232,7 +252,8 @@ def test_delete_school_tobedeleted_marks_its_data(district: SimulatedDistrict) -
     assert classes and all(c["status"] == "tobedeleted" for c in classes)
     multi_org_users = result.changes["users"].updated
     assert all(
-        school not in {o["sourcedId"] for o in district.collections["users"][u]["orgs"]} for u in multi_org_users
+        school not in {o["sourcedId"] for o in district.collections["users"][u]["orgs"]}
+        for u in multi_org_users
     )
 
 
@@ -254,7 +275,8 @@ def test_wipe_enrollments_removes_most_and_nothing_else(district: SimulatedDistr
 def test_advance_school_year(district: SimulatedDistrict, old: str) -> None:
     grades_before = {s: district.collections["users"][s]["grades"][0] for s in students(district)}
     old_year_ids = {
-        name: set(district.collections[name]) for name in ("academicSessions", "courses", "classes", "enrollments")
+        name: set(district.collections[name])
+        for name in ("academicSessions", "courses", "classes", "enrollments")
     }
     active_before = {
         name: {i for i in ids if district.collections[name][i]["status"] == "active"}
@@ -273,7 +295,9 @@ def test_advance_school_year(district: SimulatedDistrict, old: str) -> None:
         assert not any(district.collections[name].get(i, {}).get("status") == "active" for i in ids)
     year_id = active_years[0]["sourcedId"]
     assert all(
-        c["schoolYear"]["sourcedId"] == year_id for c in district.collections["courses"].values() if c["status"] == "active"
+        c["schoolYear"]["sourcedId"] == year_id
+        for c in district.collections["courses"].values()
+        if c["status"] == "active"
     )
     users = district.collections["users"]
     continuing = students(district)
@@ -284,7 +308,11 @@ def test_advance_school_year(district: SimulatedDistrict, old: str) -> None:
     assert not any(grades_before[s] == "12" for s in continuing)
     assert result.details["graduated"] == sum(1 for g in grades_before.values() if g == "12")
     assert all(5 <= n <= 8 for n in active_student_enrollment_counts(district).values())
-    teacher_enrollments = [e for e in district.collections["enrollments"].values() if e["status"] == "active" and e["role"] == "teacher"]
+    teacher_enrollments = [
+        e
+        for e in district.collections["enrollments"].values()
+        if e["status"] == "active" and e["role"] == "teacher"
+    ]
     assert teacher_enrollments
 
 
@@ -309,14 +337,25 @@ def test_untouched_records_keep_their_stamp(district: SimulatedDistrict) -> None
 
 # ----------------------------------------------------------------------------------------------- admin
 def test_every_mutation_is_dispatched_and_described() -> None:
-    assert set(MUTATIONS) == set(DESCRIPTIONS) == {
-        "change_users", "add_students", "remove_students", "move_students",
-        "delete_school", "wipe_enrollments", "advance_school_year",
-    }
+    assert (
+        set(MUTATIONS)
+        == set(DESCRIPTIONS)
+        == {
+            "change_users",
+            "add_students",
+            "remove_students",
+            "move_students",
+            "delete_school",
+            "wipe_enrollments",
+            "advance_school_year",
+        }
+    )
 
 
 def test_apply_mutation_returns_the_summary(district: SimulatedDistrict) -> None:
-    summary = apply_mutation(district, "remove_students", {"count": 2, "mode": "vanish", "now": "2030-01-01T00:00:00Z"})
+    summary = apply_mutation(
+        district, "remove_students", {"count": 2, "mode": "vanish", "now": "2030-01-01T00:00:00Z"}
+    )
     assert summary["kind"] == "remove_students" and summary["version"] == 1
     assert summary["timestamp"] == "2030-01-01T00:00:00.000Z"
     assert summary["changes"]["demographics"]["removed"] == 2
@@ -339,7 +378,9 @@ def test_apply_mutation_returns_the_summary(district: SimulatedDistrict) -> None
         ("delete_school", {"school_id": 5}, "delete_school: parameter 'school_id' must be str"),
     ],
 )
-def test_apply_mutation_errors_name_the_mutation_and_parameter(kind: str, params: dict[str, Any], message: str) -> None:
+def test_apply_mutation_errors_name_the_mutation_and_parameter(
+    kind: str, params: dict[str, Any], message: str
+) -> None:
     district = generate_district("tiny")
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         apply_mutation(district, kind, params)

@@ -30,7 +30,9 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def get_token(http: httpx.Client, server: SimulatorServer, app: str = "demo", cid: str = CID, secret: str = SECRET) -> str:
+def get_token(
+    http: httpx.Client, server: SimulatorServer, app: str = "demo", cid: str = CID, secret: str = SECRET
+) -> str:
     r = http.post(server.token_url(app), data={"grant_type": "client_credentials"}, auth=(cid, secret))
     assert r.status_code == 200, r.text
     return r.json()["access_token"]
@@ -39,7 +41,9 @@ def get_token(http: httpx.Client, server: SimulatorServer, app: str = "demo", ci
 @pytest.fixture(scope="module")
 def api(server: SimulatorServer, http: httpx.Client) -> Iterator[httpx.Client]:
     token = get_token(http, server)
-    with httpx.Client(base_url=server.base_url("demo"), headers={"Authorization": f"Bearer {token}"}, timeout=10) as c:
+    with httpx.Client(
+        base_url=server.base_url("demo"), headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ) as c:
         yield c
 
 
@@ -64,7 +68,9 @@ def test_token_by_basic_auth_and_by_form_body(server: SimulatorServer, http: htt
     for r in (basic, form):
         assert r.status_code == 200
         body = r.json()
-        assert body["token_type"] == "Bearer" and body["expires_in"] == 3600 and len(body["access_token"]) > 20
+        assert (
+            body["token_type"] == "Bearer" and body["expires_in"] == 3600 and len(body["access_token"]) > 20
+        )
         assert r.headers["cache-control"] == "no-store"
 
 
@@ -72,19 +78,33 @@ def test_token_failures(server: SimulatorServer, http: httpx.Client) -> None:
     url = server.token_url("demo")
     wrong = http.post(url, data={"grant_type": "client_credentials"}, auth=(CID, "wrong"))
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
-    wrong_form = http.post(url, data={"grant_type": "client_credentials", "client_id": CID, "client_secret": "x"})
+    wrong_form = http.post(
+        url, data={"grant_type": "client_credentials", "client_id": CID, "client_secret": "x"}
+    )
     assert wrong_form.status_code == 401 and wrong_form.json()["error"] == "invalid_client"
     nothing = http.post(url, data={"grant_type": "client_credentials"})
     assert nothing.status_code == 401 and nothing.json()["error"] == "invalid_client"
-    no_app = http.post(f"{server.url}/campus/oauth2/token", data={"grant_type": "client_credentials"}, auth=(CID, SECRET))
-    assert no_app.status_code == 400 and "No Campus Application selected" in no_app.json()["error_description"]
-    unknown_app = http.post(server.token_url("demo").replace("demo", "nope"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET))
+    no_app = http.post(
+        f"{server.url}/campus/oauth2/token", data={"grant_type": "client_credentials"}, auth=(CID, SECRET)
+    )
+    assert (
+        no_app.status_code == 400 and "No Campus Application selected" in no_app.json()["error_description"]
+    )
+    unknown_app = http.post(
+        server.token_url("demo").replace("demo", "nope"),
+        data={"grant_type": "client_credentials"},
+        auth=(CID, SECRET),
+    )
     assert unknown_app.status_code == 400
-    other_apps_creds = http.post(url, data={"grant_type": "client_credentials"}, auth=("other-id", "other-secret"))
+    other_apps_creds = http.post(
+        url, data={"grant_type": "client_credentials"}, auth=("other-id", "other-secret")
+    )
     assert other_apps_creds.status_code == 401
     grant = http.post(url, data={"grant_type": "password"}, auth=(CID, SECRET))
     assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
-    garbled = http.post(url, data={"grant_type": "client_credentials"}, headers={"Authorization": "Basic !!!"})
+    garbled = http.post(
+        url, data={"grant_type": "client_credentials"}, headers={"Authorization": "Basic !!!"}
+    )
     assert garbled.status_code == 401
     assert http.get(url).status_code == 405
 
@@ -92,7 +112,9 @@ def test_token_failures(server: SimulatorServer, http: httpx.Client) -> None:
 def test_basic_credentials_are_url_decoded(server: SimulatorServer, http: httpx.Client) -> None:
     # RFC 6749 2.3.1: client id and secret are form-encoded before base64; "%2D" is "-".
     header = "Basic " + base64.b64encode(b"client%2Did:s3cret%2Dvalue").decode()
-    r = http.post(server.token_url("demo"), data={"grant_type": "client_credentials"}, headers={"Authorization": header})
+    r = http.post(
+        server.token_url("demo"), data={"grant_type": "client_credentials"}, headers={"Authorization": header}
+    )
     assert r.status_code == 200
 
 
@@ -129,7 +151,12 @@ def test_tokens_expire_after_their_ttl(http: httpx.Client) -> None:
     with SimulatorServer([Tenant("demo", CID, SECRET, hand_made_district())], token_ttl_seconds=60) as srv:
         srv.token_store._clock = lambda: now[0]  # injectable clock: no sleeping in tests
         token = get_token(http, srv)
-        assert http.post(srv.token_url("demo"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)).json()["expires_in"] == 60
+        assert (
+            http.post(
+                srv.token_url("demo"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)
+            ).json()["expires_in"]
+            == 60
+        )
         headers = {"Authorization": f"Bearer {token}"}
         assert http.get(srv.base_url("demo") + "/orgs", headers=headers).status_code == 200
         now[0] += 59.9
@@ -147,7 +174,10 @@ def test_expire_and_revoke_tokens(server: SimulatorServer, http: httpx.Client) -
     r = http.get(server.base_url("demo") + "/orgs", headers=headers)
     assert r.status_code == 401 and "expired" in r.json()["imsx_description"]
     fresh = get_token(http, server)
-    assert http.get(server.base_url("demo") + "/orgs", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+    assert (
+        http.get(server.base_url("demo") + "/orgs", headers={"Authorization": f"Bearer {fresh}"}).status_code
+        == 200
+    )
     server.revoke_tokens()
     r = http.get(server.base_url("demo") + "/orgs", headers={"Authorization": f"Bearer {fresh}"})
     assert r.status_code == 401 and "unknown or revoked" in r.json()["imsx_description"]
@@ -161,7 +191,11 @@ def test_expire_and_revoke_tokens(server: SimulatorServer, http: httpx.Client) -
     [
         ("/orgs", "orgs", {"district-1", "school-1", "school-2", "school-3"}),
         ("/schools", "orgs", {"school-1", "school-2", "school-3"}),
-        ("/academicSessions", "academicSessions", {"year-2027", "term-1", "term-2", "gp-1-1", "gp-1-2", "gp-2-1", "gp-2-2"}),
+        (
+            "/academicSessions",
+            "academicSessions",
+            {"year-2027", "term-1", "term-2", "gp-1-1", "gp-1-2", "gp-2-1", "gp-2-2"},
+        ),
         ("/terms", "academicSessions", {"term-1", "term-2"}),
         ("/gradingPeriods", "academicSessions", {"gp-1-1", "gp-1-2", "gp-2-1", "gp-2-2"}),
         ("/courses", "courses", {"course-math", "course-art"}),
@@ -205,7 +239,9 @@ def test_users_students_enrollments_totals(api: httpx.Client) -> None:
         ("/demographics/stud4", "demographics", "stud4"),
     ],
 )
-def test_single_reads(api: httpx.Client, server: SimulatorServer, path: str, singular: str, sourced_id: str) -> None:
+def test_single_reads(
+    api: httpx.Client, server: SimulatorServer, path: str, singular: str, sourced_id: str
+) -> None:
     r = api.get(path)
     assert r.status_code == 200, r.text
     assert list(r.json()) == [singular]
@@ -217,7 +253,9 @@ def test_hrefs_are_absolute(api: httpx.Client, server: SimulatorServer) -> None:
     assert cls["school"]["href"] == server.base_url("demo") + "/orgs/school-1"
     assert cls["terms"][0]["href"] == server.base_url("demo") + "/academicSessions/term-1"
     # The stored record keeps its relative href: absolutising happens on the rendered page only.
-    assert server.tenant("demo").district.collections["classes"]["class-a"]["school"]["href"] == "/orgs/school-1"
+    assert (
+        server.tenant("demo").district.collections["classes"]["class-a"]["school"]["href"] == "/orgs/school-1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -242,7 +280,9 @@ def test_unknown_path_is_404(api: httpx.Client, path: str) -> None:
 
 
 def test_unknown_app_and_non_api_paths_are_404(server: SimulatorServer, http: httpx.Client) -> None:
-    assert http.get(server.url + "/campus/api/oneroster/v1p1/nope/ims/oneroster/v1p1/users").status_code == 404
+    assert (
+        http.get(server.url + "/campus/api/oneroster/v1p1/nope/ims/oneroster/v1p1/users").status_code == 404
+    )
     assert http.get(server.url + "/").status_code == 404
 
 
@@ -260,7 +300,11 @@ def test_write_methods_are_refused(api: httpx.Client) -> None:
         ("/schools/school-1/classes", "classes", ["class-a", "class-b"]),
         ("/schools/school-1/students", "users", ["stud1", "stud2", "stud3", "stud4", "stud5"]),
         ("/schools/school-1/teachers", "users", ["teacher-1", "teacher-3"]),
-        ("/schools/school-2/enrollments", "enrollments", ["e-t2-c"] + [f"e-s{n}-{c}" for n in range(6, 10) for c in "cd"]),
+        (
+            "/schools/school-2/enrollments",
+            "enrollments",
+            ["e-t2-c"] + [f"e-s{n}-{c}" for n in range(6, 10) for c in "cd"],
+        ),
         ("/schools/school-2/courses", "courses", ["course-art"]),
         ("/schools/school-1/terms", "academicSessions", ["term-1", "term-2"]),
         ("/classes/class-a/students", "users", ["stud1", "stud2", "stud3", "stud4", "stud5"]),
@@ -273,8 +317,16 @@ def test_write_methods_are_refused(api: httpx.Client) -> None:
         ("/courses/course-math/classes", "classes", ["class-a", "class-b"]),
         ("/terms/term-2/classes", "classes", ["class-b", "class-d"]),
         ("/terms/term-1/gradingPeriods", "academicSessions", ["gp-1-1", "gp-1-2"]),
-        ("/schools/school-1/classes/class-a/enrollments", "enrollments", ["e-t1-a", "e-t3-a"] + [f"e-s{n}-a" for n in range(1, 6)]),
-        ("/schools/school-1/classes/class-a/students", "users", ["stud1", "stud2", "stud3", "stud4", "stud5"]),
+        (
+            "/schools/school-1/classes/class-a/enrollments",
+            "enrollments",
+            ["e-t1-a", "e-t3-a"] + [f"e-s{n}-a" for n in range(1, 6)],
+        ),
+        (
+            "/schools/school-1/classes/class-a/students",
+            "users",
+            ["stud1", "stud2", "stud3", "stud4", "stud5"],
+        ),
         ("/schools/school-1/classes/class-a/teachers", "users", ["teacher-1", "teacher-3"]),
         ("/schools/school-2/classes/class-a/teachers", "users", []),
         ("/schools/1000000/classes", "classes", []),  # unknown parent: 200 and empty, as SDS expects
@@ -336,10 +388,16 @@ def test_offset_past_the_end_is_200_and_empty(api: httpx.Client) -> None:
 
 def test_last_page_has_no_next(api: httpx.Client) -> None:
     r = api.get("/users", params={"offset": 12, "limit": 4})
-    assert len(r.json()["users"]) == 1 and 'rel="next"' not in r.headers["link"] and 'rel="prev"' in r.headers["link"]
+    assert (
+        len(r.json()["users"]) == 1
+        and 'rel="next"' not in r.headers["link"]
+        and 'rel="prev"' in r.headers["link"]
+    )
 
 
-@pytest.mark.parametrize("params", [{"limit": "abc"}, {"limit": "0"}, {"limit": "-1"}, {"offset": "-1"}, {"offset": "x"}])
+@pytest.mark.parametrize(
+    "params", [{"limit": "abc"}, {"limit": "0"}, {"limit": "-1"}, {"offset": "-1"}, {"offset": "x"}]
+)
 def test_bad_paging_is_400(api: httpx.Client, params: dict[str, str]) -> None:
     r = api.get("/users", params=params)
     assert r.status_code == 400 and code_minor(r) == "invaliddata"
@@ -363,18 +421,30 @@ def test_parameter_names_with_spaces_are_accepted(server: SimulatorServer, api: 
         ("familyName>='Hill'", {"stud8", "stud9", "teacher-1", "teacher-2", "teacher-3"}),
         ("familyName<'Carter'", {"stud1", "stud2", "guardian-1"}),
         ("familyName<='Carter'", {"stud1", "stud2", "stud3", "guardian-1"}),
-        ("email~'HM.EXAMPLE'", {"teacher-1", "teacher-2", "stud1", "stud2", "stud4", "stud5", "stud7", "stud8"}),
+        (
+            "email~'HM.EXAMPLE'",
+            {"teacher-1", "teacher-2", "stud1", "stud2", "stud4", "stud5", "stud7", "stud8"},
+        ),
         ("givenName='Smith' AND familyName='Azure'", {"stud1"}),
         ("username='stud1' OR email~'grace'", {"stud1", "teacher-2"}),
         ("role='teacher' and familyName='Hopper'", {"teacher-2"}),  # lower-case joiner: lenient
         ('familyName="Azure"', {"stud1", "guardian-1"}),  # double quotes: lenient
         ("status = 'tobedeleted'", {"stud9"}),  # spaces around the operator
-        ("orgs.sourcedId='school-2'", {"teacher-2", "stud6", "stud7", "stud8", "stud9"}),  # dotted, list fan-out
+        (
+            "orgs.sourcedId='school-2'",
+            {"teacher-2", "stud6", "stud7", "stud8", "stud9"},
+        ),  # dotted, list fan-out
         ("username='norecords'", set()),
         ("dateLastModified>'2026-11-25T00:00:00Z'", {"teacher-2", "stud2", "stud7"}),
         ("dateLastModified>'2026-11-26T08:30:00+00:00'", set()),
-        ("dateLastModified>='2026-11-26T09:30:00+01:00'", {"teacher-2", "stud2", "stud7"}),  # offsets honoured
-        ("dateLastModified<'2026-11-25'", {"teacher-1", "teacher-3", "guardian-1"} | {f"stud{n}" for n in (1, 3, 4, 5, 6, 8, 9)}),
+        (
+            "dateLastModified>='2026-11-26T09:30:00+01:00'",
+            {"teacher-2", "stud2", "stud7"},
+        ),  # offsets honoured
+        (
+            "dateLastModified<'2026-11-25'",
+            {"teacher-1", "teacher-3", "guardian-1"} | {f"stud{n}" for n in (1, 3, 4, 5, 6, 8, 9)},
+        ),
     ],
 )
 def test_filters(api: httpx.Client, filter_: str, expected: set[str]) -> None:
@@ -423,10 +493,14 @@ def test_bad_query_is_400_with_code_minor(api: httpx.Client, params: dict[str, s
 def test_sort_asc_and_desc(api: httpx.Client) -> None:
     asc = [u["familyName"] for u in api.get("/students", params={"sort": "familyName"}).json()["users"]]
     assert asc == sorted(asc) and len(asc) == 9
-    desc = api.get("/students", params={"sort": "familyName", "orderBy": "desc", "limit": 100}).json()["users"]
+    desc = api.get("/students", params={"sort": "familyName", "orderBy": "desc", "limit": 100}).json()[
+        "users"
+    ]
     names = [u["familyName"] for u in desc]
     assert names == sorted(names, reverse=True) and names[0] == "Ito"
-    by_date = api.get("/users", params={"sort": "dateLastModified", "orderBy": "desc", "limit": 3}).json()["users"]
+    by_date = api.get("/users", params={"sort": "dateLastModified", "orderBy": "desc", "limit": 3}).json()[
+        "users"
+    ]
     assert {u["sourcedId"] for u in by_date} == {"teacher-2", "stud2", "stud7"}
 
 

@@ -60,8 +60,11 @@ def test_serve_one_million_enrollments(capsys: pytest.CaptureFixture[str]) -> No
                 seen = offset = nbytes = 0
                 total: int | None = None
                 while total is None or offset < total:
-                    r = client.get(f"{proc.base_url}/enrollments", headers=headers,
-                                   params={**params, "limit": str(PAGE), "offset": str(offset)})
+                    r = client.get(
+                        f"{proc.base_url}/enrollments",
+                        headers=headers,
+                        params={**params, "limit": str(PAGE), "offset": str(offset)},
+                    )
                     r.raise_for_status()
                     nbytes += len(r.content)
                     if not first_page:
@@ -84,9 +87,13 @@ def test_serve_one_million_enrollments(capsys: pytest.CaptureFixture[str]) -> No
         rss_after = _rss_mb(proc.pid)
         hwm = _hwm_mb(proc.pid)
     with capsys.disabled():
-        print(f"\nlarge district ready (generation + index-free startup) in {ready:.1f}s; server RSS idle {rss_idle:.0f} MB")
+        print(
+            f"\nlarge district ready (generation + index-free startup) in {ready:.1f}s; server RSS idle {rss_idle:.0f} MB"
+        )
         for label, (n, secs, first, nbytes, cpu) in runs.items():
-            print(f"  {label:34s} {n:>9,} enrollments in {secs:6.2f}s wall ({n / secs:>7,.0f}/s), server CPU {cpu:5.2f}s, "
-                  f"first page {first * 1000:.0f} ms, {nbytes / 1e6:.0f} MB")
+            print(
+                f"  {label:34s} {n:>9,} enrollments in {secs:6.2f}s wall ({n / secs:>7,.0f}/s), server CPU {cpu:5.2f}s, "
+                f"first page {first * 1000:.0f} ms, {nbytes / 1e6:.0f} MB"
+            )
         print(f"  server RSS after: {rss_after:.0f} MB (peak {hwm:.0f} MB)")
     assert runs["natural order + client orjson"][0] == runs["natural order, bytes only"][0] >= 900_000

@@ -24,20 +24,28 @@ def server() -> Iterator[SimulatorServer]:
 
 @pytest.fixture()
 def api(server: SimulatorServer) -> Iterator[httpx.Client]:
-    token = httpx.post(server.token_url("demo"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)).json()
+    token = httpx.post(
+        server.token_url("demo"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET)
+    ).json()
     with httpx.Client(
-        base_url=server.base_url("demo"), headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=10
+        base_url=server.base_url("demo"),
+        headers={"Authorization": f"Bearer {token['access_token']}"},
+        timeout=10,
     ) as client:
         yield client
 
 
-def test_429_with_retry_after_fires_the_given_number_of_times(server: SimulatorServer, api: httpx.Client) -> None:
+def test_429_with_retry_after_fires_the_given_number_of_times(
+    server: SimulatorServer, api: httpx.Client
+) -> None:
     server.faults.add(status=429, retry_after=1, times=2, path_contains="/users")
     assert api.get("/orgs").status_code == 200  # other paths untouched
     first, second, third = (api.get("/users") for _ in range(3))
     assert first.status_code == second.status_code == 429 and third.status_code == 200
     assert first.headers["retry-after"] == "1"
-    assert first.json()["imsx_CodeMinor"]["imsx_codeMinorField"][0]["imsx_codeMinorFieldValue"] == "server_busy"
+    assert (
+        first.json()["imsx_CodeMinor"]["imsx_codeMinorField"][0]["imsx_codeMinorFieldValue"] == "server_busy"
+    )
     log = [r for r in server.requests if "/users" in r.path]
     assert [r.status for r in log] == [429, 429, 200] and [r.fault for r in log] == ["status", "status", None]
 
@@ -76,7 +84,9 @@ def test_truncated_json_body(server: SimulatorServer, api: httpx.Client) -> None
     assert len(api.get("/users").json()["users"]) == 13
 
 
-def test_missing_envelope_keeps_the_headers_and_drops_the_plural_key(server: SimulatorServer, api: httpx.Client) -> None:
+def test_missing_envelope_keeps_the_headers_and_drops_the_plural_key(
+    server: SimulatorServer, api: httpx.Client
+) -> None:
     server.faults.add(kind="no_envelope", path_contains="/users")
     r = api.get("/users", params={"limit": 5})
     assert r.status_code == 200 and r.headers["x-total-count"] == "13" and "link" in r.headers
@@ -123,7 +133,9 @@ def test_fault_validation(server: SimulatorServer) -> None:
 def test_request_log_is_bounded_and_redacted() -> None:
     with SimulatorServer([Tenant("demo", CID, SECRET, hand_made_district())], request_log_size=3) as srv:
         for _ in range(5):
-            httpx.post(srv.token_url("demo") + f"&client_secret={SECRET}", data={"grant_type": "client_credentials"})
+            httpx.post(
+                srv.token_url("demo") + f"&client_secret={SECRET}", data={"grant_type": "client_credentials"}
+            )
         assert len(srv.requests) == 3
         assert all(SECRET not in r.query and "[REDACTED]" in r.query for r in srv.requests)
         assert all(r.auth_ok is None for r in srv.requests)
@@ -140,13 +152,14 @@ def test_secrets_and_tokens_never_reach_the_log(caplog: pytest.LogCaptureFixture
         httpx.post(srv.token_url("demo"), data={"grant_type": "client_credentials"}, auth=(CID, SECRET))
         httpx.get(srv.base_url("demo") + "/users", headers={"Authorization": f"Bearer {token}"})
         httpx.get(srv.base_url("demo") + f"/users?access_token={token}")
-        httpx.post(srv.token_url("demo"), data={"grant_type": "client_credentials"}, auth=(CID, "wrong-" + SECRET))
+        httpx.post(
+            srv.token_url("demo"), data={"grant_type": "client_credentials"}, auth=(CID, "wrong-" + SECRET)
+        )
         assert SECRET not in repr(srv.tenant("demo"))
         assert len(srv.requests) == 5
     text = caplog.text + "".join(repr(r) for r in caplog.records)
     assert "/users" in text  # the request lines are logged...
     assert SECRET not in text and token not in text  # ...without credentials
-
 
 
 # ------------------------------------------------------------------------------------------ paging faults
@@ -156,7 +169,9 @@ def _user_ids(response: httpx.Response) -> list[str]:
     return [u["sourcedId"] for u in response.json()["users"]]
 
 
-def test_total_count_fault_lies_about_the_total_and_nothing_else(server: SimulatorServer, api: httpx.Client) -> None:
+def test_total_count_fault_lies_about_the_total_and_nothing_else(
+    server: SimulatorServer, api: httpx.Client
+) -> None:
     truth = api.get("/users", params={"limit": 5})
     server.faults.add(kind="total_count", total_delta=7, path_contains="/users")
     server.faults.add(kind="total_count", total=2, path_contains="/orgs")
@@ -173,12 +188,19 @@ def test_offset_narrows_a_rule_to_one_page_every_time(server: SimulatorServer, a
     server.faults.add(kind="total_count", total=5, offset=0, times=None, path_contains="/users")
     totals = [
         api.get("/users", params=params).headers["x-total-count"]
-        for params in ({"limit": 5}, {"limit": 5, "offset": 5}, {"limit": 5, "offset": 0}, {"limit": 5, "offset": 10})
+        for params in (
+            {"limit": 5},
+            {"limit": 5, "offset": 5},
+            {"limit": 5, "offset": 0},
+            {"limit": 5, "offset": 10},
+        )
     ]
     assert totals == ["5", "13", "5", "13"]
 
 
-def test_drop_fault_serves_a_short_page_with_the_true_total(server: SimulatorServer, api: httpx.Client) -> None:
+def test_drop_fault_serves_a_short_page_with_the_true_total(
+    server: SimulatorServer, api: httpx.Client
+) -> None:
     full = _user_ids(api.get("/users", params={"limit": 6}))
     server.faults.add(kind="drop", count=2, path_contains="/users")
     short = api.get("/users", params={"limit": 6})
@@ -187,14 +209,24 @@ def test_drop_fault_serves_a_short_page_with_the_true_total(server: SimulatorSer
     assert _user_ids(api.get("/users", params={"limit": 6})) == full
 
 
-def test_mutate_fault_changes_the_district_between_two_pages(server: SimulatorServer, api: httpx.Client) -> None:
+def test_mutate_fault_changes_the_district_between_two_pages(
+    server: SimulatorServer, api: httpx.Client
+) -> None:
     rule = server.faults.add(
-        kind="mutate", mutation="remove_students", mutation_params={"count": 2, "mode": "vanish"},
-        path_contains="/users", after=1,
+        kind="mutate",
+        mutation="remove_students",
+        mutation_params={"count": 2, "mode": "vanish"},
+        path_contains="/users",
+        after=1,
     )
-    first, second = api.get("/users", params={"limit": 5}), api.get("/users", params={"limit": 5, "offset": 5})
+    first, second = (
+        api.get("/users", params={"limit": 5}),
+        api.get("/users", params={"limit": 5, "offset": 5}),
+    )
     third = api.get("/users", params={"limit": 5, "offset": 10})
-    assert first.headers["x-total-count"] == second.headers["x-total-count"] == "13"  # page 2 was served, then...
+    assert (
+        first.headers["x-total-count"] == second.headers["x-total-count"] == "13"
+    )  # page 2 was served, then...
     (result,) = rule.results
     gone = result.changes["users"].removed  # two students (and a guardian left without a child)
     assert len(gone) >= 2 and not gone & set(server.tenant("demo").district.collections["users"])
@@ -221,14 +253,25 @@ def test_paging_faults_are_checked_when_added(server: SimulatorServer) -> None:
 def test_admin_endpoint_adds_paging_faults(server: SimulatorServer, api: httpx.Client) -> None:
     r = httpx.post(
         f"{server.url}/_simulator/faults",
-        json={"kind": "total_count", "total_delta": -3, "offset": 0, "times": None, "path_contains": "/users"},
+        json={
+            "kind": "total_count",
+            "total_delta": -3,
+            "offset": 0,
+            "times": None,
+            "path_contains": "/users",
+        },
     )
     assert r.status_code == 200, r.text
     assert r.json()["total_delta"] == -3 and r.json()["offset"] == 0
     assert api.get("/users").headers["x-total-count"] == "10"
     r = httpx.post(
         f"{server.url}/_simulator/faults",
-        json={"kind": "mutate", "mutation": "change_users", "mutation_params": {"percent": 50}, "path_contains": "/orgs"},
+        json={
+            "kind": "mutate",
+            "mutation": "change_users",
+            "mutation_params": {"percent": 50},
+            "path_contains": "/orgs",
+        },
     )
     assert r.status_code == 200, r.text
     version = httpx.get(f"{server.url}/_simulator/demo/stats").json()["version"]
@@ -261,12 +304,17 @@ def test_admin_rejects_bad_mutations(server: SimulatorServer) -> None:
     assert httpx.post(url, json={"kind": "no_such_mutation"}).status_code == 400
     assert httpx.post(url, json={"kind": "change_users", "params": {"percnt": 5}}).status_code == 400
     assert httpx.post(url, content=b"not json").status_code == 400
-    assert httpx.post(f"{server.url}/_simulator/nope/mutations", json={"kind": "change_users"}).status_code == 404
+    assert (
+        httpx.post(f"{server.url}/_simulator/nope/mutations", json={"kind": "change_users"}).status_code
+        == 404
+    )
     assert httpx.get(f"{server.url}/_simulator/demo/nothing").status_code == 404
 
 
 def test_admin_faults_and_tokens(server: SimulatorServer, api: httpx.Client) -> None:
-    r = httpx.post(f"{server.url}/_simulator/faults", json={"status": 429, "retry_after": 3, "path_contains": "/orgs"})
+    r = httpx.post(
+        f"{server.url}/_simulator/faults", json={"status": 429, "retry_after": 3, "path_contains": "/orgs"}
+    )
     assert r.status_code == 200 and r.json()["status"] == 429
     assert httpx.get(f"{server.url}/_simulator/faults").json()["faults"][0]["retry_after"] == 3
     assert api.get("/orgs").status_code == 429
@@ -281,11 +329,19 @@ def test_admin_faults_and_tokens(server: SimulatorServer, api: httpx.Client) -> 
 
 
 def test_running_simulator_with_generated_district() -> None:
-    with running_simulator(size="tiny", seed=1, app_name="tiny", client_id="a", client_secret="b", latency_ms=0) as srv:
+    with running_simulator(
+        size="tiny", seed=1, app_name="tiny", client_id="a", client_secret="b", latency_ms=0
+    ) as srv:
         assert srv.base_url("tiny").endswith("/campus/api/oneroster/v1p1/tiny/ims/oneroster/v1p1")
-        token = httpx.post(srv.token_url("tiny"), data={"grant_type": "client_credentials"}, auth=("a", "b")).json()
-        r = httpx.get(srv.base_url("tiny") + "/users", headers={"Authorization": f"Bearer {token['access_token']}"})
-        assert r.status_code == 200 and int(r.headers["x-total-count"]) == srv.tenant("tiny").district.count("users")
+        token = httpx.post(
+            srv.token_url("tiny"), data={"grant_type": "client_credentials"}, auth=("a", "b")
+        ).json()
+        r = httpx.get(
+            srv.base_url("tiny") + "/users", headers={"Authorization": f"Bearer {token['access_token']}"}
+        )
+        assert r.status_code == 200 and int(r.headers["x-total-count"]) == srv.tenant("tiny").district.count(
+            "users"
+        )
     with pytest.raises(RuntimeError):
         srv.url  # noqa: B018 - stopped servers have no URL
 
@@ -310,7 +366,9 @@ def _users_page(api: httpx.Client, offset: int, limit: int = 5) -> httpx.Respons
 def test_nul_fault_puts_a_nul_into_one_record_field_on_every_page_that_carries_it(
     server: SimulatorServer, api: httpx.Client
 ) -> None:
-    rule = server.faults.add(kind="nul", sourced_id="stud2", field="familyName", times=None, path_contains="/users")
+    rule = server.faults.add(
+        kind="nul", sourced_id="stud2", field="familyName", times=None, path_contains="/users"
+    )
     for _ in range(2):  # persistent, like bad data in the SIS
         records = _users_page(api, 0).json()["users"]
         [bad] = [r for r in records if r["sourcedId"] == "stud2"]
@@ -320,8 +378,12 @@ def test_nul_fault_puts_a_nul_into_one_record_field_on_every_page_that_carries_i
     assert "\x00" not in server.tenant("demo").district.collections["users"]["stud2"]["familyName"]
 
 
-def test_invalid_utf8_fault_puts_a_latin1_byte_into_one_record_field(server: SimulatorServer, api: httpx.Client) -> None:
-    server.faults.add(kind="invalid_utf8", sourced_id="stud1", field="givenName", times=None, path_contains="/users")
+def test_invalid_utf8_fault_puts_a_latin1_byte_into_one_record_field(
+    server: SimulatorServer, api: httpx.Client
+) -> None:
+    server.faults.add(
+        kind="invalid_utf8", sourced_id="stud1", field="givenName", times=None, path_contains="/users"
+    )
     body = _users_page(api, 0).content
     with pytest.raises(UnicodeDecodeError):
         body.decode("utf-8")
@@ -335,13 +397,17 @@ def test_duplicate_fault_serves_the_record_again_at_the_end_with_or_without_a_ch
     server: SimulatorServer, api: httpx.Client
 ) -> None:
     count = len(server.tenant("demo").district.collections["users"])
-    server.faults.add(kind="duplicate", sourced_id="guardian-1", field="givenName", times=None, path_contains="/users")
+    server.faults.add(
+        kind="duplicate", sourced_id="guardian-1", field="givenName", times=None, path_contains="/users"
+    )
     first, last = _users_page(api, 0, 10), _users_page(api, 10, 10)
     assert first.headers["x-total-count"] == last.headers["x-total-count"] == str(count + 1)
     original = next(r for r in first.json()["users"] if r["sourcedId"] == "guardian-1")
     copy = last.json()["users"][-1]
     assert copy["sourcedId"] == "guardian-1" and copy["givenName"] != original["givenName"]
-    assert {k: v for k, v in copy.items() if k != "givenName"} == {k: v for k, v in original.items() if k != "givenName"}
+    assert {k: v for k, v in copy.items() if k != "givenName"} == {
+        k: v for k, v in original.items() if k != "givenName"
+    }
 
     server.faults.clear()
     server.faults.add(kind="duplicate", sourced_id="stud1", times=None, path_contains="/users")

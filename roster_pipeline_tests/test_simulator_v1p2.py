@@ -18,7 +18,9 @@ def test_users_get_one_primary_role_per_first_org_and_administrators_a_1p2_name(
     for user, served in zip(district.collections["users"].values(), rendered, strict=True):
         assert "role" not in served and "orgs" not in served
         assert [role["org"] for role in served["roles"]] == user["orgs"]
-        assert [role["roleType"] for role in served["roles"]] == ["primary"] + ["secondary"] * (len(user["orgs"]) - 1)
+        assert [role["roleType"] for role in served["roles"]] == ["primary"] + ["secondary"] * (
+            len(user["orgs"]) - 1
+        )
         if user["role"] == "administrator":
             org_type = orgs[user["orgs"][0]["sourcedId"]]["type"]
             expected = "districtAdministrator" if org_type == "district" else "siteAdministrator"

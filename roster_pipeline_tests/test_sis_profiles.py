@@ -39,7 +39,9 @@ def entry(**fields: Any) -> dict[str, Any]:
     }
     base.update(fields)
     if base.get("import_method") == "csv_bundle":
-        base.setdefault("csv_bundle", {"path": "/srv/sftp/springfield/oneroster.zip"})  # the method's own setting
+        base.setdefault(
+            "csv_bundle", {"path": "/srv/sftp/springfield/oneroster.zip"}
+        )  # the method's own setting
     return {k: v for k, v in base.items() if v is not None}
 
 
@@ -60,14 +62,22 @@ def error_for(**fields: Any) -> str:
     ("fields", "token_url", "base_url"),
     [
         pytest.param(
-            {"sis": "infinite_campus", "api_host": "springfieldil.infinitecampus.org", "app_name": "springfield"},
+            {
+                "sis": "infinite_campus",
+                "api_host": "springfieldil.infinitecampus.org",
+                "app_name": "springfield",
+            },
             "https://springfieldil.infinitecampus.org/campus/oauth2/token?appName=springfield",
             "https://springfieldil.infinitecampus.org/campus/api/oneroster/v1p1/springfield/ims/oneroster/v1p1",
             id="infinite_campus 1.1",
         ),
         pytest.param(
-            {"sis": "infinite_campus", "api_host": "springfieldil.infinitecampus.org", "app_name": "springfield",
-             "import_method": "oneroster_v1p2_rest"},
+            {
+                "sis": "infinite_campus",
+                "api_host": "springfieldil.infinitecampus.org",
+                "app_name": "springfield",
+                "import_method": "oneroster_v1p2_rest",
+            },
             "https://springfieldil.infinitecampus.org/campus/oauth2/token?appName=springfield",
             "https://springfieldil.infinitecampus.org/campus/api/oneroster/v1p2/springfield/ims/oneroster/rostering/v1p2",
             id="infinite_campus 1.2",
@@ -79,7 +89,11 @@ def error_for(**fields: Any) -> str:
             id="infinite_campus simulator origin",
         ),
         pytest.param(
-            {"sis": "classlink", "api_host": "ogdenville-ca-v2.rosterserver.com", "import_method": "oneroster_rest_oauth1"},
+            {
+                "sis": "classlink",
+                "api_host": "ogdenville-ca-v2.rosterserver.com",
+                "import_method": "oneroster_rest_oauth1",
+            },
             None,
             "https://ogdenville-ca-v2.rosterserver.com/ims/oneroster/v1p1",
             id="classlink oauth1",
@@ -91,8 +105,11 @@ def error_for(**fields: Any) -> str:
             id="powerschool token from the base URL's server",
         ),
         pytest.param(
-            {"sis": "powerschool", "api_host": "ps.springfield.k12.il.us",
-             "base_url": "https://oneroster.springfield.k12.il.us/ims/oneroster/v1p1"},
+            {
+                "sis": "powerschool",
+                "api_host": "ps.springfield.k12.il.us",
+                "base_url": "https://oneroster.springfield.k12.il.us/ims/oneroster/v1p1",
+            },
             "https://ps.springfield.k12.il.us/oauth/access_token",
             "https://oneroster.springfield.k12.il.us/ims/oneroster/v1p1",
             id="powerschool token from api_host",
@@ -110,15 +127,22 @@ def error_for(**fields: Any) -> str:
             id="aeries bare host",
         ),
         pytest.param(
-            {"sis": "skyward", "token_url": "https://skyward.springfield.org/oauth/token",
-             "base_url": "https://skyward.springfield.org/api/ims/oneroster/v1p1"},
+            {
+                "sis": "skyward",
+                "token_url": "https://skyward.springfield.org/oauth/token",
+                "base_url": "https://skyward.springfield.org/api/ims/oneroster/v1p1",
+            },
             "https://skyward.springfield.org/oauth/token",
             "https://skyward.springfield.org/api/ims/oneroster/v1p1",
             id="skyward explicit",
         ),
         pytest.param(
-            {"sis": "generic", "token_url": "https://auth.vendor.example/token",
-             "base_url": "https://api.vendor.example/ims/oneroster/rostering/v1p2", "import_method": "oneroster_v1p2_rest"},
+            {
+                "sis": "generic",
+                "token_url": "https://auth.vendor.example/token",
+                "base_url": "https://api.vendor.example/ims/oneroster/rostering/v1p2",
+                "import_method": "oneroster_v1p2_rest",
+            },
             "https://auth.vendor.example/token",
             "https://api.vendor.example/ims/oneroster/rostering/v1p2",
             id="generic explicit 1.2",
@@ -141,53 +165,74 @@ def test_each_profile_builds_its_urls_from_what_the_admin_copies(
     ("fields", "token_url", "base_url"),
     [
         pytest.param(
-            {"sis": "infinite_campus", "api_host": "springfieldil.infinitecampus.org", "app_name": "springfield",
-             "import_method": "oneroster_v1p2_rest",
-             "base_url": "https://springfieldil.infinitecampus.org/campus/api/ims/oneroster/rostering/v1p2"},
+            {
+                "sis": "infinite_campus",
+                "api_host": "springfieldil.infinitecampus.org",
+                "app_name": "springfield",
+                "import_method": "oneroster_v1p2_rest",
+                "base_url": "https://springfieldil.infinitecampus.org/campus/api/ims/oneroster/rostering/v1p2",
+            },
             "https://springfieldil.infinitecampus.org/campus/oauth2/token?appName=springfield",
             "https://springfieldil.infinitecampus.org/campus/api/ims/oneroster/rostering/v1p2",
             id="infinite_campus base URL copied from Campus",
         ),
         pytest.param(
-            {"sis": "infinite_campus", "token_url": "https://ic.example.org/campus/oauth2/token?appName=x",
-             "base_url": "https://ic.example.org/campus/api/oneroster/v1p1/x/ims/oneroster/v1p1"},
+            {
+                "sis": "infinite_campus",
+                "token_url": "https://ic.example.org/campus/oauth2/token?appName=x",
+                "base_url": "https://ic.example.org/campus/api/oneroster/v1p1/x/ims/oneroster/v1p1",
+            },
             "https://ic.example.org/campus/oauth2/token?appName=x",
             "https://ic.example.org/campus/api/oneroster/v1p1/x/ims/oneroster/v1p1",
             id="infinite_campus both explicit, no host",
         ),
         pytest.param(
-            {"sis": "powerschool", "api_host": "ps.springfield.k12.il.us",
-             "token_url": "https://accounts.powerschool.com/as/token.oauth2", "token_auth": "form",
-             "base_url": "https://ps.springfield.k12.il.us/ims/oneroster/v1p1"},
+            {
+                "sis": "powerschool",
+                "api_host": "ps.springfield.k12.il.us",
+                "token_url": "https://accounts.powerschool.com/as/token.oauth2",
+                "token_auth": "form",
+                "base_url": "https://ps.springfield.k12.il.us/ims/oneroster/v1p1",
+            },
             "https://accounts.powerschool.com/as/token.oauth2",
             "https://ps.springfield.k12.il.us/ims/oneroster/v1p1",
             id="powerschool cloud token endpoint",
         ),
         pytest.param(
-            {"sis": "aeries", "api_host": "https://springfield.aeries.net/aeries",
-             "token_url": "https://springfield.aeries.net/aeries/v2/oauth/token"},
+            {
+                "sis": "aeries",
+                "api_host": "https://springfield.aeries.net/aeries",
+                "token_url": "https://springfield.aeries.net/aeries/v2/oauth/token",
+            },
             "https://springfield.aeries.net/aeries/v2/oauth/token",
             "https://springfield.aeries.net/aeries/ims/oneroster/v1p1",
             id="aeries older token endpoint",
         ),
         pytest.param(
-            {"sis": "classlink", "api_host": "ogdenville-ca-v2.rosterserver.com",
-             "token_url": "https://ogdenville-ca-v2.rosterserver.com/token",
-             "base_url": "https://proxy.example.org/ims/oneroster/v1p1"},
+            {
+                "sis": "classlink",
+                "api_host": "ogdenville-ca-v2.rosterserver.com",
+                "token_url": "https://ogdenville-ca-v2.rosterserver.com/token",
+                "base_url": "https://proxy.example.org/ims/oneroster/v1p1",
+            },
             "https://ogdenville-ca-v2.rosterserver.com/token",
             "https://proxy.example.org/ims/oneroster/v1p1",
             id="classlink explicit",
         ),
     ],
 )
-def test_explicit_urls_override_the_derived_ones(fields: dict[str, Any], token_url: str, base_url: str) -> None:
+def test_explicit_urls_override_the_derived_ones(
+    fields: dict[str, Any], token_url: str, base_url: str
+) -> None:
     district = load(**fields)
     assert (district.token_url_resolved, district.base_url_resolved) == (token_url, base_url)
 
 
 def test_infinite_campus_urls_derived_from_host_and_app_reach_a_campus_layout_sis() -> None:
     # The simulator serves Infinite Campus's layout: the profile's derived URLs must be exactly its URLs.
-    with running_simulator(size="tiny", app_name="springfield", client_id="cid", client_secret="sim-secret") as sim:
+    with running_simulator(
+        size="tiny", app_name="springfield", client_id="cid", client_secret="sim-secret"
+    ) as sim:
         district = load(api_host=sim.url, app_name="springfield")
         assert district.token_url_resolved == sim.token_url("springfield")
         assert district.base_url_resolved == sim.base_url("springfield")
@@ -201,7 +246,9 @@ def test_infinite_campus_urls_derived_from_host_and_app_reach_a_campus_layout_si
 def test_base_url_follows_the_import_method_version() -> None:
     common = {"api_host": "ic.example.org", "app_name": "app"}
     assert load(**common).base_url_resolved.endswith("/ims/oneroster/v1p1")
-    assert load(**common, import_method="oneroster_rest_oauth1").base_url_resolved.endswith("/ims/oneroster/v1p1")
+    assert load(**common, import_method="oneroster_rest_oauth1").base_url_resolved.endswith(
+        "/ims/oneroster/v1p1"
+    )
     assert load(**common, import_method="oneroster_v1p2_rest").base_url_resolved.endswith(
         "/app/ims/oneroster/rostering/v1p2"
     )
@@ -216,12 +263,18 @@ def test_a_csv_bundle_needs_no_urls_for_any_sis(sis: str) -> None:
 
 
 def test_a_csv_bundle_still_refuses_an_insecure_url_it_was_given() -> None:
-    message = error_for(sis="generic", import_method="csv_bundle", base_url="http://sis.example.org/ims/oneroster/v1p1")
+    message = error_for(
+        sis="generic", import_method="csv_bundle", base_url="http://sis.example.org/ims/oneroster/v1p1"
+    )
     assert "district 'springfield': field 'base_url':" in message and "https" in message
 
 
 def test_oauth1_needs_only_the_base_url() -> None:
-    district = load(sis="generic", import_method="oneroster_rest_oauth1", base_url="https://sis.example.org/ims/oneroster/v1p1")
+    district = load(
+        sis="generic",
+        import_method="oneroster_rest_oauth1",
+        base_url="https://sis.example.org/ims/oneroster/v1p1",
+    )
     assert district.base_url_resolved == "https://sis.example.org/ims/oneroster/v1p1"
     message = error_for(sis="generic", import_method="oneroster_rest_oauth1")
     assert "field 'base_url'" in message and "field 'token_url'" not in message
@@ -233,40 +286,109 @@ def test_oauth1_needs_only_the_base_url() -> None:
 @pytest.mark.parametrize(
     ("fields", "field", "fragments"),
     [
-        pytest.param({"api_host": "ic.example.org"}, "app_name",
-                     ["missing", "appName value at the end of that Token URL", "or set token_url and base_url"],
-                     id="ic without app_name"),
-        pytest.param({"app_name": "app"}, "api_host", ["missing", "host of the Token URL under Information to Share"],
-                     id="ic without api_host"),
-        pytest.param({"api_host": "ic.example.org/campus", "app_name": "app"}, "api_host",
-                     ["host only", "Token URL"], id="ic api_host with a path"),
-        pytest.param({"api_host": "https://ic.example.org/campus/oauth2/token?appName=app", "app_name": "app"},
-                     "api_host", ["host only"], id="ic token URL pasted as api_host"),
-        pytest.param({"api_host": "ic.example.org", "app_name": "app?appName=app"}, "app_name",
-                     ["app name alone", "appName value"], id="ic app_name with the query"),
-        pytest.param({"api_host": "ic.example.org", "app_name": "app",
-                      "base_url": "https://ic.example.org/campus/oneroster/app/ims/oneroster/v1p1"},
-                     "base_url", ["legacy", "Campus.2651", "Information to Share"], id="ic legacy base URL"),
-        pytest.param({"api_host": "ic.example.org", "app_name": "app", "import_method": "oneroster_v1p2_rest",
-                      "base_url": "https://ic.example.org/campus/api/oneroster/v1p1/app/ims/oneroster/v1p1"},
-                     "base_url", ["OneRoster 1.1 URL", "rostering/v1p2"], id="1.1 base URL for a 1.2 import"),
-        pytest.param({"sis": "generic", "token_url": "https://v.example.org/token",
-                      "base_url": "https://v.example.org/ims/oneroster/rostering/v1p2"},
-                     "base_url", ["OneRoster 1.2 URL", "oneroster_v1p2_rest"], id="1.2 base URL for a 1.1 import"),
-        pytest.param({"sis": "classlink", "api_host": "ogdenville-ca-v2.rosterserver.com"}, "token_url",
-                     ["OAuth 1.0a", "import_method: oneroster_rest_oauth1"], id="classlink oauth2 without token"),
-        pytest.param({"sis": "powerschool", "api_host": "ps.example.org"}, "base_url",
-                     ["plugin", "not derived"], id="powerschool without base URL"),
-        pytest.param({"sis": "powerschool"}, "api_host", ["PowerSchool server", "base_url's server"],
-                     id="powerschool without any server"),
-        pytest.param({"sis": "skyward", "api_host": "skyward.example.org"}, "base_url",
-                     ["API Configuration", "api_host is not used"], id="skyward base URL"),
-        pytest.param({"sis": "skyward", "api_host": "skyward.example.org"}, "token_url",
-                     ["token URL Skyward gives"], id="skyward token URL"),
-        pytest.param({"sis": "aeries"}, "api_host", ["Aeries URL", "sign-in page"], id="aeries without its URL"),
-        pytest.param({"sis": "aeries", "api_host": "aeries.example.org", "import_method": "oneroster_v1p2_rest"},
-                     "base_url", ["only the OneRoster 1.1", "1.2 base URL"], id="aeries 1.2"),
-        pytest.param({"sis": "generic"}, "token_url", ["the OAuth2 token URL the vendor gives"], id="generic token"),
+        pytest.param(
+            {"api_host": "ic.example.org"},
+            "app_name",
+            ["missing", "appName value at the end of that Token URL", "or set token_url and base_url"],
+            id="ic without app_name",
+        ),
+        pytest.param(
+            {"app_name": "app"},
+            "api_host",
+            ["missing", "host of the Token URL under Information to Share"],
+            id="ic without api_host",
+        ),
+        pytest.param(
+            {"api_host": "ic.example.org/campus", "app_name": "app"},
+            "api_host",
+            ["host only", "Token URL"],
+            id="ic api_host with a path",
+        ),
+        pytest.param(
+            {"api_host": "https://ic.example.org/campus/oauth2/token?appName=app", "app_name": "app"},
+            "api_host",
+            ["host only"],
+            id="ic token URL pasted as api_host",
+        ),
+        pytest.param(
+            {"api_host": "ic.example.org", "app_name": "app?appName=app"},
+            "app_name",
+            ["app name alone", "appName value"],
+            id="ic app_name with the query",
+        ),
+        pytest.param(
+            {
+                "api_host": "ic.example.org",
+                "app_name": "app",
+                "base_url": "https://ic.example.org/campus/oneroster/app/ims/oneroster/v1p1",
+            },
+            "base_url",
+            ["legacy", "Campus.2651", "Information to Share"],
+            id="ic legacy base URL",
+        ),
+        pytest.param(
+            {
+                "api_host": "ic.example.org",
+                "app_name": "app",
+                "import_method": "oneroster_v1p2_rest",
+                "base_url": "https://ic.example.org/campus/api/oneroster/v1p1/app/ims/oneroster/v1p1",
+            },
+            "base_url",
+            ["OneRoster 1.1 URL", "rostering/v1p2"],
+            id="1.1 base URL for a 1.2 import",
+        ),
+        pytest.param(
+            {
+                "sis": "generic",
+                "token_url": "https://v.example.org/token",
+                "base_url": "https://v.example.org/ims/oneroster/rostering/v1p2",
+            },
+            "base_url",
+            ["OneRoster 1.2 URL", "oneroster_v1p2_rest"],
+            id="1.2 base URL for a 1.1 import",
+        ),
+        pytest.param(
+            {"sis": "classlink", "api_host": "ogdenville-ca-v2.rosterserver.com"},
+            "token_url",
+            ["OAuth 1.0a", "import_method: oneroster_rest_oauth1"],
+            id="classlink oauth2 without token",
+        ),
+        pytest.param(
+            {"sis": "powerschool", "api_host": "ps.example.org"},
+            "base_url",
+            ["plugin", "not derived"],
+            id="powerschool without base URL",
+        ),
+        pytest.param(
+            {"sis": "powerschool"},
+            "api_host",
+            ["PowerSchool server", "base_url's server"],
+            id="powerschool without any server",
+        ),
+        pytest.param(
+            {"sis": "skyward", "api_host": "skyward.example.org"},
+            "base_url",
+            ["API Configuration", "api_host is not used"],
+            id="skyward base URL",
+        ),
+        pytest.param(
+            {"sis": "skyward", "api_host": "skyward.example.org"},
+            "token_url",
+            ["token URL Skyward gives"],
+            id="skyward token URL",
+        ),
+        pytest.param(
+            {"sis": "aeries"}, "api_host", ["Aeries URL", "sign-in page"], id="aeries without its URL"
+        ),
+        pytest.param(
+            {"sis": "aeries", "api_host": "aeries.example.org", "import_method": "oneroster_v1p2_rest"},
+            "base_url",
+            ["only the OneRoster 1.1", "1.2 base URL"],
+            id="aeries 1.2",
+        ),
+        pytest.param(
+            {"sis": "generic"}, "token_url", ["the OAuth2 token URL the vendor gives"], id="generic token"
+        ),
     ],
 )
 def test_wrong_or_missing_fields_say_what_to_copy_from_where(
@@ -295,7 +417,9 @@ def test_unset_settings_come_from_the_profile(sis: str) -> None:
     profile = PROFILES[sis]
     district = load(**_minimal(sis))
     assert (district.token_auth, district.page_size, district.max_concurrency) == (
-        profile.token_auth, profile.default_page_size, profile.default_concurrency
+        profile.token_auth,
+        profile.default_page_size,
+        profile.default_concurrency,
     )
     assert district.profile is profile
 
@@ -315,7 +439,10 @@ def test_the_profile_maximum_loads_and_one_more_is_refused(sis: str) -> None:
     profile = PROFILES[sis]
     at_max = load(**_minimal(sis), page_size=profile.max_page_size, max_concurrency=profile.max_concurrency)
     assert (at_max.page_size, at_max.max_concurrency) == (profile.max_page_size, profile.max_concurrency)
-    for field, value in (("page_size", profile.max_page_size + 1), ("max_concurrency", profile.max_concurrency + 1)):
+    for field, value in (
+        ("page_size", profile.max_page_size + 1),
+        ("max_concurrency", profile.max_concurrency + 1),
+    ):
         message = error_for(**_minimal(sis), **{field: value})
         assert f"district 'springfield': field {field!r}:" in message
         assert re.search(r"maximum|less than or equal", message), message
@@ -323,29 +450,51 @@ def test_the_profile_maximum_loads_and_one_more_is_refused(sis: str) -> None:
 
 def test_infinite_campus_refuses_more_than_five_concurrent_requests_with_the_reason() -> None:
     message = error_for(api_host="ic.example.org", app_name="app", max_concurrency=6)
-    assert "district 'springfield': field 'max_concurrency': 6 is above the Infinite Campus maximum of 5" in message
+    assert (
+        "district 'springfield': field 'max_concurrency': 6 is above the Infinite Campus maximum of 5"
+        in message
+    )
     assert "off-peak" in message
 
 
-def test_a_profile_page_size_maximum_below_the_registry_cap_is_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_profile_page_size_maximum_below_the_registry_cap_is_enforced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Every shipped profile allows the registry cap (no vendor publishes less); the rule is the same for one that does.
-    strict = dataclasses.replace(GENERIC, max_page_size=2000, page_size_note="the vendor serves at most 2,000")
+    strict = dataclasses.replace(
+        GENERIC, max_page_size=2000, page_size_note="the vendor serves at most 2,000"
+    )
     monkeypatch.setattr(districts_module, "PROFILES", {**PROFILES, "generic": strict})
     assert load(**_minimal("generic"), page_size=2000).page_size == 2000
     message = error_for(**_minimal("generic"), page_size=2001)
-    assert "district 'springfield': field 'page_size': 2,001 is above the generic OneRoster maximum of 2,000" in message
+    assert (
+        "district 'springfield': field 'page_size': 2,001 is above the generic OneRoster maximum of 2,000"
+        in message
+    )
     assert "at most 2,000" in message
 
 
 # --- every combination: a district or a registry error, never anything else -----------------------------
 
 hosts = st.sampled_from(
-    [None, "ic.example.org", "https://sis.example.org", "http://127.0.0.1:8000", "sis.example.org/aeries",
-     "http://sis.example.org", "https://sis.example.org/campus/oauth2/token?appName=x"]
+    [
+        None,
+        "ic.example.org",
+        "https://sis.example.org",
+        "http://127.0.0.1:8000",
+        "sis.example.org/aeries",
+        "http://sis.example.org",
+        "https://sis.example.org/campus/oauth2/token?appName=x",
+    ]
 )
 urls = st.sampled_from(
-    [None, "https://sis.example.org/ims/oneroster/v1p1", "https://sis.example.org/ims/oneroster/rostering/v1p2",
-     "http://10.1.1.1/ims/oneroster/v1p1", "https://sis.example.org/token"]
+    [
+        None,
+        "https://sis.example.org/ims/oneroster/v1p1",
+        "https://sis.example.org/ims/oneroster/rostering/v1p2",
+        "http://10.1.1.1/ims/oneroster/v1p1",
+        "https://sis.example.org/token",
+    ]
 )
 
 
@@ -359,11 +508,21 @@ urls = st.sampled_from(
     base_url=urls,
 )
 def test_any_combination_loads_with_secure_urls_or_names_a_field(
-    sis: str, import_method: str, api_host: str | None, app_name: str | None, token_url: str | None,
+    sis: str,
+    import_method: str,
+    api_host: str | None,
+    app_name: str | None,
+    token_url: str | None,
     base_url: str | None,
 ) -> None:
-    fields = {"sis": sis, "import_method": import_method, "api_host": api_host, "app_name": app_name,
-              "token_url": token_url, "base_url": base_url}
+    fields = {
+        "sis": sis,
+        "import_method": import_method,
+        "api_host": api_host,
+        "app_name": app_name,
+        "token_url": token_url,
+        "base_url": base_url,
+    }
     try:
         district = load(**fields)
     except RegistryError as error:
@@ -381,16 +540,20 @@ def test_any_combination_loads_with_secure_urls_or_names_a_field(
 def test_the_documented_per_sis_table_is_rendered_from_the_profiles() -> None:
     text = CONFIGURATION_DOC.read_text(encoding="utf-8")
     heading = text.index("## Setting up a district, per SIS")
-    section = text[heading:text.index("\n## ", heading + 1)]
+    section = text[heading : text.index("\n## ", heading + 1)]
     assert setup_table_markdown() in section, (
         "docs/configuration.md's per-SIS table differs from the profiles: paste the output of "
         "`python3 -c 'from roster_pipeline.registry.sis_profiles import setup_table_markdown; print(setup_table_markdown())'`"
     )
-    assert quirks_markdown() in section, "docs/configuration.md's per-SIS quirks differ from the profiles: paste quirks_markdown()"
+    assert quirks_markdown() in section, (
+        "docs/configuration.md's per-SIS quirks differ from the profiles: paste quirks_markdown()"
+    )
 
 
 def test_infinite_campus_profile_keeps_the_registry_behaviour_it_had() -> None:
     # The values every existing Infinite Campus district relied on before profiles existed.
-    assert (INFINITE_CAMPUS.token_auth, INFINITE_CAMPUS.default_page_size, INFINITE_CAMPUS.default_concurrency) == (
-        "basic", 5000, 5
-    )
+    assert (
+        INFINITE_CAMPUS.token_auth,
+        INFINITE_CAMPUS.default_page_size,
+        INFINITE_CAMPUS.default_concurrency,
+    ) == ("basic", 5000, 5)

@@ -36,7 +36,9 @@ def small_template():
 
 @pytest.fixture()
 def server(small_template) -> Iterator[SimulatorServer]:
-    with SimulatorServer([Tenant("alpha", "alpha-client", "alpha-very-secret-1", copy.deepcopy(small_template))]) as s:
+    with SimulatorServer(
+        [Tenant("alpha", "alpha-client", "alpha-very-secret-1", copy.deepcopy(small_template))]
+    ) as s:
         yield s
 
 
@@ -50,7 +52,10 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def setup(server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warehouse_url: str):
     path = tmp_path / "districts.yaml"
     registry = write_registry(
-        path, server, monkeypatch_environ(monkeypatch), ["alpha"],
+        path,
+        server,
+        monkeypatch_environ(monkeypatch),
+        ["alpha"],
         schedule={"delta_overlap_minutes": OVERLAP_MINUTES},
     )
     return registry, path, warehouse_url
@@ -109,7 +114,15 @@ def test_delta_asks_for_changes_since_the_last_import_and_never_deletes_what_it_
     since = (started - dt.timedelta(minutes=OVERLAP_MINUTES)).astimezone(dt.UTC)
     expected_filter = f"dateLastModified>'{since.strftime('%Y-%m-%dT%H:%M:%S')}"
     filters = data_filters(server)
-    assert set(filters) >= {"orgs", "academicSessions", "courses", "classes", "users", "enrollments", "demographics"}
+    assert set(filters) >= {
+        "orgs",
+        "academicSessions",
+        "courses",
+        "classes",
+        "users",
+        "enrollments",
+        "demographics",
+    }
     for collection, seen in filters.items():
         assert len(seen) == 1 and next(iter(seen)).startswith(expected_filter), (collection, seen)
     probes = [r.path.rsplit("/", 1)[-1] for r in server.requests if parse_qs(r.query).get("limit") == ["1"]]
@@ -122,7 +135,11 @@ def test_delta_asks_for_changes_since_the_last_import_and_never_deletes_what_it_
     assert (users["sync_mode"], users["since"]) == ("delta", since.isoformat())
     gone = vanished.changes["users"].removed
     retired = withdrawn.changes["users"].tobedeleted
-    updated = {*changed.changes["users"].updated, *vanished.changes["users"].updated, *withdrawn.changes["users"].updated}
+    updated = {
+        *changed.changes["users"].updated,
+        *vanished.changes["users"].updated,
+        *withdrawn.changes["users"].updated,
+    }
     assert users["tobedeleted"] == len(retired)
     assert users["deleted"] == len(retired)  # the tobedeleted ones only, none of the vanished
     assert users["updated"] == len(updated - gone - retired - withdrawn.changes["users"].removed)
@@ -183,13 +200,16 @@ def test_the_mode_comes_from_the_tag_else_the_config_else_the_plan_in_local_time
     assert requested_mode(alpha, {}, None, monday_utc + dt.timedelta(hours=9)) == ModeRequest("delta", "plan")
     assert requested_mode(alpha, {}, "delta", monday_utc) == ModeRequest("delta", "config")
     assert requested_mode(alpha, {SYNC_MODE_TAG: "full"}, "delta", monday_utc) == ModeRequest("full", "tag")
-    assert requested_mode(alpha, {"roster/review_action": "reprocess"}, None, monday_utc + dt.timedelta(hours=9)) == \
-        ModeRequest("full", "review")
+    assert requested_mode(
+        alpha, {"roster/review_action": "reprocess"}, None, monday_utc + dt.timedelta(hours=9)
+    ) == ModeRequest("full", "review")
     with pytest.raises(ValueError, match="sync mode must be 'full' or 'delta'"):
         requested_mode(alpha, {SYNC_MODE_TAG: "incremental"})
 
 
-def test_the_launchpad_config_sets_the_mode_when_no_tag_does(server: SimulatorServer, setup, instance) -> None:
+def test_the_launchpad_config_sets_the_mode_when_no_tag_does(
+    server: SimulatorServer, setup, instance
+) -> None:
     registry, path, url = setup
     assert sync(registry, path, url, "alpha", instance, sync_mode="full").success
     from roster_pipeline.defs.assets import build_roster_assets
@@ -250,19 +270,25 @@ def test_a_delta_whose_counts_are_within_thresholds_stays_a_delta_and_says_what_
     assert opened["vanish_probe"].startswith("vanish probe: every collection's count is within")
 
 
-def test_the_count_probe_escalates_only_beyond_the_deletion_bounds_and_names_uncounted_collections(setup) -> None:
+def test_the_count_probe_escalates_only_beyond_the_deletion_bounds_and_names_uncounted_collections(
+    setup,
+) -> None:
     from roster_pipeline.pipeline.sync_mode import ModeDecision, escalate_on_vanish
 
     registry, _, _ = setup
     alpha = registry.get("alpha")  # max_deleted_pct 10, min_changes 25 (the defaults)
-    delta = ModeDecision(ModeRequest("delta", "plan"), "delta", since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), base_import_id=7)
+    delta = ModeDecision(
+        ModeRequest("delta", "plan"), "delta", since=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), base_import_id=7
+    )
     published = {"users": 1000, "enrollments": 100, "orgs": 5}
 
     def served(counts: dict[str, int | None]):
         return lambda collection: counts.get(collection, published.get(collection, 0))
 
     within = escalate_on_vanish(delta, alpha, published, served({"users": 901, "enrollments": 76}))
-    assert within.mode == "delta" and within.fallback_reason is None  # 9.9% of users; 24 enrollments < min_changes
+    assert (
+        within.mode == "delta" and within.fallback_reason is None
+    )  # 9.9% of users; 24 enrollments < min_changes
     beyond = escalate_on_vanish(delta, alpha, published, served({"users": 899}))
     assert beyond.mode == "full" and beyond.since is None
     assert "users: the SIS serves 899, 1,000 are published (10.1% fewer" in beyond.fallback_reason

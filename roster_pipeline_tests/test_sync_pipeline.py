@@ -132,10 +132,17 @@ def test_two_districts_never_mix_rows(
     for app in ("alpha", "beta"):
         counts = warehouse.current_counts(app)
         for resource in RESOURCES:
-            assert counts[resource.name] == active_count(server, app, resource.collection), (app, resource.name)
+            assert counts[resource.name] == active_count(server, app, resource.collection), (
+                app,
+                resource.name,
+            )
     with warehouse.engine.connect() as conn:
-        alpha_users = set(conn.execute(sa.text("SELECT sourced_id FROM users WHERE district_id = 'alpha'")).scalars())
-        beta_users = set(conn.execute(sa.text("SELECT sourced_id FROM users WHERE district_id = 'beta'")).scalars())
+        alpha_users = set(
+            conn.execute(sa.text("SELECT sourced_id FROM users WHERE district_id = 'alpha'")).scalars()
+        )
+        beta_users = set(
+            conn.execute(sa.text("SELECT sourced_id FROM users WHERE district_id = 'beta'")).scalars()
+        )
     assert alpha_users == set(server.tenant("alpha").district.collections["users"])
     assert beta_users == set(server.tenant("beta").district.collections["users"])
 
@@ -149,7 +156,9 @@ def test_token_expiry_mid_sync_is_survived(
     # A 1-second token and 20 ms per request: every resource outlives several tokens.
     with SimulatorServer([tenant], token_ttl_seconds=1, latency_ms=20) as short_lived:
         registry_path = tmp_path / "districts.yaml"
-        registry = write_registry(registry_path, short_lived, monkeypatch_environ(monkeypatch), ["alpha"], page_size=200)
+        registry = write_registry(
+            registry_path, short_lived, monkeypatch_environ(monkeypatch), ["alpha"], page_size=200
+        )
         result = sync(registry, registry_path, warehouse_url, "alpha", instance)
         assert result.success
         token_requests = [r for r in short_lived.requests if "oauth2/token" in r.path]
@@ -179,7 +188,11 @@ def test_429_with_retry_after_is_honoured(
 
 
 def test_secrets_never_reach_dagster_events_logs_or_metadata(
-    server: SimulatorServer, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance,
+    server: SimulatorServer,
+    sqlite_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    instance,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The client secret and every bearer token issued stay out of the event log, metadata and logs."""
@@ -189,7 +202,9 @@ def test_secrets_never_reach_dagster_events_logs_or_metadata(
     registry_path = tmp_path / "districts.yaml"
     registry = write_registry(registry_path, server, monkeypatch_environ(monkeypatch), ["beta"])
     # One failing run too: error messages and stack traces are where secrets usually leak.
-    server.faults.add(status=501, times=5, path_contains="/users")  # not retried (500 is): fails the run at once
+    server.faults.add(
+        status=501, times=5, path_contains="/users"
+    )  # not retried (500 is): fails the run at once
     failed = sync(registry, registry_path, sqlite_url, "beta", instance)
     assert not failed.success
     server.faults.clear()

@@ -29,8 +29,16 @@ from roster_pipeline.warehouse import TABLES, Warehouse
 CLIENT_ID, SECRET = "sync-v1p2-client", "sync-v1p2-secret-value"
 ENVIRON = {"SIS_CLIENT_ID": CLIENT_ID, "SIS_CLIENT_SECRET": SECRET}
 # Bookkeeping that differs per district and import by design; everything else must match.
-BOOKKEEPING = {"district_id", "raw", "record_hash", "first_seen_at", "updated_at", "last_import_id", "deleted_at",
-               "archived_at"}
+BOOKKEEPING = {
+    "district_id",
+    "raw",
+    "record_hash",
+    "first_seen_at",
+    "updated_at",
+    "last_import_id",
+    "deleted_at",
+    "archived_at",
+}
 
 
 @pytest.fixture()
@@ -38,7 +46,9 @@ def servers() -> Iterator[dict[str, SimulatorServer]]:
     template = generate_district("tiny", seed=4)  # every role; multi-org users: test_oneroster_v1p2_client
     with (
         SimulatorServer([Tenant("app", CLIENT_ID, SECRET, copy.deepcopy(template))]) as v11,
-        SimulatorServer([Tenant("app", CLIENT_ID, SECRET, copy.deepcopy(template))], oneroster_version="1.2") as v12,
+        SimulatorServer(
+            [Tenant("app", CLIENT_ID, SECRET, copy.deepcopy(template))], oneroster_version="1.2"
+        ) as v12,
     ):
         yield {"1.1": v11, "1.2": v12}
 
@@ -74,27 +84,44 @@ def published_rows(engine: sa.Engine, district_id: str) -> dict[str, dict[str, d
         for resource in RESOURCES:
             table = TABLES[resource.name].published
             columns = [c for c in table.c if c.name not in BOOKKEEPING]
-            query = sa.select(*columns, table.c.deleted_at.is_(None), table.c.raw).where(table.c.district_id == district_id)
+            query = sa.select(*columns, table.c.deleted_at.is_(None), table.c.raw).where(
+                table.c.district_id == district_id
+            )
             rows: dict[str, dict[str, Any]] = {}
             for row in conn.execute(query):
                 *values, alive, raw = row
                 content = without_hrefs(raw if isinstance(raw, dict) else json.loads(raw))
                 content.pop("roles", None)  # 1.2's own: kept for the record, 1.1 has no such field
                 fields = dict(zip([c.name for c in columns], values, strict=True))
-                rows[row.sourced_id] = {**fields, "alive": bool(alive), "raw": json.dumps(content, sort_keys=True)}
+                rows[row.sourced_id] = {
+                    **fields,
+                    "alive": bool(alive),
+                    "raw": json.dumps(content, sort_keys=True),
+                }
             out[resource.name] = rows
     return out
 
 
-def test_1p2_sync_publishes_the_same_rows_as_1p1(servers: dict[str, SimulatorServer], warehouse_url: str) -> None:
+def test_1p2_sync_publishes_the_same_rows_as_1p1(
+    servers: dict[str, SimulatorServer], warehouse_url: str
+) -> None:
     warehouse = Warehouse(warehouse_url)
     warehouse.create_schema()
-    districts = {"1.1": district_for(servers["1.1"], "via-v1p1"), "1.2": district_for(servers["1.2"], "via-v1p2")}
+    districts = {
+        "1.1": district_for(servers["1.1"], "via-v1p1"),
+        "1.2": district_for(servers["1.2"], "via-v1p2"),
+    }
 
     def sync_both(mode: str, run: str) -> None:
         for version, district in districts.items():
-            result = sync_district(warehouse, district, f"{run}-{version}", RESOURCES, sync_mode=mode,  # type: ignore[arg-type]
-                                   environ=ENVIRON)
+            result = sync_district(
+                warehouse,
+                district,
+                f"{run}-{version}",
+                RESOURCES,
+                sync_mode=mode,  # type: ignore[arg-type]
+                environ=ENVIRON,
+            )
             assert result.published, (version, result.checks)
             assert not warehouse.rejects(result.import_id, severity="error"), version
             assert result.mode is not None and result.mode.mode == mode
@@ -104,7 +131,13 @@ def test_1p2_sync_publishes_the_same_rows_as_1p1(servers: dict[str, SimulatorSer
     assert first == published_rows(warehouse.engine, "via-v1p2")
     sis = servers["1.1"].tenant("app").district
     assert len(first["users"]) == len(sis.collections["users"]) and len(first["enrollments"]) > 100
-    assert {row["role"] for row in first["users"].values()} >= {"administrator", "aide", "guardian", "student", "teacher"}
+    assert {row["role"] for row in first["users"].values()} >= {
+        "administrator",
+        "aide",
+        "guardian",
+        "student",
+        "teacher",
+    }
 
     # The same day's changes at both SISes (same seed, same instant), then a delta through each version.
     now = datetime.now(UTC)
@@ -116,7 +149,9 @@ def test_1p2_sync_publishes_the_same_rows_as_1p1(servers: dict[str, SimulatorSer
     second = published_rows(warehouse.engine, "via-v1p1")
     assert second == published_rows(warehouse.engine, "via-v1p2")
     assert second != first
-    assert sum(not row["alive"] for row in second["users"].values()) >= 3  # the withdrawn students are deleted
+    assert (
+        sum(not row["alive"] for row in second["users"].values()) >= 3
+    )  # the withdrawn students are deleted
 
 
 def test_a_1p2_user_without_a_primary_role_is_quarantined_not_dropped(
@@ -135,12 +170,20 @@ def test_a_1p2_user_without_a_primary_role_is_quarantined_not_dropped(
     assert result.staged["users"].rejects_by_check == {f"roles: {v1p2.PRIMARY_ROLE}": 1}
     rejects = [r for r in warehouse.rejects(result.import_id, severity="error") if r.resource == "users"]
     (reject,) = rejects
-    assert (reject.sourced_id, reject.field, reject.check) == (student["sourcedId"], "roles", v1p2.PRIMARY_ROLE)
+    assert (reject.sourced_id, reject.field, reject.check) == (
+        student["sourcedId"],
+        "roles",
+        v1p2.PRIMARY_ROLE,
+    )
     assert "district 'via-v1p2'" in reject.message and "roleType 'primary'" in reject.message
     assert reject.raw is not None and reject.raw["roles"] == []
     published = published_rows(warehouse.engine, "via-v1p2")
     assert student["sourcedId"] not in published["users"]
     assert len(published["users"]) == len(sis.collections["users"]) - 1
     # The student's enrollments and demographics are held back with it (reference checks), not published.
-    enrolled = {e["sourcedId"] for e in sis.collections["enrollments"].values() if e["user"]["sourcedId"] == student["sourcedId"]}
+    enrolled = {
+        e["sourcedId"]
+        for e in sis.collections["enrollments"].values()
+        if e["user"]["sourcedId"] == student["sourcedId"]
+    }
     assert enrolled and not enrolled & set(published["enrollments"])

@@ -43,37 +43,84 @@ def org(sid: str, kind: str = "school", **f: Any) -> dict[str, Any]:
 
 
 def user(n: int, **f: Any) -> dict[str, Any]:
-    return base(f"usr-{n}", {"username": f"s{n}", "enabledUser": "true", "givenName": "Ada", "familyName": f"L{n}",
-                             "role": "student", "email": f"s{n}@x.org",
-                             "orgs": [ref("org", "sch-1"), ref("org", "dist-1")], "grades": ["05"]}, f)
+    return base(
+        f"usr-{n}",
+        {
+            "username": f"s{n}",
+            "enabledUser": "true",
+            "givenName": "Ada",
+            "familyName": f"L{n}",
+            "role": "student",
+            "email": f"s{n}@x.org",
+            "orgs": [ref("org", "sch-1"), ref("org", "dist-1")],
+            "grades": ["05"],
+        },
+        f,
+    )
 
 
 def klass(n: int, **f: Any) -> dict[str, Any]:
-    return base(f"cls-{n}", {"title": f"Math {n}", "classType": "scheduled", "course": ref("course", "crs-1"),
-                             "school": ref("org", "sch-1"), "terms": [ref("academicSession", "term-1")]}, f)
+    return base(
+        f"cls-{n}",
+        {
+            "title": f"Math {n}",
+            "classType": "scheduled",
+            "course": ref("course", "crs-1"),
+            "school": ref("org", "sch-1"),
+            "terms": [ref("academicSession", "term-1")],
+        },
+        f,
+    )
 
 
 def enrollment(n: int, **f: Any) -> dict[str, Any]:
-    return base(f"enr-{n}", {"class": ref("class", f"cls-{n % 3 + 1}"), "user": ref("user", f"usr-{n % 6 + 1}"),
-                             "school": ref("org", "sch-1"), "role": "student", "primary": "false",
-                             "beginDate": "2026-08-20", "endDate": "2027-06-05"}, f)
+    return base(
+        f"enr-{n}",
+        {
+            "class": ref("class", f"cls-{n % 3 + 1}"),
+            "user": ref("user", f"usr-{n % 6 + 1}"),
+            "school": ref("org", "sch-1"),
+            "role": "student",
+            "primary": "false",
+            "beginDate": "2026-08-20",
+            "endDate": "2027-06-05",
+        },
+        f,
+    )
 
 
 def demographic(n: int, **f: Any) -> dict[str, Any]:
-    return base(f"usr-{n}", {"birthDate": "2015-01-02", "sex": "female", "hispanicOrLatinoEthnicity": "false"}, f)
+    return base(
+        f"usr-{n}", {"birthDate": "2015-01-02", "sex": "female", "hispanicOrLatinoEthnicity": "false"}, f
+    )
 
 
 def session(sid: str, **f: Any) -> dict[str, Any]:
-    return base(sid, {"title": sid, "type": "term", "startDate": "2026-08-20", "endDate": "2027-06-05",
-                      "schoolYear": "2027"}, f)
+    return base(
+        sid,
+        {
+            "title": sid,
+            "type": "term",
+            "startDate": "2026-08-20",
+            "endDate": "2027-06-05",
+            "schoolYear": "2027",
+        },
+        f,
+    )
 
 
 def tbd(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "status": "tobedeleted"}
 
 
-def publish(wh: Warehouse, batches: dict[str, list[dict[str, Any]]], district: str = D, year: int = YEAR,
-            mode: str = "full", rejects: list[Reject] | None = None) -> tuple[int, dict[str, ChangeCounts]]:
+def publish(
+    wh: Warehouse,
+    batches: dict[str, list[dict[str, Any]]],
+    district: str = D,
+    year: int = YEAR,
+    mode: str = "full",
+    rejects: list[Reject] | None = None,
+) -> tuple[int, dict[str, ChangeCounts]]:
     import_id = wh.begin_import(district, f"run-{district}", year, mode)
     if rejects:
         wh.record_rejects(import_id, rejects)
@@ -89,7 +136,12 @@ def snapshot(wh: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
         for t in TABLES.values():
             table = sa.Table(t.published.name, sa.MetaData(), autoload_with=conn)
             columns = [c for c in table.columns if c.name not in EXCLUDED_COLUMNS]
-            assert {c.name for c in columns} >= {"first_seen_at", "updated_at", "deleted_at", "last_import_id"}
+            assert {c.name for c in columns} >= {
+                "first_seen_at",
+                "updated_at",
+                "deleted_at",
+                "last_import_id",
+            }
             query = sa.select(*[sa.cast(c, sa.Text) for c in columns]).order_by(*[table.c[k] for k in t.key])
             out[t.published.name] = [tuple(r) for r in conn.execute(query)]
     return out
@@ -102,7 +154,9 @@ def history_changes(wh: Warehouse, import_id: int) -> dict[str, int]:
         for t in TABLES.values():
             h = t.history.c
             for change, n in conn.execute(
-                sa.select(h.change, sa.func.count()).where(h.superseded_by_import_id == import_id).group_by(h.change)
+                sa.select(h.change, sa.func.count())
+                .where(h.superseded_by_import_id == import_id)
+                .group_by(h.change)
             ):
                 counts[change] = counts.get(change, 0) + int(n)
     return counts
@@ -111,22 +165,28 @@ def history_changes(wh: Warehouse, import_id: int) -> dict[str, int]:
 def first_two_imports(wh: Warehouse) -> tuple[int, int]:
     """A district with history: a first import, then one that deletes (tobedeleted, vanished) and inserts a
     record first seen as tobedeleted, so the import under test can re-add and re-delete."""
-    first, _ = publish(wh, {
-        "orgs": [org("dist-1", "district"), org("sch-1")],
-        "academic_sessions": [session("term-1")],
-        "users": [user(n) for n in range(1, 7)],
-        "classes": [klass(n) for n in range(1, 4)],
-        "enrollments": [enrollment(n) for n in range(1, 9)],
-        "demographics": [demographic(n) for n in range(1, 4)],
-    })
-    second, counts = publish(wh, {
-        "orgs": [org("dist-1", "district"), org("sch-1")],
-        "academic_sessions": [session("term-1")],
-        "users": [user(n) for n in range(1, 5)] + [tbd(user(5))],  # usr-6 vanishes, usr-5 tobedeleted
-        "classes": [klass(n) for n in range(1, 4)],
-        "enrollments": [enrollment(n) for n in range(1, 7)] + [tbd(enrollment(7)), tbd(enrollment(100))],
-        "demographics": [demographic(n) for n in range(1, 4)],
-    })
+    first, _ = publish(
+        wh,
+        {
+            "orgs": [org("dist-1", "district"), org("sch-1")],
+            "academic_sessions": [session("term-1")],
+            "users": [user(n) for n in range(1, 7)],
+            "classes": [klass(n) for n in range(1, 4)],
+            "enrollments": [enrollment(n) for n in range(1, 9)],
+            "demographics": [demographic(n) for n in range(1, 4)],
+        },
+    )
+    second, counts = publish(
+        wh,
+        {
+            "orgs": [org("dist-1", "district"), org("sch-1")],
+            "academic_sessions": [session("term-1")],
+            "users": [user(n) for n in range(1, 5)] + [tbd(user(5))],  # usr-6 vanishes, usr-5 tobedeleted
+            "classes": [klass(n) for n in range(1, 4)],
+            "enrollments": [enrollment(n) for n in range(1, 7)] + [tbd(enrollment(7)), tbd(enrollment(100))],
+            "demographics": [demographic(n) for n in range(1, 4)],
+        },
+    )
     assert counts["users"].deleted == 2 and counts["enrollments"].deleted == 2  # enr-8 vanished
     assert counts["enrollments"].new_tobedeleted == 1
     return first, second
@@ -142,18 +202,40 @@ def test_undo_restores_every_published_row_exactly_and_twice_undoes_the_one_befo
     # seen as tobedeleted, a quarantined record (kept as published), an unchanged one, across resources;
     # academic_sessions is not staged at all (a resource the import did not touch).
     quarantined = Reject("enrollments", "enr-4", "beginDate", "date_format", "x", "bad date")
-    third, counts = publish(wh, {
-        "orgs": [org("dist-1", "district"), org("sch-1", name="Renamed school")],
-        "users": [user(1, givenName="Grace"), tbd(user(2)), user(4), tbd(user(5)), user(6), user(7),
-                  tbd(user(8))],  # usr-3 vanishes
-        "classes": [klass(1, title="Algebra"), klass(2), klass(3), klass(4)],
-        "enrollments": [enrollment(1, role="teacher"), tbd(enrollment(3)), enrollment(5), enrollment(6),
-                        enrollment(7), enrollment(9)],  # enr-2 vanishes, enr-4 quarantined
-        "demographics": [demographic(1, sex="male"), demographic(2), demographic(3)],
-    }, rejects=[quarantined])
-    assert counts["users"] == ChangeCounts(fetched=7, added=2, updated=1, deleted=2, unchanged=1, tobedeleted=3,
-                                           readded=1, new_tobedeleted=1)
-    assert (counts["enrollments"].added, counts["enrollments"].readded, counts["enrollments"].deleted) == (2, 1, 2)
+    third, counts = publish(
+        wh,
+        {
+            "orgs": [org("dist-1", "district"), org("sch-1", name="Renamed school")],
+            "users": [
+                user(1, givenName="Grace"),
+                tbd(user(2)),
+                user(4),
+                tbd(user(5)),
+                user(6),
+                user(7),
+                tbd(user(8)),
+            ],  # usr-3 vanishes
+            "classes": [klass(1, title="Algebra"), klass(2), klass(3), klass(4)],
+            "enrollments": [
+                enrollment(1, role="teacher"),
+                tbd(enrollment(3)),
+                enrollment(5),
+                enrollment(6),
+                enrollment(7),
+                enrollment(9),
+            ],  # enr-2 vanishes, enr-4 quarantined
+            "demographics": [demographic(1, sex="male"), demographic(2), demographic(3)],
+        },
+        rejects=[quarantined],
+    )
+    assert counts["users"] == ChangeCounts(
+        fetched=7, added=2, updated=1, deleted=2, unchanged=1, tobedeleted=3, readded=1, new_tobedeleted=1
+    )
+    assert (counts["enrollments"].added, counts["enrollments"].readded, counts["enrollments"].deleted) == (
+        2,
+        1,
+        2,
+    )
     assert snapshot(wh) != before
 
     result = wh.undo_last_import(D, undone_by="Jo Admin", note="wrong term loaded")
@@ -164,7 +246,9 @@ def test_undo_restores_every_published_row_exactly_and_twice_undoes_the_one_befo
     assert (users.restored, users.removed) == (4, 2)
     assert (users.published_before, users.published_after) == (4, 4)  # alive usr-1,4,6,7 → usr-1,2,3,4
     assert (users.added, users.updated, users.deleted) == (2, 1, 2)
-    assert result.resources["academic_sessions"].restored == result.resources["academic_sessions"].removed == 0
+    assert (
+        result.resources["academic_sessions"].restored == result.resources["academic_sessions"].removed == 0
+    )
     assert result.totals()["restored"] > 0
 
     run = wh.get_import(third)
@@ -197,8 +281,12 @@ def test_undo_restores_every_published_row_exactly_and_twice_undoes_the_one_befo
 
 def test_undoing_a_rollover_import_unarchives_the_previous_year(wh: Warehouse) -> None:
     def year(y: int, *ids: int) -> dict[str, list[dict[str, Any]]]:
-        return {"users": [user(n, grades=[str(y)]) for n in ids], "classes": [klass(n) for n in ids],
-                "enrollments": [enrollment(n) for n in ids], "academic_sessions": [session(f"term-{y}")]}
+        return {
+            "users": [user(n, grades=[str(y)]) for n in ids],
+            "classes": [klass(n) for n in ids],
+            "enrollments": [enrollment(n) for n in ids],
+            "academic_sessions": [session(f"term-{y}")],
+        }
 
     publish(wh, year(2026, 1, 2), year=2026)
     publish(wh, year(2027, 1, 2, 3), year=2027)  # archives 2026
@@ -221,7 +309,9 @@ def test_undo_refuses_with_an_import_in_flight_or_not_the_latest(wh: Warehouse) 
     with pytest.raises(UndoRefusedError, match="district 'springfield' has no published import to undo"):
         wh.undo_last_import(D, undone_by="Jo Admin")
     first, second = first_two_imports(wh)
-    with pytest.raises(UndoRefusedError, match=f"import {first} is not the district's latest published import"):
+    with pytest.raises(
+        UndoRefusedError, match=f"import {first} is not the district's latest published import"
+    ):
         wh.undo_last_import(D, undone_by="Jo Admin", import_id=first)
     held = wh.begin_import(D, "run-held", YEAR)
     wh.stage(held, "users", [user(1)])
@@ -250,7 +340,9 @@ def test_a_failing_check_refuses_the_undo_unless_forced_and_preview_changes_noth
     preview = wh.undo_last_import(D, undone_by="Jo Admin", check=check, preview=True)
     assert preview.preview and preview.check_failures and not preview.forced and snapshot(wh) == before_second
     assert preview.resources["enrollments"].restored == 2 and wh.get_import(2).status == "published"
-    with pytest.raises(UndoCheckError, match=r"district 'springfield': undoing import 2 fails .* users deleted_pct"):
+    with pytest.raises(
+        UndoCheckError, match=r"district 'springfield': undoing import 2 fails .* users deleted_pct"
+    ):
         wh.undo_last_import(D, undone_by="Jo Admin", check=check)
     assert snapshot(wh) == before_second and wh.get_import(2).status == "published"
     schools = seen[-1].schools.set_index(["school_sourced_id", "resource"])
@@ -267,26 +359,32 @@ def test_create_schema_upgrades_a_version_3_database_to_undo(warehouse_url: str)
     with wh.engine.begin() as conn:  # today's schema minus what version 4 added
         conn.execute(sa.text("DROP TABLE import_undo_counts"))
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text(
-                f"ALTER TABLE import_runs DROP CONSTRAINT {status_check}, ADD CONSTRAINT {status_check} CHECK "
-                "(status IN ('running', 'staged', 'published', 'failed', 'discarded', 'held', 'dry_run'))"
-            ))
+            conn.execute(
+                sa.text(
+                    f"ALTER TABLE import_runs DROP CONSTRAINT {status_check}, ADD CONSTRAINT {status_check} CHECK "
+                    "(status IN ('running', 'staged', 'published', 'failed', 'discarded', 'held', 'dry_run'))"
+                )
+            )
             for column in ("undone_by", "undone_at", "undo_note", "undo_forced"):
                 conn.execute(sa.text(f"ALTER TABLE import_runs DROP COLUMN {column}"))
         else:  # SQLite cannot drop a CHECK: rebuild import_runs the way version 3 created it
-            conn.execute(sa.text(
-                "CREATE TABLE import_runs_v3 (import_id INTEGER PRIMARY KEY AUTOINCREMENT, district_id TEXT NOT NULL, "
-                "run_id TEXT, school_year INTEGER NOT NULL, sync_mode TEXT NOT NULL, status TEXT NOT NULL, "
-                "started_at DATETIME NOT NULL, finished_at DATETIME, error TEXT, hold_reason TEXT, overridden_by TEXT, "
-                "override_reason TEXT, overridden_at DATETIME, additions_only BOOLEAN DEFAULT 0 NOT NULL, "
-                "CONSTRAINT ck_import_runs_status CHECK (status IN ('running', 'staged', 'published', 'failed', "
-                "'discarded', 'held', 'dry_run')))"
-            ))
-            conn.execute(sa.text(
-                "INSERT INTO import_runs_v3 SELECT import_id, district_id, run_id, school_year, sync_mode, status, "
-                "started_at, finished_at, error, hold_reason, overridden_by, override_reason, overridden_at, "
-                "additions_only FROM import_runs"
-            ))
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE import_runs_v3 (import_id INTEGER PRIMARY KEY AUTOINCREMENT, district_id TEXT NOT NULL, "
+                    "run_id TEXT, school_year INTEGER NOT NULL, sync_mode TEXT NOT NULL, status TEXT NOT NULL, "
+                    "started_at DATETIME NOT NULL, finished_at DATETIME, error TEXT, hold_reason TEXT, overridden_by TEXT, "
+                    "override_reason TEXT, overridden_at DATETIME, additions_only BOOLEAN DEFAULT 0 NOT NULL, "
+                    "CONSTRAINT ck_import_runs_status CHECK (status IN ('running', 'staged', 'published', 'failed', "
+                    "'discarded', 'held', 'dry_run')))"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO import_runs_v3 SELECT import_id, district_id, run_id, school_year, sync_mode, status, "
+                    "started_at, finished_at, error, hold_reason, overridden_by, override_reason, overridden_at, "
+                    "additions_only FROM import_runs"
+                )
+            )
             conn.execute(sa.text("DROP TABLE import_runs"))
             conn.execute(sa.text("ALTER TABLE import_runs_v3 RENAME TO import_runs"))
         conn.execute(sa.text("UPDATE schema_version SET version = 3"))
@@ -353,7 +451,9 @@ def test_undo_waits_for_the_same_district_lock_as_publish(postgres_url: str) -> 
         transaction = holder.begin()
         lock_district_writes(holder, D)  # what a publish of D holds until it commits
         try:
-            waiting = Warehouse(engine=sa.create_engine(postgres_url, connect_args={"options": "-c lock_timeout=500"}))
+            waiting = Warehouse(
+                engine=sa.create_engine(postgres_url, connect_args={"options": "-c lock_timeout=500"})
+            )
             with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
                 waiting.undo_last_import(D, undone_by="Jo Admin", force=True)
             waiting.undo_last_import("shelbyville", undone_by="Jo Admin", force=True)  # not blocked

@@ -365,7 +365,12 @@ def test_a_nul_character_quarantines_its_record_with_the_field_named(tiny: Any) 
     found = {(r.sourced_id, r.field, r.check, r.value) for r in result.rejects if r.check == "nul_character"}
     assert found == {
         (batch[2]["sourcedId"], "givenName", "nul_character", "Ann\\x00e"),
-        (batch[5]["sourcedId"], "orgs[0].sourcedId", "nul_character", batch[5]["orgs"][0]["sourcedId"][:-1] + "\\x00"),
+        (
+            batch[5]["sourcedId"],
+            "orgs[0].sourcedId",
+            "nul_character",
+            batch[5]["orgs"][0]["sourcedId"][:-1] + "\\x00",
+        ),
         (batch[7]["sourcedId"], "userIds[0].identifier", "nul_character", "\\x00"),
     }
     assert result.rejected == 3 and len(result.valid) == len(batch) - 3
@@ -397,4 +402,7 @@ def test_a_bad_sourced_id_is_shown_visibly_on_every_reject_of_its_record(tiny: A
     record["sourcedId"] = "t\x00-1"
     record["role"] = "wizard"
     result = validate_batch(make_district(), "users", [record])
-    assert {(r.sourced_id, r.check) for r in result.rejects} == {("t\\x00-1", "nul_character"), ("t\\x00-1", "enum")}
+    assert {(r.sourced_id, r.check) for r in result.rejects} == {
+        ("t\\x00-1", "nul_character"),
+        ("t\\x00-1", "enum"),
+    }

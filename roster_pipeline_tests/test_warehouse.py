@@ -27,12 +27,23 @@ def test_create_schema_is_idempotent(wh: Warehouse) -> None:
 
 
 def test_stage_and_publish_lands_flattened_columns_and_raw(wh: Warehouse) -> None:
-    counts = sync(wh, {"enrollments": [enrollment(1, primary="true")], "users": [user(1)], "classes": [klass(1)]})
+    counts = sync(
+        wh, {"enrollments": [enrollment(1, primary="true")], "users": [user(1)], "classes": [klass(1)]}
+    )
     assert counts["enrollments"] == ChangeCounts(fetched=1, added=1)
-    assert rows(wh, "enrollments", "sourced_id", "school_year", "class_sourced_id", "user_sourced_id",
-                "school_sourced_id", "role", "primary", "begin_date", "status") == [
-        ("enr-1", YEAR, "cls-1", "usr-1", "sch-1", "student", "true", "2026-08-20", "active")
-    ]
+    assert rows(
+        wh,
+        "enrollments",
+        "sourced_id",
+        "school_year",
+        "class_sourced_id",
+        "user_sourced_id",
+        "school_sourced_id",
+        "role",
+        "primary",
+        "begin_date",
+        "status",
+    ) == [("enr-1", YEAR, "cls-1", "usr-1", "sch-1", "student", "true", "2026-08-20", "active")]
     [(org_ids, grades, given, email)] = rows(wh, "users", "org_sourced_ids", "grades", "given_name", "email")
     assert json.loads(org_ids) == ["sch-1", "dist-1"] and json.loads(grades) == ["05"]
     assert (given, email) == ("Ada", "student1@springfield.k12.us")
@@ -40,7 +51,9 @@ def test_stage_and_publish_lands_flattened_columns_and_raw(wh: Warehouse) -> Non
     assert json.loads(terms) == ["term-1", "term-2"] and course == "crs-1"
     with wh.engine.connect() as conn:
         raw = conn.execute(sa.select(TABLES["users"].published.c.raw)).scalar_one()
-        stamps = conn.execute(sa.text("SELECT first_seen_at, updated_at, deleted_at, last_import_id FROM users")).one()
+        stamps = conn.execute(
+            sa.text("SELECT first_seen_at, updated_at, deleted_at, last_import_id FROM users")
+        ).one()
     assert raw == user(1)
     assert stamps[0] is not None and stamps[0] == stamps[1] and stamps[2] is None
 
@@ -57,10 +70,14 @@ def test_second_identical_import_changes_nothing(wh: Warehouse) -> None:
 
 def test_changed_field_is_updated_with_history(wh: Warehouse) -> None:
     sync(wh, {"users": [user(1), user(2)]})
-    [(first_seen, updated_before)] = rows(wh, "users", "first_seen_at", "updated_at", where="WHERE sourced_id='usr-1'")
+    [(first_seen, updated_before)] = rows(
+        wh, "users", "first_seen_at", "updated_at", where="WHERE sourced_id='usr-1'"
+    )
     counts = sync(wh, {"users": [user(1, email="new@springfield.k12.us"), user(2)]})
     assert counts["users"] == ChangeCounts(fetched=2, updated=1, unchanged=1)
-    [(email, seen, updated)] = rows(wh, "users", "email", "first_seen_at", "updated_at", where="WHERE sourced_id='usr-1'")
+    [(email, seen, updated)] = rows(
+        wh, "users", "email", "first_seen_at", "updated_at", where="WHERE sourced_id='usr-1'"
+    )
     assert email == "new@springfield.k12.us" and seen == first_seen and updated != updated_before
     history = rows(wh, "users_history", "sourced_id", "change", "raw", "import_id", "superseded_by_import_id")
     assert [(h[0], h[1], h[3], h[4]) for h in history] == [("usr-1", "updated", 1, 2)]
@@ -91,9 +108,21 @@ def test_vanished_in_delta_is_untouched(wh: Warehouse) -> None:
 @pytest.mark.parametrize("mode", ["full", "delta"])
 def test_tobedeleted_is_soft_deleted_in_both_modes(wh: Warehouse, mode: str) -> None:
     sync(wh, {"enrollments": [enrollment(1), enrollment(2)]})
-    counts = sync(wh, {"enrollments": [enrollment(1), enrollment(2, status="tobedeleted"), enrollment(3, status="tobedeleted")]}, mode=mode)
+    counts = sync(
+        wh,
+        {
+            "enrollments": [
+                enrollment(1),
+                enrollment(2, status="tobedeleted"),
+                enrollment(3, status="tobedeleted"),
+            ]
+        },
+        mode=mode,
+    )
     # enr-3 was never published: kept anyway, inserted already soft-deleted (nothing the SIS sent is lost).
-    assert counts["enrollments"] == ChangeCounts(fetched=3, unchanged=1, tobedeleted=2, deleted=1, new_tobedeleted=1)
+    assert counts["enrollments"] == ChangeCounts(
+        fetched=3, unchanged=1, tobedeleted=2, deleted=1, new_tobedeleted=1
+    )
     assert rows(wh, "enrollments", "sourced_id", "status", "deleted_at IS NOT NULL") == [
         ("enr-1", "active", False),
         ("enr-2", "tobedeleted", True),
@@ -110,7 +139,10 @@ def test_moved_sis_host_is_not_an_update_but_a_changed_reference_is(wh: Warehous
     moved[1]["class"] = ref("class", "cls-9")  # a real change: another class
     counts = sync(wh, {"enrollments": moved})
     assert (counts["enrollments"].unchanged, counts["enrollments"].updated) == (1, 1)
-    assert rows(wh, "enrollments", "sourced_id", "class_sourced_id") == [("enr-1", "cls-1"), ("enr-2", "cls-9")]
+    assert rows(wh, "enrollments", "sourced_id", "class_sourced_id") == [
+        ("enr-1", "cls-1"),
+        ("enr-2", "cls-9"),
+    ]
 
 
 def test_reappearing_record_is_added_again(wh: Warehouse) -> None:
@@ -170,12 +202,18 @@ def test_full_pull_leaves_other_school_years_untouched(wh: Warehouse) -> None:
     assert wh.current_counts("springfield", 2026)["enrollments"] == 2
     assert wh.current_counts("springfield", 2027)["enrollments"] == 2
     assert rows(wh, "enrollments", "school_year", "sourced_id", "deleted_at IS NULL") == [
-        (2026, "enr-1", True), (2026, "enr-2", True), (2027, "enr-1", True), (2027, "enr-3", True)
+        (2026, "enr-1", True),
+        (2026, "enr-2", True),
+        (2027, "enr-1", True),
+        (2027, "enr-3", True),
     ]
 
 
 def test_publish_is_all_or_nothing_on_a_real_constraint_violation(wh: Warehouse) -> None:
-    sync(wh, {"users": [user(1), user(2)], "classes": [klass(1)], "enrollments": [enrollment(1), enrollment(2)]})
+    sync(
+        wh,
+        {"users": [user(1), user(2)], "classes": [klass(1)], "enrollments": [enrollment(1), enrollment(2)]},
+    )
     before = dump_published(wh)
     import_id = wh.begin_import("springfield", "run", YEAR)
     wh.stage(import_id, "users", [user(1, givenName="Changed"), user(3)])  # would update, add and delete
@@ -200,7 +238,9 @@ def test_publish_is_all_or_nothing_when_a_step_raises(wh: Warehouse, monkeypatch
     before = dump_published(wh)
     real = sql.apply_changes
 
-    def failing(conn: sa.Connection, t: Any, scope: Any, now: Any, expected: Any = None) -> tuple[int, int, int]:
+    def failing(
+        conn: sa.Connection, t: Any, scope: Any, now: Any, expected: Any = None
+    ) -> tuple[int, int, int]:
         result = real(conn, t, scope, now, expected)
         if t.resource.name == "enrollments":
             raise RuntimeError("connection lost")
@@ -227,11 +267,26 @@ def test_import_runs_and_counts_are_recorded(wh: Warehouse) -> None:
     published = wh.publish(import_id)
     assert list(published) == ["users"]
     run = wh.get_import(import_id)
-    assert (run.status, run.sync_mode, run.school_year, run.run_id) == ("published", "delta", YEAR, "dagster-run-1")
+    assert (run.status, run.sync_mode, run.school_year, run.run_id) == (
+        "published",
+        "delta",
+        YEAR,
+        "dagster-run-1",
+    )
     assert run.finished_at is not None and run.error is None
     counts = wh.resource_counts(import_id)["users"]
-    assert {k: counts[k] for k in ("batches", "fetched", "added", "updated", "deleted", "unchanged", "rejected", "pages")} == {
-        "batches": 2, "fetched": 3, "added": 3, "updated": 0, "deleted": 0, "unchanged": 0, "rejected": 0, "pages": 2
+    assert {
+        k: counts[k]
+        for k in ("batches", "fetched", "added", "updated", "deleted", "unchanged", "rejected", "pages")
+    } == {
+        "batches": 2,
+        "fetched": 3,
+        "added": 3,
+        "updated": 0,
+        "deleted": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "pages": 2,
     }
     assert counts["seconds"] == pytest.approx(1.25)
     assert staging_tables(wh) == set()  # the import's staging tables are dropped with the publish
@@ -266,11 +321,25 @@ def test_record_without_sourced_id_cannot_be_staged(wh: Warehouse) -> None:
 
 def test_collection_names_are_accepted(wh: Warehouse) -> None:
     import_id = wh.begin_import("springfield", "run", YEAR)
-    wh.stage(import_id, "academicSessions", [{"sourcedId": "term-1", "status": "active", "dateLastModified": "x",
-                                            "title": "Fall", "type": "term", "schoolYear": "2027",
-                                            "parent": ref("academicSession", "sy-2027")}])
+    wh.stage(
+        import_id,
+        "academicSessions",
+        [
+            {
+                "sourcedId": "term-1",
+                "status": "active",
+                "dateLastModified": "x",
+                "title": "Fall",
+                "type": "term",
+                "schoolYear": "2027",
+                "parent": ref("academicSession", "sy-2027"),
+            }
+        ],
+    )
     assert wh.publish(import_id)["academic_sessions"].added == 1
-    assert rows(wh, "academic_sessions", "sourced_id", "parent_sourced_id", "school_year_text") == [("term-1", "sy-2027", "2027")]
+    assert rows(wh, "academic_sessions", "sourced_id", "parent_sourced_id", "school_year_text") == [
+        ("term-1", "sy-2027", "2027")
+    ]
 
 
 def test_each_import_stages_into_tables_of_its_own(wh: Warehouse) -> None:
@@ -310,8 +379,11 @@ def test_upgrade_to_version_5_carries_imports_in_staging_into_their_own_tables(w
                 columns = [c.name for c in own.columns if c.name != "row_id"]  # the shared table numbers them
                 rows_in_order = sa.select(*[own.c[c] for c in columns]).order_by(own.c.row_id)
                 conn.execute(t.staging.insert().from_select(columns, rows_in_order))
-        conn.execute(TABLES["users"].staging.insert().values(
-            import_id=1, district_id="springfield", sourced_id="usr-9", raw="{}", record_hash="x"))
+        conn.execute(
+            TABLES["users"]
+            .staging.insert()
+            .values(import_id=1, district_id="springfield", sourced_id="usr-9", raw="{}", record_hash="x")
+        )
         for import_id in (held, running):
             staging.drop(conn, import_id)
         conn.execute(sa.text("UPDATE schema_version SET version = 3"))
@@ -321,7 +393,10 @@ def test_upgrade_to_version_5_carries_imports_in_staging_into_their_own_tables(w
     try:
         assert wh.create_schema() == SCHEMA_VERSION >= 5
         assert staging_tables(wh) == {f"stg_{res.name}_{i}" for res in RESOURCES for i in (held, running)}
-        assert rows(wh, f"stg_users_{held}", "sourced_id", "given_name") == [("usr-1", "Grace"), ("usr-3", "Ada")]
+        assert rows(wh, f"stg_users_{held}", "sourced_id", "given_name") == [
+            ("usr-1", "Grace"),
+            ("usr-3", "Ada"),
+        ]
         # the running import goes on staging after the upgrade; the later copy of a record still wins
         wh.stage(running, "users", [user(5, givenName="Later")])
         assert wh.publish(held, override=True, overridden_by="admin")["users"] == ChangeCounts(
@@ -329,7 +404,10 @@ def test_upgrade_to_version_5_carries_imports_in_staging_into_their_own_tables(w
         )
         wh.publish(running)
         assert rows(wh, "users", "sourced_id", "given_name", "deleted_at IS NULL") == [
-            ("usr-1", "Grace", False), ("usr-2", "Ada", False), ("usr-3", "Ada", False), ("usr-5", "Later", True)
+            ("usr-1", "Grace", False),
+            ("usr-2", "Ada", False),
+            ("usr-3", "Ada", False),
+            ("usr-5", "Later", True),
         ]
         assert staging_tables(wh) == set()
     finally:

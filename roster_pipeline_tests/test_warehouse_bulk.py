@@ -107,6 +107,7 @@ def test_benchmark_one_million_enrollments(postgres_url: str) -> None:
     print("\n1,000,000 enrollments on Postgres:\n  " + "\n  ".join(figures))
     wh.dispose()
 
+
 @pytest.mark.postgres
 def test_postgres_staging_index_is_built_after_the_load_not_maintained_during_it(postgres_url: str) -> None:
     wh = Warehouse(postgres_url)
@@ -116,7 +117,9 @@ def test_postgres_staging_index_is_built_after_the_load_not_maintained_during_it
 
     def indexes() -> list[str]:
         with wh.engine.connect() as conn:
-            found = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": table})
+            found = conn.execute(
+                sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"), {"t": table}
+            )
             return [name for name in found.scalars() if not name.endswith("_pkey")]  # row_id: append-only
 
     for batch in batched(synthetic_enrollments(3_000), 1_000):
@@ -137,10 +140,14 @@ def test_a_large_publish_leaves_planner_statistics_on_the_published_table(postgr
 
     def analysed() -> bool:
         with wh.engine.connect() as conn:
-            return bool(conn.execute(sa.text(
-                "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL FROM pg_stat_user_tables "
-                "WHERE relname = 'enrollments'"
-            )).scalar())
+            return bool(
+                conn.execute(
+                    sa.text(
+                        "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL FROM pg_stat_user_tables "
+                        "WHERE relname = 'enrollments'"
+                    )
+                ).scalar()
+            )
 
     import_id = wh.begin_import("ogdenville", "run", YEAR)
     for batch in batched(synthetic_enrollments(12_000), 6_000):

@@ -32,9 +32,13 @@ def reference_counts(wh: Warehouse, import_id: int, name: str = "users") -> Chan
         run = wh._import(conn, import_id)
         c = import_resource_counts.c
         fetched, quarantined, withheld = conn.execute(
-            sa.select(c.fetched, c.quarantined, c.withheld).where(c.import_id == import_id, c.resource == name)
+            sa.select(c.fetched, c.quarantined, c.withheld).where(
+                c.import_id == import_id, c.resource == name
+            )
         ).one()
-        return sql.count_changes(conn, staging.for_import(import_id, name), wh._scope(run), fetched, quarantined, withheld)
+        return sql.count_changes(
+            conn, staging.for_import(import_id, name), wh._scope(run), fetched, quarantined, withheld
+        )
 
 
 def passes(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -50,19 +54,25 @@ def passes(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def test_every_outcome_is_classified_once_and_counts_match_the_join(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_outcome_is_classified_once_and_counts_match_the_join(
+    wh: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sync(wh, {"users": [user(1), user(2), user(3), user(4), user(5), user(6, status="tobedeleted")]})
     sync(wh, {"users": [user(1), user(2), user(3), user(4), user(6, status="tobedeleted")]})  # usr-5 vanishes
     import_id = wh.begin_import("springfield", "run", YEAR)
-    wh.stage(import_id, "users", [
-        user(1),  # unchanged
-        user(2, givenName="Changed"),  # updated
-        user(3, status="tobedeleted"),  # deleted
-        user(5),  # readded
-        user(6, status="tobedeleted"),  # already deleted
-        user(7),  # added
-        user(8, status="tobedeleted"),  # new_tobedeleted
-    ])  # usr-4 vanishes
+    wh.stage(
+        import_id,
+        "users",
+        [
+            user(1),  # unchanged
+            user(2, givenName="Changed"),  # updated
+            user(3, status="tobedeleted"),  # deleted
+            user(5),  # readded
+            user(6, status="tobedeleted"),  # already deleted
+            user(7),  # added
+            user(8, status="tobedeleted"),  # new_tobedeleted
+        ],
+    )  # usr-4 vanishes
     seen = passes(wh, monkeypatch)
     counts = wh.diff(import_id, "users")
     assert counts == ChangeCounts(
@@ -70,8 +80,13 @@ def test_every_outcome_is_classified_once_and_counts_match_the_join(wh: Warehous
     )
     assert counts == reference_counts(wh, import_id)
     assert changes(wh, import_id) == {
-        "usr-1": "unchanged", "usr-2": "updated", "usr-3": "deleted", "usr-5": "readded",
-        "usr-6": "already_deleted", "usr-7": "added", "usr-8": "new_tobedeleted",
+        "usr-1": "unchanged",
+        "usr-2": "updated",
+        "usr-3": "deleted",
+        "usr-5": "readded",
+        "usr-6": "already_deleted",
+        "usr-7": "added",
+        "usr-8": "new_tobedeleted",
     }
     assert changes(wh, import_id, raw=True)["usr-1"] is None  # unchanged rows are not rewritten
     wh.change_summary(import_id)
@@ -80,12 +95,20 @@ def test_every_outcome_is_classified_once_and_counts_match_the_join(wh: Warehous
     assert wh.publish(import_id)["users"] == counts
     assert seen == ["users"]  # the stage step's pass served every later reader, the publish included
     assert rows(wh, "users", "sourced_id", "deleted_at IS NULL") == [
-        ("usr-1", True), ("usr-2", True), ("usr-3", False), ("usr-4", False), ("usr-5", True), ("usr-6", False),
-        ("usr-7", True), ("usr-8", False),
+        ("usr-1", True),
+        ("usr-2", True),
+        ("usr-3", False),
+        ("usr-4", False),
+        ("usr-5", True),
+        ("usr-6", False),
+        ("usr-7", True),
+        ("usr-8", False),
     ]
 
 
-def test_staging_more_rows_after_the_pass_classifies_again(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_staging_more_rows_after_the_pass_classifies_again(
+    wh: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sync(wh, {"users": [user(1), user(2)]})
     import_id = wh.begin_import("springfield", "run", YEAR)
     wh.stage(import_id, "users", [user(1)])
@@ -115,7 +138,9 @@ def test_an_approve_after_another_publish_classifies_again_against_what_is_publi
     assert counts == ChangeCounts(fetched=3, updated=1, readded=1, added=1, unchanged=1)
     assert seen == ["users"]
     assert rows(wh, "users", "sourced_id", "given_name", "deleted_at IS NULL") == [
-        ("usr-1", "Held", True), ("usr-2", "Ada", True), ("usr-3", "Ada", True)
+        ("usr-1", "Held", True),
+        ("usr-2", "Ada", True),
+        ("usr-3", "Ada", True),
     ]
 
 
@@ -141,7 +166,11 @@ def test_a_change_between_the_pass_and_the_publish_transaction_is_caught_inside_
     seen = passes(wh, monkeypatch)
     assert wh.publish(import_id)["users"] == ChangeCounts(fetched=3, added=2, readded=1, unchanged=1)
     assert seen == ["users", "users"]  # the other import's, then ours inside the publish transaction
-    assert rows(wh, "users", "sourced_id", "deleted_at IS NULL") == [("usr-1", True), ("usr-2", True), ("usr-3", True)]
+    assert rows(wh, "users", "sourced_id", "deleted_at IS NULL") == [
+        ("usr-1", True),
+        ("usr-2", True),
+        ("usr-3", True),
+    ]
 
 
 def test_a_purge_before_the_approve_classifies_again(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,20 +196,37 @@ def test_withdrawn_rows_leave_the_counts_right_and_quarantined_records_never_van
     import_id = wh.begin_import("springfield", "run", YEAR)
     wh.stage(import_id, "users", [user(1, givenName="Bad"), user(3), user(4)])
     assert wh.diff(import_id, "users") == ChangeCounts(fetched=3, added=1, updated=1, unchanged=1, deleted=1)
-    bad = Reject(resource="users", sourced_id="usr-1", field="orgs", check="missing_reference", value="x",
-                 message="unknown org", severity="error")
+    bad = Reject(
+        resource="users",
+        sourced_id="usr-1",
+        field="orgs",
+        check="missing_reference",
+        value="x",
+        message="unknown org",
+        severity="error",
+    )
     assert wh.reject_staged(import_id, [bad]) == 1
     counts = wh.diff(import_id, "users")
     assert counts == ChangeCounts(fetched=3, added=1, unchanged=1, deleted=1, quarantined=1)
     assert counts == reference_counts(wh, import_id)
     # a record quarantined without ever being staged (usr-2 vanished from the pass) no longer vanishes
-    missing = Reject(resource="users", sourced_id="usr-2", field="orgs", check="missing_reference", value="x",
-                     message="unknown org", severity="error")
+    missing = Reject(
+        resource="users",
+        sourced_id="usr-2",
+        field="orgs",
+        check="missing_reference",
+        value="x",
+        message="unknown org",
+        severity="error",
+    )
     wh.record_rejects(import_id, [missing])
     assert wh.diff(import_id, "users") == ChangeCounts(fetched=3, added=1, unchanged=1, quarantined=1)
     assert wh.publish(import_id)["users"].deleted == 0
     assert rows(wh, "users", "sourced_id", "given_name", "deleted_at IS NULL") == [
-        ("usr-1", "Ada", True), ("usr-2", "Ada", True), ("usr-3", "Ada", True), ("usr-4", "Ada", True)
+        ("usr-1", "Ada", True),
+        ("usr-2", "Ada", True),
+        ("usr-3", "Ada", True),
+        ("usr-4", "Ada", True),
     ]
 
 
@@ -189,11 +235,14 @@ def test_first_import_classifies_without_a_join(wh: Warehouse) -> None:
     wh.stage(import_id, "users", [user(1), user(2, status="tobedeleted")])
     assert wh.diff(import_id, "users") == ChangeCounts(fetched=2, added=1, tobedeleted=1, new_tobedeleted=1)
     assert changes(wh, import_id) == {"usr-1": "added", "usr-2": "new_tobedeleted"}
-    assert changes(wh, import_id, raw=True) == {"usr-1": None, "usr-2": "new_tobedeleted"}  # only the rare one written
+    assert changes(wh, import_id, raw=True) == {
+        "usr-1": None,
+        "usr-2": "new_tobedeleted",
+    }  # only the rare one written
     wh.build_field_diff(import_id)
-    assert list(wh.field_changes(import_id)[["sourced_id", "change", "field"]].itertuples(index=False, name=None)) == [
-        ("usr-1", "added", "*")
-    ]
+    assert list(
+        wh.field_changes(import_id)[["sourced_id", "change", "field"]].itertuples(index=False, name=None)
+    ) == [("usr-1", "added", "*")]
 
 
 def test_upgrade_to_version_6_adds_the_change_column_to_imports_in_staging(warehouse_url: str) -> None:
@@ -209,7 +258,9 @@ def test_upgrade_to_version_6_adds_the_change_column_to_imports_in_staging(wareh
     with wh.engine.begin() as conn:
         quote = conn.dialect.identifier_preparer.quote
         for name in ("users", "enrollments"):
-            conn.exec_driver_sql(drop_column.format(table=quote(staging.table_name(name, held)), column='"change"'))
+            conn.exec_driver_sql(
+                drop_column.format(table=quote(staging.table_name(name, held)), column='"change"')
+            )
         conn.exec_driver_sql(f"DROP TABLE {quote(staging.vanished_name(held))}")
         for column in ("classified_watermark", "purged_reject_id"):
             conn.exec_driver_sql(drop_column.format(table="import_resource_counts", column=column))
@@ -230,7 +281,9 @@ def test_upgrade_to_version_6_adds_the_change_column_to_imports_in_staging(wareh
             fetched=2, added=1, updated=1, deleted=1
         )
         assert rows(wh, "users", "sourced_id", "given_name", "deleted_at IS NULL") == [
-            ("usr-1", "Grace", True), ("usr-2", "Ada", False), ("usr-3", "Ada", True)
+            ("usr-1", "Grace", True),
+            ("usr-2", "Ada", False),
+            ("usr-3", "Ada", True),
         ]
     finally:
         wh.dispose()
@@ -240,8 +293,14 @@ def test_the_checks_report_classify_and_check_seconds(wh: Warehouse) -> None:
     from roster_pipeline.pipeline.snapshot_checks import check_snapshot
     from roster_pipeline.registry.districts import District
 
-    district = District(id="springfield", name="Springfield", client_id_env="SPRINGFIELD_ID",
-                        client_secret_env="SPRINGFIELD_SECRET", api_host="sis.example.org", app_name="app")
+    district = District(
+        id="springfield",
+        name="Springfield",
+        client_id_env="SPRINGFIELD_ID",
+        client_secret_env="SPRINGFIELD_SECRET",
+        api_host="sis.example.org",
+        app_name="app",
+    )
     import_id = wh.begin_import("springfield", "run", YEAR)
     wh.stage(import_id, "users", [user(1)])  # not diffed: the checks step runs the pass
     result = check_snapshot(wh, district, import_id)

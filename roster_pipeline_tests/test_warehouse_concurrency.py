@@ -48,7 +48,8 @@ def break_references(district: SimulatedDistrict) -> set[str]:
     del classes[class_id]
     district.bump()
     return {
-        sid for sid, e in district.collections["enrollments"].items()
+        sid
+        for sid, e in district.collections["enrollments"].items()
         if e["class"]["sourcedId"] == class_id and e["status"] == "active"
     }
 
@@ -105,7 +106,11 @@ def published(wh: Warehouse, district_id: str) -> dict[str, dict[str, Any]]:
     with wh.engine.connect() as conn:
         for res in RESOURCES:
             p = TABLES[res.name].published
-            rows = conn.execute(sa.select(p.c.sourced_id, p.c.raw).where(p.c.district_id == district_id, p.c.deleted_at.is_(None)))
+            rows = conn.execute(
+                sa.select(p.c.sourced_id, p.c.raw).where(
+                    p.c.district_id == district_id, p.c.deleted_at.is_(None)
+                )
+            )
             out[res.name] = {sid: without_hrefs(raw) for sid, raw in rows}
     return out
 
@@ -116,7 +121,9 @@ def expected(server: SimulatorServer, name: str) -> dict[str, dict[str, Any]]:
     with district.lock:
         return {
             res.name: {
-                sid: without_hrefs(r) for sid, r in district.collections[res.collection].items() if r["status"] == "active"
+                sid: without_hrefs(r)
+                for sid, r in district.collections[res.collection].items()
+                if r["status"] == "active"
             }
             for res in RESOURCES
         }
@@ -151,7 +158,9 @@ def pause_when(engine: sa.Engine, matches: Callable[[str, Any], bool]) -> Iterat
     until the block exits; yields the event set once a statement is held there."""
     reached, release = threading.Event(), threading.Event()
 
-    def hold(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    def hold(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         if not reached.is_set() and matches(statement, parameters):
             reached.set()
             release.wait(WAIT)
@@ -170,7 +179,11 @@ def in_reference_checks(statement: str, parameters: Any) -> bool:
 
 def in_publish(statement: str, parameters: Any) -> bool:
     """Publish's last statement (the import becomes published): every publish statement has run."""
-    return statement.startswith("UPDATE import_runs") and isinstance(parameters, dict) and parameters.get("status") == "published"
+    return (
+        statement.startswith("UPDATE import_runs")
+        and isinstance(parameters, dict)
+        and parameters.get("status") == "published"
+    )
 
 
 def test_an_up_to_date_schema_is_recognised_without_waiting_for_another_process(postgres_url: str) -> None:
@@ -236,7 +249,9 @@ def sync_at_once(
 
     def one(name: str) -> DistrictSyncResult:
         start.wait(WAIT)
-        return sync_district(warehouses[name], district_of(server, name), f"{name}-{run}", RESOURCES, environ=env)
+        return sync_district(
+            warehouses[name], district_of(server, name), f"{name}-{run}", RESOURCES, environ=env
+        )
 
     try:
         workers = {name: Background(functools.partial(one, name)) for name in names}

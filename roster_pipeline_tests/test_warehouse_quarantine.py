@@ -16,7 +16,9 @@ from roster_pipeline.warehouse import SCHEMA_VERSION, ChangeCounts, Warehouse, W
 from roster_pipeline_tests.warehouse_helpers import YEAR, dump_published, enrollment, rows, sync, user
 
 
-def bad(resource: str, sourced_id: str | None, field: str = "email", check: str = "format", **kw: object) -> Reject:
+def bad(
+    resource: str, sourced_id: str | None, field: str = "email", check: str = "format", **kw: object
+) -> Reject:
     return Reject(
         resource=resource,
         sourced_id=sourced_id,
@@ -33,7 +35,14 @@ def test_record_rejects_round_trip_and_counts(wh: Warehouse) -> None:
     rejects = [
         bad("users", "usr-1", raw=user(1, email="not-an-email")),
         bad("users", "usr-1", field="role", check="enum", value="wizard"),  # same record, second check
-        bad("users", None, field="sourcedId", check="required", value=None, raw={"status": "active", "x": "\x00"}),
+        bad(
+            "users",
+            None,
+            field="sourcedId",
+            check="required",
+            value=None,
+            raw={"status": "active", "x": "\x00"},
+        ),
         bad("enrollments", "enr-1", field="class.sourcedId", check="reference", value="cls-x"),
         bad("academicSessions", "term-1", field="startDate", check="date_format", value="2026-13-01"),
         bad("users", "usr-2", check="email_missing", value=None, severity="warning"),
@@ -49,7 +58,9 @@ def test_record_rejects_round_trip_and_counts(wh: Warehouse) -> None:
         ("academic_sessions", "term-1", "startDate", "date_format", "2026-13-01", "error"),  # name normalised
         ("users", "usr-2", "email", "email_missing", None, "warning"),
     ]
-    assert back[0].raw == user(1, email="not-an-email") and back[0].message.startswith("springfield users usr-1")
+    assert back[0].raw == user(1, email="not-an-email") and back[0].message.startswith(
+        "springfield users usr-1"
+    )
     assert back[2].raw == {"status": "active", "x": "\ufffd"}  # a NUL cannot live in Postgres text/JSONB
     assert [r.sourced_id for r in wh.rejects(import_id, severity="warning")] == ["usr-2"]
     assert wh.reject_counts(import_id) == {
@@ -71,7 +82,9 @@ def test_reject_staged_withdraws_the_record_and_it_is_never_published(wh: Wareho
     sync(wh, {"enrollments": [enrollment(1)]})
     import_id = wh.begin_import("springfield", "run", YEAR)
     # enr-2 staged twice (a drift duplicate): both copies go
-    wh.stage(import_id, "enrollments", [enrollment(1, role="teacher"), enrollment(2), enrollment(3), enrollment(2)])
+    wh.stage(
+        import_id, "enrollments", [enrollment(1, role="teacher"), enrollment(2), enrollment(3), enrollment(2)]
+    )
     removed = wh.reject_staged(
         import_id,
         [
@@ -139,21 +152,32 @@ def test_held_import_publishes_only_as_an_override_which_is_recorded(wh: Warehou
     wh.hold_import(import_id, "users: 50.0% deleted > 10%")
     held = wh.held_import("springfield")
     assert held is not None and (held.import_id, held.status, held.hold_reason) == (
-        import_id, "held", "users: 50.0% deleted > 10%"
+        import_id,
+        "held",
+        "users: 50.0% deleted > 10%",
     )
     assert held.finished_at is None  # waiting for the admin
     with pytest.raises(WarehouseError, match="held .* override=True"):
         wh.publish(import_id)
-    for step in (lambda: wh.stage(import_id, "users", [user(3)]), lambda: wh.mark_staged(import_id),
-                 lambda: wh.mark_dry_run(import_id)):
+    for step in (
+        lambda: wh.stage(import_id, "users", [user(3)]),
+        lambda: wh.mark_staged(import_id),
+        lambda: wh.mark_dry_run(import_id),
+    ):
         with pytest.raises(WarehouseError, match="held"):
             step()
     assert dump_published(wh) == before
     assert wh.diff(import_id, "users").deleted == 1  # the held snapshot is still there for review
-    published = wh.publish(import_id, override=True, overridden_by="admin@springfield", override_reason="graduation")
+    published = wh.publish(
+        import_id, override=True, overridden_by="admin@springfield", override_reason="graduation"
+    )
     assert published["users"] == ChangeCounts(fetched=1, unchanged=1, deleted=1)
     run = wh.get_import(import_id)
-    assert (run.status, run.overridden_by, run.override_reason) == ("published", "admin@springfield", "graduation")
+    assert (run.status, run.overridden_by, run.override_reason) == (
+        "published",
+        "admin@springfield",
+        "graduation",
+    )
     assert run.overridden_at is not None and run.hold_reason == "users: 50.0% deleted > 10%"
     assert wh.held_import("springfield") is None
     with pytest.raises(WarehouseError, match="published"):
@@ -293,7 +317,8 @@ def test_create_schema_upgrades_a_version_1_database(warehouse_url: str) -> None
             inspector = sa.inspect(conn)
             assert {"rejected_records", "import_field_changes"} <= set(inspector.get_table_names())
             assert {ix["name"] for ix in inspector.get_indexes("import_runs")} == {
-                "ix_import_runs_run", "ix_import_runs_district"
+                "ix_import_runs_run",
+                "ix_import_runs_district",
             }
         old = wh.get_import(1)
         assert (old.status, old.run_id, old.hold_reason) == ("published", "old-run", None)
@@ -317,12 +342,18 @@ def test_create_schema_upgrades_a_version_1_database(warehouse_url: str) -> None
 
 def _district() -> District:
     return District(
-        id="springfield", name="Springfield", client_id_env="SPRINGFIELD_ID", client_secret_env="SPRINGFIELD_SECRET",
-        api_host="sis.example.org", app_name="app",
+        id="springfield",
+        name="Springfield",
+        client_id_env="SPRINGFIELD_ID",
+        client_secret_env="SPRINGFIELD_SECRET",
+        api_host="sis.example.org",
+        app_name="app",
     )
 
 
-def _validated_stage(wh: Warehouse, import_id: int, resource_name: str, records: list[dict[str, Any]]) -> None:
+def _validated_stage(
+    wh: Warehouse, import_id: int, resource_name: str, records: list[dict[str, Any]]
+) -> None:
     """What the sync does per batch: validate, stage the valid records, quarantine the rest."""
     checked = validate_batch(_district(), resource_name, records)
     wh.stage(import_id, resource_name, checked.valid)
@@ -332,14 +363,24 @@ def _validated_stage(wh: Warehouse, import_id: int, resource_name: str, records:
 def test_a_nul_in_one_record_quarantines_that_record_and_publishes_the_rest(wh: Warehouse) -> None:
     sync(wh, {"users": [user(1), user(2), user(3)]})
     import_id = wh.begin_import("springfield", "run", YEAR)
-    _validated_stage(wh, import_id, "users", [user(1, familyName="New"), user(2, givenName="A\x00da"), user(3), user(4)])
+    _validated_stage(
+        wh, import_id, "users", [user(1, familyName="New"), user(2, givenName="A\x00da"), user(3), user(4)]
+    )
     counts = wh.publish(import_id)["users"]  # Postgres refused the whole COPY here before
     assert (counts.added, counts.updated, counts.deleted, counts.unchanged) == (1, 1, 0, 1)
     [reject] = wh.rejects(import_id)
-    assert (reject.sourced_id, reject.field, reject.check, reject.value) == ("usr-2", "givenName", "nul_character", "A\\x00da")
+    assert (reject.sourced_id, reject.field, reject.check, reject.value) == (
+        "usr-2",
+        "givenName",
+        "nul_character",
+        "A\\x00da",
+    )
     assert reject.raw == user(2, givenName="A\ufffdda")  # stored safely: neither database takes the NUL
     assert "'springfield'" in reject.message and "'givenName'" in reject.message
-    published = {sid: (given, deleted) for sid, given, deleted in rows(wh, "users", "sourced_id", "given_name", "deleted_at IS NULL")}
+    published = {
+        sid: (given, deleted)
+        for sid, given, deleted in rows(wh, "users", "sourced_id", "given_name", "deleted_at IS NULL")
+    }
     assert published == {"usr-1": ("Ada", 1), "usr-2": ("Ada", 1), "usr-3": ("Ada", 1), "usr-4": ("Ada", 1)}
     assert wh.resource_counts(import_id)["users"]["rejected"] == 1
 
@@ -369,7 +410,9 @@ def test_a_conflicting_duplicate_withdraws_the_staged_copy_and_deletes_nothing(w
     removed = wh.reject_staged(import_id, issue_rejects("springfield", "users", [issue]))
     assert removed == 1
     rejects = wh.rejects(import_id)
-    assert [(r.sourced_id, r.field, r.check) for r in rejects] == [("usr-2", "sourcedId", "conflicting_duplicate")] * 2
+    assert [(r.sourced_id, r.field, r.check) for r in rejects] == [
+        ("usr-2", "sourcedId", "conflicting_duplicate")
+    ] * 2
     assert [r.raw for r in rejects] == [user(2, familyName="First copy"), other]  # every copy kept for review
     counts = wh.publish(import_id)["users"]
     assert (counts.unchanged, counts.deleted, counts.quarantined) == (2, 0, 1)
@@ -386,14 +429,18 @@ def test_identical_repeats_the_client_dropped_count_as_duplicates(wh: Warehouse)
     assert wh.resource_counts(import_id)["users"]["duplicates"] == 3
 
 
-def test_a_record_whose_sourced_id_cannot_be_read_blocks_every_deletion_of_its_resource(wh: Warehouse) -> None:
+def test_a_record_whose_sourced_id_cannot_be_read_blocks_every_deletion_of_its_resource(
+    wh: Warehouse,
+) -> None:
     """usr-2's id arrives with a NUL in it: quarantined under its visible form, which matches no published
     record. Which published record it stands for cannot be told, so the full import infers no vanished
     users at all (usr-2 nor usr-3); it still applies an explicit tobedeleted, and other resources delete
     as usual. The change summary, the school summary and the publish agree."""
     sync(wh, {"users": [user(1), user(2), user(3), user(4)], "enrollments": [enrollment(1), enrollment(2)]})
     import_id = wh.begin_import("springfield", "run", YEAR)  # full
-    _validated_stage(wh, import_id, "users", [user(1), user(2, sourcedId="usr\x00-2"), user(4, status="tobedeleted")])
+    _validated_stage(
+        wh, import_id, "users", [user(1), user(2, sourcedId="usr\x00-2"), user(4, status="tobedeleted")]
+    )
     _validated_stage(wh, import_id, "enrollments", [enrollment(1)])
     [reject] = wh.rejects(import_id)
     assert (reject.sourced_id, reject.field, reject.check) == ("usr\\x00-2", "sourcedId", "nul_character")
@@ -402,6 +449,9 @@ def test_a_record_whose_sourced_id_cannot_be_read_blocks_every_deletion_of_its_r
     schools = wh.school_summary(import_id)
     assert int(schools[schools.resource == "users"]["drop"].sum()) == 1  # usr-4 only
     counts = wh.publish(import_id)
-    assert (counts["users"].deleted, counts["enrollments"].deleted) == (1, 1)  # usr-4 tobedeleted; enr-2 vanished
+    assert (counts["users"].deleted, counts["enrollments"].deleted) == (
+        1,
+        1,
+    )  # usr-4 tobedeleted; enr-2 vanished
     alive = {row[0] for row in rows(wh, "users", "sourced_id", "deleted_at IS NULL") if row[1]}
     assert alive == {"usr-1", "usr-2", "usr-3"}

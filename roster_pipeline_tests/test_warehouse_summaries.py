@@ -26,8 +26,13 @@ def error(resource: str, sourced_id: str) -> Reject:
 
 
 def org(sourced_id: str, kind: str = "school", name: str | None = None) -> dict[str, Any]:
-    return {"sourcedId": sourced_id, "status": "active", "dateLastModified": "2026-11-01T12:00:00.000Z",
-            "name": name or f"School {sourced_id}", "type": kind}
+    return {
+        "sourcedId": sourced_id,
+        "status": "active",
+        "dateLastModified": "2026-11-01T12:00:00.000Z",
+        "name": name or f"School {sourced_id}",
+        "type": kind,
+    }
 
 
 def member(n: int, *schools: str, **fields: Any) -> dict[str, Any]:
@@ -52,7 +57,11 @@ def test_first_import_summary_has_every_resource_and_no_percent_of_nothing(wh: W
     assert frame.dtypes["added"] == "int64" and frame.dtypes["added_pct"] == "float64"
     users = by_resource(frame)["users"]
     assert {k: users[k] for k in ("published_before", "fetched", "added", "rejected", "added_pct")} == {
-        "published_before": 0, "fetched": 5, "added": 4, "rejected": 1, "added_pct": 0.0
+        "published_before": 0,
+        "fetched": 5,
+        "added": 4,
+        "rejected": 1,
+        "added_pct": 0.0,
     }
     assert users["rejected_pct"] == pytest.approx(20.0)
     assert by_resource(frame)["orgs"] == {c: 0 for c in CHANGE_SUMMARY_COLUMNS} | {"resource": "orgs"} | {
@@ -69,19 +78,33 @@ def test_change_summary_counts_and_percentages(wh: Warehouse) -> None:
     staged_users[1] = user(1, givenName="Grace")
     staged_users[2] = user(2, email="new@springfield.k12.us")
     wh.stage(import_id, "users", staged_users)  # usr-8 vanished; usr-9 quarantined (kept)
-    wh.record_rejects(import_id, [error("users", "usr-9"), error("users", "usr-12"), error("users", "usr-12")])
+    wh.record_rejects(
+        import_id, [error("users", "usr-9"), error("users", "usr-12"), error("users", "usr-12")]
+    )
     wh.stage(import_id, "enrollments", [enrollment(n) for n in range(4)] + [enrollment(5)])
-    wh.reject_staged(import_id, [Reject("enrollments", "enr-5", "user.sourcedId", "reference", "usr-5", "no such user")])
+    wh.reject_staged(
+        import_id, [Reject("enrollments", "enr-5", "user.sourcedId", "reference", "usr-5", "no such user")]
+    )
     frame = wh.change_summary(import_id)
     users, enrollments = by_resource(frame)["users"], by_resource(frame)["enrollments"]
     assert {k: users[k] for k in CHANGE_SUMMARY_COLUMNS[1:9]} == {
-        "published_before": 10, "fetched": 11, "added": 1, "updated": 2, "deleted": 2, "unchanged": 5,
-        "tobedeleted": 1, "rejected": 2,
+        "published_before": 10,
+        "fetched": 11,
+        "added": 1,
+        "updated": 2,
+        "deleted": 2,
+        "unchanged": 5,
+        "tobedeleted": 1,
+        "rejected": 2,
     }
     assert (users["added_pct"], users["updated_pct"], users["deleted_pct"]) == (10.0, 20.0, 20.0)
     assert users["rejected_pct"] == pytest.approx(100 * 2 / 11)
     assert {k: enrollments[k] for k in ("published_before", "fetched", "unchanged", "added", "rejected")} == {
-        "published_before": 4, "fetched": 5, "unchanged": 4, "added": 0, "rejected": 1
+        "published_before": 4,
+        "fetched": 5,
+        "unchanged": 4,
+        "added": 0,
+        "rejected": 1,
     }
     assert enrollments["rejected_pct"] == 20.0
     # the counts are the diff's own
@@ -113,23 +136,38 @@ def test_summaries_need_a_staged_snapshot(wh: Warehouse) -> None:
 def publish_three_schools(wh: Warehouse) -> None:
     """sch-1: usr-0..5 (+ the district org), sch-2: usr-6..9, usr-10 in sch-1 and sch-3;
     enrollments enr-0..5 at sch-1, enr-6..9 at sch-2."""
-    sync(wh, {
-        "orgs": [org("dist-1", "district", "Springfield"), org("sch-1"), org("sch-2"), org("sch-3")],
-        "users": [member(n, "sch-1", "dist-1") for n in range(6)] + [member(n, "sch-2", "dist-1") for n in range(6, 10)]
-        + [member(10, "sch-1", "sch-3")],
-        "enrollments": [at(n, "sch-1") for n in range(6)] + [at(n, "sch-2") for n in range(6, 10)],
-    })
+    sync(
+        wh,
+        {
+            "orgs": [org("dist-1", "district", "Springfield"), org("sch-1"), org("sch-2"), org("sch-3")],
+            "users": [member(n, "sch-1", "dist-1") for n in range(6)]
+            + [member(n, "sch-2", "dist-1") for n in range(6, 10)]
+            + [member(10, "sch-1", "sch-3")],
+            "enrollments": [at(n, "sch-1") for n in range(6)] + [at(n, "sch-2") for n in range(6, 10)],
+        },
+    )
 
 
 def school_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in frame[["resource", "school_sourced_id", "published_before", "after", "drop"]].itertuples(index=False)]
+    return [
+        tuple(r)
+        for r in frame[["resource", "school_sourced_id", "published_before", "after", "drop"]].itertuples(
+            index=False
+        )
+    ]
 
 
 def test_school_summary_full_import_catches_a_vanished_school(wh: Warehouse) -> None:
     publish_three_schools(wh)
     import_id = wh.begin_import("springfield", "run", YEAR)
-    wh.stage(import_id, "orgs", [org("dist-1", "district"), org("sch-1"), org("sch-2", name="Renamed"), org("sch-3")])
-    wh.stage(import_id, "users", [member(n, "sch-1", "dist-1") for n in range(6)] + [member(10, "sch-1", "sch-3")])
+    wh.stage(
+        import_id,
+        "orgs",
+        [org("dist-1", "district"), org("sch-1"), org("sch-2", name="Renamed"), org("sch-3")],
+    )
+    wh.stage(
+        import_id, "users", [member(n, "sch-1", "dist-1") for n in range(6)] + [member(10, "sch-1", "sch-3")]
+    )
     wh.record_rejects(import_id, [error("users", "usr-6")])  # quarantined: stays alive in sch-2
     wh.stage(import_id, "enrollments", [at(n, "sch-1") for n in range(4)] + [at(20, "sch-3")])
     frame = wh.school_summary(import_id)
@@ -150,7 +188,9 @@ def test_school_summary_full_import_catches_a_vanished_school(wh: Warehouse) -> 
 def test_school_summary_delta_applies_deletions_additions_and_moves(wh: Warehouse) -> None:
     publish_three_schools(wh)
     import_id = wh.begin_import("springfield", "run", YEAR, "delta")
-    wh.stage(import_id, "users", [member(6, "sch-2", status="tobedeleted"), member(7, "sch-1")])  # one gone, one moved
+    wh.stage(
+        import_id, "users", [member(6, "sch-2", status="tobedeleted"), member(7, "sch-1")]
+    )  # one gone, one moved
     wh.stage(import_id, "enrollments", [at(6, "sch-2", status="tobedeleted"), at(30, "sch-2")])
     assert school_rows(wh.school_summary(import_id)) == [
         ("users", "sch-1", 7, 8, 0),
@@ -172,7 +212,12 @@ def test_school_summary_of_an_import_without_users_keeps_them(wh: Warehouse) -> 
 def changes(wh: Warehouse, import_id: int) -> list[tuple[Any, ...]]:
     frame = wh.field_changes(import_id)
     assert tuple(frame.columns) == FIELD_CHANGE_COLUMNS
-    return [tuple(r) for r in frame[["resource", "sourced_id", "change", "field", "old_value", "new_value"]].itertuples(index=False)]
+    return [
+        tuple(r)
+        for r in frame[["resource", "sourced_id", "change", "field", "old_value", "new_value"]].itertuples(
+            index=False
+        )
+    ]
 
 
 def test_field_diff_of_a_full_import(wh: Warehouse) -> None:
@@ -180,15 +225,19 @@ def test_field_diff_of_a_full_import(wh: Warehouse) -> None:
     sync(wh, {"users": [user(n) for n in range(1, 7)]}, mode="delta")
     sync(wh, {"users": [user(n) for n in range(1, 7)]})  # usr-7 soft-deleted (vanished)
     import_id = wh.begin_import("springfield", "run", YEAR)
-    wh.stage(import_id, "users", [
-        user(1, givenName="Grace", email="grace@springfield.k12.us"),  # two fields
-        user(2),  # unchanged
-        user(4),  # usr-3 vanished
-        user(5, metadata={"ext": "1"}),  # only outside the flattened columns
-        user(6, status="tobedeleted"),
-        user(7),  # back again
-        user(8),  # new
-    ])
+    wh.stage(
+        import_id,
+        "users",
+        [
+            user(1, givenName="Grace", email="grace@springfield.k12.us"),  # two fields
+            user(2),  # unchanged
+            user(4),  # usr-3 vanished
+            user(5, metadata={"ext": "1"}),  # only outside the flattened columns
+            user(6, status="tobedeleted"),
+            user(7),  # back again
+            user(8),  # new
+        ],
+    )
     wh.stage(import_id, "enrollments", [enrollment(1, role="teacher")])
     wh.record_rejects(import_id, [error("users", "usr-4")])  # quarantined: no change reported
     before = dump_published(wh)
@@ -215,7 +264,10 @@ def test_field_diff_of_a_full_import(wh: Warehouse) -> None:
     frame = wh.field_changes(import_id)
     users = frame[frame.resource == "users"]
     assert users.groupby("change").sourced_id.nunique().to_dict() == {
-        "added": diff.added - diff.readded, "readded": diff.readded, "deleted": diff.deleted, "updated": diff.updated
+        "added": diff.added - diff.readded,
+        "readded": diff.readded,
+        "deleted": diff.deleted,
+        "updated": diff.updated,
     }
 
 
@@ -246,7 +298,9 @@ def test_publish_of_a_held_import_is_all_or_nothing(wh: Warehouse, monkeypatch: 
     wh.hold_import(import_id, "thresholds")
     real = sql.apply_changes
 
-    def failing(conn: sa.Connection, t: Any, scope: Any, now: Any, expected: Any = None) -> tuple[int, int, int]:
+    def failing(
+        conn: sa.Connection, t: Any, scope: Any, now: Any, expected: Any = None
+    ) -> tuple[int, int, int]:
         result = real(conn, t, scope, now, expected)
         if t.resource.name == "enrollments":
             raise RuntimeError("connection lost")

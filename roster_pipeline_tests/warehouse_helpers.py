@@ -83,7 +83,9 @@ def sync(
 def rows(wh: Warehouse, table: str, *columns: str, where: str = "") -> list[tuple[Any, ...]]:
     """Selected columns; a column given as a condition (``deleted_at IS NULL``) comes back as a bool."""
     conditions = {i for i, c in enumerate(columns) if " " in c}
-    cols = ", ".join(f"CASE WHEN {c} THEN 1 ELSE 0 END" if i in conditions else f'"{c}"' for i, c in enumerate(columns))
+    cols = ", ".join(
+        f"CASE WHEN {c} THEN 1 ELSE 0 END" if i in conditions else f'"{c}"' for i, c in enumerate(columns)
+    )
     with wh.engine.connect() as conn:
         result = conn.execute(sa.text(f'SELECT {cols} FROM "{table}" {where} ORDER BY 1, 2'))
         return [tuple(bool(v) if i in conditions else v for i, v in enumerate(r)) for r in result]
@@ -101,6 +103,8 @@ def dump_published(wh: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
     with wh.engine.connect() as conn:
         for name in names:
             table = sa.Table(name, sa.MetaData(), autoload_with=conn)
-            query = sa.select(*[sa.cast(c, sa.Text) for c in table.columns]).order_by(*[sa.cast(c, sa.Text) for c in table.columns])
+            query = sa.select(*[sa.cast(c, sa.Text) for c in table.columns]).order_by(
+                *[sa.cast(c, sa.Text) for c in table.columns]
+            )
             out[name] = [tuple(r) for r in conn.execute(query)]
     return out

@@ -56,19 +56,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Postgres database to sync into: dropped and created again when its name contains 'bench', "
         f"else it must be empty (default: ROSTER_BENCH_DATABASE_URL, else {DEFAULT_BENCH_URL})",
     )
-    parser.add_argument("--change-percent", type=float, default=1.0, help="share of users changed before the delta")
-    parser.add_argument("--with-dlt", action="store_true",
-                        help="run dlt, first installing dlt[postgres] into --dlt-venv if it is not there")
-    parser.add_argument("--dlt-venv", type=Path, default=dlt_run.DEFAULT_VENV,
-                        help=f"the virtualenv dlt runs in, never the project's (default {dlt_run.DEFAULT_VENV})")
+    parser.add_argument(
+        "--change-percent", type=float, default=1.0, help="share of users changed before the delta"
+    )
+    parser.add_argument(
+        "--with-dlt",
+        action="store_true",
+        help="run dlt, first installing dlt[postgres] into --dlt-venv if it is not there",
+    )
+    parser.add_argument(
+        "--dlt-venv",
+        type=Path,
+        default=dlt_run.DEFAULT_VENV,
+        help=f"the virtualenv dlt runs in, never the project's (default {dlt_run.DEFAULT_VENV})",
+    )
     parser.add_argument("--naive-page-size", type=int, default=naive.PAGE_SIZE)
-    for part, what in (("limit", "the machine's limit loader"), ("nochange", "the second, no-change full sync"),
-                       ("naive", "the naive script (slow on large: ~10k requests and to_sql of 1.3M rows)"),
-                       ("dlt", "dlt even when its venv exists"), ("delta", "change_users + the delta sync"),
-                       ("small", "the small district's run (rss_small_mb)")):
+    for part, what in (
+        ("limit", "the machine's limit loader"),
+        ("nochange", "the second, no-change full sync"),
+        ("naive", "the naive script (slow on large: ~10k requests and to_sql of 1.3M rows)"),
+        ("dlt", "dlt even when its venv exists"),
+        ("delta", "change_users + the delta sync"),
+        ("small", "the small district's run (rss_small_mb)"),
+    ):
         parser.add_argument(f"--skip-{part}", action="store_true", help=f"do not run {what}")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="keep the Dagster home, registry and logs here (default: a temporary folder, removed)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the Dagster home, registry and logs here (default: a temporary folder, removed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,22 +118,34 @@ class Bench:
         with simulator(args.size, args.seed) as (sim, secret):
             district = self.bench_district(sim, secret, args.size, args.seed)
             expected = expected_counts(district)
-            print(f"{args.size} district, seed {args.seed}: {sum(expected.values())} records; page size "
-                  f"{args.page_size}, concurrency {args.concurrency}", flush=True)
+            print(
+                f"{args.size} district, seed {args.seed}: {sum(expected.values())} records; page size "
+                f"{args.page_size}, concurrency {args.concurrency}",
+                flush=True,
+            )
             if not args.skip_limit:
                 self.limit(district, expected)
             self.full(district, expected)
             if not args.skip_nochange:
-                self.figures.nochange_s = self.job(district, "nochange", "full", "second full sync, no change").wall_s
+                self.figures.nochange_s = self.job(
+                    district, "nochange", "full", "second full sync, no change"
+                ).wall_s
             if not args.skip_naive:
                 self.naive(district, expected)
             self.dlt(district, expected)
             if not args.skip_delta:
                 changed = change_users(district.simulator_url, APP_NAME, args.change_percent)
-                print(f"\nsimulator: change_users(percent={args.change_percent}) changed {changed} users", flush=True)
-                self.figures.delta_s = self.job(district, "delta", "delta", "delta sync after the change").wall_s
+                print(
+                    f"\nsimulator: change_users(percent={args.change_percent}) changed {changed} users",
+                    flush=True,
+                )
+                self.figures.delta_s = self.job(
+                    district, "delta", "delta", "delta sync after the change"
+                ).wall_s
             assert sim.process is not None
-            print(f"\npeak RSS: sync process {self.figures.rss_mb:.0f} MB, simulator {peak_rss_of(sim.pid):.0f} MB")
+            print(
+                f"\npeak RSS: sync process {self.figures.rss_mb:.0f} MB, simulator {peak_rss_of(sim.pid):.0f} MB"
+            )
         if args.size == "small":
             self.figures.rss_small_mb = self.figures.rss_mb
         elif not args.skip_small:
@@ -127,10 +156,16 @@ class Bench:
 
     def bench_district(self, sim: object, secret: str, size: str, seed: int) -> BenchDistrict:
         district = BenchDistrict(
-            district_id=f"bench_{size}", size=size, seed=seed, simulator_url=sim.url,  # type: ignore[attr-defined]
-            token_url=sim.token_url, base_url=sim.base_url,  # type: ignore[attr-defined]
-            page_size=self.args.page_size, concurrency=self.args.concurrency,
-            simulator_pid=sim.pid, client_secret=secret,  # type: ignore[attr-defined]
+            district_id=f"bench_{size}",
+            size=size,
+            seed=seed,
+            simulator_url=sim.url,  # type: ignore[attr-defined]
+            token_url=sim.token_url,
+            base_url=sim.base_url,  # type: ignore[attr-defined]
+            page_size=self.args.page_size,
+            concurrency=self.args.concurrency,
+            simulator_pid=sim.pid,
+            client_secret=secret,  # type: ignore[attr-defined]
         )
         self.dagster.add_district(district)
         return district
@@ -155,19 +190,44 @@ class Bench:
 
     def limit(self, district: BenchDistrict, expected: dict[str, int]) -> None:
         print("\n[limit] the same pages, orjson, COPY into unlogged tables ...", flush=True)
-        command = [sys.executable, "-m", "roster_pipeline.benchmark.limit", "--base-url", district.base_url,
-                   "--token-url", district.token_url, "--page-size", str(district.page_size),
-                   "--concurrency", str(district.concurrency), "--dsn", psycopg_dsn(self.args.database_url)]
+        command = [
+            sys.executable,
+            "-m",
+            "roster_pipeline.benchmark.limit",
+            "--base-url",
+            district.base_url,
+            "--token-url",
+            district.token_url,
+            "--page-size",
+            str(district.page_size),
+            "--concurrency",
+            str(district.concurrency),
+            "--dsn",
+            psycopg_dsn(self.args.database_url),
+        ]
         usage, output = self.measured_child("limit", command, district)
         print_loader("machine's limit", usage, output["records"], expected, output.get("requests"))
         self.figures.limit_s = usage.wall_s
         drop_schema(self.args.database_url, limit.SCHEMA)
 
     def naive(self, district: BenchDistrict, expected: dict[str, int]) -> None:
-        print(f"\n[naive] page size {self.args.naive_page_size}, sequential, json, pandas to_sql ...", flush=True)
-        command = [sys.executable, "-m", "roster_pipeline.benchmark.naive", "--base-url", district.base_url,
-                   "--token-url", district.token_url, "--database-url", self.args.database_url,
-                   "--page-size", str(self.args.naive_page_size)]
+        print(
+            f"\n[naive] page size {self.args.naive_page_size}, sequential, json, pandas to_sql ...",
+            flush=True,
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "roster_pipeline.benchmark.naive",
+            "--base-url",
+            district.base_url,
+            "--token-url",
+            district.token_url,
+            "--database-url",
+            self.args.database_url,
+            "--page-size",
+            str(self.args.naive_page_size),
+        ]
         usage, output = self.measured_child("naive", command, district)
         print_loader("naive script", usage, output["records"], expected, output.get("requests"))
         print(f"  the naive script took {usage.wall_s:.1f}s")
@@ -181,7 +241,10 @@ class Bench:
             return
         version = dlt_run.ensure_venv(args.dlt_venv) if args.with_dlt else dlt_run.dlt_version(args.dlt_venv)
         if not version:
-            print("\ndlt: not installed" + ("" if args.with_dlt else " (--with-dlt installs it into its own venv)"))
+            print(
+                "\ndlt: not installed"
+                + ("" if args.with_dlt else " (--with-dlt installs it into its own venv)")
+            )
             return
         print(f"\n[dlt] dlt {version}: rest_api source -> postgres destination ...", flush=True)
         usage, records = dlt_run.run_dlt(district, args.database_url, args.dlt_venv, self.workdir)
@@ -202,8 +265,13 @@ class Bench:
 
     def measured_child(self, phase: str, command: list[str], district: BenchDistrict) -> tuple[Usage, dict]:
         log = self.workdir / f"{phase}.log"
-        usage = run_measured(command, env=child_env(district.credentials_env()), cwd=self.workdir, log_path=log,
-                             simulator_pid=district.simulator_pid)
+        usage = run_measured(
+            command,
+            env=child_env(district.credentials_env()),
+            cwd=self.workdir,
+            log_path=log,
+            simulator_pid=district.simulator_pid,
+        )
         if usage.returncode != 0:
             raise RuntimeError(f"{phase} exited with {usage.returncode}:\n{dlt_run.tail(log)}")
         self.note(phase, usage)
@@ -223,16 +291,19 @@ class simulator:  # noqa: N801 - used as a context manager, reads like one
         from roster_pipeline.simulator.testing import SimulatorProcess
 
         self.secret = new_secret()
-        self.process = SimulatorProcess(size=size, seed=seed, app_name=APP_NAME, client_id=CLIENT_ID,
-                                        client_secret=self.secret)
+        self.process = SimulatorProcess(
+            size=size, seed=seed, app_name=APP_NAME, client_id=CLIENT_ID, client_secret=self.secret
+        )
         self.size = size
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         print(f"starting the simulator ({self.size}) ...", flush=True)
         started = time.perf_counter()
         self.process.start()
-        print(f"simulator ready in {time.perf_counter() - started:.1f}s at {self.process.url} (pid {self.process.pid})",
-              flush=True)
+        print(
+            f"simulator ready in {time.perf_counter() - started:.1f}s at {self.process.url} (pid {self.process.pid})",
+            flush=True,
+        )
         return self.process, self.secret
 
     def __exit__(self, *exc_info: object) -> None:

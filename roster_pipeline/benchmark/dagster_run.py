@@ -86,22 +86,39 @@ class DagsterBench:
 
     def run(self, district: BenchDistrict, label: str, mode: str = "full") -> JobRun:
         tags = {"dagster/partition": district.district_id, SYNC_MODE_TAG: mode, PHASE_TAG: label}
-        command = [sys.executable, "-m", "dagster", "job", "execute", "-m", "roster_pipeline.definitions",
-                   "-j", JOB, "--tags", json.dumps(tags)]
-        env = child_env({
-            **district.credentials_env(),
-            "ROSTER_DISTRICTS_FILE": str(self.registry_path),
-            "ROSTER_DATABASE_URL": self.database_url,
-            "DAGSTER_HOME": str(self.home),
-        })
+        command = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "job",
+            "execute",
+            "-m",
+            "roster_pipeline.definitions",
+            "-j",
+            JOB,
+            "--tags",
+            json.dumps(tags),
+        ]
+        env = child_env(
+            {
+                **district.credentials_env(),
+                "ROSTER_DISTRICTS_FILE": str(self.registry_path),
+                "ROSTER_DATABASE_URL": self.database_url,
+                "DAGSTER_HOME": str(self.home),
+            }
+        )
         log_path = self.workdir / f"job-{label}.log"
-        usage = run_measured(command, env=env, cwd=self.workdir, log_path=log_path, simulator_pid=district.simulator_pid)
+        usage = run_measured(
+            command, env=env, cwd=self.workdir, log_path=log_path, simulator_pid=district.simulator_pid
+        )
         run = JobRun(label=label, mode=mode, usage=usage, log_path=log_path)
         read_event_log(self.home, run)
         if usage.returncode != 0 or run.status != "SUCCESS":
             text = log_path.read_text(errors="replace")
-            raise RuntimeError(f"the {label} run of {JOB} failed (exit {usage.returncode}, status {run.status}); "
-                               f"log {log_path}:\n{text[-4000:]}")
+            raise RuntimeError(
+                f"the {label} run of {JOB} failed (exit {usage.returncode}, status {run.status}); "
+                f"log {log_path}:\n{text[-4000:]}"
+            )
         return run
 
 
@@ -125,7 +142,9 @@ def read_event_log(home: Path, run: JobRun) -> None:
         metadata = materialization.metadata
         stages = metadata_dict(metadata.get("stage_seconds"))
         if stages:
-            run.stage_seconds[asset] = {str(k): float(v) for k, v in stages.items() if isinstance(v, (int, float))}
+            run.stage_seconds[asset] = {
+                str(k): float(v) for k, v in stages.items() if isinstance(v, (int, float))
+            }
         fetched = metadata.get("rows_fetched")
         if fetched is not None:
             run.rows_fetched[asset] = int(getattr(fetched, "value", fetched))

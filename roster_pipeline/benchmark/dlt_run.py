@@ -49,7 +49,10 @@ def ensure_venv(venv: Path) -> str | None:
         return version
     print(f"dlt: creating {venv} and installing dlt[postgres] (once) ...", flush=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
-    steps = [[sys.executable, "-m", "venv", str(venv)], [str(venv_python(venv)), "-m", "pip", "install", "-q", "dlt[postgres]"]]
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(venv_python(venv)), "-m", "pip", "install", "-q", "dlt[postgres]"],
+    ]
     for step in steps:
         completed = subprocess.run(step, capture_output=True, text=True, check=False)
         if completed.returncode != 0:
@@ -58,21 +61,38 @@ def ensure_venv(venv: Path) -> str | None:
     return dlt_version(venv)
 
 
-def run_dlt(district: BenchDistrict, database_url: str, venv: Path, workdir: Path) -> tuple[Usage, dict[str, int]]:
+def run_dlt(
+    district: BenchDistrict, database_url: str, venv: Path, workdir: Path
+) -> tuple[Usage, dict[str, int]]:
     """Load the district with dlt; (usage, rows per resource table)."""
     pipelines_dir = workdir / "dlt_pipelines"
     command = [
-        str(venv_python(venv)), str(SCRIPT), district.base_url, district.token_url, str(district.page_size),
-        str(district.concurrency), psycopg_dsn(database_url), DATASET, str(pipelines_dir),
+        str(venv_python(venv)),
+        str(SCRIPT),
+        district.base_url,
+        district.token_url,
+        str(district.page_size),
+        str(district.concurrency),
+        psycopg_dsn(database_url),
+        DATASET,
+        str(pipelines_dir),
     ]
     log = workdir / "dlt.log"
     # dlt insists on a password even where the server trusts local connections (which ignore it).
     password = sa.engine.make_url(database_url).password or "unused-under-trust-auth"
-    env = child_env({**district.credentials_env(), "RUNTIME__DLTHUB_TELEMETRY": "false",
-                     "DESTINATION__POSTGRES__CREDENTIALS__PASSWORD": str(password)})
+    env = child_env(
+        {
+            **district.credentials_env(),
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+            "DESTINATION__POSTGRES__CREDENTIALS__PASSWORD": str(password),
+        }
+    )
     usage = run_measured(
-        command, env=env,
-        cwd=workdir, log_path=log, simulator_pid=district.simulator_pid,
+        command,
+        env=env,
+        cwd=workdir,
+        log_path=log,
+        simulator_pid=district.simulator_pid,
     )
     if usage.returncode != 0:
         raise RuntimeError(f"dlt exited with {usage.returncode}; its log: {log}\n{tail(log)}")

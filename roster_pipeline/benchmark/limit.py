@@ -42,7 +42,9 @@ class LimitLoader:
         self._connections: list[psycopg.Connection] = []
         self._lock = threading.Lock()
         self.requests = 0
-        limits = httpx.Limits(max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency)
+        limits = httpx.Limits(
+            max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
+        )
         self.http = httpx.Client(timeout=config.timeout_seconds, limits=limits)
         # The project's token helper: the same token request (client_secret_basic) the sync's client sends.
         self.token = TokenManager(config, self.http).access_token()
@@ -52,7 +54,9 @@ class LimitLoader:
             conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
             conn.execute(f'CREATE SCHEMA "{self.schema}"')
             for resource in resources:
-                conn.execute(f'CREATE UNLOGGED TABLE "{self.schema}"."{resource.name}" (sourced_id text, raw text)')
+                conn.execute(
+                    f'CREATE UNLOGGED TABLE "{self.schema}"."{resource.name}" (sourced_id text, raw text)'
+                )
 
     def _connection(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)
@@ -67,7 +71,12 @@ class LimitLoader:
         """Fetch one page, parse it, COPY it; returns (records, X-Total-Count)."""
         response = self.http.get(
             f"{self.config.base_url}/{resource.collection}",
-            params={"sort": "sourcedId", "orderBy": "asc", "limit": str(self.config.page_size), "offset": str(offset)},
+            params={
+                "sort": "sourcedId",
+                "orderBy": "asc",
+                "limit": str(self.config.page_size),
+                "offset": str(offset),
+            },
             headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
         )
         response.raise_for_status()
@@ -93,7 +102,10 @@ class LimitLoader:
             for resource, first in firsts.items():
                 received, total = first.result()
                 counts[resource.name] = received
-                rest += [(resource, pool.submit(self.page, resource, offset)) for offset in range(size, total, size)]
+                rest += [
+                    (resource, pool.submit(self.page, resource, offset))
+                    for offset in range(size, total, size)
+                ]
             for resource, future in rest:
                 counts[resource.name] += future.result()[0]
         return counts

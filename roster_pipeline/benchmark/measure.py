@@ -77,7 +77,9 @@ def run_measured(
     sim_before = process_cpu_seconds(simulator_pid)
     started = time.perf_counter()
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(list(command), env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            list(command), env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
         watchdog = None
         if timeout_s is not None:
             watchdog = threading.Timer(timeout_s, process.kill)

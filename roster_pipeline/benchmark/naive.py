@@ -42,13 +42,19 @@ def get_token(token_url: str, client_id: str, client_secret: str) -> str:
         return str(json.loads(response.read())["access_token"])
 
 
-def fetch_all(base_url: str, token: str, collection: str, envelope: str, page_size: int) -> tuple[list[dict[str, Any]], int]:
+def fetch_all(
+    base_url: str, token: str, collection: str, envelope: str, page_size: int
+) -> tuple[list[dict[str, Any]], int]:
     """Every record of a collection, page by page until a short page; returns (records, requests)."""
     records: list[dict[str, Any]] = []
     offset = requests = 0
     while True:
-        query = urllib.parse.urlencode({"sort": "sourcedId", "orderBy": "asc", "limit": page_size, "offset": offset})
-        request = urllib.request.Request(f"{base_url}/{collection}?{query}", headers={"Authorization": f"Bearer {token}"})
+        query = urllib.parse.urlencode(
+            {"sort": "sourcedId", "orderBy": "asc", "limit": page_size, "offset": offset}
+        )
+        request = urllib.request.Request(
+            f"{base_url}/{collection}?{query}", headers={"Authorization": f"Bearer {token}"}
+        )
         with urllib.request.urlopen(request, timeout=120) as response:
             page = json.loads(response.read())[envelope]
         requests += 1
@@ -70,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--token-url", required=True)
-    parser.add_argument("--database-url", required=True, help="SQLAlchemy URL (tables go to a scratch schema)")
+    parser.add_argument(
+        "--database-url", required=True, help="SQLAlchemy URL (tables go to a scratch schema)"
+    )
     parser.add_argument("--page-size", type=int, default=PAGE_SIZE)
     parser.add_argument("--schema", default=SCHEMA)
     args = parser.parse_args(argv)
@@ -82,10 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, int] = {}
     requests = 0
     for resource in RESOURCES:
-        records, made = fetch_all(args.base_url, token, resource.collection, resource.envelope, args.page_size)
+        records, made = fetch_all(
+            args.base_url, token, resource.collection, resource.envelope, args.page_size
+        )
         requests += made
         if records:  # to_sql cannot create a table from a frame without columns
-            to_frame(records).to_sql(resource.name, engine, schema=args.schema, if_exists="replace", index=False)
+            to_frame(records).to_sql(
+                resource.name, engine, schema=args.schema, if_exists="replace", index=False
+            )
         counts[resource.name] = len(records)
     engine.dispose()
     print(json.dumps({"records": counts, "requests": requests}))

@@ -16,8 +16,19 @@ from roster_pipeline.benchmark.measure import Usage
 from roster_pipeline.records.catalogue import RESOURCES
 
 NAN = float("nan")
-FINAL_KEYS = ("full_s", "limit_s", "ratio_limit", "dlt_s", "ratio_dlt", "naive_ratio", "rss_mb", "rss_small_mb",
-              "delta_ratio", "nochange_ratio", "checks_overhead")
+FINAL_KEYS = (
+    "full_s",
+    "limit_s",
+    "ratio_limit",
+    "dlt_s",
+    "ratio_dlt",
+    "naive_ratio",
+    "rss_mb",
+    "rss_small_mb",
+    "delta_ratio",
+    "nochange_ratio",
+    "checks_overhead",
+)
 # A simulator using more than this share of one core during a phase is treated as (close to) the bottleneck:
 # its Python serves requests on one core, so near 1.0 the loader waits for it rather than the reverse.
 SIMULATOR_BUSY_SHARE = 0.8
@@ -95,7 +106,12 @@ TARGETS: tuple[Target, ...] = (
     Target("peak RSS of the sync process ≤ 300 MB (large)", "rss_mb", 300.0, at_most=True),
     Target("delta after a 1% users change ≤ 5% of the full sync", "delta_ratio", 0.05, at_most=True),
     Target("full sync with no change ≤ 1.1× the first", "nochange_ratio", 1.1, at_most=True),
-    Target("checks (validation + references + thresholds) ≤ 20% of the full sync", "checks_overhead", 0.20, at_most=True),
+    Target(
+        "checks (validation + references + thresholds) ≤ 20% of the full sync",
+        "checks_overhead",
+        0.20,
+        at_most=True,
+    ),
 )
 
 
@@ -106,14 +122,28 @@ def seconds(value: float | None, width: int = 9) -> str:
 def usage_line(name: str, usage: Usage) -> str:
     """Wall, CPU and peak RSS of a phase's process, with the simulator's CPU over the same seconds."""
     busy = usage.sim_share
-    verdict = "" if math.isnan(busy) else (" ok (not the bottleneck)" if busy < SIMULATOR_BUSY_SHARE
-                                           else " MISSED (simulator near one core: it may be the bottleneck)")
-    return (f"{name}: wall {usage.wall_s:.2f}s, CPU {usage.cpu_s:.2f}s, peak RSS {usage.peak_rss_mb:.0f} MB | "
-            f"simulator CPU {usage.sim_cpu_s:.2f}s ({100 * busy:.0f}% of one core){verdict}")
+    verdict = (
+        ""
+        if math.isnan(busy)
+        else (
+            " ok (not the bottleneck)"
+            if busy < SIMULATOR_BUSY_SHARE
+            else " MISSED (simulator near one core: it may be the bottleneck)"
+        )
+    )
+    return (
+        f"{name}: wall {usage.wall_s:.2f}s, CPU {usage.cpu_s:.2f}s, peak RSS {usage.peak_rss_mb:.0f} MB | "
+        f"simulator CPU {usage.sim_cpu_s:.2f}s ({100 * busy:.0f}% of one core){verdict}"
+    )
 
 
-def print_loader(name: str, usage: Usage, records: Mapping[str, int], expected: Mapping[str, int] | None,
-                 requests: int | None = None) -> None:
+def print_loader(
+    name: str,
+    usage: Usage,
+    records: Mapping[str, int],
+    expected: Mapping[str, int] | None,
+    requests: int | None = None,
+) -> None:
     """One comparison loader: its figures and whether it got every record the simulator holds."""
     print(usage_line(name, usage))
     total = sum(records.values())
@@ -122,39 +152,63 @@ def print_loader(name: str, usage: Usage, records: Mapping[str, int], expected: 
     print(f"  {total} records{extra}, {rate:.0f} records/s")
     if expected is not None:
         missing = {k: (records.get(k, 0), v) for k, v in expected.items() if records.get(k, 0) != v}
-        print("  record counts match the simulator" if not missing else f"  COUNTS DIFFER from the simulator: {missing}")
+        print(
+            "  record counts match the simulator"
+            if not missing
+            else f"  COUNTS DIFFER from the simulator: {missing}"
+        )
 
 
 def print_job_run(run: JobRun, header: str) -> None:
     """Per-resource and per-stage seconds of a Dagster run, its steps and the Dagster/process overhead."""
     print(f"\n{header} (Dagster job sync_district, run {run.run_id}, {run.mode})")
     print(usage_line("  process", run.usage))
-    print(f"{'resource':<18}{'records':>10}{'step s':>9}" + "".join(f"{s:>9}" for s in RESOURCE_STAGES) + f"{'rec/s':>10}")
+    print(
+        f"{'resource':<18}{'records':>10}{'step s':>9}"
+        + "".join(f"{s:>9}" for s in RESOURCE_STAGES)
+        + f"{'rec/s':>10}"
+    )
     for resource in RESOURCES:
         name = resource.name
         stages = run.stage_seconds.get(name, {})
         step = run.step_seconds.get(name)
         fetched = run.rows_fetched.get(name, 0)
         rate = fetched / step if step else 0.0
-        print(f"{name:<18}{fetched:>10}{seconds(step)}" + "".join(seconds(stages.get(s)) for s in RESOURCE_STAGES)
-              + f"{rate:>10.0f}")
-    print("stages (s, summed over resources): " + "  ".join(f"{s} {seconds(run.stage_total(s), 0)}" for s in STAGES))
+        print(
+            f"{name:<18}{fetched:>10}{seconds(step)}"
+            + "".join(seconds(stages.get(s)) for s in RESOURCE_STAGES)
+            + f"{rate:>10.0f}"
+        )
+    print(
+        "stages (s, summed over resources): "
+        + "  ".join(f"{s} {seconds(run.stage_total(s), 0)}" for s in STAGES)
+    )
     steps = "  ".join(f"{k} {v:.2f}" for k, v in run.step_seconds.items())
     print(f"steps (s): {steps}")
     total = sum(run.rows_fetched.values())
-    print(f"total: {total} records in {run.wall_s:.1f}s wall = {total / run.wall_s:.0f} records/s; steps "
-          f"{run.steps_total:.2f}s, Dagster/process overhead {run.overhead_s:.2f}s")
+    print(
+        f"total: {total} records in {run.wall_s:.1f}s wall = {total / run.wall_s:.0f} records/s; steps "
+        f"{run.steps_total:.2f}s, Dagster/process overhead {run.overhead_s:.2f}s"
+    )
 
 
-def print_targets(figures: Figures, sim_cpu: Mapping[str, tuple[float, float]], print_fn: Callable[[str], None] = print) -> None:
+def print_targets(
+    figures: Figures, sim_cpu: Mapping[str, tuple[float, float]], print_fn: Callable[[str], None] = print
+) -> None:
     """Each target next to its figure; the simulator's CPU next to the sync's for every phase."""
     values = figures.final()
     print_fn("\ntargets:")
     for target in TARGETS:
         op = "≤" if target.at_most else "≥"
-        print_fn(f"  {target.label:<72} {target.key}={format_value(values[target.key])} ({op} {target.limit:g}): "
-                 f"{target.verdict(values[target.key])}")
-    print_fn(f"  {'small district peak RSS (for comparison)':<72} rss_small_mb={format_value(figures.rss_small_mb)}")
-    print_fn("  the simulator is not the bottleneck (CPU seconds: loader process vs simulator, same interval):")
+        print_fn(
+            f"  {target.label:<72} {target.key}={format_value(values[target.key])} ({op} {target.limit:g}): "
+            f"{target.verdict(values[target.key])}"
+        )
+    print_fn(
+        f"  {'small district peak RSS (for comparison)':<72} rss_small_mb={format_value(figures.rss_small_mb)}"
+    )
+    print_fn(
+        "  the simulator is not the bottleneck (CPU seconds: loader process vs simulator, same interval):"
+    )
     for phase, (loader_cpu, simulator_cpu) in sim_cpu.items():
         print_fn(f"    {phase:<22} loader {loader_cpu:8.2f}s   simulator {simulator_cpu:8.2f}s")

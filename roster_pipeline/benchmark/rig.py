@@ -88,7 +88,9 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROSTER_", "DAGSTER_"))}
     root = str(Path(roster_pipeline.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    )
     env.update(extra)
     return env
 
@@ -106,12 +108,16 @@ def fresh_database(url: str) -> None:
     """
     parsed = sa.engine.make_url(url)
     if not is_postgres(url):
-        raise SystemExit("the benchmark needs Postgres (COPY, unlogged tables): pass --database-url postgresql+psycopg://…")
+        raise SystemExit(
+            "the benchmark needs Postgres (COPY, unlogged tables): pass --database-url postgresql+psycopg://…"
+        )
     admin = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
     name = parsed.database or ""
     try:
         with admin.connect() as conn:
-            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar()
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+            ).scalar()
             if exists and "bench" in name:
                 conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
                 exists = None
@@ -123,14 +129,18 @@ def fresh_database(url: str) -> None:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            tables = conn.execute(sa.text(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
-            )).scalar()
+            tables = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+                )
+            ).scalar()
     finally:
         engine.dispose()
     if tables:
-        raise SystemExit(f"database {name!r} is not empty and its name has no 'bench' in it: the benchmark "
-                         "syncs into an empty warehouse and drops only its own databases")
+        raise SystemExit(
+            f"database {name!r} is not empty and its name has no 'bench' in it: the benchmark "
+            "syncs into an empty warehouse and drops only its own databases"
+        )
 
 
 def drop_schema(url: str, schema: str) -> None:

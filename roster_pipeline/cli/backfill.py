@@ -40,7 +40,9 @@ class DistrictRunResult:
     detail: str = ""
 
 
-def select_districts(registry: Registry, districts: str | None, all_districts: bool) -> tuple[list[str], list[DistrictRunResult]]:
+def select_districts(
+    registry: Registry, districts: str | None, all_districts: bool
+) -> tuple[list[str], list[DistrictRunResult]]:
     """(district ids to run, skipped results). ``--all`` leaves disabled districts out, with a line each."""
     if all_districts == bool(districts):
         raise SystemExit("backfill: give exactly one of --all or --districts a,b")
@@ -48,11 +50,14 @@ def select_districts(registry: Registry, districts: str | None, all_districts: b
         wanted = [d.strip() for d in districts.split(",") if d.strip()]
         unknown = [d for d in wanted if d not in registry]
         if unknown:
-            raise SystemExit(f"backfill: unknown district(s) {', '.join(unknown)}; known: {', '.join(registry.ids())}")
+            raise SystemExit(
+                f"backfill: unknown district(s) {', '.join(unknown)}; known: {', '.join(registry.ids())}"
+            )
         return list(dict.fromkeys(wanted)), []
     skipped = [
         DistrictRunResult(d.id, None, "skipped", detail="disabled (enabled: false in the registry)")
-        for d in registry if not d.enabled
+        for d in registry
+        if not d.enabled
     ]
     return [d.id for d in registry.enabled()], skipped
 
@@ -79,12 +84,26 @@ def _outcome(warehouse: Warehouse, district_id: str, result: dg.ExecuteInProcess
     totals = {k: sum(int(c.get(k) or 0) for c in counts.values()) for k in ("added", "updated", "deleted")}
     if run.status == "published":
         detail = f"{run.sync_mode}" + (" additions_only" if run.additions_only else "")
-        return DistrictRunResult(district_id, run_id, "published", import_id, run.school_year, detail=detail, **totals)
+        return DistrictRunResult(
+            district_id, run_id, "published", import_id, run.school_year, detail=detail, **totals
+        )
     if run.status == "held":
-        return DistrictRunResult(district_id, run_id, "held", import_id, run.school_year,
-                                 detail=f"checks failed, waiting for review: {run.hold_reason or ''}"[:300])
-    return DistrictRunResult(district_id, run_id, "failed", import_id, run.school_year,
-                             detail=(run.error or _failure_message(result))[:300])
+        return DistrictRunResult(
+            district_id,
+            run_id,
+            "held",
+            import_id,
+            run.school_year,
+            detail=f"checks failed, waiting for review: {run.hold_reason or ''}"[:300],
+        )
+    return DistrictRunResult(
+        district_id,
+        run_id,
+        "failed",
+        import_id,
+        run.school_year,
+        detail=(run.error or _failure_message(result))[:300],
+    )
 
 
 def run_backfill(
@@ -120,7 +139,10 @@ def run_backfill(
             district = registry.districts.get(district_id)
             named = {**run_tags, **(district_tags(district) if district is not None else {})}
             result = job.execute_in_process(
-                partition_key=district_id, instance=instance, tags=named, resources=resources,
+                partition_key=district_id,
+                instance=instance,
+                tags=named,
+                resources=resources,
                 raise_on_error=False,
             )
             results.append(_outcome(warehouse, district_id, result))
@@ -132,8 +154,16 @@ def run_backfill(
 def format_table(results: Sequence[DistrictRunResult]) -> str:
     header = ("district", "outcome", "import", "year", "added", "updated", "deleted", "detail")
     rows = [
-        (r.district_id, r.outcome, str(r.import_id or ""), str(r.school_year or ""), str(r.added), str(r.updated),
-         str(r.deleted), r.detail.replace("\n", " ")[:160])
+        (
+            r.district_id,
+            r.outcome,
+            str(r.import_id or ""),
+            str(r.school_year or ""),
+            str(r.added),
+            str(r.updated),
+            str(r.deleted),
+            r.detail.replace("\n", " ")[:160],
+        )
         for r in results
     ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -144,15 +174,31 @@ def format_table(results: Sequence[DistrictRunResult]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all", action="store_true", dest="all_districts", help="every enabled district")
-    parser.add_argument("--districts", default=None, help="comma-separated district ids, e.g. springfield,shelbyville")
-    parser.add_argument("--sync-mode", choices=("full", "delta"), default="full",
-                        help="full (default; after rollover a full pull is what you want) or delta")
-    parser.add_argument("--rollover-override", default=None, metavar="NAME",
-                        help=f"let the runs through a rollover pause (tag {ROLLOVER_OVERRIDE_TAG}=NAME, recorded)")
-    parser.add_argument("--as-of", default=None, metavar="YYYY-MM-DD",
-                        help=f"the date the rollover policy uses (tag {AS_OF_TAG}; default: today per district)")
+    parser.add_argument(
+        "--districts", default=None, help="comma-separated district ids, e.g. springfield,shelbyville"
+    )
+    parser.add_argument(
+        "--sync-mode",
+        choices=("full", "delta"),
+        default="full",
+        help="full (default; after rollover a full pull is what you want) or delta",
+    )
+    parser.add_argument(
+        "--rollover-override",
+        default=None,
+        metavar="NAME",
+        help=f"let the runs through a rollover pause (tag {ROLLOVER_OVERRIDE_TAG}=NAME, recorded)",
+    )
+    parser.add_argument(
+        "--as-of",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help=f"the date the rollover policy uses (tag {AS_OF_TAG}; default: today per district)",
+    )
     parser.add_argument("--database-url", default=None, help=f"warehouse URL (default: ${ENV_DATABASE_URL})")
-    parser.add_argument("--districts-file", default=None, help=f"registry YAML (default: ${ENV_FILE_VARIABLE})")
+    parser.add_argument(
+        "--districts-file", default=None, help=f"registry YAML (default: ${ENV_FILE_VARIABLE})"
+    )
 
 
 def _instance() -> dg.DagsterInstance:
@@ -169,11 +215,23 @@ def run(args: argparse.Namespace) -> int:
         tags[ROLLOVER_OVERRIDE_TAG] = args.rollover_override
     if args.as_of:
         tags[AS_OF_TAG] = args.as_of
-    print(f"backfill {backfill_id}: {len(district_ids)} district(s), one {args.sync_mode} sync run each", flush=True)
+    print(
+        f"backfill {backfill_id}: {len(district_ids)} district(s), one {args.sync_mode} sync run each",
+        flush=True,
+    )
     with _instance() as instance:
-        results = run_backfill(registry, district_ids, instance=instance, database_url=args.database_url,
-                               districts_file=args.districts_file, sync_mode=args.sync_mode, tags=tags)
+        results = run_backfill(
+            registry,
+            district_ids,
+            instance=instance,
+            database_url=args.database_url,
+            districts_file=args.districts_file,
+            sync_mode=args.sync_mode,
+            tags=tags,
+        )
     print(format_table([*results, *skipped]))
     published = sum(r.outcome == "published" for r in results)
-    print(f"{published} of {len(results)} published; held imports wait for review (roster-pipeline review ...)")
+    print(
+        f"{published} of {len(results)} published; held imports wait for review (roster-pipeline review ...)"
+    )
     return 0 if published == len(results) else 1

@@ -55,13 +55,17 @@ class DemoDistrict:
 
 
 DEMO_DISTRICTS: tuple[DemoDistrict, ...] = (
-    DemoDistrict("riverside_usd", "Riverside Unified School District (demo)", "small", 1, "America/Los_Angeles"),
+    DemoDistrict(
+        "riverside_usd", "Riverside Unified School District (demo)", "small", 1, "America/Los_Angeles"
+    ),
     DemoDistrict("lakeside_isd", "Lakeside Independent School District (demo)", "tiny", 2, "America/Chicago"),
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--once", action="store_true", help="sync both demo districts headless, print counts, exit")
+    parser.add_argument(
+        "--once", action="store_true", help="sync both demo districts headless, print counts, exit"
+    )
     parser.add_argument(
         "--scenario",
         choices=sorted(SCENARIOS),
@@ -74,9 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --scenario: leave a held import for you to review with the command its Check Your Data "
         "email prints, instead of approving it",
     )
-    parser.add_argument("--no-ui", action="store_true",
-                        help="keep the simulator up for commands from another shell, without the Dagster UI")
-    parser.add_argument("--workdir", default=".roster_pipeline/demo", help="where the demo registry is written")
+    parser.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="keep the simulator up for commands from another shell, without the Dagster UI",
+    )
+    parser.add_argument(
+        "--workdir", default=".roster_pipeline/demo", help="where the demo registry is written"
+    )
     parser.add_argument("--simulator-port", type=int, default=0, help="simulator port (0 = a free one)")
     parser.add_argument("--dagster-port", type=int, default=3000, help="port of the Dagster UI")
 
@@ -134,14 +143,19 @@ SCENARIOS: dict[str, tuple[str, dict[str, object], str]] = {
 }
 
 
-def sync_once(job: object, instance: object, district_id: str) -> tuple[bool, list[tuple[str, str, dict[str, object]]], str]:
+def sync_once(
+    job: object, instance: object, district_id: str
+) -> tuple[bool, list[tuple[str, str, dict[str, object]]], str]:
     """One district through the real Dagster job; returns (published?, table rows, check summary)."""
     from roster_pipeline.cli.demo_logging import RUN_CONFIG
     from roster_pipeline.records.catalogue import RESOURCES
 
     # Full pulls: the demo shows what a whole snapshot does (a delta never infers deletions).
     result = job.execute_in_process(  # type: ignore[attr-defined]
-        partition_key=district_id, instance=instance, raise_on_error=False, tags={"roster/sync_mode": "full"},
+        partition_key=district_id,
+        instance=instance,
+        raise_on_error=False,
+        tags={"roster/sync_mode": "full"},
         run_config=RUN_CONFIG,
     )
     rows = []
@@ -150,14 +164,17 @@ def sync_once(job: object, instance: object, district_id: str) -> tuple[bool, li
         metadata = {k: v.value for k, v in events[-1].metadata.items()} if events else {}
         rows.append((district_id, resource.name, metadata))
     checks = [
-        f"  check {e.check_name}: {'passed' if e.passed else 'FAILED'}" + ("" if e.passed else f" ({e.description})")
+        f"  check {e.check_name}: {'passed' if e.passed else 'FAILED'}"
+        + ("" if e.passed else f" ({e.description})")
         for e in result.get_asset_check_evaluations()
     ]
     published = bool(result.asset_materializations_for_node("published_roster"))
     return published, rows, "\n".join(checks)
 
 
-def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None, leave_held: bool = False) -> int:
+def run_once(
+    registry_path: Path, server: SimulatorServer, scenario: str | None, leave_held: bool = False
+) -> int:
     """Materialize every demo district through the real Dagster job and print per-resource counts."""
     import dagster as dg
 
@@ -172,7 +189,11 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None,
     from roster_pipeline.cli.demo_logging import demo_console_logger
 
     # INFO and up, a hold in one line (demo_logging)
-    job = build_definitions(registry).resolve_job_def("sync_district").with_logger_defs({"console": demo_console_logger})
+    job = (
+        build_definitions(registry)
+        .resolve_job_def("sync_district")
+        .with_logger_defs({"console": demo_console_logger})
+    )
     rows: list[tuple[str, str, dict[str, object]]] = []
     failed = False
     with dg.DagsterInstance.get() as instance:  # the demo's stable instance (DAGSTER_HOME), seen by the UI
@@ -193,7 +214,9 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None,
         notify.tick()  # the first imports' Import Results emails
         before = warehouse.current_counts(district.id)
         summary = apply_mutation(server.tenant(district.app_name).district, kind, dict(params))
-        changed = {name: {k: n for k, n in counts.items() if n} for name, counts in summary["changes"].items()}
+        changed = {
+            name: {k: n for k, n in counts.items() if n} for name, counts in summary["changes"].items()
+        }
         changed = {name: counts for name, counts in changed.items() if counts}
         print(f"\nscenario {scenario}: the simulator applied {kind} to {district.id}: {changed}")
         published, district_rows, checks = sync_once(job, instance, district.id)
@@ -210,11 +233,18 @@ def run_once(registry_path: Path, server: SimulatorServer, scenario: str | None,
             state = get_state(warehouse.engine, district.id)
             print(f"{district.id}: paused={state.paused} ({state.reason})")
         if outcome == "held" and leave_held:
-            print(f"{district.id}: left held for your review: from {Path.cwd()}, run the command its "
-                  "Check Your Data email prints")
+            print(
+                f"{district.id}: left held for your review: from {Path.cwd()}, run the command its "
+                "Check Your Data email prints"
+            )
         elif outcome == "held":
-            result = approve(warehouse, district.id, reviewer="demo data engineer", note="demo: approved on purpose",
-                             excluded_resources=registry.get(district.id).excluded_resources())
+            result = approve(
+                warehouse,
+                district.id,
+                reviewer="demo data engineer",
+                note="demo: approved on purpose",
+                excluded_resources=registry.get(district.id).excluded_resources(),
+            )
             print(f"review approve: {result.outcome}")
             notify.tick()
         print("emails written to the outbox:")
@@ -249,12 +279,26 @@ class ControlLoop:
 
 
 def print_table(rows: list[tuple[str, str, dict[str, object]]]) -> None:
-    columns = ("rows_fetched", "added", "updated", "deleted", "unchanged", "tobedeleted", "pages", "duration_seconds")
+    columns = (
+        "rows_fetched",
+        "added",
+        "updated",
+        "deleted",
+        "unchanged",
+        "tobedeleted",
+        "pages",
+        "duration_seconds",
+    )
     header = ("district", "resource", *columns)
     table = [header] + [(d, r, *(str(m.get(c, "")) for c in columns)) for d, r, m in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for n, row in enumerate(table):
-        print("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(w) if i < 2 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths))
 
@@ -269,7 +313,9 @@ def use_demo_home(home: DemoHome, registry_path: Path, environ: dict[str, str]) 
     """
     environ[ENV_FILE_VARIABLE] = str(registry_path)
     environ[ENV_DATABASE_URL] = resolve_url(environ.get(ENV_DATABASE_URL) or None)
-    environ["ROSTER_OUTBOX_DIR"] = str(Path(environ.get("ROSTER_OUTBOX_DIR", "").strip() or home.outbox).resolve())
+    environ["ROSTER_OUTBOX_DIR"] = str(
+        Path(environ.get("ROSTER_OUTBOX_DIR", "").strip() or home.outbox).resolve()
+    )
     environ["DAGSTER_HOME"] = str(home.prepare_dagster_home())
     names = ["DAGSTER_HOME", ENV_FILE_VARIABLE, ENV_DATABASE_URL, "ROSTER_OUTBOX_DIR"]
     names += [name for d in DEMO_DISTRICTS for name in (d.key_env, d.secret_env)]
@@ -336,14 +382,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         registry_path = write_registry(server, workdir, os.environ)  # type: ignore[arg-type]
         settings = use_demo_home(home, registry_path, os.environ)  # type: ignore[arg-type]
-        where = settings[ENV_DATABASE_URL] if settings[ENV_DATABASE_URL].startswith("sqlite") else "ROSTER_DATABASE_URL"
+        where = (
+            settings[ENV_DATABASE_URL]
+            if settings[ENV_DATABASE_URL].startswith("sqlite")
+            else "ROSTER_DATABASE_URL"
+        )
         print(f"OneRoster simulator: {server.url} ({len(DEMO_DISTRICTS)} districts)", flush=True)
         print(f"district registry:   {registry_path}", flush=True)
         print(f"warehouse:           {where}", flush=True)
         print(f"Dagster instance:    {settings['DAGSTER_HOME']}", flush=True)
         print(f"email outbox:        {settings['ROSTER_OUTBOX_DIR']}", flush=True)
-        print(f"demo settings:       {home.settings_file} (another shell: source it; `roster-pipeline review` "
-              f"run from {home.root.parent} reads it itself)", flush=True)
+        print(
+            f"demo settings:       {home.settings_file} (another shell: source it; `roster-pipeline review` "
+            f"run from {home.root.parent} reads it itself)",
+            flush=True,
+        )
         if args.once:
             return run_once(registry_path, server, args.scenario, args.leave_held)
         if args.no_ui:
@@ -354,7 +407,9 @@ def run(args: argparse.Namespace) -> int:
             "load_from:\n  - python_module:\n      module_name: roster_pipeline.definitions\n"
             "      location_name: roster_pipeline\n"
         )
-        print(f"Dagster UI:          http://127.0.0.1:{args.dagster_port} (Ctrl-C stops the demo)", flush=True)
+        print(
+            f"Dagster UI:          http://127.0.0.1:{args.dagster_port} (Ctrl-C stops the demo)", flush=True
+        )
         command = ["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.dagster_port)]
         return run_until_stopped(command, os.environ.copy(), workdir)
     finally:

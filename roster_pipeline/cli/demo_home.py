@@ -75,7 +75,9 @@ def demo_home(cwd: Path | None = None) -> DemoHome:
 def write_settings(path: Path, values: Mapping[str, str]) -> None:
     """Write ``export NAME='value'`` lines, readable only by the user (they hold the demo credentials)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["# Written by `roster-pipeline demo`. In another shell: source this file (see docs/local-use.md)."]
+    lines = [
+        "# Written by `roster-pipeline demo`. In another shell: source this file (see docs/local-use.md)."
+    ]
     lines += [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

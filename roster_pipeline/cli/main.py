@@ -22,11 +22,26 @@ USES_DEMO_SETTINGS = frozenset({"review", "backfill"})
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "simulator": ("roster_pipeline.simulator.command", "run a OneRoster 1.1 SIS (Infinite Campus layout) on loopback"),
-    "demo": ("roster_pipeline.cli.demo", "start the simulator with two demo districts and the Dagster UI (or --once)"),
-    "bench": ("roster_pipeline.benchmark", "run the real Dagster sync on a simulated district vs the machine's limit, dlt and a naive script"),
-    "review": ("roster_pipeline.cli.review", "review a paused district's held import (approve, reject, reprocess) or undo its last import"),
-    "backfill": ("roster_pipeline.cli.backfill", "sync several districts, one run each (e.g. after rollover): --all or --districts a,b"),
+    "simulator": (
+        "roster_pipeline.simulator.command",
+        "run a OneRoster 1.1 SIS (Infinite Campus layout) on loopback",
+    ),
+    "demo": (
+        "roster_pipeline.cli.demo",
+        "start the simulator with two demo districts and the Dagster UI (or --once)",
+    ),
+    "bench": (
+        "roster_pipeline.benchmark",
+        "run the real Dagster sync on a simulated district vs the machine's limit, dlt and a naive script",
+    ),
+    "review": (
+        "roster_pipeline.cli.review",
+        "review a paused district's held import (approve, reject, reprocess) or undo its last import",
+    ),
+    "backfill": (
+        "roster_pipeline.cli.backfill",
+        "sync several districts, one run each (e.g. after rollover): --all or --districts a,b",
+    ),
 }
 
 

@@ -39,8 +39,15 @@ def record_action(
         return int(
             conn.execute(
                 review_actions.insert()
-                .values(district_id=district_id, import_id=import_id, action=action, actor=actor[:200],
-                        note=note, at=now_utc(), outcome=outcome)
+                .values(
+                    district_id=district_id,
+                    import_id=import_id,
+                    action=action,
+                    actor=actor[:200],
+                    note=note,
+                    at=now_utc(),
+                    outcome=outcome,
+                )
                 .returning(review_actions.c.id)
             ).scalar_one()
         )
@@ -53,7 +60,13 @@ def set_outcome(engine: sa.Engine, action_id: int, outcome: str) -> None:
 
 def actions_for(engine: sa.Engine, district_id: str) -> list[AuditRow]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(review_actions).where(review_actions.c.district_id == district_id).order_by(review_actions.c.id)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(review_actions)
+                .where(review_actions.c.district_id == district_id)
+                .order_by(review_actions.c.id)
+            )
+            .mappings()
+            .all()
+        )
     return [AuditRow(**{**row, "at": _utc(row["at"])}) for row in rows]

@@ -26,8 +26,13 @@ TERMINAL_RUN_STATUSES = ("FAILURE", "CANCELED", "SUCCESS")
 DEFAULT_MISSING_GRACE = timedelta(hours=1)
 
 # Dagster step keys of the sync job, in words an admin reads.
-_STEP_WORDS = {"roster_import": "opening the import", "checked_snapshot": "checks", "published_roster": "publish",
-               "class_teachers": "rebuild of class_teachers", "student_logins": "rebuild of student_logins"}
+_STEP_WORDS = {
+    "roster_import": "opening the import",
+    "checked_snapshot": "checks",
+    "published_roster": "publish",
+    "class_teachers": "rebuild of class_teachers",
+    "student_logins": "rebuild of student_logins",
+}
 ALIVE_RUN_STATUSES = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 
@@ -79,8 +84,12 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def dead_run(run: ImportRun, seen: RunObservation | None, now: datetime,
-             missing_grace: timedelta = DEFAULT_MISSING_GRACE) -> DeadRun | None:
+def dead_run(
+    run: ImportRun,
+    seen: RunObservation | None,
+    now: datetime,
+    missing_grace: timedelta = DEFAULT_MISSING_GRACE,
+) -> DeadRun | None:
     """The import's run is dead (and why), or None while it may still be working on the import."""
     if run.status not in OPEN_IMPORT_STATUSES or not run.run_id or seen is None:
         return None
@@ -101,5 +110,12 @@ def dead_run(run: ImportRun, seen: RunObservation | None, now: datetime,
     else:
         return None
     detail = f": {seen.detail}" if seen.detail else ""
-    return DeadRun(run.import_id, run.district_id, run.run_id, seen.root_run_id or run.run_id, step,
-                   f"{who} {verb}{detail}", seen.will_retry)
+    return DeadRun(
+        run.import_id,
+        run.district_id,
+        run.run_id,
+        seen.root_run_id or run.run_id,
+        step,
+        f"{who} {verb}{detail}",
+        seen.will_retry,
+    )

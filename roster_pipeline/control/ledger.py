@@ -46,25 +46,42 @@ class Notification:
 
 def _row(row: sa.RowMapping) -> Notification:
     return Notification(
-        idempotency_key=row["idempotency_key"], district_id=row["district_id"], import_id=row["import_id"],
-        kind=row["kind"], status=row["status"], attempts=int(row["attempts"]), last_error=row["last_error"],
-        created_at=_utc(row["created_at"]), last_attempt_at=_utc(row["last_attempt_at"]),
-        sent_at=_utc(row["sent_at"]), message_path_or_id=row["message_path_or_id"],
+        idempotency_key=row["idempotency_key"],
+        district_id=row["district_id"],
+        import_id=row["import_id"],
+        kind=row["kind"],
+        status=row["status"],
+        attempts=int(row["attempts"]),
+        last_error=row["last_error"],
+        created_at=_utc(row["created_at"]),
+        last_attempt_at=_utc(row["last_attempt_at"]),
+        sent_at=_utc(row["sent_at"]),
+        message_path_or_id=row["message_path_or_id"],
         detail=row["detail"],
     )
 
 
 def get(engine: sa.Engine, key: str) -> Notification | None:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(notifications).where(notifications.c.idempotency_key == key)).mappings().first()
+        row = (
+            conn.execute(sa.select(notifications).where(notifications.c.idempotency_key == key))
+            .mappings()
+            .first()
+        )
     return None if row is None else _row(row)
 
 
 def for_district(engine: sa.Engine, district_id: str) -> list[Notification]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(notifications).where(notifications.c.district_id == district_id).order_by(notifications.c.id)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(notifications)
+                .where(notifications.c.district_id == district_id)
+                .order_by(notifications.c.id)
+            )
+            .mappings()
+            .all()
+        )
     return [_row(r) for r in rows]
 
 
@@ -86,8 +103,15 @@ def claim(
         with engine.begin() as conn:
             conn.execute(
                 notifications.insert().values(
-                    district_id=district_id, import_id=import_id, kind=kind, idempotency_key=key,
-                    status="sending", attempts=1, created_at=now, last_attempt_at=now, detail=detail,
+                    district_id=district_id,
+                    import_id=import_id,
+                    kind=kind,
+                    idempotency_key=key,
+                    status="sending",
+                    attempts=1,
+                    created_at=now,
+                    last_attempt_at=now,
+                    detail=detail,
                 )
             )
         return True
@@ -101,8 +125,11 @@ def claim(
     with engine.begin() as conn:  # compare-and-set: one claimer wins even with concurrent ticks
         won = conn.execute(
             notifications.update()
-            .where(notifications.c.idempotency_key == key, notifications.c.status == "failed",
-                   notifications.c.attempts == existing.attempts)
+            .where(
+                notifications.c.idempotency_key == key,
+                notifications.c.status == "failed",
+                notifications.c.attempts == existing.attempts,
+            )
             .values(status="sending", attempts=existing.attempts + 1, last_attempt_at=now)
         ).rowcount
     return bool(won)
@@ -111,7 +138,8 @@ def claim(
 def mark_sent(engine: sa.Engine, key: str, path_or_id: str | None, warning: str | None = None) -> None:
     with engine.begin() as conn:
         conn.execute(
-            notifications.update().where(notifications.c.idempotency_key == key)
+            notifications.update()
+            .where(notifications.c.idempotency_key == key)
             .values(status="sent", sent_at=now_utc(), message_path_or_id=path_or_id, last_error=warning)
         )
 
@@ -119,7 +147,8 @@ def mark_sent(engine: sa.Engine, key: str, path_or_id: str | None, warning: str 
 def mark_failed(engine: sa.Engine, key: str, error: str) -> None:
     with engine.begin() as conn:
         conn.execute(
-            notifications.update().where(notifications.c.idempotency_key == key)
+            notifications.update()
+            .where(notifications.c.idempotency_key == key)
             .values(status="failed", last_error=error[:10_000])
         )
 
@@ -127,21 +156,37 @@ def mark_failed(engine: sa.Engine, key: str, error: str) -> None:
 def retryable(engine: sa.Engine, kind: str, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> list[Notification]:
     """Failed sends of ``kind`` that still have attempts left (the sensor retries them)."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(notifications).where(notifications.c.status == "failed", notifications.c.attempts < max_attempts,
-                                           notifications.c.kind == kind)
-            .order_by(notifications.c.id)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(notifications)
+                .where(
+                    notifications.c.status == "failed",
+                    notifications.c.attempts < max_attempts,
+                    notifications.c.kind == kind,
+                )
+                .order_by(notifications.c.id)
+            )
+            .mappings()
+            .all()
+        )
     return [_row(r) for r in rows]
 
 
-def stuck(engine: sa.Engine, older_than: timedelta = STUCK_AFTER, now: datetime | None = None) -> list[Notification]:
+def stuck(
+    engine: sa.Engine, older_than: timedelta = STUCK_AFTER, now: datetime | None = None
+) -> list[Notification]:
     """Rows left ``sending`` by a crash: maybe sent, never re-sent automatically (see module docstring)."""
     cutoff = (now or now_utc()) - older_than
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(notifications).where(notifications.c.status == "sending", notifications.c.last_attempt_at < cutoff)
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                sa.select(notifications).where(
+                    notifications.c.status == "sending", notifications.c.last_attempt_at < cutoff
+                )
+            )
+            .mappings()
+            .all()
+        )
     return [_row(r) for r in rows]
 
 
@@ -150,7 +195,8 @@ def release_stuck(engine: sa.Engine, key: str) -> bool:
     with engine.begin() as conn:
         return bool(
             conn.execute(
-                notifications.update().where(notifications.c.idempotency_key == key, notifications.c.status == "sending")
+                notifications.update()
+                .where(notifications.c.idempotency_key == key, notifications.c.status == "sending")
                 .values(status="failed", last_error="released by an operator after a crash mid-send")
             ).rowcount
         )

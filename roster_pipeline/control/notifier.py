@@ -53,8 +53,17 @@ def send_once(
     detail: dict | None = None,
 ) -> Delivery | None:
     """None when there is nothing to do (already sent, in flight, given up, or a retry not yet due)."""
-    if not ledger.claim(engine, key, district_id=district_id, import_id=import_id, kind=kind,
-                        max_attempts=settings.max_attempts, retry_after=settings.retry_after, now=now, detail=detail):
+    if not ledger.claim(
+        engine,
+        key,
+        district_id=district_id,
+        import_id=import_id,
+        kind=kind,
+        max_attempts=settings.max_attempts,
+        retry_after=settings.retry_after,
+        now=now,
+        detail=detail,
+    ):
         return None
     try:
         message = build()

@@ -80,19 +80,28 @@ _VALUE_CHECKS: tuple[tuple[sa.Table, str, str, tuple[str, ...]], ...] = (
 def _check_text(conn: sa.Connection, table: sa.Table, name: str) -> str:
     """The CHECK as the database has it (Postgres: the constraint; SQLite: the table's CREATE statement)."""
     if conn.dialect.name == "postgresql":
-        return str(conn.execute(
-            sa.text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :n AND conrelid = to_regclass(:t)"),
-            {"n": name, "t": table.name},
-        ).scalar() or "")
-    return str(conn.execute(
-        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table.name}
-    ).scalar() or "")
+        return str(
+            conn.execute(
+                sa.text(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :n AND conrelid = to_regclass(:t)"
+                ),
+                {"n": name, "t": table.name},
+            ).scalar()
+            or ""
+        )
+    return str(
+        conn.execute(
+            sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"), {"t": table.name}
+        ).scalar()
+        or ""
+    )
 
 
 def _stale_checks(conn: sa.Connection) -> list[tuple[sa.Table, str, str, tuple[str, ...]]]:
     """The value CHECKs that do not yet know every value."""
     return [
-        check for check in _VALUE_CHECKS
+        check
+        for check in _VALUE_CHECKS
         if not all(f"'{v}'" in _check_text(conn, check[0], check[1]) for v in check[3])
     ]
 
@@ -108,10 +117,12 @@ def upgrade_value_checks(conn: sa.Connection) -> list[str]:
     upgraded = []
     for table, name, column, values in _stale_checks(conn):
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text(
-                f'ALTER TABLE "{table.name}" DROP CONSTRAINT IF EXISTS "{name}", '
-                f'ADD CONSTRAINT "{name}" CHECK ({_in(column, values)})'
-            ))
+            conn.execute(
+                sa.text(
+                    f'ALTER TABLE "{table.name}" DROP CONSTRAINT IF EXISTS "{name}", '
+                    f'ADD CONSTRAINT "{name}" CHECK ({_in(column, values)})'
+                )
+            )
         else:
             rebuild_sqlite_table(conn, table)
         upgraded.append(table.name)
@@ -125,7 +136,9 @@ def create_control_schema(engine: sa.Engine) -> None:
     When every table is there and knows every value nothing is locked, so the steps of many districts
     starting at once never queue behind each other here."""
     with engine.connect() as conn:
-        if set(control_metadata.tables) <= set(sa.inspect(conn).get_table_names()) and not _stale_checks(conn):
+        if set(control_metadata.tables) <= set(sa.inspect(conn).get_table_names()) and not _stale_checks(
+            conn
+        ):
             return
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":

@@ -82,7 +82,11 @@ def _from_row(row: Any) -> DistrictState:
 
 def get_state(engine: sa.Engine, district_id: str) -> DistrictState:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(district_state).where(district_state.c.district_id == district_id)).mappings().first()
+        row = (
+            conn.execute(sa.select(district_state).where(district_state.c.district_id == district_id))
+            .mappings()
+            .first()
+        )
     return DistrictState.running(district_id) if row is None else _from_row(row)
 
 
@@ -112,13 +116,25 @@ def pause_district(
 ) -> bool:
     """Pause (or re-point an already paused district at a newer held import). Returns True if anything changed."""
     with engine.begin() as conn:
-        current = conn.execute(
-            sa.select(district_state).where(district_state.c.district_id == district_id)
-        ).mappings().first()
-        if current is not None and current["paused"] and current["import_id"] == import_id and current["run_id"] == run_id:
+        current = (
+            conn.execute(sa.select(district_state).where(district_state.c.district_id == district_id))
+            .mappings()
+            .first()
+        )
+        if (
+            current is not None
+            and current["paused"]
+            and current["import_id"] == import_id
+            and current["run_id"] == run_id
+        ):
             return False
-        values: dict[str, Any] = {"paused": True, "paused_by": by, "reason": reason[:10_000],
-                                  "import_id": import_id, "run_id": run_id}
+        values: dict[str, Any] = {
+            "paused": True,
+            "paused_by": by,
+            "reason": reason[:10_000],
+            "import_id": import_id,
+            "run_id": run_id,
+        }
         if current is None or not current["paused"]:
             values["paused_at"] = now_utc()
         _upsert(conn, district_id, values)
@@ -145,6 +161,8 @@ def clear_pending(engine: sa.Engine, district_id: str, action_id: int) -> None:
     with engine.begin() as conn:
         conn.execute(
             district_state.update()
-            .where(district_state.c.district_id == district_id, district_state.c.pending_action_id == action_id)
+            .where(
+                district_state.c.district_id == district_id, district_state.c.pending_action_id == action_id
+            )
             .values(pending_action=None, pending_action_id=None, updated_at=now_utc())
         )

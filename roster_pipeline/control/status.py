@@ -51,7 +51,9 @@ def _when(value: datetime | None) -> str:
 def _last_import(run: ImportRun | None) -> str:
     if run is None:
         return "none yet"
-    return f"{_when(run.finished_at or run.started_at)}: import {run.import_id}, {run.sync_mode}, {run.status}"
+    return (
+        f"{_when(run.finished_at or run.started_at)}: import {run.import_id}, {run.sync_mode}, {run.status}"
+    )
 
 
 def _next_run(district: District, now: datetime) -> str:
@@ -77,8 +79,11 @@ def thresholds_text(thresholds: Thresholds) -> str:
         f"enrollments -{school.max_enrollment_drop_pct:g}% (at least {school.min_drop})"
     )
     for resource, override in sorted(thresholds.resources.items()):
-        changed = ", ".join(f"{k.removeprefix('max_').removesuffix('_pct')} {v:g}{'' if k == 'min_changes' else '%'}"
-                            for k, v in override.model_dump().items() if v is not None)
+        changed = ", ".join(
+            f"{k.removeprefix('max_').removesuffix('_pct')} {v:g}{'' if k == 'min_changes' else '%'}"
+            for k, v in override.model_dump().items()
+            if v is not None
+        )
         text += f"; {resource}: {changed}"
     return text
 
@@ -114,10 +119,15 @@ def status_markdown(
             f"{published} |"
         )
         if state.paused and state.reason:
-            reasons.append(f"**{district.id}** ({district.name}), paused {since} by {state.paused_by or 'unknown'}:\n\n"
-                           + "\n".join(f"    {line}" for line in state.reason.splitlines()))
+            reasons.append(
+                f"**{district.id}** ({district.name}), paused {since} by {state.paused_by or 'unknown'}:\n\n"
+                + "\n".join(f"    {line}" for line in state.reason.splitlines())
+            )
     if reasons:
         lines += ["", "### Why paused", "", *("\n\n".join(reasons).splitlines())]
     lines += ["", "### Thresholds in force", "", "| district | thresholds |", "| --- | --- |"]
-    lines += [f"| {d.id} | {_cell(thresholds_text(d.thresholds), limit=10_000)} |" for d in registry.districts.values()]
+    lines += [
+        f"| {d.id} | {_cell(thresholds_text(d.thresholds), limit=10_000)} |"
+        for d in registry.districts.values()
+    ]
     return "\n".join(lines)

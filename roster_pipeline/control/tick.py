@@ -59,8 +59,11 @@ class TickReport:
 
 def _imports_from(engine: sa.Engine, floor: int | None, since: datetime) -> list[ImportRun]:
     query = sa.select(import_runs).order_by(import_runs.c.import_id)
-    query = query.where(import_runs.c.import_id >= floor) if floor is not None else query.where(
-        import_runs.c.started_at >= since)
+    query = (
+        query.where(import_runs.c.import_id >= floor)
+        if floor is not None
+        else query.where(import_runs.c.started_at >= since)
+    )
     with engine.connect() as conn:
         return [ImportRun(**row) for row in conn.execute(query).mappings()]
 
@@ -74,26 +77,62 @@ def _settled(engine: sa.Engine, run: ImportRun, settings: NotifySettings) -> boo
     return row is not None and (row.status in ("sent", "sending") or row.attempts >= settings.max_attempts)
 
 
-def email_check_your_data(warehouse: Warehouse, district: District, run: ImportRun, sender: Callable[[], Sender],
-                          settings: NotifySettings, now: datetime | None = None) -> Delivery | None:
+def email_check_your_data(
+    warehouse: Warehouse,
+    district: District,
+    run: ImportRun,
+    sender: Callable[[], Sender],
+    settings: NotifySettings,
+    now: datetime | None = None,
+) -> Delivery | None:
     def build() -> EmailMessage:
-        return render_check_your_data(check_your_data_report(warehouse, district, run), district.admin_emails,
-                                      email_from(), secret_env_names=secret_env_names_for(district))
+        return render_check_your_data(
+            check_your_data_report(warehouse, district, run),
+            district.admin_emails,
+            email_from(),
+            secret_env_names=secret_env_names_for(district),
+        )
 
-    return send_once(warehouse.engine, idempotency_key(district.id, run.import_id, "check_your_data"),
-                     kind="check_your_data", district_id=district.id, import_id=run.import_id, build=build,
-                     sender=sender, settings=settings, now=now)
+    return send_once(
+        warehouse.engine,
+        idempotency_key(district.id, run.import_id, "check_your_data"),
+        kind="check_your_data",
+        district_id=district.id,
+        import_id=run.import_id,
+        build=build,
+        sender=sender,
+        settings=settings,
+        now=now,
+    )
 
 
-def email_import_results(warehouse: Warehouse, district: District, run: ImportRun, sender: Callable[[], Sender],
-                         settings: NotifySettings, now: datetime | None = None) -> Delivery | None:
+def email_import_results(
+    warehouse: Warehouse,
+    district: District,
+    run: ImportRun,
+    sender: Callable[[], Sender],
+    settings: NotifySettings,
+    now: datetime | None = None,
+) -> Delivery | None:
     def build() -> EmailMessage:
-        return render_import_results(import_results_report(warehouse, district, run), district.admin_emails,
-                                     email_from(), secret_env_names=secret_env_names_for(district))
+        return render_import_results(
+            import_results_report(warehouse, district, run),
+            district.admin_emails,
+            email_from(),
+            secret_env_names=secret_env_names_for(district),
+        )
 
-    return send_once(warehouse.engine, idempotency_key(district.id, run.import_id, "import_results"),
-                     kind="import_results", district_id=district.id, import_id=run.import_id, build=build,
-                     sender=sender, settings=settings, now=now)
+    return send_once(
+        warehouse.engine,
+        idempotency_key(district.id, run.import_id, "import_results"),
+        kind="import_results",
+        district_id=district.id,
+        import_id=run.import_id,
+        build=build,
+        sender=sender,
+        settings=settings,
+        now=now,
+    )
 
 
 def pause_for_held(warehouse: Warehouse, run: ImportRun) -> str | None:
@@ -102,11 +141,23 @@ def pause_for_held(warehouse: Warehouse, run: ImportRun) -> str | None:
     if latest is None or latest.import_id != run.import_id:
         return None  # an older held import; the district points at the newest one
     reason = f"import {run.import_id} held by its checks: {run.hold_reason or 'checks failed'}"
-    if not pause_district(warehouse.engine, run.district_id, by=SENSOR_ACTOR, reason=reason,
-                          import_id=run.import_id, run_id=run.run_id):
+    if not pause_district(
+        warehouse.engine,
+        run.district_id,
+        by=SENSOR_ACTOR,
+        reason=reason,
+        import_id=run.import_id,
+        run_id=run.run_id,
+    ):
         return None
-    audit.record_action(warehouse.engine, run.district_id, "pause", SENSOR_ACTOR, import_id=run.import_id,
-                        outcome=reason[:2000])
+    audit.record_action(
+        warehouse.engine,
+        run.district_id,
+        "pause",
+        SENSOR_ACTOR,
+        import_id=run.import_id,
+        outcome=reason[:2000],
+    )
     return f"district {run.district_id} paused: {reason}"
 
 
@@ -116,18 +167,28 @@ def resume_after_reprocess(warehouse: Warehouse, run: ImportRun) -> str | None:
     if not state.paused or run.import_id <= (state.import_id or 0):
         return None
     if state.paused_at is not None and run.started_at is not None:
-        started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=state.paused_at.tzinfo)
+        started = (
+            run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=state.paused_at.tzinfo)
+        )
         if started < state.paused_at:
             return None
     resume_district(warehouse.engine, run.district_id)
     outcome = f"import {run.import_id} (reprocess) passed its checks and was published; district resumed"
-    audit.record_action(warehouse.engine, run.district_id, "resume", SENSOR_ACTOR, import_id=run.import_id,
-                        outcome=outcome)
+    audit.record_action(
+        warehouse.engine, run.district_id, "resume", SENSOR_ACTOR, import_id=run.import_id, outcome=outcome
+    )
     return f"district {run.district_id}: {outcome}"
 
 
-def settle_if_dead(warehouse: Warehouse, district: District, run: ImportRun, observe: Observer,
-                   sender: Callable[[], Sender], settings: NotifySettings, now: datetime) -> tuple[ImportRun, list[str]]:
+def settle_if_dead(
+    warehouse: Warehouse,
+    district: District,
+    run: ImportRun,
+    observe: Observer,
+    sender: Callable[[], Sender],
+    settings: NotifySettings,
+    now: datetime,
+) -> tuple[ImportRun, list[str]]:
     """An open import whose run is over is failed, its staging cleared, the district paused and emailed."""
     if run.status not in OPEN_IMPORT_STATUSES or not run.run_id:
         return run, []
@@ -138,9 +199,15 @@ def settle_if_dead(warehouse: Warehouse, district: District, run: ImportRun, obs
     return warehouse.get_import(run.import_id), lines
 
 
-def process_imports(warehouse: Warehouse, registry: Registry, sender: Callable[[], Sender],
-                    settings: NotifySettings, floor: int | None, now: datetime | None = None,
-                    observe: Observer | None = None) -> TickReport:
+def process_imports(
+    warehouse: Warehouse,
+    registry: Registry,
+    sender: Callable[[], Sender],
+    settings: NotifySettings,
+    floor: int | None,
+    now: datetime | None = None,
+    observe: Observer | None = None,
+) -> TickReport:
     """``observe`` (the run's state in the orchestrator) lets open imports of dead runs be settled."""
     now = now or now_utc()
     report = TickReport(floor=floor)

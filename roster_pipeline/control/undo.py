@@ -45,8 +45,10 @@ class UndoOutcome(ReviewOutcome):
 
 def launchpad_config(district_id: str, reviewer: str = "YOUR NAME") -> str:
     """The YAML to paste into the review_undo launchpad (docs/operations.md, the email)."""
-    return (f"ops:\n  {UNDO_OP}:\n    config:\n      district_id: \"{district_id}\"\n      reviewer: \"{reviewer}\"\n"
-            "      note: \"\"\n      force: false\n      resume: false\n")
+    return (
+        f'ops:\n  {UNDO_OP}:\n    config:\n      district_id: "{district_id}"\n      reviewer: "{reviewer}"\n'
+        '      note: ""\n      force: false\n      resume: false\n'
+    )
 
 
 def threshold_check(district: District, today: date | None = None):
@@ -58,10 +60,12 @@ def threshold_check(district: District, today: date | None = None):
         pass  # a broken rollover setting means no relaxation: the strict thresholds apply
 
     def check(result: UndoResult) -> list[str]:
-        change = evaluate_change_thresholds(result.summary, district.thresholds, first_import=False, relaxed=relaxed,
-                                            district_id=district.id).only(CHANGE_MEASURES)
-        school = evaluate_school_thresholds(result.schools, district.thresholds.per_school, first_import=False,
-                                            district_id=district.id)
+        change = evaluate_change_thresholds(
+            result.summary, district.thresholds, first_import=False, relaxed=relaxed, district_id=district.id
+        ).only(CHANGE_MEASURES)
+        school = evaluate_school_thresholds(
+            result.schools, district.thresholds.per_school, first_import=False, district_id=district.id
+        )
         return [str(m) for report in (change, school) for m in report.violations["message"]]
 
     return check
@@ -72,8 +76,10 @@ def describe(result: UndoResult) -> str:
     header = f"{'resource':<18}{'before':>8}{'after':>8}{'restored':>10}{'removed':>9}{'unarchived':>12}"
     lines = [header, "-" * len(header)]
     for r in result.resources.values():
-        lines.append(f"{r.resource:<18}{r.published_before:>8,}{r.published_after:>8,}{r.restored:>10,}"
-                     f"{r.removed:>9,}{r.unarchived:>12,}")
+        lines.append(
+            f"{r.resource:<18}{r.published_before:>8,}{r.published_after:>8,}{r.restored:>10,}"
+            f"{r.removed:>9,}{r.unarchived:>12,}"
+        )
     if result.check_failures:
         lines.append("checks: " + "; ".join(result.check_failures))
     return "\n".join(lines)
@@ -81,44 +87,100 @@ def describe(result: UndoResult) -> str:
 
 def _sentence(result: UndoResult, paused: bool) -> str:
     t = result.totals()
-    back_to = (f"school year {result.current_school_year}" if result.current_school_year is not None
-               else "nothing published")
-    what = (f"import {result.import_id} undone: {t['restored']:,} rows restored, {t['removed']:,} removed"
-            + (f", {t['unarchived']:,} un-archived" if t["unarchived"] else "") + f"; current: {back_to}")
-    checks = (f"; checks failed and were overridden ({'; '.join(result.check_failures)})" if result.forced
-              else "; checks passed")
-    state = ("; district paused until the SIS is fixed (reprocess, or reject to resume as is)" if paused
-             else "; district resumed")
+    back_to = (
+        f"school year {result.current_school_year}"
+        if result.current_school_year is not None
+        else "nothing published"
+    )
+    what = (
+        f"import {result.import_id} undone: {t['restored']:,} rows restored, {t['removed']:,} removed"
+        + (f", {t['unarchived']:,} un-archived" if t["unarchived"] else "")
+        + f"; current: {back_to}"
+    )
+    checks = (
+        f"; checks failed and were overridden ({'; '.join(result.check_failures)})"
+        if result.forced
+        else "; checks passed"
+    )
+    state = (
+        "; district paused until the SIS is fixed (reprocess, or reject to resume as is)"
+        if paused
+        else "; district resumed"
+    )
     return (what + checks + state)[:4000]
 
 
-def undo(warehouse: Warehouse, district: District, reviewer: str, note: str = "", *, import_id: int | None = None,
-         force: bool = False, resume: bool = False, preview: bool = False) -> UndoOutcome:
+def undo(
+    warehouse: Warehouse,
+    district: District,
+    reviewer: str,
+    note: str = "",
+    *,
+    import_id: int | None = None,
+    force: bool = False,
+    resume: bool = False,
+    preview: bool = False,
+) -> UndoOutcome:
     """Undo the district's latest published import (see the module docstring); ReviewError if it cannot."""
     if not reviewer or not reviewer.strip():
         raise ReviewError("a reviewer name is required (who takes this decision is recorded)")
     reviewer = reviewer.strip()
     try:
-        result = warehouse.undo_last_import(district.id, undone_by=reviewer, note=note or None, import_id=import_id,
-                                            check=threshold_check(district), force=force, preview=preview)
+        result = warehouse.undo_last_import(
+            district.id,
+            undone_by=reviewer,
+            note=note or None,
+            import_id=import_id,
+            check=threshold_check(district),
+            force=force,
+            preview=preview,
+        )
     except WarehouseError as exc:
         if not preview:
-            audit.record_action(warehouse.engine, district.id, "undo", reviewer, import_id=import_id,
-                                note=note or None, outcome=f"failed: {type(exc).__name__}: {exc}"[:4000])
+            audit.record_action(
+                warehouse.engine,
+                district.id,
+                "undo",
+                reviewer,
+                import_id=import_id,
+                note=note or None,
+                outcome=f"failed: {type(exc).__name__}: {exc}"[:4000],
+            )
         raise ReviewError(str(exc)) from exc
     if preview:
         t = result.totals()
-        outcome = (f"preview: undoing import {result.import_id} would restore {t['restored']:,} rows and remove "
-                   f"{t['removed']:,}" + (f"; checks would fail: {'; '.join(result.check_failures)}"
-                                           if result.check_failures else "; checks pass") + "; nothing changed")
+        outcome = (
+            f"preview: undoing import {result.import_id} would restore {t['restored']:,} rows and remove "
+            f"{t['removed']:,}"
+            + (
+                f"; checks would fail: {'; '.join(result.check_failures)}"
+                if result.check_failures
+                else "; checks pass"
+            )
+            + "; nothing changed"
+        )
         return UndoOutcome("undo", district.id, result.import_id, 0, outcome, False, result)
     if resume:
         resume_district(warehouse.engine, district.id)
     else:
-        pause_district(warehouse.engine, district.id, by=reviewer, import_id=result.import_id, run_id=None,
-                       reason=f"import {result.import_id} undone by {reviewer}"
-                              + (f" ({note})" if note else "") + "; the SIS may still serve what it brought in")
+        pause_district(
+            warehouse.engine,
+            district.id,
+            by=reviewer,
+            import_id=result.import_id,
+            run_id=None,
+            reason=f"import {result.import_id} undone by {reviewer}"
+            + (f" ({note})" if note else "")
+            + "; the SIS may still serve what it brought in",
+        )
     outcome = _sentence(result, paused=not resume)
-    audit_id = audit.record_action(warehouse.engine, district.id, "undo", reviewer, import_id=result.import_id,
-                                   note=note or None, outcome=outcome)
+    audit_id = audit.record_action(
+        warehouse.engine,
+        district.id,
+        "undo",
+        reviewer,
+        import_id=result.import_id,
+        note=note or None,
+        outcome=outcome,
+    )
     return UndoOutcome("undo", district.id, result.import_id, audit_id, outcome, resume, result)

@@ -27,9 +27,11 @@ from roster_pipeline.warehouse.schema import import_runs
 
 
 def undone_imports(warehouse: Warehouse, since: datetime) -> list[ImportRun]:
-    query = (sa.select(import_runs)
-             .where(import_runs.c.status == "undone", import_runs.c.undone_at >= since)
-             .order_by(import_runs.c.import_id))
+    query = (
+        sa.select(import_runs)
+        .where(import_runs.c.status == "undone", import_runs.c.undone_at >= since)
+        .order_by(import_runs.c.import_id)
+    )
     with warehouse.engine.connect() as conn:
         return [ImportRun(**row) for row in conn.execute(query).mappings()]
 
@@ -39,28 +41,62 @@ def import_undone_report(warehouse: Warehouse, district: District, run: ImportRu
     counts = warehouse.undo_counts(run.import_id)
     after = warehouse.current_school_year(district.id)
     return ImportUndoneReport(
-        district_id=district.id, district_name=district.name, import_id=run.import_id, school_year=run.school_year,
-        current_school_year=after, undone_by=run.undone_by or "?", undone_at=run.undone_at, note=run.undo_note,
-        forced=bool(run.undo_forced), paused=get_state(warehouse.engine, district.id).paused,
-        resources=[UndoCountsRow(r.resource, r.published_before, r.published_after, r.restored, r.removed, r.unarchived)
-                   for r in counts.values()],
+        district_id=district.id,
+        district_name=district.name,
+        import_id=run.import_id,
+        school_year=run.school_year,
+        current_school_year=after,
+        undone_by=run.undone_by or "?",
+        undone_at=run.undone_at,
+        note=run.undo_note,
+        forced=bool(run.undo_forced),
+        paused=get_state(warehouse.engine, district.id).paused,
+        resources=[
+            UndoCountsRow(
+                r.resource, r.published_before, r.published_after, r.restored, r.removed, r.unarchived
+            )
+            for r in counts.values()
+        ],
         timezone=district.timezone,
     )
 
 
-def email_import_undone(warehouse: Warehouse, district: District, run: ImportRun, sender: Callable[[], Sender],
-                        settings: NotifySettings, now: datetime | None = None) -> Delivery | None:
+def email_import_undone(
+    warehouse: Warehouse,
+    district: District,
+    run: ImportRun,
+    sender: Callable[[], Sender],
+    settings: NotifySettings,
+    now: datetime | None = None,
+) -> Delivery | None:
     def build() -> EmailMessage:
-        return render_import_undone(import_undone_report(warehouse, district, run), district.admin_emails,
-                                    email_from(), secret_env_names=secret_env_names_for(district))
+        return render_import_undone(
+            import_undone_report(warehouse, district, run),
+            district.admin_emails,
+            email_from(),
+            secret_env_names=secret_env_names_for(district),
+        )
 
-    return send_once(warehouse.engine, idempotency_key(district.id, run.import_id, KIND),  # type: ignore[arg-type]
-                     kind=KIND, district_id=district.id, import_id=run.import_id, build=build, sender=sender,
-                     settings=settings, now=now)
+    return send_once(
+        warehouse.engine,
+        idempotency_key(district.id, run.import_id, KIND),  # type: ignore[arg-type]
+        kind=KIND,
+        district_id=district.id,
+        import_id=run.import_id,
+        build=build,
+        sender=sender,
+        settings=settings,
+        now=now,
+    )
 
 
-def email_undone_imports(warehouse: Warehouse, registry: Registry, sender: Callable[[], Sender],
-                         settings: NotifySettings, now: datetime | None = None) -> list[Delivery]:
+def email_undone_imports(
+    warehouse: Warehouse,
+    registry: Registry,
+    sender: Callable[[], Sender],
+    settings: NotifySettings,
+    now: datetime | None = None,
+) -> list[Delivery]:
     """One Import Undone email per undone import (within the look-back window), retried while it fails."""
     now = now or now_utc()
     deliveries = []

@@ -16,7 +16,6 @@ crash or an exception anywhere leaves the published tables exactly as they were.
 returns only metadata, so no roster data goes through Dagster's pickling IO manager.
 """
 
-
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -66,6 +65,7 @@ def asset_tags(layer: str, pii: bool = False) -> dict[str, str]:
     """Tags the asset catalogue filters on: the domain, the step of the import, and whether it holds PII."""
     return {"domain": "rostering", "layer": layer, **({"pii": "true"} if pii else {})}
 
+
 DRY_RUN_JOB_NAME = "dry_run_district"
 
 RESOURCE_DESCRIPTIONS: dict[str, str] = {
@@ -99,8 +99,10 @@ def refuse_if_not_open(warehouse: Warehouse, district_id: str, import_id: int, s
     run = warehouse.get_import(import_id)
     if run.status not in OPEN_STATUSES:
         first = (run.error or "no cause recorded").splitlines()[0]
-        raise SyncError(f"district {district_id!r}: {step} not fetched: import {import_id} is already {run.status} "
-                        f"({first})")
+        raise SyncError(
+            f"district {district_id!r}: {step} not fetched: import {import_id} is already {run.status} "
+            f"({first})"
+        )
 
 
 def change_metadata(changes: ChangeCounts) -> dict[str, int]:
@@ -144,7 +146,11 @@ def stage_metadata(result: ResourceStageResult, import_id: int) -> dict[str, obj
         "conflicting_duplicates": result.conflicting_duplicates,
         "warnings": result.warnings,
         **change_metadata(result.changes),
-        **({"rejects_by_check": dg.MetadataValue.json(result.rejects_by_check)} if result.rejects_by_check else {}),
+        **(
+            {"rejects_by_check": dg.MetadataValue.json(result.rejects_by_check)}
+            if result.rejects_by_check
+            else {}
+        ),
         "stage_seconds": dg.MetadataValue.json(result.stage_seconds),
     }
 
@@ -328,7 +334,9 @@ def build_publish_asset(
         try:
             context.log_event(district_status_event(wh, registry.get()))
         except Exception as exc:  # noqa: BLE001 - the control sensor records it on its next change
-            context.log.warning(f"district {district.id}: district_status not recorded: {type(exc).__name__}: {exc}")
+            context.log.warning(
+                f"district {district.id}: district_status not recorded: {type(exc).__name__}: {exc}"
+            )
         totals = {
             key: sum(getattr(c, key) for c in published.values())
             for key in ("fetched", "added", "updated", "deleted", "unchanged")

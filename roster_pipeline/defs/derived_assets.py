@@ -54,13 +54,17 @@ def build_metadata(build: DerivedBuild) -> dict[str, object]:
         "dagster/row_count": build.rows,
         "warnings": build.warning_count,
         **build.figures,
-        **({"warning_details": dg.MetadataValue.md("\n".join(f"- {w.message}" for w in build.warnings))}
-           if build.warnings else {}),
+        **(
+            {"warning_details": dg.MetadataValue.md("\n".join(f"- {w.message}" for w in build.warnings))}
+            if build.warnings
+            else {}
+        ),
     }
 
 
-def _derived_asset(name: str, build: Callable[[Warehouse, District], DerivedBuild],
-                   partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _derived_asset(
+    name: str, build: Callable[[Warehouse, District], DerivedBuild], partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
     @dg.asset(
         name=name,
         partitions_def=partitions_def,
@@ -76,8 +80,10 @@ def _derived_asset(name: str, build: Callable[[Warehouse, District], DerivedBuil
     ) -> dg.MaterializeResult:
         district = registry.get().get(context.partition_key)
         result = build(warehouse.get(), district)
-        context.log.info(f"district {district.id}: {name} rebuilt from import {result.import_id}: {result.rows} rows, "
-                         f"{result.warning_count} warning(s)")
+        context.log.info(
+            f"district {district.id}: {name} rebuilt from import {result.import_id}: {result.rows} rows, "
+            f"{result.warning_count} warning(s)"
+        )
         for warning in result.warnings:
             context.log.warning(warning.message)
         return dg.MaterializeResult(metadata=build_metadata(result))

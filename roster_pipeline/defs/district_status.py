@@ -40,6 +40,8 @@ def district_status_event(warehouse: Warehouse, registry: Registry) -> dg.AssetM
             "districts": len(registry.districts),
             "paused": len(paused),
             "paused_districts": ", ".join(paused) or "none",
-            "status": dg.MetadataValue.md(status_markdown(registry, states, held, district_activity(warehouse, registry))),
+            "status": dg.MetadataValue.md(
+                status_markdown(registry, states, held, district_activity(warehouse, registry))
+            ),
         },
     )

@@ -37,7 +37,11 @@ def _parse_cursor(text: str | None) -> dict[str, list[str]]:
         data = json.loads(text)
     except ValueError:
         return {}  # a lost cursor is safe: taken bundles are no longer in the drop folder
-    return {str(k): [str(x) for x in v] for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}
+    return (
+        {str(k): [str(x) for x in v] for k, v in data.items() if isinstance(v, list)}
+        if isinstance(data, dict)
+        else {}
+    )
 
 
 def drop_folder_districts(districts: list[District]) -> list[District]:
@@ -84,7 +88,9 @@ def build_drop_folder_sensor() -> dg.SensorDefinition:
                     continue
                 taken = take(bundle)
                 seen.append(bundle.key)
-                context.log.info(f"district {district.id}: took {bundle.path.name} → {taken}; sync run requested")
+                context.log.info(
+                    f"district {district.id}: took {bundle.path.name} → {taken}; sync run requested"
+                )
                 requests.append(
                     dg.RunRequest(
                         run_key=f"{district.id}:{bundle.key}",
@@ -96,6 +102,8 @@ def build_drop_folder_sensor() -> dg.SensorDefinition:
         for note in notes:
             context.log.info(note)
         skip = None if requests else ("; ".join(notes) or "no new bundle")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(remembered, sort_keys=True), skip_reason=skip)
+        return dg.SensorResult(
+            run_requests=requests, cursor=json.dumps(remembered, sort_keys=True), skip_reason=skip
+        )
 
     return csv_bundle_drop_folders

@@ -30,10 +30,12 @@ def build_sync_job() -> dg.UnresolvedAssetJobDefinition:
         selection=dg.AssetSelection.groups(GROUP, DERIVED_GROUP),
         executor_def=dg.in_process_executor,
         tags=MAX_RUNTIME_TAGS,
-        description=("Sync of one district: fetch every OneRoster resource into staging (full or delta: the run tag "
-                     f"{SYNC_MODE_TAG} if set, else roster_import's config, else full for a review reprocess, else "
-                     "the district's sync plan for its local today), check, publish, then "
-                     "rebuild its derived tables (class_teachers, student_logins) from the published rows."),
+        description=(
+            "Sync of one district: fetch every OneRoster resource into staging (full or delta: the run tag "
+            f"{SYNC_MODE_TAG} if set, else roster_import's config, else full for a review reprocess, else "
+            "the district's sync plan for its local today), check, publish, then "
+            "rebuild its derived tables (class_teachers, student_logins) from the published rows."
+        ),
     )
 
 

@@ -21,10 +21,13 @@ PUBLISHED_ROSTER = "published_roster"
 TOTALS = ("fetched", "added", "updated", "deleted", "unchanged")
 
 
-def approved_materialization(warehouse: Warehouse, outcome: ReviewOutcome, reviewer: str,
-                             note: str = "") -> dg.AssetMaterialization:
+def approved_materialization(
+    warehouse: Warehouse, outcome: ReviewOutcome, reviewer: str, note: str = ""
+) -> dg.AssetMaterialization:
     """The approved import, with the same figures a sync run's publish records, plus who approved it."""
-    assert outcome.import_id is not None and outcome.published is not None, "only a published approve has figures"
+    assert outcome.import_id is not None and outcome.published is not None, (
+        "only a published approve has figures"
+    )
     published = dict(outcome.published)
     totals = {key: sum(getattr(c, key) for c in published.values()) for key in TOTALS}
     return dg.AssetMaterialization(
@@ -39,7 +42,9 @@ def approved_materialization(warehouse: Warehouse, outcome: ReviewOutcome, revie
             "note": note,
             **{f"total_{k}": v for k, v in totals.items()},
             "changes": dg.MetadataValue.md(changes_table_markdown(published)),
-            **{f"{name}_current_rows": n for name, n in warehouse.current_counts(outcome.district_id).items()},
+            **{
+                f"{name}_current_rows": n for name, n in warehouse.current_counts(outcome.district_id).items()
+            },
         },
     )
 
@@ -51,10 +56,20 @@ def undone_materialization(district_id: str, result: UndoResult) -> dg.AssetMate
         asset_key=PUBLISHED_ROSTER,
         partition=district_id,
         description=f"import {result.import_id} undone by {result.undone_by}",
-        metadata={"district": district_id, "action": "undo", "reviewer": result.undone_by,
-                  "undone_import_id": result.import_id, "undone_by": result.undone_by, "note": result.note or "",
-                  "forced": result.forced, "restored": totals["restored"], "removed": totals["removed"],
-                  "unarchived": totals["unarchived"],
-                  "current_school_year": result.current_school_year if result.current_school_year is not None else "",
-                  "changes": dg.MetadataValue.md("```\n" + undo_action.describe(result) + "\n```")},
+        metadata={
+            "district": district_id,
+            "action": "undo",
+            "reviewer": result.undone_by,
+            "undone_import_id": result.import_id,
+            "undone_by": result.undone_by,
+            "note": result.note or "",
+            "forced": result.forced,
+            "restored": totals["restored"],
+            "removed": totals["removed"],
+            "unarchived": totals["unarchived"],
+            "current_school_year": result.current_school_year
+            if result.current_school_year is not None
+            else "",
+            "changes": dg.MetadataValue.md("```\n" + undo_action.describe(result) + "\n```"),
+        },
     )

@@ -48,14 +48,18 @@ def open_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
 
 
 def _sentence(message: str) -> str:
-    text = message.strip().removeprefix("[DagsterApiServer]").strip().splitlines()[0] if message.strip() else ""
+    text = (
+        message.strip().removeprefix("[DagsterApiServer]").strip().splitlines()[0] if message.strip() else ""
+    )
     head, dot, _ = text.partition(". ")
     return head + dot.strip() if dot else text
 
 
 def end_detail(instance: dg.DagsterInstance, run_id: str) -> str | None:
     """What Dagster recorded about how the run ended: a crashed worker's exit, else the run's last word."""
-    for record in reversed(instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records):
+    for record in reversed(
+        instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+    ):
         message = record.event_log_entry.message or ""
         if any(word in message for word in _CRASH_WORDS):
             return _sentence(message)
@@ -69,8 +73,12 @@ def end_detail(instance: dg.DagsterInstance, run_id: str) -> str | None:
 def _worker_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
     """The launcher's health check, where it has one and run monitoring would not resume the run."""
     launcher = instance.run_launcher
-    if (run.status != dg.DagsterRunStatus.STARTED or not instance.run_monitoring_enabled
-            or instance.run_monitoring_max_resume_run_attempts or not launcher.supports_check_run_worker_health):
+    if (
+        run.status != dg.DagsterRunStatus.STARTED
+        or not instance.run_monitoring_enabled
+        or instance.run_monitoring_max_resume_run_attempts
+        or not launcher.supports_check_run_worker_health
+    ):
         return None
     health = launcher.check_run_worker_health(run)
     if health.status in (WorkerStatus.FAILED, WorkerStatus.NOT_FOUND):

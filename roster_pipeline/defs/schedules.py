@@ -46,7 +46,10 @@ def cron_for(district: District) -> list[str] | None:
 
 
 def skip_reason(
-    warehouse: WarehouseResource, registry: DistrictRegistryResource, district_id: str, local_date: dt.date | None = None
+    warehouse: WarehouseResource,
+    registry: DistrictRegistryResource,
+    district_id: str,
+    local_date: dt.date | None = None,
 ) -> str | None:
     """Why this district must not sync now (the registry and the pause re-read at every tick), or None."""
     current = registry.get().districts.get(district_id)
@@ -98,7 +101,9 @@ def build_district_schedule(district: District) -> dg.ScheduleDefinition | None:
         "disabled.",
     )
     def _schedule(
-        context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource, registry: DistrictRegistryResource
+        context: dg.ScheduleEvaluationContext,
+        warehouse: WarehouseResource,
+        registry: DistrictRegistryResource,
     ) -> dg.RunRequest | dg.SkipReason:
         scheduled = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
         reason = skip_reason(warehouse, registry, district.id, scheduled.astimezone(district.zone).date())

@@ -69,7 +69,9 @@ def control_sensor_interval(environ: Mapping[str, str] | None = None) -> int:
     try:
         seconds = int(text)
     except ValueError:
-        raise ValueError(f"{CONTROL_SENSOR_INTERVAL_ENV} must be a whole number of seconds, got {text!r}") from None
+        raise ValueError(
+            f"{CONTROL_SENSOR_INTERVAL_ENV} must be a whole number of seconds, got {text!r}"
+        ) from None
     if seconds < 1:
         raise ValueError(f"{CONTROL_SENSOR_INTERVAL_ENV} must be at least 1, got {seconds}")
     return seconds
@@ -140,14 +142,22 @@ def run_failure_text(instance: dg.DagsterInstance, run_id: str) -> RunFailureTex
         deepest = chain[-1]
         text = (getattr(deepest, "message", "") or "").strip().splitlines()
         step = event.step_key or "a step"
-        return RunFailureText(event.step_key, f"{step}: {text[0] if text else getattr(deepest, 'cls_name', 'error')}")
+        return RunFailureText(
+            event.step_key, f"{step}: {text[0] if text else getattr(deepest, 'cls_name', 'error')}"
+        )
     failures = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records
     message = failures[-1].event_log_entry.message if failures else None
     return RunFailureText(None, message or "the run failed (no step reported an error)")
 
 
-def _run_failure_lines(context: dg.SensorEvaluationContext, cursor: ControlCursor, wh: Warehouse,
-                       registry: Registry, sender: Callable[[], Sender], settings: NotifySettings) -> list[str]:
+def _run_failure_lines(
+    context: dg.SensorEvaluationContext,
+    cursor: ControlCursor,
+    wh: Warehouse,
+    registry: Registry,
+    sender: Callable[[], Sender],
+    settings: NotifySettings,
+) -> list[str]:
     instance = context.instance
     result = instance.fetch_run_status_changes(
         DagsterEventType.RUN_FAILURE, limit=FAILURES_PER_TICK, cursor=cursor.failures, ascending=True
@@ -169,7 +179,9 @@ def _run_failure_lines(context: dg.SensorEvaluationContext, cursor: ControlCurso
                 wh.close_failed_import(imported.import_id, "")  # this attempt is over: its staging goes
             continue  # Dagster retries it: only the final attempt pauses and emails
         if imported is not None and imported.status in OPEN_IMPORT_STATUSES:
-            dead = dead_run(imported, observe_run(instance, run.run_id), now_utc(), settings.missing_run_grace)
+            dead = dead_run(
+                imported, observe_run(instance, run.run_id), now_utc(), settings.missing_run_grace
+            )
             if dead is not None:  # the worker died: the import scan usually gets there first
                 lines += settle_dead_run(wh, district, dead, sender, settings)
             continue
@@ -180,10 +192,16 @@ def _run_failure_lines(context: dg.SensorEvaluationContext, cursor: ControlCurso
             wh.close_failed_import(imported.import_id, failure.error)  # the run is over: its staging goes
         started = getattr(instance.get_run_record_by_id(run.run_id), "start_time", None)
         lines += handle_run_failure(
-            wh, district, run_id=run.run_id, root_run_id=run.tags.get(ROOT_RUN_TAG, run.run_id),
+            wh,
+            district,
+            run_id=run.run_id,
+            root_run_id=run.tags.get(ROOT_RUN_TAG, run.run_id),
             error=(imported.error if imported is not None and imported.error else failure.error),
-            import_id=import_id, started_at=_datetime(started), step=step_label(failure.step_key),
-            sender=sender, settings=settings,
+            import_id=import_id,
+            started_at=_datetime(started),
+            step=step_label(failure.step_key),
+            sender=sender,
+            settings=settings,
         )
     if result.records:
         cursor.failures = result.cursor
@@ -194,23 +212,34 @@ def _datetime(timestamp: float | None) -> datetime | None:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
 
 
-def _reprocess_requests(context: dg.SensorEvaluationContext, wh: Warehouse, registry: Registry) -> list[dg.RunRequest]:
+def _reprocess_requests(
+    context: dg.SensorEvaluationContext, wh: Warehouse, registry: Registry
+) -> list[dg.RunRequest]:
     """Reprocess asked by the review_reprocess job: one sync run per request (run_key makes it idempotent)."""
     requests = []
     for district_id, state in all_states(wh.engine).items():
-        if state.pending_action != "reprocess" or state.pending_action_id is None or district_id not in registry.districts:
+        if (
+            state.pending_action != "reprocess"
+            or state.pending_action_id is None
+            or district_id not in registry.districts
+        ):
             continue
         action_id = str(state.pending_action_id)
         launched = context.instance.get_runs(dg.RunsFilter(tags={REVIEW_ACTION_ID_TAG: action_id}), limit=1)
         if launched:
             clear_pending(wh.engine, district_id, state.pending_action_id)
             continue
-        requests.append(dg.RunRequest(
-            partition_key=district_id,
-            run_key=f"reprocess-{district_id}-{action_id}",
-            tags={REVIEW_ACTION_TAG: "reprocess", REVIEW_ACTION_ID_TAG: action_id,
-                  **district_tags(registry.get(district_id))},
-        ))
+        requests.append(
+            dg.RunRequest(
+                partition_key=district_id,
+                run_key=f"reprocess-{district_id}-{action_id}",
+                tags={
+                    REVIEW_ACTION_TAG: "reprocess",
+                    REVIEW_ACTION_ID_TAG: action_id,
+                    **district_tags(registry.get(district_id)),
+                },
+            )
+        )
     return requests
 
 
@@ -219,24 +248,34 @@ def email_name(kind: str) -> str:
     return kind.replace("_", " ").title()
 
 
-def tick_summary(paused: dict[str, int | None], resumed: list[str], deliveries: list[Delivery],
-                 other_lines: int) -> str:
+def tick_summary(
+    paused: dict[str, int | None], resumed: list[str], deliveries: list[Delivery], other_lines: int
+) -> str:
     """One line for a tick that launched no run: the districts it paused or resumed and the emails it sent
     or could not send, e.g. "paused riverside_usd (held import 12); emailed Check Your Data to
     riverside_usd (import 12); no run to launch"."""
     parts = [f"paused {d}" + (f" (held import {i})" if i is not None else "") for d, i in paused.items()]
     parts += [f"resumed {d}" for d in resumed]
-    sent = [f"{email_name(d.kind)} to {d.district_id}" + (f" (import {d.import_id})" if d.import_id else "")
-            for d in deliveries if d.ok]
+    sent = [
+        f"{email_name(d.kind)} to {d.district_id}" + (f" (import {d.import_id})" if d.import_id else "")
+        for d in deliveries
+        if d.ok
+    ]
     if sent:
         parts.append("emailed " + ", ".join(sent))
     failed = [d for d in deliveries if not d.ok]
     if failed:
-        parts.append(f"{len(failed)} email(s) NOT sent, retried on a later tick: "
-                     + "; ".join(f"{email_name(d.kind)} to {d.district_id}: {d.error or '?'}" for d in failed))
+        parts.append(
+            f"{len(failed)} email(s) NOT sent, retried on a later tick: "
+            + "; ".join(f"{email_name(d.kind)} to {d.district_id}: {d.error or '?'}" for d in failed)
+        )
     if not parts:
         # e.g. a dead run's import failed and its staging cleared: the tick's log has the details
-        return f"{other_lines} action(s) taken, see this tick's log; no run to launch" if other_lines else "nothing new"
+        return (
+            f"{other_lines} action(s) taken, see this tick's log; no run to launch"
+            if other_lines
+            else "nothing new"
+        )
     return ("; ".join(parts) + "; no run to launch")[:1500]
 
 
@@ -266,8 +305,14 @@ def build_control_sensor(interval_seconds: int | None = None) -> dg.SensorDefini
         sender = smtp_sender_factory(settings)
 
         paused_before = {d for d, s in all_states(wh.engine).items() if s.paused}
-        report = process_imports(wh, reg, sender, settings, cursor.import_floor,
-                                 observe=lambda run_id: observe_run(context.instance, run_id))
+        report = process_imports(
+            wh,
+            reg,
+            sender,
+            settings,
+            cursor.import_floor,
+            observe=lambda run_id: observe_run(context.instance, run_id),
+        )
         cursor.import_floor = report.floor
         lines = report.lines + _run_failure_lines(context, cursor, wh, reg, sender, settings)
         retried = retry_run_failure_emails(wh, reg, sender, settings)
@@ -291,10 +336,18 @@ def build_control_sensor(interval_seconds: int | None = None) -> dg.SensorDefini
         events = [district_status_event(wh, reg)] if changed else []
         # Dagster 1.13 records every tick without run requests as "Skipped", and its skip reason is the only
         # text the Ticks table shows: it says what this tick did, not how many lines it logged.
-        skip = None if requests else tick_summary(
-            paused={d: states_now[d].import_id for d in sorted(paused_now - paused_before)},
-            resumed=sorted(paused_before - paused_now),
-            deliveries=report.deliveries + retried + undone, other_lines=len(lines))
-        return dg.SensorResult(run_requests=requests, cursor=cursor.dump(), asset_events=events, skip_reason=skip)
+        skip = (
+            None
+            if requests
+            else tick_summary(
+                paused={d: states_now[d].import_id for d in sorted(paused_now - paused_before)},
+                resumed=sorted(paused_before - paused_now),
+                deliveries=report.deliveries + retried + undone,
+                other_lines=len(lines),
+            )
+        )
+        return dg.SensorResult(
+            run_requests=requests, cursor=cursor.dump(), asset_events=events, skip_reason=skip
+        )
 
     return district_control

@@ -51,9 +51,20 @@ class DerivedBuild:
 
 
 # student_logins rows are written as tuples in this column order (150,000 students: no dict per row).
-STUDENT_LOGIN_COLUMNS = ("district_id", "student_sourced_id", "family_name", "given_name", "student_devices",
-                         "chromebook_login", "other_device_login", "problem", "import_id")
-assert sql.columns(STUDENT_LOGINS) == STUDENT_LOGIN_COLUMNS, "keep build_student_logins in step with the table"
+STUDENT_LOGIN_COLUMNS = (
+    "district_id",
+    "student_sourced_id",
+    "family_name",
+    "given_name",
+    "student_devices",
+    "chromebook_login",
+    "other_device_login",
+    "problem",
+    "import_id",
+)
+assert sql.columns(STUDENT_LOGINS) == STUDENT_LOGIN_COLUMNS, (
+    "keep build_student_logins in step with the table"
+)
 
 
 def _row_builder(table_name: str) -> Callable[..., tuple[Any, ...]]:
@@ -91,10 +102,17 @@ def build_class_teachers(warehouse: Warehouse, district: District) -> DerivedBui
         sql.clear_district(conn, CLASS_TEACHERS, district.id)
         by_class: dict[tuple[str, int], list[TeacherEnrollment]] = defaultdict(list)
         for r in sql.teaching_enrollments(conn, district.id, roles):
-            by_class[(r["class_sourced_id"], int(r["school_year"]))].append(TeacherEnrollment(
-                r["class_sourced_id"], int(r["school_year"]), r["user_sourced_id"], r["role"], r["primary"],
-                r["family_name"], r["given_name"],
-            ))
+            by_class[(r["class_sourced_id"], int(r["school_year"]))].append(
+                TeacherEnrollment(
+                    r["class_sourced_id"],
+                    int(r["school_year"]),
+                    r["user_sourced_id"],
+                    r["role"],
+                    r["primary"],
+                    r["family_name"],
+                    r["given_name"],
+                )
+            )
         values = _row_builder(CLASS_TEACHERS)
         batch: list[tuple[Any, ...]] = []
         for class_id, year in sql.current_classes(conn, district.id):
@@ -106,12 +124,24 @@ def build_class_teachers(warehouse: Warehouse, district: District) -> DerivedBui
                 rows += sql.insert_rows(conn, CLASS_TEACHERS, batch)
                 batch = []
         rows += sql.insert_rows(conn, CLASS_TEACHERS, batch)
-        warnings = [_warning(district.id, CLASS_TEACHERS, check, finding_text(CLASS_TEACHERS, check), ids)
-                    for check, ids in findings.classes.items() if ids]
+        warnings = [
+            _warning(district.id, CLASS_TEACHERS, check, finding_text(CLASS_TEACHERS, check), ids)
+            for check, ids in findings.classes.items()
+            if ids
+        ]
         sql.record_warnings(conn, district.id, import_id, CLASS_TEACHERS, warnings)
-    return DerivedBuild(CLASS_TEACHERS, district.id, import_id, rows, warnings, {
-        "classes": classes, "include_roles": ", ".join(roles), **findings.counts(),
-    })
+    return DerivedBuild(
+        CLASS_TEACHERS,
+        district.id,
+        import_id,
+        rows,
+        warnings,
+        {
+            "classes": classes,
+            "include_roles": ", ".join(roles),
+            **findings.counts(),
+        },
+    )
 
 
 def build_student_logins(warehouse: Warehouse, district: District) -> DerivedBuild:
@@ -129,25 +159,48 @@ def build_student_logins(warehouse: Warehouse, district: District) -> DerivedBui
                 login = login_for(devices, student.email, student.username)
                 if login.problem:
                     problems[login.problem].append(student.sourced_id)
-                batch.append((district.id, student.sourced_id, student.family_name, student.given_name, devices,
-                              login.chromebook_login, login.other_device_login, login.problem, import_id))
+                batch.append(
+                    (
+                        district.id,
+                        student.sourced_id,
+                        student.family_name,
+                        student.given_name,
+                        devices,
+                        login.chromebook_login,
+                        login.other_device_login,
+                        login.problem,
+                        import_id,
+                    )
+                )
             rows += sql.insert_rows(conn, STUDENT_LOGINS, batch)
-        warnings = [_warning(district.id, STUDENT_LOGINS, problem, finding_text(STUDENT_LOGINS, problem), ids)
-                    for problem, ids in sorted(problems.items())]
+        warnings = [
+            _warning(district.id, STUDENT_LOGINS, problem, finding_text(STUDENT_LOGINS, problem), ids)
+            for problem, ids in sorted(problems.items())
+        ]
         sql.record_warnings(conn, district.id, import_id, STUDENT_LOGINS, warnings)
     fields = LOGIN_FIELDS[devices]
-    return DerivedBuild(STUDENT_LOGINS, district.id, import_id, rows, warnings, {
-        "student_devices": devices,
-        "chromebook_login_is": fields["chromebook"] or "not used",
-        "other_device_login_is": fields["other_devices"] or "not used",
-        **{problem: len(ids) for problem, ids in sorted(problems.items())},
-    })
+    return DerivedBuild(
+        STUDENT_LOGINS,
+        district.id,
+        import_id,
+        rows,
+        warnings,
+        {
+            "student_devices": devices,
+            "chromebook_login_is": fields["chromebook"] or "not used",
+            "other_device_login_is": fields["other_devices"] or "not used",
+            **{problem: len(ids) for problem, ids in sorted(problems.items())},
+        },
+    )
 
 
 def finding_text(table_name: str, check: str) -> str:
     """The words an admin reads for a stored warning (the check's name when it is not one of ours)."""
-    texts = FINDING_TEXT if table_name == CLASS_TEACHERS else {
-        problem: f"students who cannot sign in: {text}" for problem, text in PROBLEM_TEXT.items()}
+    texts = (
+        FINDING_TEXT
+        if table_name == CLASS_TEACHERS
+        else {problem: f"students who cannot sign in: {text}" for problem, text in PROBLEM_TEXT.items()}
+    )
     return texts.get(check, check)
 
 
@@ -159,7 +212,9 @@ def build_derived_tables(warehouse: Warehouse, district: District) -> dict[str, 
     return {name: build(warehouse, district) for name, build in BUILDERS.items()}
 
 
-def rebuild_after_review(warehouse: Warehouse, district: District, action: str) -> tuple[dict[str, DerivedBuild], str]:
+def rebuild_after_review(
+    warehouse: Warehouse, district: District, action: str
+) -> tuple[dict[str, DerivedBuild], str]:
     """An approve or an undo changed the published roster outside a sync run: rebuild both tables so they
     match it again.  Never raises (the review action itself succeeded): the sentence says what happened,
     and how to catch up if the rebuild failed.  An undo that left nothing published empties them."""
@@ -169,10 +224,15 @@ def rebuild_after_review(warehouse: Warehouse, district: District, action: str) 
         with sql.rebuilding(warehouse.engine) as conn:
             for name in BUILDERS:
                 sql.clear_district(conn, name, district.id)
-        return {}, f"derived tables emptied: district {district.id!r} has nothing published after the {action}"
+        return (
+            {},
+            f"derived tables emptied: district {district.id!r} has nothing published after the {action}",
+        )
     except Exception as exc:  # noqa: BLE001 - reported; the approve/undo stands
-        return {}, (f"derived tables NOT rebuilt after the {action}: {type(exc).__name__}: {exc}; materialize "
-                    f"class_teachers and student_logins for district {district.id!r} (its next sync also does)")
+        return {}, (
+            f"derived tables NOT rebuilt after the {action}: {type(exc).__name__}: {exc}; materialize "
+            f"class_teachers and student_logins for district {district.id!r} (its next sync also does)"
+        )
     parts = [f"{b.table_name} {b.rows} rows ({b.warning_count} warning(s))" for b in builds.values()]
     import_id = next(iter(builds.values())).import_id
     return builds, f"derived tables rebuilt from import {import_id}: {', '.join(parts)}"

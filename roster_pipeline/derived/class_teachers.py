@@ -91,23 +91,44 @@ def _merge_duplicates(enrollments: Iterable[TeacherEnrollment]) -> list[TeacherE
         if seen is None:
             by_person[e.teacher_sourced_id] = e
             continue
-        role = min(seen.role, e.role, key=lambda r: TEACHING_ROLES.index(r) if r in TEACHING_ROLES else len(TEACHING_ROLES))
+        role = min(
+            seen.role,
+            e.role,
+            key=lambda r: TEACHING_ROLES.index(r) if r in TEACHING_ROLES else len(TEACHING_ROLES),
+        )
         primary = "true" if is_primary(seen.primary) or is_primary(e.primary) else seen.primary
         by_person[e.teacher_sourced_id] = TeacherEnrollment(
-            e.class_sourced_id, e.school_year, e.teacher_sourced_id, role, primary,
-            seen.family_name or e.family_name, seen.given_name or e.given_name,
+            e.class_sourced_id,
+            e.school_year,
+            e.teacher_sourced_id,
+            role,
+            primary,
+            seen.family_name or e.family_name,
+            seen.given_name or e.given_name,
         )
     return list(by_person.values())
 
 
-def order_class(class_sourced_id: str, enrollments: Iterable[TeacherEnrollment]) -> tuple[list[ClassTeacher], ClassFindings]:
+def order_class(
+    class_sourced_id: str, enrollments: Iterable[TeacherEnrollment]
+) -> tuple[list[ClassTeacher], ClassFindings]:
     """The rows of one class, in display order, and what is odd about it (an empty list: no teacher)."""
     findings = ClassFindings()
-    teachers = sorted(_merge_duplicates(enrollments),
-                      key=lambda e: person_sort_key(e.family_name, e.given_name, e.teacher_sourced_id))
+    teachers = sorted(
+        _merge_duplicates(enrollments),
+        key=lambda e: person_sort_key(e.family_name, e.given_name, e.teacher_sourced_id),
+    )
     rows = [
-        ClassTeacher(e.class_sourced_id, e.school_year, e.teacher_sourced_id, e.family_name, e.given_name, e.role,
-                     is_primary(e.primary), position)
+        ClassTeacher(
+            e.class_sourced_id,
+            e.school_year,
+            e.teacher_sourced_id,
+            e.family_name,
+            e.given_name,
+            e.role,
+            is_primary(e.primary),
+            position,
+        )
         for position, e in enumerate(teachers, start=1)
     ]
     primaries = sum(row.is_primary for row in rows)

@@ -56,7 +56,9 @@ def login_for(devices: StudentDevices, email: str | None, username: str | None) 
     try:
         fields = LOGIN_FIELDS[devices]
     except KeyError:
-        raise ValueError(f"unknown student_devices {devices!r}; expected one of {', '.join(LOGIN_FIELDS)}") from None
+        raise ValueError(
+            f"unknown student_devices {devices!r}; expected one of {', '.join(LOGIN_FIELDS)}"
+        ) from None
     values = {"email": _present(email), "username": _present(username)}
     chromebook = values[fields["chromebook"]] if fields["chromebook"] else None
     other = values[fields["other_devices"]] if fields["other_devices"] else None

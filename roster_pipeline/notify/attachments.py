@@ -20,9 +20,23 @@ from roster_pipeline.records.rejects import Reject
 
 DEFAULT_MAX_ROWS = 50_000
 REJECT_COLUMNS: tuple[str, ...] = (
-    "district_id", "resource", "sourced_id", "field", "check", "value", "severity", "message",
+    "district_id",
+    "resource",
+    "sourced_id",
+    "field",
+    "check",
+    "value",
+    "severity",
+    "message",
 )
-FIELD_CHANGE_COLUMNS: tuple[str, ...] = ("resource", "sourced_id", "change", "field", "old_value", "new_value")
+FIELD_CHANGE_COLUMNS: tuple[str, ...] = (
+    "resource",
+    "sourced_id",
+    "change",
+    "field",
+    "old_value",
+    "new_value",
+)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$")
@@ -54,8 +68,9 @@ def safe_cell(value: Any) -> str:
     return text
 
 
-def _write(filename: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], total: int | None,
-           max_rows: int) -> CsvAttachment:
+def _write(
+    filename: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], total: int | None, max_rows: int
+) -> CsvAttachment:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
@@ -72,11 +87,13 @@ def _write(filename: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
     return CsvAttachment(filename, buffer.getvalue().encode("utf-8-sig"), written, rows_total)
 
 
-def rejected_rows_csv(district_id: str, rejects: Iterable[Reject], total: int | None = None,
-                      max_rows: int = DEFAULT_MAX_ROWS) -> CsvAttachment:
+def rejected_rows_csv(
+    district_id: str, rejects: Iterable[Reject], total: int | None = None, max_rows: int = DEFAULT_MAX_ROWS
+) -> CsvAttachment:
     """``rejected_rows.csv``: one line per failed check of one record (the raw record is not included)."""
     rows: Iterator[tuple[Any, ...]] = (
-        (district_id, r.resource, r.sourced_id, r.field, r.check, r.value, r.severity, r.message) for r in rejects
+        (district_id, r.resource, r.sourced_id, r.field, r.check, r.value, r.severity, r.message)
+        for r in rejects
     )
     return _write("rejected_rows.csv", REJECT_COLUMNS, rows, total, max_rows)
 
@@ -88,7 +105,9 @@ def _change_rows(changes: Any) -> tuple[Iterator[tuple[Any, ...]], int | None]:
     if hasattr(changes, "itertuples") and hasattr(changes, "columns"):  # a pandas DataFrame
         missing = [c for c in FIELD_CHANGE_COLUMNS if c not in changes.columns]
         if missing:
-            raise ValueError(f"field changes are missing column(s) {missing}; expected {list(FIELD_CHANGE_COLUMNS)}")
+            raise ValueError(
+                f"field changes are missing column(s) {missing}; expected {list(FIELD_CHANGE_COLUMNS)}"
+            )
         frame = changes[list(FIELD_CHANGE_COLUMNS)]
         return frame.itertuples(index=False, name=None), len(frame)
     rows: Iterable[Mapping[str, Any]] = changes
@@ -96,10 +115,14 @@ def _change_rows(changes: Any) -> tuple[Iterator[tuple[Any, ...]], int | None]:
     return (tuple(row.get(c) for c in FIELD_CHANGE_COLUMNS) for row in rows), size
 
 
-def field_changes_csv(changes: Any, total: int | None = None, max_rows: int = DEFAULT_MAX_ROWS) -> CsvAttachment:
+def field_changes_csv(
+    changes: Any, total: int | None = None, max_rows: int = DEFAULT_MAX_ROWS
+) -> CsvAttachment:
     """``field_changes.csv``: per record, per field, old value → new value, of the held snapshot."""
     rows, size = _change_rows(changes)
-    return _write("field_changes.csv", FIELD_CHANGE_COLUMNS, rows, total if total is not None else size, max_rows)
+    return _write(
+        "field_changes.csv", FIELD_CHANGE_COLUMNS, rows, total if total is not None else size, max_rows
+    )
 
 
 __all__ = [

@@ -122,7 +122,9 @@ class TopError:
     severity: str = "error"
 
 
-def summarize_rejects(rejects: Iterable[Reject], limit: int = 10, severity: str | None = "error") -> list[TopError]:
+def summarize_rejects(
+    rejects: Iterable[Reject], limit: int = 10, severity: str | None = "error"
+) -> list[TopError]:
     """Group rejects by (resource, check, field), most frequent first, keeping the first message seen."""
     counts: Counter[tuple[str, str, str, str]] = Counter()
     examples: dict[tuple[str, str, str, str], str] = {}
@@ -237,8 +239,11 @@ class CheckYourDataReport:
         if self.run_url is None:
             self.run_url = dagster_run_url(self.run_id)
         if not self.actions:
-            self.actions = (failure_actions(self.district_id) if self.failure is not None
-                            else review_actions(self.district_id, self.import_id))
+            self.actions = (
+                failure_actions(self.district_id)
+                if self.failure is not None
+                else review_actions(self.district_id, self.import_id)
+            )
         if not self.top_errors and self.rejected_rows:
             self.top_errors = summarize_rejects(self.rejected_rows)
 
@@ -271,8 +276,15 @@ class ResourceCountsRow:
     @property
     def accounted(self) -> int:
         """The fetched records the other columns explain (equals ``fetched`` for a consistent import)."""
-        return (self.added + self.updated + self.unchanged + self.tobedeleted + self.withheld + self.duplicates
-                + self.rejected)
+        return (
+            self.added
+            + self.updated
+            + self.unchanged
+            + self.tobedeleted
+            + self.withheld
+            + self.duplicates
+            + self.rejected
+        )
 
     @property
     def added_pct(self) -> float | None:

@@ -55,17 +55,30 @@ def resource_rows(change: ThresholdReport) -> list[ResourceThresholdRow]:
             if row["status"] == _EXCEEDED:
                 exceeded.append(measure)
         # EXEMPT: a first import, whose change limits do not apply (its rejected-rows limit still does).
-        status: ThresholdStatus = "EXCEEDED" if exceeded else ("EXEMPT" if _EXEMPT in set(part["status"]) else "OK")
-        rows.append(ResourceThresholdRow(
-            resource=str(resource), published_before=published_before, fetched=fetched,
-            added=int(values.get("added", 0)), updated=int(values.get("updated", 0)),  # type: ignore[call-overload]
-            deleted=int(values.get("deleted", 0)), rejected=int(values.get("rejected", 0)),  # type: ignore[call-overload]
-            max_added_pct=values.get("max_added_pct"), max_updated_pct=values.get("max_updated_pct"),  # type: ignore[arg-type]
-            max_deleted_pct=values.get("max_deleted_pct"), max_rejected_pct=values.get("max_rejected_pct"),  # type: ignore[arg-type]
-            added_pct=values.get("added_pct"), updated_pct=values.get("updated_pct"),  # type: ignore[arg-type]
-            deleted_pct=values.get("deleted_pct"), rejected_pct=values.get("rejected_pct"),  # type: ignore[arg-type]
-            status=status, exceeded=tuple(exceeded),
-        ))
+        status: ThresholdStatus = (
+            "EXCEEDED" if exceeded else ("EXEMPT" if _EXEMPT in set(part["status"]) else "OK")
+        )
+        rows.append(
+            ResourceThresholdRow(
+                resource=str(resource),
+                published_before=published_before,
+                fetched=fetched,
+                added=int(values.get("added", 0)),
+                updated=int(values.get("updated", 0)),  # type: ignore[call-overload]
+                deleted=int(values.get("deleted", 0)),
+                rejected=int(values.get("rejected", 0)),  # type: ignore[call-overload]
+                max_added_pct=values.get("max_added_pct"),
+                max_updated_pct=values.get("max_updated_pct"),  # type: ignore[arg-type]
+                max_deleted_pct=values.get("max_deleted_pct"),
+                max_rejected_pct=values.get("max_rejected_pct"),  # type: ignore[arg-type]
+                added_pct=values.get("added_pct"),
+                updated_pct=values.get("updated_pct"),  # type: ignore[arg-type]
+                deleted_pct=values.get("deleted_pct"),
+                rejected_pct=values.get("rejected_pct"),  # type: ignore[arg-type]
+                status=status,
+                exceeded=tuple(exceeded),
+            )
+        )
     return rows
 
 
@@ -75,16 +88,18 @@ def school_rows(school: ThresholdReport) -> list[SchoolThresholdRow]:
     for _, row in school.violations.iterrows():
         name = row.get("school_name")
         school_id = str(row["school_sourced_id"])
-        rows.append(SchoolThresholdRow(
-            school_name=name if isinstance(name, str) and name else school_id,
-            school_id=school_id,
-            resource=str(row["resource"]),
-            before=int(row["base"]),
-            after=int(row["after"]),
-            threshold_pct=_number(row["threshold"]) or 0.0,
-            drop=int(row["count"]),
-            drop_pct=_number(row["pct"]),
-        ))
+        rows.append(
+            SchoolThresholdRow(
+                school_name=name if isinstance(name, str) and name else school_id,
+                school_id=school_id,
+                resource=str(row["resource"]),
+                before=int(row["base"]),
+                after=int(row["after"]),
+                threshold_pct=_number(row["threshold"]) or 0.0,
+                drop=int(row["count"]),
+                drop_pct=_number(row["pct"]),
+            )
+        )
     return rows
 
 

@@ -22,8 +22,10 @@ TD_NUM = TD + ";text-align:right;white-space:nowrap"
 BAD = ";background:#ffebe9;color:#82071e;font-weight:bold"
 MUTED = "color:#57606a;font-size:12px"
 H2 = "font-size:16px;margin:20px 0 6px 0;color:#1f2328"
-PRE = ("font-family:Consolas,Menlo,monospace;font-size:12px;background:#f6f8fa;border:1px solid #d0d7de;"
-       "padding:8px;white-space:pre-wrap;margin:4px 0 8px 0")
+PRE = (
+    "font-family:Consolas,Menlo,monospace;font-size:12px;background:#f6f8fa;border:1px solid #d0d7de;"
+    "padding:8px;white-space:pre-wrap;margin:4px 0 8px 0"
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,7 @@ def fmt_duration(value: timedelta | None) -> str:
 
 # ---------------------------------------------------------------- HTML
 
+
 def h2(text: str) -> Raw:
     return Raw(f'<h2 style="{H2}">{esc(text)}</h2>')
 
@@ -109,7 +112,9 @@ def strong(text: str) -> Raw:
 
 
 def code(text: str) -> Raw:
-    return Raw(f'<code style="font-family:Consolas,Menlo,monospace;background:#f6f8fa;padding:1px 3px">{esc(text)}</code>')
+    return Raw(
+        f'<code style="font-family:Consolas,Menlo,monospace;background:#f6f8fa;padding:1px 3px">{esc(text)}</code>'
+    )
 
 
 def pre(text: str) -> Raw:
@@ -167,8 +172,10 @@ def document(title: str, blocks: Iterable[Raw]) -> str:
 
 # ---------------------------------------------------------------- plain text
 
+
 def text_table(headers: Sequence[str], rows: Iterable[Sequence[Cell | str]]) -> str:
     """Columns padded to width; highlighted cells get a trailing ``!`` so they stand out without colour."""
+
     def text_of(cell: Cell | str) -> str:
         if not isinstance(cell, Cell):
             return one_line(cell)

@@ -63,8 +63,9 @@ def _message_texts(message: Message) -> Iterable[str]:
             yield payload.decode("latin-1")
 
 
-def find_secret_leaks(message: EmailMessage, env_names: Iterable[str],
-                      environ: Mapping[str, str] | None = None) -> list[str]:
+def find_secret_leaks(
+    message: EmailMessage, env_names: Iterable[str], environ: Mapping[str, str] | None = None
+) -> list[str]:
     """Names of the variables whose value appears anywhere in the message (decoded or on the wire)."""
     secrets = secret_values(env_names, environ)
     if not secrets:
@@ -79,8 +80,9 @@ def find_secret_leaks(message: EmailMessage, env_names: Iterable[str],
     return leaks
 
 
-def assert_no_secrets(message: EmailMessage, env_names: Iterable[str],
-                      environ: Mapping[str, str] | None = None) -> None:
+def assert_no_secrets(
+    message: EmailMessage, env_names: Iterable[str], environ: Mapping[str, str] | None = None
+) -> None:
     """Raise SecretInMessageError (naming variables only) if any named secret appears in the message."""
     leaks = find_secret_leaks(message, env_names, environ)
     if leaks:

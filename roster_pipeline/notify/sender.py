@@ -38,7 +38,9 @@ Transport = Literal["smtp", "outbox"]
 class EmailDeliveryError(RuntimeError):
     """An email could not be delivered. Names the server and recipients; never contains the password."""
 
-    def __init__(self, text: str, *, address: str, recipients: list[str], attempts: int, transient: bool) -> None:
+    def __init__(
+        self, text: str, *, address: str, recipients: list[str], attempts: int, transient: bool
+    ) -> None:
         self.address = address
         self.recipients = recipients
         self.attempts = attempts
@@ -84,7 +86,11 @@ def _is_transient(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
-        reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        reply = (
+            exc.smtp_error.decode("utf-8", "replace")
+            if isinstance(exc.smtp_error, bytes)
+            else str(exc.smtp_error)
+        )
         return f"{type(exc).__name__}: server replied {exc.smtp_code} {reply}"
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return f"SMTPRecipientsRefused: {', '.join(f'{r} ({c})' for r, (c, _) in exc.recipients.items())}"
@@ -94,9 +100,16 @@ def _describe(exc: BaseException) -> str:
 class SmtpSender:
     """Sends through an SMTP server: STARTTLS / implicit TLS / plain, optional AUTH, bounded retries."""
 
-    def __init__(self, settings: SmtpSettings, *, attempts: int = 3, backoff_seconds: float = 1.0,
-                 max_backoff_seconds: float = 20.0, secret_env_names: Iterable[str] = (),
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        attempts: int = 3,
+        backoff_seconds: float = 1.0,
+        max_backoff_seconds: float = 20.0,
+        secret_env_names: Iterable[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
@@ -113,7 +126,9 @@ class SmtpSender:
     def _send_once(self, message: EmailMessage, password: str | None) -> dict[str, tuple[int, bytes]]:
         s = self.settings
         if s.security == "ssl":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._tls_context())
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=s.timeout, context=self._tls_context()
+            )
         else:
             client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
         with client:
@@ -135,17 +150,28 @@ class SmtpSender:
             raise EmailDeliveryError(
                 f"cannot send email via SMTP {s.address}: ROSTER_SMTP_USER is set but the password variable "
                 f"{s.password_env!r} is empty",
-                address=s.address, recipients=recipients, attempts=0, transient=False,
+                address=s.address,
+                recipients=recipients,
+                attempts=0,
+                transient=False,
             )
         secrets = [password]
-        label = f"{message.get(KIND_HEADER, 'email')} for {message.get(DISTRICT_HEADER, '?')} import " \
-                f"{message.get(IMPORT_HEADER, '?')}"
+        label = (
+            f"{message.get(KIND_HEADER, 'email')} for {message.get(DISTRICT_HEADER, '?')} import "
+            f"{message.get(IMPORT_HEADER, '?')}"
+        )
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("SMTP %s: attempt %d of %d to send %s to %s failed (%s); retrying",
-                        s.address, state.attempt_number, self.attempts, label, ", ".join(recipients),
-                        redact(_describe(exc), secrets) if exc else "?")
+            log.warning(
+                "SMTP %s: attempt %d of %d to send %s to %s failed (%s); retrying",
+                s.address,
+                state.attempt_number,
+                self.attempts,
+                label,
+                ", ".join(recipients),
+                redact(_describe(exc), secrets) if exc else "?",
+            )
 
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
@@ -162,21 +188,32 @@ class SmtpSender:
                     refused = self._send_once(message, password)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clear, password-free error
             transient = _is_transient(exc)
-            text = (f"could not send {label} to {', '.join(recipients)} via SMTP {s.address} "
-                    f"({s.security}) after {attempts} attempt(s): {_describe(exc)}")
+            text = (
+                f"could not send {label} to {', '.join(recipients)} via SMTP {s.address} "
+                f"({s.security}) after {attempts} attempt(s): {_describe(exc)}"
+            )
             if isinstance(exc, smtplib.SMTPAuthenticationError):
                 text += f" (check ROSTER_SMTP_USER and the password in {s.password_env})"
             text = redact(text, secrets)
             log.error("%s", text)
-            raise EmailDeliveryError(text, address=s.address, recipients=recipients, attempts=attempts,
-                                     transient=transient) from None
-        refused_text = {r: redact(f"{code} {reply.decode('utf-8', 'replace')}", secrets)
-                        for r, (code, reply) in refused.items()}
+            raise EmailDeliveryError(
+                text, address=s.address, recipients=recipients, attempts=attempts, transient=transient
+            ) from None
+        refused_text = {
+            r: redact(f"{code} {reply.decode('utf-8', 'replace')}", secrets)
+            for r, (code, reply) in refused.items()
+        }
         if refused_text:
             log.warning("SMTP %s refused some recipients of %s: %s", s.address, label, refused_text)
         message_id = str(message.get("Message-ID", ""))
-        log.info("sent %s to %s via SMTP %s (Message-ID %s, %d attempt(s))", label, ", ".join(recipients),
-                 s.address, message_id, attempts)
+        log.info(
+            "sent %s to %s via SMTP %s (Message-ID %s, %d attempt(s))",
+            label,
+            ", ".join(recipients),
+            s.address,
+            message_id,
+            attempts,
+        )
         return SendResult("smtp", message_id, recipients, attempts, None, refused_text)
 
 
@@ -187,8 +224,13 @@ def _slug(value: str) -> str:
 class OutboxSender:
     """Writes each message as an ``.eml`` file (open it in any mail client); used when no SMTP is set up."""
 
-    def __init__(self, folder: str | Path, *, secret_env_names: Iterable[str] = (),
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        secret_env_names: Iterable[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.secret_env_names = list(secret_env_names)
         self._environ = environ
@@ -218,12 +260,15 @@ class OutboxSender:
             Path(tmp).unlink(missing_ok=True)
             raise
         recipients = recipients_of(message)
-        log.info("email written to outbox: %s (to %s, %s)", path, ", ".join(recipients), message.get("Subject"))
+        log.info(
+            "email written to outbox: %s (to %s, %s)", path, ", ".join(recipients), message.get("Subject")
+        )
         return SendResult("outbox", str(message.get("Message-ID", "")), recipients, 1, path)
 
 
-def sender_from_env(outbox_dir: str | Path, *, environ: Mapping[str, str] | None = None,
-                    secret_env_names: Iterable[str] = ()) -> SmtpSender | OutboxSender:
+def sender_from_env(
+    outbox_dir: str | Path, *, environ: Mapping[str, str] | None = None, secret_env_names: Iterable[str] = ()
+) -> SmtpSender | OutboxSender:
     """SMTP when ``ROSTER_SMTP_HOST`` is set, else the outbox folder.
 
     Raises SmtpConfigError when SMTP is half-configured: silently falling back to the outbox would

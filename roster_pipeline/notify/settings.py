@@ -80,8 +80,10 @@ class SmtpSettings(BaseModel):
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_NAME.match(value):
-            raise ValueError("must be the NAME of an environment variable (UPPER_SNAKE_CASE), not the password "
-                             "(value not shown)")
+            raise ValueError(
+                "must be the NAME of an environment variable (UPPER_SNAKE_CASE), not the password "
+                "(value not shown)"
+            )
         return value
 
     @field_validator("from_address")
@@ -125,11 +127,18 @@ def load_smtp_settings(environ: Mapping[str, str] | None = None) -> SmtpSettings
         return None
     from_address = get("ROSTER_EMAIL_FROM")
     if from_address is None:
-        raise SmtpConfigError("ROSTER_SMTP_HOST is set but ROSTER_EMAIL_FROM is not: set the From address too")
+        raise SmtpConfigError(
+            "ROSTER_SMTP_HOST is set but ROSTER_EMAIL_FROM is not: set the From address too"
+        )
     fields: dict[str, object] = {"host": host, "from_address": from_address}
-    for field_name, variable in (("port", "ROSTER_SMTP_PORT"), ("security", "ROSTER_SMTP_SECURITY"),
-                                 ("username", "ROSTER_SMTP_USER"), ("password_env", "ROSTER_SMTP_PASSWORD_ENV"),
-                                 ("timeout", "ROSTER_SMTP_TIMEOUT"), ("ca_file", "ROSTER_SMTP_CA_FILE")):
+    for field_name, variable in (
+        ("port", "ROSTER_SMTP_PORT"),
+        ("security", "ROSTER_SMTP_SECURITY"),
+        ("username", "ROSTER_SMTP_USER"),
+        ("password_env", "ROSTER_SMTP_PASSWORD_ENV"),
+        ("timeout", "ROSTER_SMTP_TIMEOUT"),
+        ("ca_file", "ROSTER_SMTP_CA_FILE"),
+    ):
         value = get(variable)
         if value is not None:
             fields[field_name] = value.lower() if field_name == "security" else value
@@ -137,7 +146,8 @@ def load_smtp_settings(environ: Mapping[str, str] | None = None) -> SmtpSettings
         return SmtpSettings.model_validate(fields)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()  # never e['input']
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            for e in exc.errors()  # never e['input']
         )
         raise SmtpConfigError(f"invalid SMTP settings from ROSTER_SMTP_* variables: {problems}") from None
 
@@ -183,4 +193,12 @@ class NotifySettings:
         )
 
 
-__all__ = ["DEFAULT_FROM", "DEFAULT_OUTBOX", "NotifySettings", "SmtpConfigError", "SmtpSettings", "email_from", "load_smtp_settings"]
+__all__ = [
+    "DEFAULT_FROM",
+    "DEFAULT_OUTBOX",
+    "NotifySettings",
+    "SmtpConfigError",
+    "SmtpSettings",
+    "email_from",
+    "load_smtp_settings",
+]

@@ -76,7 +76,9 @@ class TokenManager:
 
     def __repr__(self) -> str:
         state = "cached" if self._access_token else "none"
-        return f"TokenManager(district_id={self._district_id!r}, token_url={self._token_url!r}, token={state})"
+        return (
+            f"TokenManager(district_id={self._district_id!r}, token_url={self._token_url!r}, token={state})"
+        )
 
     def access_token(self) -> str:
         """A token that is not about to expire, fetching a new one if needed (one thread fetches)."""
@@ -222,7 +224,9 @@ class BearerAuth(httpx.Auth):
         if response.status_code == 401:
             with self._lock:
                 self.renewals_on_401 += 1
-            log.info("district %s: API answered 401; renewing the access token once", self._tokens.district_id)
+            log.info(
+                "district %s: API answered 401; renewing the access token once", self._tokens.district_id
+            )
             token, fetched_now = self._tokens.replacement_for(token)
             request.headers["Authorization"] = f"Bearer {token}"
             response = yield request

@@ -243,7 +243,9 @@ class OneRosterClient:
         label = self._label(endpoint)
         stats = FetchStats(district_id=self.config.district_id, endpoint=label)
         params = {"limit": "1", "offset": "0"}
-        _, response = self._get_json(self._base.join(endpoint.collection), params, label, stats, threading.Event())
+        _, response = self._get_json(
+            self._base.join(endpoint.collection), params, label, stats, threading.Event()
+        )
         return parse_total_count(response.headers.get("X-Total-Count"))
 
     def current_school_year(self, today: date | None = None) -> int | None:
@@ -310,7 +312,11 @@ class OneRosterClient:
                     stats.add(restarts=1)
                     log.warning(
                         "district %s %s: %s; re-reading from offset 0 (restart %d of %d)",
-                        self.config.district_id, label, drift.reason, restarts, self.config.max_paging_restarts,
+                        self.config.district_id,
+                        label,
+                        drift.reason,
+                        restarts,
+                        self.config.max_paging_restarts,
                     )
             stats.complete = True
         finally:
@@ -324,12 +330,17 @@ class OneRosterClient:
             for batch in batches:
                 records, unmappable = v1p2.map_page(endpoint.envelope, batch)
                 served_issues: list[RecordIssue] = [
-                    replace(issue, record=v1p2.without_secrets(issue.record)) for issue in getattr(batch, "issues", ())
+                    replace(issue, record=v1p2.without_secrets(issue.record))
+                    for issue in getattr(batch, "issues", ())
                 ]
                 for issue in unmappable:
                     log.warning(
                         "district %s %s: record %r has no OneRoster 1.1 shape (%s, field %s); it is quarantined",
-                        self.config.district_id, self._label(endpoint), issue.sourced_id, issue.check, issue.field,
+                        self.config.district_id,
+                        self._label(endpoint),
+                        issue.sourced_id,
+                        issue.check,
+                        issue.field,
                     )
                 yield Batch(records, served_issues + unmappable)
         finally:
@@ -372,7 +383,9 @@ class OneRosterClient:
         assert total is not None
         received = len(first.records)
         if received > total:
-            raise _Drift(f"X-Total-Count is {total} but offset 0 returned {received} records", total, received)
+            raise _Drift(
+                f"X-Total-Count is {total} but offset 0 returned {received} records", total, received
+            )
         if received == 0:
             if total:
                 raise _Drift(f"X-Total-Count is {total} but offset 0 returned no records", total, 0)
@@ -400,6 +413,7 @@ class OneRosterClient:
             def wait() -> None:
                 if not gate.enter(index):
                     raise _Cancelled()
+
             return wait
 
         def refill() -> None:
@@ -407,7 +421,14 @@ class OneRosterClient:
             while offsets and len(pending) < window:
                 offset = offsets.popleft()
                 fetch = pool.submit(
-                    self._fetch_page, endpoint, params, offset, stride, stats, cancel, before_parse=parse_turn(submitted)
+                    self._fetch_page,
+                    endpoint,
+                    params,
+                    offset,
+                    stride,
+                    stats,
+                    cancel,
+                    before_parse=parse_turn(submitted),
                 )
                 pending.append((offset, fetch))
                 submitted += 1
@@ -460,7 +481,9 @@ class OneRosterClient:
                 raise _Drift(f"X-Total-Count moved from {total} to {page.total}", total, page.total)
             if total is not None and seen.in_pass > total:
                 raise _Drift(
-                    f"X-Total-Count is {total} but more distinct records arrived ({seen.in_pass})", total, seen.in_pass
+                    f"X-Total-Count is {total} but more distinct records arrived ({seen.in_pass})",
+                    total,
+                    seen.in_pass,
                 )
             if page.has_link:
                 # The server pages us; its rel=next is authoritative and its absence means the end.
@@ -498,7 +521,11 @@ class OneRosterClient:
         for issue in sorted_page.issues:
             log.warning(
                 "district %s %s offset=%d: sourcedId %r served again with different content; every copy is "
-                "quarantined", self.config.district_id, stats.endpoint, page.offset, issue.sourced_id,
+                "quarantined",
+                self.config.district_id,
+                stats.endpoint,
+                page.offset,
+                issue.sourced_id,
             )
         if sorted_page.fresh or sorted_page.issues:
             yield Batch(sorted_page.fresh, sorted_page.issues)
@@ -528,7 +555,11 @@ class OneRosterClient:
         next_url = links.get("next")
         log.debug(
             "district %s %s offset=%d: %d records (X-Total-Count=%s)",
-            self.config.district_id, label, offset, len(records), response.headers.get("X-Total-Count"),
+            self.config.district_id,
+            label,
+            offset,
+            len(records),
+            response.headers.get("X-Total-Count"),
         )
         return _Page(
             offset=offset,
@@ -624,7 +655,12 @@ class OneRosterClient:
             stats.add(retries=1)
             log.warning(
                 "district %s %s: %s; retry %d of %d in %.2fs",
-                district, label, failure.reason, attempts, self.config.max_retries, wait,
+                district,
+                label,
+                failure.reason,
+                attempts,
+                self.config.max_retries,
+                wait,
             )
 
         try:
@@ -655,7 +691,11 @@ class OneRosterClient:
                     self._in_flight -= 1
 
     def _decode(
-        self, response: httpx.Response, label: str, stats: FetchStats, before_parse: Callable[[], None] | None = None
+        self,
+        response: httpx.Response,
+        label: str,
+        stats: FetchStats,
+        before_parse: Callable[[], None] | None = None,
     ) -> Any:
         status = response.status_code
         district = self.config.district_id
@@ -688,7 +728,10 @@ class OneRosterClient:
             stats.add(invalid_utf8_pages=1)
             log.warning(
                 "district %s %s: invalid UTF-8 at byte offset %d of the response; decoded leniently, the "
-                "records holding undecodable bytes are quarantined", district, label, decoded.invalid_utf8_offset,
+                "records holding undecodable bytes are quarantined",
+                district,
+                label,
+                decoded.invalid_utf8_offset,
             )
         return decoded.payload
 
@@ -723,4 +766,3 @@ def _parse_date(value: Any) -> date | None:
         return date.fromisoformat(str(value)[:10])
     except ValueError:
         return None
-

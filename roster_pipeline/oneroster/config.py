@@ -31,9 +31,13 @@ class ClientConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     district_id: str = Field(min_length=1)
-    base_url: str = Field(min_length=1, description="e.g. https://host/campus/api/oneroster/v1p1/APP/ims/oneroster/v1p1")
+    base_url: str = Field(
+        min_length=1, description="e.g. https://host/campus/api/oneroster/v1p1/APP/ims/oneroster/v1p1"
+    )
     token_url: str | None = Field(
-        default=None, min_length=1, description="e.g. https://host/campus/oauth2/token?appName=APP (oauth2 only)"
+        default=None,
+        min_length=1,
+        description="e.g. https://host/campus/oauth2/token?appName=APP (oauth2 only)",
     )
     client_id: str = Field(min_length=1, description="OAuth2 client id, or the OAuth 1.0a consumer key")
     client_secret: SecretStr = Field(description="OAuth2 client secret, or the OAuth 1.0a consumer secret")
@@ -49,7 +53,9 @@ class ClientConfig(BaseModel):
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=6, ge=0, description="retries after the first attempt, per request")
     backoff_base_seconds: float = Field(default=0.5, ge=0)
-    backoff_max_seconds: float = Field(default=60.0, ge=0, description="cap on any single wait, Retry-After included")
+    backoff_max_seconds: float = Field(
+        default=60.0, ge=0, description="cap on any single wait, Retry-After included"
+    )
     retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
     token_renew_margin_seconds: float = Field(
         default=60.0, ge=0, description="renew the token this long before expires_in runs out"
@@ -98,7 +104,9 @@ class ClientConfig(BaseModel):
         other = {"1.1": ("/ims/oneroster/rostering/v1p2", "1.2"), "1.2": ("/ims/oneroster/v1p1", "1.1")}
         suffix, version = other[self.oneroster_version]
         if path.endswith(suffix):
-            expected = "/ims/oneroster/v1p1" if self.oneroster_version == "1.1" else "/ims/oneroster/rostering/v1p2"
+            expected = (
+                "/ims/oneroster/v1p1" if self.oneroster_version == "1.1" else "/ims/oneroster/rostering/v1p2"
+            )
             raise ValueError(
                 f"district {self.district_id!r}: base_url ends in {suffix}, a OneRoster {version} API, but "
                 f"oneroster_version is {self.oneroster_version} (its base ends in {expected}); set the other "

@@ -93,7 +93,9 @@ def filter_predicate(field: str, operator: str, value: str) -> str:
     this, never with an f-string: ``filter_predicate("familyName", "=", "O'Brien")``.
     """
     if not _FIELD_NAME.match(field):
-        raise ValueError(f"filter field {field!r} is not a OneRoster field name (letters, digits, _ and dots)")
+        raise ValueError(
+            f"filter field {field!r} is not a OneRoster field name (letters, digits, _ and dots)"
+        )
     if operator not in FILTER_OPERATORS:
         raise ValueError(f"filter operator {operator!r} is not one of {' '.join(FILTER_OPERATORS)}")
     return f"{field}{operator}{quote_filter_value(value)}"
@@ -275,7 +277,9 @@ class SeenRecords:
 
     def __init__(self, hash_id: Callable[[str], int] = hash) -> None:
         self._hash_id = hash_id  # must return a signed 64-bit int (the test injects collisions)
-        self._seen = SortedInt64Map(missing=_MISSING)  # id hash → digest << _PASS_BITS | pass; a conflict: -(pass found + 1)
+        self._seen = SortedInt64Map(
+            missing=_MISSING
+        )  # id hash → digest << _PASS_BITS | pass; a conflict: -(pass found + 1)
         self._pass = 0
         self.in_pass = 0
         self.repeats_in_pass = 0  # identical repeats dropped in this pass
@@ -335,7 +339,9 @@ class SeenRecords:
             if first is not None:
                 conflicted_here.add(key)
                 issues.append(RecordIssue(_id_of(first), CONFLICTING_DUPLICATE, first))
-            issues.append(RecordIssue(_id_of(record), CONFLICTING_DUPLICATE, record, withdraw_earlier=first is None))
+            issues.append(
+                RecordIssue(_id_of(record), CONFLICTING_DUPLICATE, record, withdraw_earlier=first is None)
+            )
         self.in_pass += rows
         self.repeats_in_pass += duplicates
         if conflicted_here:

@@ -89,5 +89,10 @@ def transport_reason(exc: BaseException) -> str:
 
 
 __all__ = [
-    "LOOPBACK_NAMES", "InsecureURLError", "is_loopback_host", "require_secure_url", "transport_reason", "url_problem",
+    "LOOPBACK_NAMES",
+    "InsecureURLError",
+    "is_loopback_host",
+    "require_secure_url",
+    "transport_reason",
+    "url_problem",
 ]

@@ -199,7 +199,9 @@ def profile_username(profiles: Any) -> str | None:
         for profile in profiles
         if isinstance(profile, Mapping) and isinstance(profile.get("credentials"), list)
         for credential in profile["credentials"]
-        if isinstance(credential, Mapping) and isinstance(credential.get("username"), str) and credential["username"]
+        if isinstance(credential, Mapping)
+        and isinstance(credential.get("username"), str)
+        and credential["username"]
     }
     return names.pop() if len(names) == 1 else None
 
@@ -279,7 +281,9 @@ def _without_passwords(profile: Any) -> Any:
     if not isinstance(profile, Mapping) or not isinstance(profile.get("credentials"), list):
         return profile
     credentials = [
-        {k: v for k, v in credential.items() if k != "password"} if isinstance(credential, Mapping) else credential
+        {k: v for k, v in credential.items() if k != "password"}
+        if isinstance(credential, Mapping)
+        else credential
         for credential in profile["credentials"]
     ]
     return {**profile, "credentials": credentials}

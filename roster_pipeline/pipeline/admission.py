@@ -81,10 +81,14 @@ def admission(
     """
     tags = tags or {}
     if district is None:
-        return Admission(district_id, f"district {district_id!r} is not in the registry; reload the code location")
+        return Admission(
+            district_id, f"district {district_id!r} is not in the registry; reload the code location"
+        )
     if not district.enabled:
         return Admission(district_id, disabled_reason(district_id))
-    policy = rollover_policy(district, local_date) if local_date is not None else policy_for_run(district, tags)
+    policy = (
+        rollover_policy(district, local_date) if local_date is not None else policy_for_run(district, tags)
+    )
     if policy.block_reason is not None:
         return Admission(district_id, policy.block_reason, policy)
     if engine is not None and tags.get(REVIEW_ACTION_TAG) not in ALLOWED_WHILE_PAUSED:

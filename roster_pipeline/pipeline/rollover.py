@@ -59,8 +59,11 @@ class RolloverPolicy:
         """The UI's words for the thresholds in force, e.g. 'relaxed thresholds (rollover window until 2027-09-15)'."""
         if self.relaxed is None:
             return None
-        return f"relaxed thresholds (rollover window until {self.relaxed_until.isoformat()})" if self.relaxed_until \
+        return (
+            f"relaxed thresholds (rollover window until {self.relaxed_until.isoformat()})"
+            if self.relaxed_until
             else "relaxed thresholds (rollover window)"
+        )
 
     def metadata(self) -> dict[str, str | bool]:
         """Dagster metadata of the import and the checks."""
@@ -72,7 +75,9 @@ class RolloverPolicy:
             "thresholds": self.relaxed_label or "normal",
         }
         if self.in_rollover_window:
-            out["rollover_window"] = f"{self.rollover_date.isoformat()} → {self.first_day.isoformat() if self.first_day else '?'}"
+            out["rollover_window"] = (
+                f"{self.rollover_date.isoformat()} → {self.first_day.isoformat() if self.first_day else '?'}"
+            )
         if self.overridden_by:
             out["rollover_override"] = self.overridden_by
         return out
@@ -112,7 +117,9 @@ def rollover_policy(district: District, today: date) -> RolloverPolicy:
             "year's first day, 'MM-DD'), which ends the window started by rollover.date"
         )
     start = _latest_on_or_before(settings.date, today)
-    first_day = None if settings.first_day is None else _next_on_or_after(settings.first_day, start, strictly=True)
+    first_day = (
+        None if settings.first_day is None else _next_on_or_after(settings.first_day, start, strictly=True)
+    )
     in_rollover = first_day is not None and start <= today < first_day
 
     window: tuple[date, date] | None = None
@@ -135,8 +142,9 @@ def rollover_policy(district: District, today: date) -> RolloverPolicy:
         in_rollover_window=in_rollover,
         change_window=window,
         in_change_window=in_change,
-        block_reason=_block_reason(district, today, start, first_day) if in_rollover and settings.mode == "pause"
-        and first_day is not None else None,
+        block_reason=_block_reason(district, today, start, first_day)
+        if in_rollover and settings.mode == "pause" and first_day is not None
+        else None,
         additions_only=in_rollover and settings.mode == "additions_only",
         relaxed=relaxed,
         relaxed_until=relaxed_until if relaxed is not None else None,
@@ -150,11 +158,15 @@ def run_date(district: District, tags: Mapping[str, str], now: datetime | None =
         try:
             return date.fromisoformat(text.strip())
         except ValueError:
-            raise RolloverConfigError(f"run tag {AS_OF_TAG}={text!r} is not a date (expected YYYY-MM-DD)") from None
+            raise RolloverConfigError(
+                f"run tag {AS_OF_TAG}={text!r} is not a date (expected YYYY-MM-DD)"
+            ) from None
     return (now or datetime.now(district.zone)).astimezone(district.zone).date()
 
 
-def policy_for_run(district: District, tags: Mapping[str, str], now: datetime | None = None) -> RolloverPolicy:
+def policy_for_run(
+    district: District, tags: Mapping[str, str], now: datetime | None = None
+) -> RolloverPolicy:
     """The policy of one run: its date from the tags, and a pause lifted by an override or a reprocess."""
     policy = rollover_policy(district, run_date(district, tags, now))
     if policy.block_reason is None:

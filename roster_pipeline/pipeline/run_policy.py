@@ -26,7 +26,9 @@ def _requested_year(district: District, tags: Mapping[str, str]) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise WarehouseError(f"district {district.id!r}: run tag {SCHOOL_YEAR_TAG}={text!r} is not a year") from None
+        raise WarehouseError(
+            f"district {district.id!r}: run tag {SCHOOL_YEAR_TAG}={text!r} is not a year"
+        ) from None
 
 
 def start_rollover_import(
@@ -56,4 +58,3 @@ def start_rollover_import(
     if current is not None and run.school_year > current:
         metadata["rollover"] = f"new school year {run.school_year}: publishing archives {current} and older"
     return metadata
-

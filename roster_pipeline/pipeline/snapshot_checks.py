@@ -147,7 +147,10 @@ def check_snapshot(
     result.outcomes[VALID_RECORDS] = _outcome(VALID_RECORDS, changes.only(REJECTED_MEASURES))
     result.outcomes[CHANGE_THRESHOLDS] = _outcome(CHANGE_THRESHOLDS, changes.only(CHANGE_MEASURES))
     result.outcomes[SCHOOL_THRESHOLDS] = _outcome(SCHOOL_THRESHOLDS, per_school)
-    result.stage_seconds = {"classify": classify_seconds, "check": time.perf_counter() - started - classify_seconds}
+    result.stage_seconds = {
+        "classify": classify_seconds,
+        "check": time.perf_counter() - started - classify_seconds,
+    }
 
     if dry_run:
         warehouse.mark_dry_run(import_id)

@@ -59,7 +59,9 @@ class ResourceStageResult:
     changes: ChangeCounts
     rejected: int = 0  # records quarantined by the schema checks (never staged)
     warnings: int = 0
-    quarantined: int = 0  # distinct records of the resource in the quarantine after staging (all checks so far)
+    quarantined: int = (
+        0  # distinct records of the resource in the quarantine after staging (all checks so far)
+    )
     duplicates: int = 0  # identical repeats received (paging overlap): harmless, staged once
     conflicting_duplicates: int = 0  # copies of sourcedIds served with different content: all quarantined
     rejects_by_check: dict[str, int] = field(default_factory=dict)
@@ -164,7 +166,11 @@ def skip_resource(
     reason = district.excluded_resources().get(resource.name)
     if reason is None:
         raise SyncError(f"district {district.id!r}: {resource.name} is not switched off; stage it instead")
-    purged = warehouse.purge_resource(district.id, resource.name, reason, import_id=import_id) if purge else PurgeCounts()
+    purged = (
+        warehouse.purge_resource(district.id, resource.name, reason, import_id=import_id)
+        if purge
+        else PurgeCounts()
+    )
     return ResourceSkipResult(district.id, resource.name, reason, purged)
 
 
@@ -207,7 +213,9 @@ def stage_resource(
             if batch is None:
                 break
             checked = validate_batch(district, resource.name, batch)
-            locate = getattr(batch, "locate", None)  # a file source puts file, line and column into its rejects
+            locate = getattr(
+                batch, "locate", None
+            )  # a file source puts file, line and column into its rejects
             if locate is not None:
                 checked.rejects = [locate(r) for r in checked.rejects]
                 checked.warnings = [locate(r) for r in checked.warnings]
@@ -242,7 +250,11 @@ def stage_resource(
         "load": build_s + writer.busy_seconds,
     }
     warehouse.record_fetch_stats(
-        import_id, resource.name, pages=stats.pages, seconds=seconds, dropped_duplicates=stats.duplicates_dropped
+        import_id,
+        resource.name,
+        pages=stats.pages,
+        seconds=seconds,
+        dropped_duplicates=stats.duplicates_dropped,
     )
     mark = time.perf_counter()
     changes = warehouse.diff(import_id, resource.name)  # the resource's one classification pass
@@ -289,7 +301,9 @@ def sync_district(
     ``run_tags`` are the tags a Dagster run would carry (a drop-folder district's bundle: ``roster/csv_bundle``).
     """
     started = time.perf_counter()
-    admission(district.id, district, warehouse.engine, run_tags).require()  # as roster_import: before any request
+    admission(
+        district.id, district, warehouse.engine, run_tags
+    ).require()  # as roster_import: before any request
     with open_source(district, environ, client_overrides, run_tags) as client:
         opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
         import_id, since = opened.import_id, opened.mode.since
@@ -302,7 +316,9 @@ def sync_district(
                 if resource.name in excluded:
                     result.skipped[resource.name] = skip_resource(warehouse, import_id, district, resource)
                     continue
-                result.staged[resource.name] = stage_resource(warehouse, client, import_id, district, resource, since)
+                result.staged[resource.name] = stage_resource(
+                    warehouse, client, import_id, district, resource, since
+                )
             step = "checks"
             result.checks = check_snapshot(warehouse, district, import_id)
             if result.checks.passed:
@@ -310,11 +326,14 @@ def sync_district(
                 result.published = warehouse.publish(import_id)
         except BaseException as exc:
             warehouse.fail_import(import_id, f"{step}: {type(exc).__name__}: {exc}")
-            if isinstance(exc, Exception) and not isinstance(exc, (OneRosterError, SyncError, CsvBundleError)):
+            if isinstance(exc, Exception) and not isinstance(
+                exc, (OneRosterError, SyncError, CsvBundleError)
+            ):
                 # A warehouse failure (a lost connection, a Postgres restart) knows neither the district
                 # nor the step; the person on call needs both.
-                raise SyncError(f"district {district.id!r}, step {step!r}: {type(exc).__name__}: "
-                                f"{_first_line(exc)}") from exc
+                raise SyncError(
+                    f"district {district.id!r}, step {step!r}: {type(exc).__name__}: {_first_line(exc)}"
+                ) from exc
             raise
     if result.published:  # as the job does after published_roster; a failure here leaves the publish as it is
         result.derived = build_derived_tables(warehouse, district)

@@ -65,7 +65,9 @@ class ModeDecision:
         }
         text = f"{self.mode} sync (requested {self.requested.mode} by {origin[self.requested.source]})"
         if self.since is not None and self.base_import_id is None:
-            text += ", no published import to count from: everything delivered is new, nothing inferred deleted"
+            text += (
+                ", no published import to count from: everything delivered is new, nothing inferred deleted"
+            )
         elif self.since is not None:
             text += f", records modified after {self.since.isoformat()} (import {self.base_import_id} minus overlap)"
         if self.fallback_reason:
@@ -120,7 +122,9 @@ def delta_base(
 
     The same school year only: after a rollover the first import of the new year must be a full one.
     """
-    return warehouse.last_published_import(district_id, school_year=school_year, before_import_id=before_import_id)
+    return warehouse.last_published_import(
+        district_id, school_year=school_year, before_import_id=before_import_id
+    )
 
 
 def since_from(base: ImportRun, district: District) -> dt.datetime:
@@ -159,7 +163,11 @@ def decide_mode(
         if base is None:
             return ModeDecision(request, "delta", since=DELTA_FROM_THE_START, fallback_reason=note)
         return ModeDecision(
-            request, "delta", since=since_from(base, district), base_import_id=base.import_id, fallback_reason=note
+            request,
+            "delta",
+            since=since_from(base, district),
+            base_import_id=base.import_id,
+            fallback_reason=note,
         )
     if request.mode == "full":
         return ModeDecision(request, "full")

@@ -27,7 +27,9 @@ class Resource:
 
 RESOURCES: tuple[Resource, ...] = (
     Resource("orgs", "orgs", "orgs", "org", year_scoped=False),
-    Resource("academic_sessions", "academicSessions", "academicSessions", "academicSession", year_scoped=True),
+    Resource(
+        "academic_sessions", "academicSessions", "academicSessions", "academicSession", year_scoped=True
+    ),
     Resource("courses", "courses", "courses", "course", year_scoped=True),
     Resource("classes", "classes", "classes", "class", year_scoped=True),
     Resource("users", "users", "users", "user", year_scoped=False),

@@ -20,7 +20,9 @@ class Reject:
     resource: str  # snake_case resource name ("enrollments")
     sourced_id: str | None  # None when the record has no usable sourcedId
     field: str  # OneRoster field name as served ("class.sourcedId", "email", "beginDate"); "*" for the row
-    check: str  # short stable name of the check ("required", "enum", "date_format", "unique", "reference" ...)
+    check: (
+        str  # short stable name of the check ("required", "enum", "date_format", "unique", "reference" ...)
+    )
     value: str | None  # the offending value, as text, truncated to 200 chars; never a secret
     message: str  # human sentence naming the district, resource and field
     severity: Severity = "error"

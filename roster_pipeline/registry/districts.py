@@ -56,7 +56,9 @@ WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "frid
 # Fields whose input is never echoed back in an error, whatever went wrong with them.
 _SECRET_FIELDS = frozenset({"client_id_env", "client_secret_env"})
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _MONTH_DAY = re.compile(r"^(\d{2})-(\d{2})$")
 
@@ -209,7 +211,9 @@ class Thresholds(_Model):
             raise ValueError(f"unknown resource(s) {unknown}; known: {', '.join(RESOURCES_BY_NAME)}")
         return value
 
-    def for_resource(self, resource_name: str, relaxed: ThresholdOverrides | None = None) -> EffectiveThresholds:
+    def for_resource(
+        self, resource_name: str, relaxed: ThresholdOverrides | None = None
+    ) -> EffectiveThresholds:
         """Resolve base → per-resource override → (rollover window) relaxed values."""
         merged: dict[str, Any] = {
             "max_added_pct": self.max_added_pct,
@@ -312,7 +316,9 @@ class ClassTeachers(_Model):
     @classmethod
     def _teachers_always(cls, value: list[str]) -> list[str]:
         if "teacher" not in value:
-            raise ValueError("must include 'teacher' (the other roles are added to the teachers, never instead of them)")
+            raise ValueError(
+                "must include 'teacher' (the other roles are added to the teachers, never instead of them)"
+            )
         if len(set(value)) != len(value):
             raise ValueError(f"lists a role twice: {value}")
         return value
@@ -439,7 +445,9 @@ class District(_Model):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
             # OSError: the name became a path the OS refuses (too long, ...); still just an unknown zone.
             shown = value if len(value) <= 60 else value[:60] + "…"
-            raise ValueError(f"unknown timezone {shown!r} (use an IANA name such as 'America/Chicago')") from None
+            raise ValueError(
+                f"unknown timezone {shown!r} (use an IANA name such as 'America/Chicago')"
+            ) from None
         return value
 
     @field_validator("admin_emails")
@@ -492,7 +500,9 @@ class District(_Model):
                     "'drop_folder' (a folder new bundles land in)"
                 )
         elif self.csv_bundle is not None:
-            raise ValueError(f"'csv_bundle' only applies to import_method 'csv_bundle', not {self.import_method!r}")
+            raise ValueError(
+                f"'csv_bundle' only applies to import_method 'csv_bundle', not {self.import_method!r}"
+            )
         else:
             missing = [name for name in ("client_id_env", "client_secret_env") if getattr(self, name) is None]
             if missing:
@@ -510,7 +520,9 @@ class District(_Model):
             # One line per problem, each naming the district, as the registry reports every other error.
             raise ValueError(f"\n  district {self.id!r}: ".join(str(p) for p in problems))
         for field, url in (("token_url", self._token_url), ("base_url", self._base_url)):
-            problem = None if url is None else url_problem(url)  # derived URLs too, whatever api_host looked like
+            problem = (
+                None if url is None else url_problem(url)
+            )  # derived URLs too, whatever api_host looked like
             if problem is not None:
                 raise ValueError(f"{field} {problem}")
         return self
@@ -587,7 +599,9 @@ class District(_Model):
         """Read (client_id, client_secret) from the environment, at run time, for this district only."""
         env = os.environ if environ is None else environ
         if self.client_id_env is None or self.client_secret_env is None:
-            raise RegistryError(f"district {self.id!r}: import_method {self.import_method!r} uses no credentials")
+            raise RegistryError(
+                f"district {self.id!r}: import_method {self.import_method!r} uses no credentials"
+            )
         client_id = env.get(self.client_id_env, "")
         if not client_id.strip():
             raise MissingSecretError(self.id, self.client_id_env, "client id")
@@ -668,7 +682,9 @@ def parse_registry(data: Any, path: Path | None = None) -> Registry:
         raise RegistryError(f"registry{where}: expected a mapping with a 'districts' list at the top level")
     unknown = sorted(set(data) - {"defaults", "districts"})
     if unknown:
-        raise RegistryError(f"registry{where}: unknown top-level key(s) {unknown}; expected 'defaults' and 'districts'")
+        raise RegistryError(
+            f"registry{where}: unknown top-level key(s) {unknown}; expected 'defaults' and 'districts'"
+        )
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, Mapping):
         raise RegistryError(f"registry{where}: 'defaults' must be a mapping of district fields")

@@ -126,9 +126,13 @@ class SisProfile:
     def __post_init__(self) -> None:
         # Profiles are constants: a wrong one is a programming error, refused at import.
         if not 1 <= self.default_page_size <= self.max_page_size <= REGISTRY_MAX_PAGE_SIZE:
-            raise ValueError(f"profile {self.name!r}: page sizes must satisfy 1 <= default <= max <= registry cap")
+            raise ValueError(
+                f"profile {self.name!r}: page sizes must satisfy 1 <= default <= max <= registry cap"
+            )
         if not 1 <= self.default_concurrency <= self.max_concurrency <= REGISTRY_MAX_CONCURRENCY:
-            raise ValueError(f"profile {self.name!r}: concurrency must satisfy 1 <= default <= max <= registry cap")
+            raise ValueError(
+                f"profile {self.name!r}: concurrency must satisfy 1 <= default <= max <= registry cap"
+            )
         for name in ("base_url_templates", "missing_url_hints", "retired_base_urls"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
@@ -197,22 +201,28 @@ class SisProfile:
         try:
             parts = urlsplit(root_of(fields.api_host))
         except ValueError:
-            return [FieldProblem("api_host", f"is not a valid host; copy {self.api_host_from or 'the SIS host'}")]
+            return [
+                FieldProblem("api_host", f"is not a valid host; copy {self.api_host_from or 'the SIS host'}")
+            ]
         if parts.path.strip("/") or parts.query or parts.fragment:
-            return [FieldProblem(
-                "api_host",
-                f"must be the host only (like district.example.org), not a URL with a path or query; "
-                f"for {self.label} copy {self.api_host_from or 'the host part of the URL'}",
-            )]
+            return [
+                FieldProblem(
+                    "api_host",
+                    f"must be the host only (like district.example.org), not a URL with a path or query; "
+                    f"for {self.label} copy {self.api_host_from or 'the host part of the URL'}",
+                )
+            ]
         return []
 
     def _app_name_shape(self, app_name: str) -> list[FieldProblem]:
         if all(ch.isalnum() or ch in "_.-" for ch in app_name):
             return []
-        return [FieldProblem(
-            "app_name",
-            f"must be the app name alone (letters, digits, '_', '.', '-'); copy {self.app_name_from}",
-        )]
+        return [
+            FieldProblem(
+                "app_name",
+                f"must be the app name alone (letters, digits, '_', '.', '-'); copy {self.app_name_from}",
+            )
+        ]
 
     def _missing(
         self,
@@ -231,7 +241,9 @@ class SisProfile:
                 if "{app_name}" in template and not fields.app_name:
                     needs.setdefault("app_name", []).append(url_field)
                 continue
-            hint = self.missing_url_hints.get(f"{url_field}:{import_method}") or self.missing_url_hints.get(url_field)
+            hint = self.missing_url_hints.get(f"{url_field}:{import_method}") or self.missing_url_hints.get(
+                url_field
+            )
             where = self.token_url_from if url_field == "token_url" else self.base_url_from
             if hint:
                 text = hint
@@ -263,21 +275,27 @@ class SisProfile:
             found.append(FieldProblem(input_field, text))
         return found
 
-    def _explicit_base_url(self, base_url: str, version: OneRosterVersion, import_method: str) -> list[FieldProblem]:
+    def _explicit_base_url(
+        self, base_url: str, version: OneRosterVersion, import_method: str
+    ) -> list[FieldProblem]:
         path = urlsplit(base_url).path.rstrip("/").lower()
         found: list[FieldProblem] = []
         if version == "v1p2" and path.endswith("/v1p1"):
-            found.append(FieldProblem(
-                "base_url",
-                f"is a OneRoster 1.1 URL (ends in /v1p1) but import_method is {import_method!r} (OneRoster 1.2): "
-                "copy the 1.2 base URL (ending in /ims/oneroster/rostering/v1p2) or use import_method oneroster_rest",
-            ))
+            found.append(
+                FieldProblem(
+                    "base_url",
+                    f"is a OneRoster 1.1 URL (ends in /v1p1) but import_method is {import_method!r} (OneRoster 1.2): "
+                    "copy the 1.2 base URL (ending in /ims/oneroster/rostering/v1p2) or use import_method oneroster_rest",
+                )
+            )
         if version == "v1p1" and path.endswith("/v1p2"):
-            found.append(FieldProblem(
-                "base_url",
-                f"is a OneRoster 1.2 URL (ends in /v1p2) but import_method is {import_method!r} (OneRoster 1.1): "
-                "set import_method: oneroster_v1p2_rest, or copy the 1.1 base URL (ending in /ims/oneroster/v1p1)",
-            ))
+            found.append(
+                FieldProblem(
+                    "base_url",
+                    f"is a OneRoster 1.2 URL (ends in /v1p2) but import_method is {import_method!r} (OneRoster 1.1): "
+                    "set import_method: oneroster_v1p2_rest, or copy the 1.1 base URL (ending in /ims/oneroster/v1p1)",
+                )
+            )
         for fragment, message in self.retired_base_urls.items():
             if fragment in path:
                 found.append(FieldProblem("base_url", message))
@@ -520,7 +538,9 @@ GENERIC = SisProfile(
     base_url_from="the OneRoster base URL the vendor gives (ending in /ims/oneroster/v1p1, or …/rostering/v1p2)",
     page_size_note="the vendor's limit if it publishes one",
     concurrency_note="the vendor's guidance if it publishes any; start low",
-    quirks=("token_auth: form when the vendor wants client_id and client_secret in the token request's body.",),
+    quirks=(
+        "token_auth: form when the vendor wants client_id and client_secret in the token request's body.",
+    ),
 )
 
 PROFILES: Mapping[str, SisProfile] = MappingProxyType(

@@ -33,22 +33,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
     parser.add_argument("--size", choices=("tiny", "small", "large"), default="tiny", help="district size")
     parser.add_argument("--seed", type=int, default=1, help="generator seed (same seed, same district)")
-    parser.add_argument("--app-name", default=DEFAULT_APP, help=f"Infinite Campus app name (default {DEFAULT_APP})")
-    parser.add_argument("--client-id", default=DEFAULT_CLIENT_ID, help=f"OAuth2 client id (default {DEFAULT_CLIENT_ID})")
     parser.add_argument(
-        "--client-secret", default=None,
+        "--app-name", default=DEFAULT_APP, help=f"Infinite Campus app name (default {DEFAULT_APP})"
+    )
+    parser.add_argument(
+        "--client-id", default=DEFAULT_CLIENT_ID, help=f"OAuth2 client id (default {DEFAULT_CLIENT_ID})"
+    )
+    parser.add_argument(
+        "--client-secret",
+        default=None,
         help=f"OAuth2 client secret (default: ${SECRET_ENV} or {DEFAULT_CLIENT_SECRET!r}); never printed",
     )
     parser.add_argument("--latency-ms", type=float, default=0, help="latency added to every request")
     parser.add_argument("--max-page-size", type=int, default=None, help="server-side cap on limit")
     parser.add_argument("--token-ttl", type=int, default=3600, help="access token lifetime in seconds")
     parser.add_argument(
-        "--auth", choices=("oauth2", "oauth1"), default="oauth2",
+        "--auth",
+        choices=("oauth2", "oauth1"),
+        default="oauth2",
         help="oauth2: bearer tokens from the token endpoint (default); oauth1: every API request must be signed "
         "with OAuth 1.0a HMAC-SHA256 (consumer key = client id, consumer secret = client secret; no token endpoint)",
     )
     parser.add_argument(
-        "--oneroster-version", choices=("1.1", "1.2"), default="1.1",
+        "--oneroster-version",
+        choices=("1.1", "1.2"),
+        default="1.1",
         help="binding to serve: 1.1 (default) or 1.2 rostering (roles[] on users, the .../rostering/v1p2 base)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
@@ -56,14 +65,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     from roster_pipeline.simulator.admin import DESCRIPTIONS
 
-    mutate = sub.add_parser("mutate", help="apply a district mutation on a running simulator",
-                            description="Apply a district mutation on a running simulator.",
-                            epilog=mutations_help(DESCRIPTIONS), formatter_class=argparse.RawDescriptionHelpFormatter)
-    mutate.add_argument("kind", metavar="MUTATION", help="one of the mutations listed below, e.g. change_users")
+    mutate = sub.add_parser(
+        "mutate",
+        help="apply a district mutation on a running simulator",
+        description="Apply a district mutation on a running simulator.",
+        epilog=mutations_help(DESCRIPTIONS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mutate.add_argument(
+        "kind", metavar="MUTATION", help="one of the mutations listed below, e.g. change_users"
+    )
     mutate.add_argument("--url", required=True, help="the simulator's root URL, e.g. http://127.0.0.1:8000")
     mutate.add_argument("--app", default=DEFAULT_APP, help="app name of the district to mutate")
     mutate.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="mutation parameter (repeatable); VALUE is read as JSON when it parses, else as a string",
     )
     stats = sub.add_parser("stats", help="print record counts of a running simulator's district")
@@ -126,8 +144,12 @@ def _serve(args: argparse.Namespace) -> int:
     generated = time.monotonic() - started
     server = SimulatorServer(
         [Tenant(args.app_name, args.client_id, secret, district)],
-        host=args.host, port=args.port, latency_ms=args.latency_ms,
-        max_page_size=args.max_page_size, token_ttl_seconds=args.token_ttl, auth_mode=args.auth,
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        max_page_size=args.max_page_size,
+        token_ttl_seconds=args.token_ttl,
+        auth_mode=args.auth,
         oneroster_version=args.oneroster_version,
     )
     stop = threading.Event()
@@ -135,7 +157,9 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     server.start()
     counts = ", ".join(f"{n} {name}" for name, n in ((k, len(v)) for k, v in district.collections.items()))
-    print(f"OneRoster {args.oneroster_version} simulator: {args.size} district (seed {args.seed}) generated in {generated:.1f}s: {counts}")
+    print(
+        f"OneRoster {args.oneroster_version} simulator: {args.size} district (seed {args.seed}) generated in {generated:.1f}s: {counts}"
+    )
     if args.auth == "oauth1":
         print("  auth:         OAuth 1.0a, HMAC-SHA256 signature on every request (no token endpoint)")
     else:

@@ -53,13 +53,32 @@ def _user_ids(record: Record) -> str:
 _SPECIAL: dict[str, dict[str, Cell]] = {
     "orgs": {"parentSourcedId": _ref("parent")},
     "academicSessions": {"parentSourcedId": _ref("parent")},
-    "courses": {"schoolYearSourcedId": _ref("schoolYear"), "orgSourcedId": _ref("org"), "grades": _list("grades"),
-                "subjects": _list("subjects"), "subjectCodes": _list("subjectCodes")},
-    "classes": {"courseSourcedId": _ref("course"), "schoolSourcedId": _ref("school"), "termSourcedIds": _refs("terms"),
-                "grades": _list("grades"), "subjects": _list("subjects"), "subjectCodes": _list("subjectCodes")},
-    "users": {"orgSourcedIds": _refs("orgs"), "agentSourcedIds": _refs("agents"), "grades": _list("grades"),
-              "userIds": _user_ids},
-    "enrollments": {"classSourcedId": _ref("class"), "schoolSourcedId": _ref("school"), "userSourcedId": _ref("user")},
+    "courses": {
+        "schoolYearSourcedId": _ref("schoolYear"),
+        "orgSourcedId": _ref("org"),
+        "grades": _list("grades"),
+        "subjects": _list("subjects"),
+        "subjectCodes": _list("subjectCodes"),
+    },
+    "classes": {
+        "courseSourcedId": _ref("course"),
+        "schoolSourcedId": _ref("school"),
+        "termSourcedIds": _refs("terms"),
+        "grades": _list("grades"),
+        "subjects": _list("subjects"),
+        "subjectCodes": _list("subjectCodes"),
+    },
+    "users": {
+        "orgSourcedIds": _refs("orgs"),
+        "agentSourcedIds": _refs("agents"),
+        "grades": _list("grades"),
+        "userIds": _user_ids,
+    },
+    "enrollments": {
+        "classSourcedId": _ref("class"),
+        "schoolSourcedId": _ref("school"),
+        "userSourcedId": _ref("user"),
+    },
     "demographics": {},
 }
 
@@ -100,17 +119,24 @@ def write_bundle(
     with district.lock, zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr("manifest.csv", manifest_text(modes))
         for collection in wanted:
-            with bundle.open(FILES[collection].name, "w") as member, io.TextIOWrapper(
-                member, encoding="utf-8", newline=""
-            ) as text:
+            with (
+                bundle.open(FILES[collection].name, "w") as member,
+                io.TextIOWrapper(member, encoding="utf-8", newline="") as text,
+            ):
                 writer = csv.writer(text)
                 writer.writerow(FILES[collection].columns)
-                for record in _selected(district.collections[collection].values(), mode, since, blank_bulk_metadata):
-                    writer.writerow(row_of(collection, record, blank_metadata=mode == "bulk" and blank_bulk_metadata))
+                for record in _selected(
+                    district.collections[collection].values(), mode, since, blank_bulk_metadata
+                ):
+                    writer.writerow(
+                        row_of(collection, record, blank_metadata=mode == "bulk" and blank_bulk_metadata)
+                    )
     return target
 
 
-def _selected(records: Iterable[Record], mode: str, since: str | None, blank: bool) -> Iterable[dict[str, Any]]:
+def _selected(
+    records: Iterable[Record], mode: str, since: str | None, blank: bool
+) -> Iterable[dict[str, Any]]:
     for record in records:
         if mode == "delta":
             if str(record.get("dateLastModified", "")) > str(since):

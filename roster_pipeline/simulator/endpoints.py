@@ -85,7 +85,9 @@ def token_endpoint(server: SimulatorServer, request: Request) -> Response:
     if creds is None:
         return oauth_error(401, "invalid_client", "client authentication required (HTTP Basic or form body)")
     client_id, client_secret = creds
-    if not (secrets_equal(client_id, tenant.client_id) and secrets_equal(client_secret, tenant.client_secret)):
+    if not (
+        secrets_equal(client_id, tenant.client_id) and secrets_equal(client_secret, tenant.client_secret)
+    ):
         return oauth_error(401, "invalid_client", "client authentication failed")
 
     asked = frozenset(form.get("scope", "").split())
@@ -114,12 +116,12 @@ _TOKEN_PROBLEMS = {
 
 def api_endpoint(server: SimulatorServer, request: Request) -> Response:
     prefix, suffix = server.api_prefix, server.api_suffix
-    rest = request.path[len(prefix):]
+    rest = request.path[len(prefix) :]
     app_name, _, tail = rest.partition("/")
     tenant = server.tenants.get(app_name)
     if tenant is None or not ("/" + tail).startswith(suffix):
         return not_found(request.path)
-    resource_path = ("/" + tail)[len(suffix):].strip("/")
+    resource_path = ("/" + tail)[len(suffix) :].strip("/")
 
     refused = _refusal(server, tenant, app_name, request)
     if refused is not None:
@@ -140,8 +142,12 @@ def _refusal(server: SimulatorServer, tenant: Tenant, app_name: str, request: Re
     """The 401 for a request the tenant's credentials do not authorise (bearer token or OAuth 1.0a), else None."""
     if server.auth_mode == "oauth1":
         problem = server.signatures.refusal(
-            app_name, tenant.client_id, tenant.client_secret, request.method,
-            f"http://{request.host}{request.target or request.path}", request.headers,
+            app_name,
+            tenant.client_id,
+            tenant.client_secret,
+            request.method,
+            f"http://{request.host}{request.target or request.path}",
+            request.headers,
         )
         if problem is None:
             return None
@@ -156,7 +162,9 @@ def _refusal(server: SimulatorServer, tenant: Tenant, app_name: str, request: Re
     return response
 
 
-def _read(server: SimulatorServer, district: Any, segments: list[str], request: Request, api_base: str) -> Response:
+def _read(
+    server: SimulatorServer, district: Any, segments: list[str], request: Request, api_base: str
+) -> Response:
     n = len(segments)
     # 1.2 puts gradebook and resources under bases of their own: the rostering base does not serve them.
     gradebook = server.oneroster_version == "1.1"
@@ -179,7 +187,9 @@ def _read(server: SimulatorServer, district: Any, segments: list[str], request: 
     return not_found(request.path)
 
 
-def _parse_query(server: SimulatorServer, params: Mapping[str, str], base: str, max_page_size: int | None) -> Query:
+def _parse_query(
+    server: SimulatorServer, params: Mapping[str, str], base: str, max_page_size: int | None
+) -> Query:
     """The request's query; in 1.2 mode ``fields`` names 1.2 fields (filter and sort work on the stored
     records, whose shared fields are the same in both versions)."""
     if server.oneroster_version == "1.1":
@@ -211,7 +221,9 @@ def _absolute(body: bytes, api_base: str) -> bytes:
     return body.replace(b'"href":"/', b'"href":"' + api_base.encode() + b"/")
 
 
-def _list(server: SimulatorServer, district: Any, listing: Listing, request: Request, api_base: str) -> Response:
+def _list(
+    server: SimulatorServer, district: Any, listing: Listing, request: Request, api_base: str
+) -> Response:
     try:
         query = _parse_query(server, request.params, listing.shape.base, server.max_page_size)
     except QueryError as exc:
@@ -234,7 +246,11 @@ def _list(server: SimulatorServer, district: Any, listing: Listing, request: Req
 
 def _links(request: Request, total: int, offset: int, limit: int) -> str:
     """RFC 8288 Link header: first/prev/next/last pages, with every other parameter kept as sent."""
-    base_params = [(k, v) for k, v in parse_qsl(request.raw_query, keep_blank_values=True) if k.strip() not in ("offset", "limit")]
+    base_params = [
+        (k, v)
+        for k, v in parse_qsl(request.raw_query, keep_blank_values=True)
+        if k.strip() not in ("offset", "limit")
+    ]
     url = f"http://{request.host}{request.path}"
 
     def link(rel: str, at: int) -> str:
@@ -256,7 +272,9 @@ def _single(
 ) -> Response:
     shape = COLLECTIONS[name]
     try:
-        query = _parse_query(server, {k: v for k, v in request.params.items() if k == "fields"}, shape.base, None)
+        query = _parse_query(
+            server, {k: v for k, v in request.params.items() if k == "fields"}, shape.base, None
+        )
     except QueryError as exc:
         return imsx_error(400, exc.code_minor, exc.description)
     record = district.collections[shape.base].get(sourced_id)
@@ -275,7 +293,7 @@ def admin_endpoint(server: SimulatorServer, request: Request) -> Response:
     """Loopback-only controls: mutations, stats, faults, token expiry. Not part of OneRoster."""
     if request.client_ip not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
         return json_response(403, {"error": "the admin endpoint only answers loopback clients"})
-    parts = request.path[len(ADMIN_PREFIX):].split("/")
+    parts = request.path[len(ADMIN_PREFIX) :].split("/")
     try:
         payload = orjson.loads(request.body) if request.body.strip() else {}
     except orjson.JSONDecodeError as exc:
@@ -290,11 +308,22 @@ def admin_endpoint(server: SimulatorServer, request: Request) -> Response:
             server.faults.clear()
             return json_response(200, {"faults": []})
         if request.method == "POST":
-            allowed = {"status", "kind", "retry_after", "times", "after", "path_contains", "method", "delay_seconds"}
+            allowed = {
+                "status",
+                "kind",
+                "retry_after",
+                "times",
+                "after",
+                "path_contains",
+                "method",
+                "delay_seconds",
+            }
             allowed |= PAGING_SETTINGS | DATA_SETTINGS
             unknown = set(payload) - allowed
             if unknown:
-                return json_response(400, {"error": f"unknown fault settings {sorted(unknown)}; kinds: {KINDS}"})
+                return json_response(
+                    400, {"error": f"unknown fault settings {sorted(unknown)}; kinds: {KINDS}"}
+                )
             try:
                 rule = server.faults.add(**payload)
             except (TypeError, ValueError) as exc:

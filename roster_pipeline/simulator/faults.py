@@ -77,7 +77,9 @@ class FaultRule:
     count: int = 1
     mutation: str | None = None
     mutation_params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    results: list[Any] = dataclasses.field(default_factory=list, repr=False)  # the MutationResult of each ``mutate``
+    results: list[Any] = dataclasses.field(
+        default_factory=list, repr=False
+    )  # the MutationResult of each ``mutate``
     sourced_id: str | None = None  # data faults: the record they change
     field: str | None = None  # data faults: the field they change
     fired: int = 0
@@ -85,11 +87,22 @@ class FaultRule:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "status": self.status, "retry_after": self.retry_after, "times": self.times,
-            "after": self.after, "path_contains": self.path_contains, "method": self.method,
-            "delay_seconds": self.delay_seconds, "offset": self.offset, "total": self.total,
-            "total_delta": self.total_delta, "count": self.count, "mutation": self.mutation,
-            "mutation_params": self.mutation_params, "sourced_id": self.sourced_id, "field": self.field,
+            "kind": self.kind,
+            "status": self.status,
+            "retry_after": self.retry_after,
+            "times": self.times,
+            "after": self.after,
+            "path_contains": self.path_contains,
+            "method": self.method,
+            "delay_seconds": self.delay_seconds,
+            "offset": self.offset,
+            "total": self.total,
+            "total_delta": self.total_delta,
+            "count": self.count,
+            "mutation": self.mutation,
+            "mutation_params": self.mutation_params,
+            "sourced_id": self.sourced_id,
+            "field": self.field,
             "fired": self.fired,
         }
 
@@ -142,9 +155,22 @@ class Faults:
         if kind in ("nul", "invalid_utf8") and not field:
             raise ValueError(f"a {kind} fault needs field= (the text field it corrupts)")
         rule = FaultRule(
-            kind, status, retry_after, times, after, path_contains, method.upper() if method else None, delay_seconds,
-            offset=offset, total=total, total_delta=total_delta, count=count, mutation=mutation,
-            mutation_params=dict(mutation_params or {}), sourced_id=sourced_id, field=field,
+            kind,
+            status,
+            retry_after,
+            times,
+            after,
+            path_contains,
+            method.upper() if method else None,
+            delay_seconds,
+            offset=offset,
+            total=total,
+            total_delta=total_delta,
+            count=count,
+            mutation=mutation,
+            mutation_params=dict(mutation_params or {}),
+            sourced_id=sourced_id,
+            field=field,
         )
         with self._lock:
             self._rules.append(rule)
@@ -268,7 +294,9 @@ def _check_paging_fault(
         raise ValueError(f"offset must be an int >= 0, got {offset!r}")
     if kind == "total_count":
         if total is None and not total_delta:
-            raise ValueError("a total_count fault needs total= (the header's value) or total_delta= (added to it)")
+            raise ValueError(
+                "a total_count fault needs total= (the header's value) or total_delta= (added to it)"
+            )
         if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
             raise ValueError(f"total must be an int >= 0, got {total!r}")
         if isinstance(total_delta, bool) or not isinstance(total_delta, int):
@@ -282,6 +310,7 @@ def _check_paging_fault(
         from roster_pipeline.simulator.admin import mutation_arguments
 
         mutation_arguments(mutation, mutation_params)  # raises ValueError naming the bad parameter
+
 
 def strip_envelope(body: bytes) -> bytes:
     """The JSON body without its list-valued top-level keys (the OneRoster envelope); other bodies as they are."""

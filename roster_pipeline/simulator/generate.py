@@ -252,7 +252,9 @@ class _Builder:
                 orgs = [org_ref(school_id)]
                 second = None
                 if len(school_ids) > 1 and self.rng.random() < ITINERANT_TEACHER_SHARE:
-                    second = school_ids[(index + 1 + self.rng.randrange(len(school_ids) - 1)) % len(school_ids)]
+                    second = school_ids[
+                        (index + 1 + self.rng.randrange(len(school_ids) - 1)) % len(school_ids)
+                    ]
                     orgs.append(org_ref(second))
                 teacher = self.staff_user("teacher", orgs, staff_number)
                 pools[school_id].append(teacher)
@@ -342,7 +344,11 @@ class _Builder:
             section = sections[course_id] = sections.get(course_id, 0) + 1
             if class_type == "scheduled" and rng.random() < 0.3:
                 term_index = rng.randrange(2)
-                terms, begin, end = one_term[term_index], calendar.terms[term_index].start, calendar.terms[term_index].end
+                terms, begin, end = (
+                    one_term[term_index],
+                    calendar.terms[term_index].start,
+                    calendar.terms[term_index].end,
+                )
             else:
                 terms, begin, end = year_terms, calendar.start, calendar.end
             class_id = new_sourced_id(rng)
@@ -420,8 +426,16 @@ class _Builder:
             status = TOBEDELETED if index in withdrawn else ACTIVE
             stamp = self.stamp()
             record = student_record(
-                rng, student_id, status, stamp, username=username, given=given, family=family,
-                identifier=identifier, orgs=school_refs, grade=grade,
+                rng,
+                student_id,
+                status,
+                stamp,
+                username=username,
+                given=given,
+                family=family,
+                identifier=identifier,
+                orgs=school_refs,
+                grade=grade,
             )
             if rng.random() < email_share:
                 record["email"] = f"{username}@{self.student_domain}"
@@ -453,7 +467,16 @@ class _Builder:
                     klass, begin, end = rng.choice(others)
                     enrollment_id = new_sourced_id(rng)
                     self.enrollments[enrollment_id] = enrollment_record(
-                        enrollment_id, TOBEDELETED, stamp, student, klass, school_ref, "student", FALSE, begin, end
+                        enrollment_id,
+                        TOBEDELETED,
+                        stamp,
+                        student,
+                        klass,
+                        school_ref,
+                        "student",
+                        FALSE,
+                        begin,
+                        end,
                     )
             if status == ACTIVE:
                 active_students.append(student_id)

@@ -192,11 +192,17 @@ def _stamp_for(district: SimulatedDistrict, now: datetime | None) -> str:
     if moment.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
     latest = max(
-        (record["dateLastModified"] for records in district.collections.values() for record in records.values()),
+        (
+            record["dateLastModified"]
+            for records in district.collections.values()
+            for record in records.values()
+        ),
         default=None,
     )
     if latest is not None:
-        floor = datetime.strptime(latest, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) + timedelta(milliseconds=1)
+        floor = datetime.strptime(latest, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) + timedelta(
+            milliseconds=1
+        )
         moment = max(moment.astimezone(UTC), floor)
     return format_timestamp(moment)
 
@@ -217,7 +223,9 @@ class _Mutation:
         self.collector_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            self.result = MutationResult(self.kind, self.district.version, _stamp_for(self.district, self.now))
+            self.result = MutationResult(
+                self.kind, self.district.version, _stamp_for(self.district, self.now)
+            )
             rng = random.Random(f"{self.kind}:{self.seed}:{self.district.version}")
         except BaseException:
             self._release()
@@ -340,7 +348,9 @@ def _retire_users(edit: _Edit, user_ids: Iterable[str], mode: RetireMode) -> Non
     leaving = {user_id for user_id in user_ids if user_id in users}
     if not leaving:
         return
-    theirs = [e_id for e_id, e in district.collections["enrollments"].items() if e["user"]["sourcedId"] in leaving]
+    theirs = [
+        e_id for e_id, e in district.collections["enrollments"].items() if e["user"]["sourcedId"] in leaving
+    ]
     for enrollment_id in theirs:
         edit.retire("enrollments", enrollment_id, mode)
     orphaned_guardians: list[str] = []
@@ -376,8 +386,16 @@ def _new_student(
     username = usernames.take(given, family)
     school = org_ref(school_id)
     record = student_record(
-        rng, student_id, ACTIVE, edit.stamp, username=username, given=given, family=family,
-        identifier=identifier, orgs=[school], grade=grade,
+        rng,
+        student_id,
+        ACTIVE,
+        edit.stamp,
+        username=username,
+        given=given,
+        family=family,
+        identifier=identifier,
+        orgs=[school],
+        grade=grade,
     )
     record["email"] = f"{username}@{student_email_domain(district.name)}"
     edit.add("users", record)
@@ -398,7 +416,16 @@ def _new_student(
         edit.add(
             "enrollments",
             enrollment_record(
-                enrollment_id, ACTIVE, edit.stamp, student, class_ref(class_id), school, "student", FALSE, begin, end
+                enrollment_id,
+                ACTIVE,
+                edit.stamp,
+                student,
+                class_ref(class_id),
+                school,
+                "student",
+                FALSE,
+                begin,
+                end,
             ),
         )
     return student_id
@@ -543,9 +570,7 @@ def move_students(
         for student_id in candidates:
             if len(moves) == count:
                 break
-            mine = sorted(
-                e for e in by_user.get(student_id, []) if enrollments[e]["status"] == ACTIVE
-            )
+            mine = sorted(e for e in by_user.get(student_id, []) if enrollments[e]["status"] == ACTIVE)
             current = {enrollments[e]["class"]["sourcedId"] for e in mine}
             rng.shuffle(mine)
             for enrollment_id in mine:
@@ -555,7 +580,9 @@ def move_students(
                 school = school_classes.get(old_class["school"]["sourcedId"])
                 options = [c for c in (school.all if school else []) if c[0] not in current]
                 same_course = [
-                    c for c in options if classes[c[0]]["course"]["sourcedId"] == old_class["course"]["sourcedId"]
+                    c
+                    for c in options
+                    if classes[c[0]]["course"]["sourcedId"] == old_class["course"]["sourcedId"]
                 ]
                 same_grade = [c for c in options if classes[c[0]].get("grades") == old_class.get("grades")]
                 pick_from = same_course or same_grade or options
@@ -565,7 +592,9 @@ def move_students(
         _check_count(kind, count, len(moves), "students can move to a class they are not in")
         for enrollment_id, class_id, begin, end in moves:
             edit.update(
-                "enrollments", enrollment_id, **{"class": class_ref(class_id), "beginDate": begin, "endDate": end}
+                "enrollments",
+                enrollment_id,
+                **{"class": class_ref(class_id), "beginDate": begin, "endDate": end},
             )
         return edit.result
 
@@ -605,7 +634,8 @@ def delete_school(
         doomed_enrollments = [
             enrollment_id
             for enrollment_id, enrollment in district.collections["enrollments"].items()
-            if enrollment["school"]["sourcedId"] == school_id or enrollment["class"]["sourcedId"] in doomed_classes
+            if enrollment["school"]["sourcedId"] == school_id
+            or enrollment["class"]["sourcedId"] in doomed_classes
         ]
         for enrollment_id in doomed_enrollments:
             edit.retire("enrollments", enrollment_id, mode)
@@ -675,17 +705,30 @@ def advance_school_year(
     """
     kind = "advance_school_year"
     _check_mode(kind, old, ("tobedeleted", "gone"))
-    if isinstance(leave_percent, bool) or not isinstance(leave_percent, int | float) or not 0 <= leave_percent <= 100:
+    if (
+        isinstance(leave_percent, bool)
+        or not isinstance(leave_percent, int | float)
+        or not 0 <= leave_percent <= 100
+    ):
         raise _invalid(kind, "leave_percent", f"must be a number in [0, 100], got {leave_percent!r}")
     mode: RetireMode = "tobedeleted" if old == "tobedeleted" else "vanish"
     with _Mutation(district, kind, seed, now) as (edit, rng):
         collections = district.collections
-        sessions, courses, classes = collections["academicSessions"], collections["courses"], collections["classes"]
+        sessions, courses, classes = (
+            collections["academicSessions"],
+            collections["courses"],
+            collections["classes"],
+        )
         users, enrollments = collections["users"], collections["enrollments"]
         old_year = district.school_year
         old_semesters = sorted(
-            (s for s in sessions.values() if s["status"] == ACTIVE and s["type"] in ("semester", "term")
-             and s["schoolYear"] == str(old_year)),
+            (
+                s
+                for s in sessions.values()
+                if s["status"] == ACTIVE
+                and s["type"] in ("semester", "term")
+                and s["schoolYear"] == str(old_year)
+            ),
             key=lambda s: s["startDate"],
         )
         old_sessions = list(sessions)
@@ -755,7 +798,13 @@ def advance_school_year(
             begin, end = new_class_dates[target_class]
             edit.add(
                 "enrollments",
-                {**enrollment, "sourcedId": new_id, "class": class_ref(target_class), "beginDate": begin, "endDate": end},
+                {
+                    **enrollment,
+                    "sourcedId": new_id,
+                    "class": class_ref(target_class),
+                    "beginDate": begin,
+                    "endDate": end,
+                },
             )
 
         # The old year goes.
@@ -801,8 +850,16 @@ def advance_school_year(
                 edit.add(
                     "enrollments",
                     enrollment_record(
-                        enrollment_id, ACTIVE, edit.stamp, student_ref, class_ref(class_id), school_ref,
-                        "student", FALSE, begin, end,
+                        enrollment_id,
+                        ACTIVE,
+                        edit.stamp,
+                        student_ref,
+                        class_ref(class_id),
+                        school_ref,
+                        "student",
+                        FALSE,
+                        begin,
+                        end,
                     ),
                 )
         _retire_users(edit, leaving, mode)

@@ -70,7 +70,12 @@ class _TenantValidator(RequestValidator):
     """What oauthlib asks of the server, for one tenant; remembers why a request was refused."""
 
     def __init__(
-        self, app_name: str, consumer_key: str, consumer_secret: str, nonces: NonceStore, max_skew_seconds: int
+        self,
+        app_name: str,
+        consumer_key: str,
+        consumer_secret: str,
+        nonces: NonceStore,
+        max_skew_seconds: int,
     ) -> None:
         super().__init__()
         self._app_name = app_name
@@ -114,7 +119,12 @@ class _TenantValidator(RequestValidator):
         return self._consumer_secret if client_key == self._consumer_key else "simulator-dummy-secret"
 
     def validate_timestamp_and_nonce(
-        self, client_key: str, timestamp: str, nonce: str, request: Any, request_token: Any = None,
+        self,
+        client_key: str,
+        timestamp: str,
+        nonce: str,
+        request: Any,
+        request_token: Any = None,
         access_token: Any = None,
     ) -> bool:
         if self._nonces.first_use(self._app_name, client_key, nonce):
@@ -131,16 +141,26 @@ class SignatureVerifier:
         self._nonces = NonceStore(max_skew_seconds)
 
     def refusal(
-        self, app_name: str, consumer_key: str, consumer_secret: str, method: str, url: str, headers: Mapping[str, str]
+        self,
+        app_name: str,
+        consumer_key: str,
+        consumer_secret: str,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
     ) -> str | None:
         """None when the request is correctly signed; otherwise why it is refused (no secret in it).
 
         ``url`` is the absolute URL as the client addressed it (scheme, Host header, raw path and query).
         """
-        validator = _TenantValidator(app_name, consumer_key, consumer_secret, self._nonces, self.max_skew_seconds)
+        validator = _TenantValidator(
+            app_name, consumer_key, consumer_secret, self._nonces, self.max_skew_seconds
+        )
         endpoint = SignatureOnlyEndpoint(validator)
         try:
-            valid, request = endpoint.validate_request(url, http_method=method, body=None, headers=dict(headers))
+            valid, request = endpoint.validate_request(
+                url, http_method=method, body=None, headers=dict(headers)
+            )
         except ValueError:
             # oauthlib's parsers raise this for an Authorization header that is not OAuth (a bearer token)
             # or a query string that is not form-encoded.

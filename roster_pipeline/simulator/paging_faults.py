@@ -47,7 +47,11 @@ def _without_records(rule: FaultRule, response: Response) -> Response:
     if response.status != 200:
         return response
     payload = orjson.loads(response.body)
-    lists = [key for key, value in payload.items() if isinstance(value, list)] if isinstance(payload, dict) else []
+    lists = (
+        [key for key, value in payload.items() if isinstance(value, list)]
+        if isinstance(payload, dict)
+        else []
+    )
     if len(lists) != 1:
         return response
     records = payload[lists[0]]
@@ -55,12 +59,18 @@ def _without_records(rule: FaultRule, response: Response) -> Response:
     # and unlike a missing last record it cannot be mistaken for the end of the collection.
     start = max(0, (len(records) - rule.count) // 2)
     del records[start : start + rule.count]
-    return Response(response.status, orjson.dumps(payload), response.content_type, list(response.headers), response.auth_ok)
+    return Response(
+        response.status,
+        orjson.dumps(payload),
+        response.content_type,
+        list(response.headers),
+        response.auth_ok,
+    )
 
 
 def _mutate(server: SimulatorServer, rule: FaultRule, path: str) -> None:
     prefix = server.api_prefix
-    app_name = path[len(prefix):].partition("/")[0] if path.startswith(prefix) else ""
+    app_name = path[len(prefix) :].partition("/")[0] if path.startswith(prefix) else ""
     tenant = server.tenants.get(app_name)
     if tenant is None or rule.mutation is None:
         return

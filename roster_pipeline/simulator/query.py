@@ -38,15 +38,38 @@ FIELDS: dict[str, frozenset[str]] = {
     "classes": frozenset(
         _BASE_FIELDS
         + (
-            "title", "classCode", "classType", "location", "grades", "subjects", "course", "school",
-            "terms", "subjectCodes", "periods", "resources",
+            "title",
+            "classCode",
+            "classType",
+            "location",
+            "grades",
+            "subjects",
+            "course",
+            "school",
+            "terms",
+            "subjectCodes",
+            "periods",
+            "resources",
         )
     ),
     "users": frozenset(
         _BASE_FIELDS
         + (
-            "username", "userIds", "enabledUser", "givenName", "familyName", "middleName", "role",
-            "identifier", "email", "sms", "phone", "agents", "orgs", "grades", "password",
+            "username",
+            "userIds",
+            "enabledUser",
+            "givenName",
+            "familyName",
+            "middleName",
+            "role",
+            "identifier",
+            "email",
+            "sms",
+            "phone",
+            "agents",
+            "orgs",
+            "grades",
+            "password",
         )
     ),
     "enrollments": frozenset(
@@ -55,17 +78,33 @@ FIELDS: dict[str, frozenset[str]] = {
     "demographics": frozenset(
         _BASE_FIELDS
         + (
-            "birthDate", "sex", "americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican",
-            "nativeHawaiianOrOtherPacificIslander", "white", "demographicRaceTwoOrMoreRaces",
-            "hispanicOrLatinoEthnicity", "countryOfBirthCode", "stateOfBirthAbbreviation", "cityOfBirth",
+            "birthDate",
+            "sex",
+            "americanIndianOrAlaskaNative",
+            "asian",
+            "blackOrAfricanAmerican",
+            "nativeHawaiianOrOtherPacificIslander",
+            "white",
+            "demographicRaceTwoOrMoreRaces",
+            "hispanicOrLatinoEthnicity",
+            "countryOfBirthCode",
+            "stateOfBirthAbbreviation",
+            "cityOfBirth",
             "publicSchoolResidenceStatus",
         )
     ),
     "lineItems": frozenset(
         _BASE_FIELDS
         + (
-            "title", "description", "assignDate", "dueDate", "class", "category", "gradingPeriod",
-            "resultValueMin", "resultValueMax",
+            "title",
+            "description",
+            "assignDate",
+            "dueDate",
+            "class",
+            "category",
+            "gradingPeriod",
+            "resultValueMin",
+            "resultValueMax",
         )
     ),
     "categories": frozenset(_BASE_FIELDS + ("title",)),
@@ -73,8 +112,7 @@ FIELDS: dict[str, frozenset[str]] = {
         _BASE_FIELDS + ("lineItem", "student", "scoreStatus", "score", "scoreDate", "comment")
     ),
     "resources": frozenset(
-        _BASE_FIELDS
-        + ("title", "roles", "importance", "vendorResourceId", "vendorId", "applicationId")
+        _BASE_FIELDS + ("title", "roles", "importance", "vendorResourceId", "vendorId", "applicationId")
     ),
 }
 
@@ -154,14 +192,18 @@ def parse_filter(text: str, base: str) -> Filter:
         field_name = m.group("field")
         _check_field(field_name, base, "invalid_filter_field", "filter")
         if field_name in DATETIME_FIELDS and m.group("op") != "~" and parse_datetime(value) is None:
-            raise QueryError("invalid_filter_field", f"{field_name} needs an ISO 8601 datetime, got {value!r}")
+            raise QueryError(
+                "invalid_filter_field", f"{field_name} needs an ISO 8601 datetime, got {value!r}"
+            )
         predicates.append(Predicate(field_name, m.group("op"), value))
         pos = m.end()
         if pos >= len(text):
             break
         j = _JOINER.match(text, pos)
         if j is None:
-            raise QueryError("invalid_filter_field", f"expected AND or OR in filter {text!r} at position {pos}")
+            raise QueryError(
+                "invalid_filter_field", f"expected AND or OR in filter {text!r} at position {pos}"
+            )
         joiners.append(j.group(1).upper())
         pos = j.end()
     if len(predicates) > 2:

@@ -24,7 +24,12 @@ def json_response(status: int, payload: object, **kwargs: object) -> Response:
 
 
 def imsx_error(
-    status: int, code_minor: str, description: str, *, code_major: str = "failure", auth_ok: bool | None = None
+    status: int,
+    code_minor: str,
+    description: str,
+    *,
+    code_major: str = "failure",
+    auth_ok: bool | None = None,
 ) -> Response:
     """The OneRoster 1.1 status-info body (imsx_StatusInfo.Type), returned as the whole error body."""
     body = {

@@ -38,7 +38,9 @@ from roster_pipeline.simulator.views import IndexCache
 
 log = logging.getLogger("roster_pipeline.simulator")
 
-_SECRET_PARAMS = re.compile(r"((?:client_secret|access_token|token|password|oauth_signature)=)[^&]*", re.IGNORECASE)
+_SECRET_PARAMS = re.compile(
+    r"((?:client_secret|access_token|token|password|oauth_signature)=)[^&]*", re.IGNORECASE
+)
 
 #: How API requests are authorised: an OAuth2 bearer token from the token endpoint (Infinite Campus
 #: today), or a two-legged OAuth 1.0a HMAC-SHA256 signature on every request (no token endpoint).
@@ -100,7 +102,9 @@ class SimulatorServer:
         required_scopes: frozenset[str] = frozenset(),
     ) -> None:
         if oneroster_version not in API_LAYOUTS:
-            raise ValueError(f"oneroster_version must be one of {sorted(API_LAYOUTS)}, got {oneroster_version!r}")
+            raise ValueError(
+                f"oneroster_version must be one of {sorted(API_LAYOUTS)}, got {oneroster_version!r}"
+            )
         self.oneroster_version: OneRosterVersion = oneroster_version
         self.api_prefix, self.api_suffix = API_LAYOUTS[oneroster_version]
         if not tenants:
@@ -136,7 +140,10 @@ class SimulatorServer:
         self._httpd = _HTTPServer((self.host, self.port), _Handler, self)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="oneroster-simulator", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="oneroster-simulator",
+            daemon=True,
         )
         self._thread.start()
         log.info("OneRoster simulator listening on %s", self.url)
@@ -213,7 +220,9 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: SimulatorServer) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], sim: SimulatorServer
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.sim = sim
@@ -361,19 +370,39 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _log(
-        self, sim: SimulatorServer, path: str, query: str, status: int, auth_ok: bool | None,
-        fault: FaultRule | None, started: float,
+        self,
+        sim: SimulatorServer,
+        path: str,
+        query: str,
+        status: int,
+        auth_ok: bool | None,
+        fault: FaultRule | None,
+        started: float,
     ) -> None:
         seconds = time.monotonic() - started
         safe_query = redact(query)
         sim._record(
-            RequestRecord(self.command, path, safe_query, status, auth_ok, fault.kind if fault else None, started, seconds)
+            RequestRecord(
+                self.command,
+                path,
+                safe_query,
+                status,
+                auth_ok,
+                fault.kind if fault else None,
+                started,
+                seconds,
+            )
         )
         if log.isEnabledFor(logging.INFO):
             line = f"{path}?{safe_query}" if safe_query else path
             log.info(
-                '%s "%s %s" %s %.1fms%s', self.client_address[0], self.command, line, status or "RESET",
-                seconds * 1000, f" fault={fault.kind}" if fault else "",
+                '%s "%s %s" %s %.1fms%s',
+                self.client_address[0],
+                self.command,
+                line,
+                status or "RESET",
+                seconds * 1000,
+                f" fault={fault.kind}" if fault else "",
             )
 
 
@@ -388,7 +417,9 @@ def _fault_response(fault: FaultRule) -> Response:
     elif status in (502, 503, 504):
         # What the load balancer in front of an SIS sends: HTML, not JSON.
         text = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}[status]
-        html = f"<html><head><title>{status} {text}</title></head><body><h1>{status} {text}</h1></body></html>"
+        html = (
+            f"<html><head><title>{status} {text}</title></head><body><h1>{status} {text}</h1></body></html>"
+        )
         response = Response(status, html.encode(), content_type="text/html; charset=utf-8")
     elif status == 401:
         response = imsx_error(401, "unauthorisedrequest", "unauthorised (simulated)")

@@ -91,8 +91,21 @@ class SimulatorProcess:
 
     def start(self) -> SimulatorProcess:
         args = [
-            *console_command(), "simulator", "--host", self.host, "--port", "0", "--size", self.size,
-            "--seed", str(self.seed), "--app-name", self.app_name, "--client-id", self.client_id, *self.extra_args,
+            *console_command(),
+            "simulator",
+            "--host",
+            self.host,
+            "--port",
+            "0",
+            "--size",
+            self.size,
+            "--seed",
+            str(self.seed),
+            "--app-name",
+            self.app_name,
+            "--client-id",
+            self.client_id,
+            *self.extra_args,
         ]
         env = dict(os.environ)
         # The secret travels by environment, not argv: argv is visible to every user via ps.
@@ -106,7 +119,9 @@ class SimulatorProcess:
             line = self.process.stdout.readline()
             if not line:
                 code = self.process.wait()
-                raise RuntimeError(f"simulator exited with {code} before it was ready; log: {self.log_text()}")
+                raise RuntimeError(
+                    f"simulator exited with {code} before it was ready; log: {self.log_text()}"
+                )
             if line.strip().startswith("token URL:"):
                 self.token_url = line.split(":", 1)[1].strip()
             elif line.strip().startswith("API base URL:"):
@@ -116,7 +131,9 @@ class SimulatorProcess:
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError("simulator did not become ready in time")
-        self.url = (self.token_url or self.base_url).split("/campus/", 1)[0]  # no token URL under --auth oauth1
+        self.url = (self.token_url or self.base_url).split("/campus/", 1)[
+            0
+        ]  # no token URL under --auth oauth1
         return self
 
     @property

@@ -38,13 +38,23 @@ API_LAYOUTS: dict[str, tuple[str, str]] = {
 }
 
 _USER_V1P2_ONLY = (
-    "userMasterIdentifier", "preferredFirstName", "preferredMiddleName", "preferredLastName", "pronouns",
-    "roles", "userProfiles", "primaryOrg", "resources",
+    "userMasterIdentifier",
+    "preferredFirstName",
+    "preferredMiddleName",
+    "preferredLastName",
+    "pronouns",
+    "roles",
+    "userProfiles",
+    "primaryOrg",
+    "resources",
 )
 #: Top-level fields of each base collection in 1.2 (what ``fields=`` may select).
 FIELDS: dict[str, frozenset[str]] = {
-    **{name: fields for name, fields in V1P1_FIELDS.items() if name in (
-        "orgs", "academicSessions", "courses", "classes", "enrollments", "demographics")},
+    **{
+        name: fields
+        for name, fields in V1P1_FIELDS.items()
+        if name in ("orgs", "academicSessions", "courses", "classes", "enrollments", "demographics")
+    },
     "users": (V1P1_FIELDS["users"] - {"role", "orgs"}) | frozenset(_USER_V1P2_ONLY),
 }
 
@@ -127,4 +137,6 @@ def error_body_v1p2(response: Response) -> Response:
     for field in minor.get("imsx_codeMinorField", []) if isinstance(minor, dict) else []:
         value = field.get("imsx_codeMinorFieldValue")
         field["imsx_codeMinorFieldValue"] = CODE_MINORS_V1P2.get(value, value)
-    return Response(response.status, orjson.dumps(body), response.content_type, list(response.headers), response.auth_ok)
+    return Response(
+        response.status, orjson.dumps(body), response.content_type, list(response.headers), response.auth_ok
+    )

@@ -169,7 +169,12 @@ def nested(segments: list[str]) -> Listing | None:
         if child in ("students", "teachers"):
             return _school_class(sid, cid, child[:-1], "users")
         return None
-    if n == 5 and segments[0] == "classes" and segments[4] == "results" and segments[2] in ("lineItems", "students"):
+    if (
+        n == 5
+        and segments[0] == "classes"
+        and segments[4] == "results"
+        and segments[2] in ("lineItems", "students")
+    ):
         return empty("results")
     return None
 
@@ -179,7 +184,9 @@ def _school_class(sid: str, cid: str, role: str | None, envelope: str) -> Listin
 
     def source(index: DistrictIndex) -> list[Record]:
         if role is None:
-            return [e for e in index.relation("enrollments_by_class").get(cid, ()) if _ref_id(e, "school") == sid]
+            return [
+                e for e in index.relation("enrollments_by_class").get(cid, ()) if _ref_id(e, "school") == sid
+            ]
         classes = index.district.collections["classes"]
         if cid not in classes or _ref_id(classes[cid], "school") != sid:
             return []
@@ -188,7 +195,9 @@ def _school_class(sid: str, cid: str, role: str | None, envelope: str) -> Listin
     return Listing(shape, ("school-class", sid, cid, role), source)
 
 
-def _by_relation(shape_name: str, relation: str, where: tuple[str, str] | None = None) -> Callable[[str], Listing]:
+def _by_relation(
+    shape_name: str, relation: str, where: tuple[str, str] | None = None
+) -> Callable[[str], Listing]:
     shape = COLLECTIONS[shape_name]
 
     def make(pid: str) -> Listing:
@@ -247,7 +256,9 @@ _NESTED: dict[tuple[str, str], Callable[[str], Listing | None]] = {
     ("courses", "classes"): _by_relation("classes", "classes_by_course"),
     ("courses", "resources"): lambda _cid: empty("resources"),
     ("terms", "classes"): _by_relation("classes", "classes_by_term"),
-    ("terms", "gradingPeriods"): _by_relation("academicSessions", "sessions_by_parent", ("type", "gradingPeriod")),
+    ("terms", "gradingPeriods"): _by_relation(
+        "academicSessions", "sessions_by_parent", ("type", "gradingPeriod")
+    ),
     ("students", "classes"): _classes_of_user("student"),
     ("teachers", "classes"): _classes_of_user("teacher"),
     ("users", "classes"): _classes_of_user(None),

@@ -56,7 +56,8 @@ def bundle_path_for(district: District, run_tags: Mapping[str, str] | None = Non
     tagged = (run_tags or {}).get(CSV_BUNDLE_TAG, "").strip()
     if not tagged:
         raise CsvBundleError(
-            district.id, "(none)",
+            district.id,
+            "(none)",
             f"the district takes bundles from the drop folder {settings.drop_folder}; its runs are started by "
             f"the drop-folder sensor with the run tag {CSV_BUNDLE_TAG} naming the bundle (to rerun one by hand, "
             f"set that tag to a bundle in {Path(settings.drop_folder) / PROCESSED})",
@@ -65,7 +66,8 @@ def bundle_path_for(district: District, run_tags: Mapping[str, str] | None = Non
     processed = (Path(settings.drop_folder) / PROCESSED).resolve()
     if bundle.parent != processed:
         raise CsvBundleError(
-            district.id, bundle.name,
+            district.id,
+            bundle.name,
             f"the run tag {CSV_BUNDLE_TAG} must name a bundle in {processed}, not {bundle.parent}",
         )
     return bundle
@@ -84,7 +86,9 @@ def open_source(
     ``run_tags``: the run's tags (a drop-folder district's run names its bundle in ``roster/csv_bundle``).
     """
     if district.import_method == "csv_bundle":
-        return CsvBundleSource(district.id, bundle_path_for(district, run_tags), batch_size=district.page_size)
+        return CsvBundleSource(
+            district.id, bundle_path_for(district, run_tags), batch_size=district.page_size
+        )
     config = client_config_for(district, environ)
     if client_overrides:
         config = ClientConfig.model_validate(

@@ -16,7 +16,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 #: ``oneroster_v1p2_rest`` — OneRoster 1.2 rostering REST, OAuth2 client credentials;
 #: ``csv_bundle`` — a OneRoster 1.1 CSV zip from a path or a drop folder (districts exporting to SFTP).
 ImportMethod = Literal["oneroster_rest", "oneroster_rest_oauth1", "oneroster_v1p2_rest", "csv_bundle"]
-IMPORT_METHODS: tuple[str, ...] = ("oneroster_rest", "oneroster_rest_oauth1", "oneroster_v1p2_rest", "csv_bundle")
+IMPORT_METHODS: tuple[str, ...] = (
+    "oneroster_rest",
+    "oneroster_rest_oauth1",
+    "oneroster_v1p2_rest",
+    "csv_bundle",
+)
 
 
 @runtime_checkable

@@ -122,7 +122,9 @@ def validate_batch(
         for position, record in enumerate(records):
             for path, check, shown in problems(record):
                 failed[position] = True
-                found.append((position, _unstorable_reject(district.id, name, record, position, path, check, shown)))
+                found.append(
+                    (position, _unstorable_reject(district.id, name, record, position, path, check, shown))
+                )
     found.sort(key=lambda item: item[0])  # stable: batch order, then the order pandera reported
     rejects = [reject for _, reject in found]
     valid = [records[i] for i in np.flatnonzero(~failed)] if failed.any() else list(records)
@@ -137,7 +139,13 @@ def _sourced_id(record: Mapping[str, Any]) -> str | None:
 
 
 def _unstorable_reject(
-    district_id: str, resource_name: str, record: Mapping[str, Any], position: int, path: str, check: str, shown: str
+    district_id: str,
+    resource_name: str,
+    record: Mapping[str, Any],
+    position: int,
+    path: str,
+    check: str,
+    shown: str,
 ) -> Reject:
     """A value no warehouse can store (NUL, undecodable text, a huge number): the record is quarantined
     with the field named instead of failing the whole batch's COPY (see ``roster_pipeline.records.unstorable``)."""

@@ -44,7 +44,9 @@ def year_scoped_tables() -> list[sa.Table]:
     return [t.published for t in TABLES.values() if t.resource.year_scoped]
 
 
-def current_school_year(conn: sa.Connection, district_id: str, exclude_import: int | None = None) -> int | None:
+def current_school_year(
+    conn: sa.Connection, district_id: str, exclude_import: int | None = None
+) -> int | None:
     """The school year of the district's latest published import (None before the first publish)."""
     query = sa.select(sa.func.max(import_runs.c.school_year)).where(
         import_runs.c.district_id == district_id, import_runs.c.status == "published"
@@ -55,7 +57,9 @@ def current_school_year(conn: sa.Connection, district_id: str, exclude_import: i
     return None if value is None else int(value)
 
 
-def refuse_past_year(conn: sa.Connection, district_id: str, school_year: int, exclude_import: int | None = None) -> int | None:
+def refuse_past_year(
+    conn: sa.Connection, district_id: str, school_year: int, exclude_import: int | None = None
+) -> int | None:
     """Raise PastSchoolYearError when ``school_year`` is older than the current one; returns the current."""
     current = current_school_year(conn, district_id, exclude_import)
     if current is not None and int(school_year) < current:
@@ -91,7 +95,9 @@ def archive_superseded_years(conn: sa.Connection, now: datetime) -> None:
             .where(import_runs.c.status == "published", import_runs.c.district_id == c.district_id)
             .scalar_subquery()
         )
-        conn.execute(sa.update(table).where(c.archived_at.is_(None), c.school_year < latest).values(archived_at=now))
+        conn.execute(
+            sa.update(table).where(c.archived_at.is_(None), c.school_year < latest).values(archived_at=now)
+        )
 
 
 def school_years(conn: sa.Connection, district_id: str) -> dict[int, dict[str, int]]:

@@ -46,7 +46,15 @@ from .staging import vanished_for
 #: Rows whose published version the publish replaces (history + UPDATE), and rows it inserts.
 REPLACES: tuple[str, ...] = ("updated", "readded", "deleted")
 INSERTS: tuple[str, ...] = ("added", "new_tobedeleted")
-CHANGES: tuple[str, ...] = ("added", "readded", "unchanged", "updated", "deleted", "new_tobedeleted", "already_deleted")
+CHANGES: tuple[str, ...] = (
+    "added",
+    "readded",
+    "unchanged",
+    "updated",
+    "deleted",
+    "new_tobedeleted",
+    "already_deleted",
+)
 
 
 def published_watermark(conn: sa.Connection, district_id: str) -> str:
@@ -79,7 +87,9 @@ def anything_published(conn: sa.Connection, t: ResourceTables, scope: Scope) -> 
     return conn.execute(query).first() is not None
 
 
-def classify_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, marked_before: bool = True) -> str:
+def classify_resource(
+    conn: sa.Connection, t: ResourceTables, scope: Scope, marked_before: bool = True
+) -> str:
     """Set ``change`` on the staged rows of the resource, and (full import) record its vanished rows;
     returns the change of the rows left unmarked (NULL): ``added`` or ``unchanged``.
 
@@ -112,7 +122,9 @@ def classify_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, mark
     )
     classified = (
         sa.select(s2.c.row_id, change.label("change"))
-        .select_from(s2.outerjoin(t.published, sa.and_(*published_scope(t, scope), p.sourced_id == s2.c.sourced_id)))
+        .select_from(
+            s2.outerjoin(t.published, sa.and_(*published_scope(t, scope), p.sourced_id == s2.c.sourced_id))
+        )
         .subquery("classified")
     )
     conn.execute(
@@ -123,7 +135,9 @@ def classify_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, mark
     if scope.full:
         # import_id too: the staging index is (import_id, sourced_id), and a published table loaded by the
         # previous publish may have no statistics yet (the planner then probes per published row).
-        staged = sa.select(sa.literal(1)).where(s.c.import_id == scope.import_id, s.c.sourced_id == p.sourced_id)
+        staged = sa.select(sa.literal(1)).where(
+            s.c.import_id == scope.import_id, s.c.sourced_id == p.sourced_id
+        )
         conn.execute(
             vanished.insert().from_select(
                 ["resource", "sourced_id"],
@@ -135,7 +149,9 @@ def classify_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, mark
     return "unchanged"
 
 
-def is_change(s: sa.ColumnCollection[str, sa.Column[object]], unmarked: str, changes: tuple[str, ...]) -> sa.ColumnElement[bool]:
+def is_change(
+    s: sa.ColumnCollection[str, sa.Column[object]], unmarked: str, changes: tuple[str, ...]
+) -> sa.ColumnElement[bool]:
     """The staged row's change is one of ``changes`` (``unmarked``: what a NULL stands for)."""
     condition = s.change.in_(changes)
     return sa.or_(condition, s.change.is_(None)) if unmarked in changes else condition
@@ -192,7 +208,11 @@ def count(
         n[key] = n.get(key, 0) + int(rows)
     vanished = 0
     if scope.full:
-        vanished = int(conn.execute(sa.select(sa.func.count()).select_from(vanished_rows(t, scope).subquery())).scalar_one())
+        vanished = int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(vanished_rows(t, scope).subquery())
+            ).scalar_one()
+        )
     distinct = sum(n.values())
     return ChangeCounts(
         fetched=fetched,
@@ -218,5 +238,7 @@ def withhold_deletions(conn: sa.Connection, t: ResourceTables, scope: Scope) -> 
     are kept: storing them soft-deleted deletes nothing.  Returns staged rows withdrawn.
     """
     s = t.staging.c
-    removed = conn.execute(sa.delete(t.staging).where(s.import_id == scope.import_id, s.change == "deleted")).rowcount
+    removed = conn.execute(
+        sa.delete(t.staging).where(s.import_id == scope.import_id, s.change == "deleted")
+    ).rowcount
     return int(removed or 0)

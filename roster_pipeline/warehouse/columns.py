@@ -140,7 +140,12 @@ def _list(value: Any) -> str | None:
     return orjson.dumps(value).decode() if isinstance(value, list) else _text(value)
 
 
-_CONVERT: dict[Kind, Callable[[Any], str | None]] = {"scalar": _text, "ref": _ref, "refs": _refs, "list": _list}
+_CONVERT: dict[Kind, Callable[[Any], str | None]] = {
+    "scalar": _text,
+    "ref": _ref,
+    "refs": _refs,
+    "list": _list,
+}
 
 RowFlattener = Callable[[Mapping[str, Any]], tuple[str | None, ...]]
 
@@ -151,7 +156,9 @@ def flattener(resource_name: str) -> RowFlattener:
     Scalar fields that are already strings and references that are JSON objects (the common cases) skip
     the conversion call entirely: this runs once per record of every pull.
     """
-    specs = [(c.field, _CONVERT[c.kind], c.kind == "scalar", c.kind == "ref") for c in columns_for(resource_name)]
+    specs = [
+        (c.field, _CONVERT[c.kind], c.kind == "scalar", c.kind == "ref") for c in columns_for(resource_name)
+    ]
 
     def flatten(record: Mapping[str, Any]) -> tuple[str | None, ...]:
         get = record.get

@@ -119,7 +119,9 @@ class Warehouse:
 
     # -- imports ---------------------------------------------------------------------------------
 
-    def begin_import(self, district_id: str, run_id: str | None, school_year: int, sync_mode: str = "full") -> int:
+    def begin_import(
+        self, district_id: str, run_id: str | None, school_year: int, sync_mode: str = "full"
+    ) -> int:
         """Open an import; a school year older than the district's current one is refused (PastSchoolYearError)."""
         if sync_mode not in SYNC_MODES:
             raise ValueError(f"sync_mode must be one of {SYNC_MODES}, got {sync_mode!r}")
@@ -156,7 +158,9 @@ class Warehouse:
 
     def latest_import(self, district_id: str) -> ImportRun | None:
         """The district's most recent import whatever became of it (district_status shows its outcome)."""
-        query = sa.select(sa.func.max(import_runs.c.import_id)).where(import_runs.c.district_id == district_id)
+        query = sa.select(sa.func.max(import_runs.c.import_id)).where(
+            import_runs.c.district_id == district_id
+        )
         with self.engine.connect() as conn:
             import_id = conn.execute(query).scalar()
             return None if import_id is None else self._import(conn, import_id)
@@ -173,7 +177,11 @@ class Warehouse:
         rows reflect, and where a delta counts from."""
         with self.engine.connect() as conn:
             import_id = latest_published_import_id(
-                conn, district_id, school_year=school_year, before_import_id=before_import_id, sync_mode=sync_mode
+                conn,
+                district_id,
+                school_year=school_year,
+                before_import_id=before_import_id,
+                sync_mode=sync_mode,
             )
             return None if import_id is None else self._import(conn, import_id)
 
@@ -183,9 +191,13 @@ class Warehouse:
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
             if run.status not in OPEN_STATUSES:
-                raise WarehouseError(f"import {import_id} is {run.status}; its deletion policy can no longer change")
+                raise WarehouseError(
+                    f"import {import_id} is {run.status}; its deletion policy can no longer change"
+                )
             conn.execute(
-                import_runs.update().where(import_runs.c.import_id == import_id).values(additions_only=additions_only)
+                import_runs.update()
+                .where(import_runs.c.import_id == import_id)
+                .values(additions_only=additions_only)
             )
 
     def current_school_year(self, district_id: str) -> int | None:
@@ -208,7 +220,9 @@ class Warehouse:
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
             if run.status not in (*OPEN_STATUSES, "held"):
-                raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports can be held")
+                raise WarehouseError(
+                    f"import {import_id} is {run.status}; only running/staged imports can be held"
+                )
             conn.execute(
                 import_runs.update()
                 .where(import_runs.c.import_id == import_id)
@@ -322,7 +336,9 @@ class Warehouse:
                 .values(pages=int(pages), seconds=float(seconds), fetched=c.fetched + int(dropped_duplicates))
             )
 
-    def analyze_staging(self, import_id: int, resources: Sequence[str] | None = None, only_new: bool = True) -> None:
+    def analyze_staging(
+        self, import_id: int, resources: Sequence[str] | None = None, only_new: bool = True
+    ) -> None:
         """Postgres: give the import's staging tables planner statistics, in a short transaction of its own.
 
         ``only_new``: only tables never analysed (a cheap catalog probe when there is nothing to do).
@@ -358,7 +374,11 @@ class Warehouse:
             run = self._import(conn, import_id)
             if run.status not in STAGED_STATUSES:
                 return done
-            names = [r.name for r in self._staged_resources(conn, import_id)] if resources is None else list(resources)
+            names = (
+                [r.name for r in self._staged_resources(conn, import_id)]
+                if resources is None
+                else list(resources)
+            )
         for name in names:
             res = resource(name)
             with self.engine.begin() as conn:
@@ -398,12 +418,16 @@ class Warehouse:
                     "publish it only as an approve, with override=True"
                 )
             if run.status not in (*OPEN_STATUSES, "held"):
-                raise WarehouseError(f"import {import_id} is {run.status}; only running/staged imports publish")
+                raise WarehouseError(
+                    f"import {import_id} is {run.status}; only running/staged imports publish"
+                )
             lock_district_writes(conn, run.district_id)  # one publish (undo, purge) per district at a time
             if conn.dialect.name == "postgresql":  # hash joins over a whole district (see diff.deduplicate)
                 conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
             # An old school year is frozen after rollover; a newer one archives the years before it.
-            current_year = archive.refuse_past_year(conn, run.district_id, run.school_year, exclude_import=import_id)
+            current_year = archive.refuse_past_year(
+                conn, run.district_id, run.school_year, exclude_import=import_id
+            )
             scope = self._scope(run)
             rejected = quarantine.distinct_records(conn, import_id)
             for res in self._staged_resources(conn, import_id):
@@ -439,7 +463,9 @@ class Warehouse:
             self._clear_staging(conn, import_id)
             values: dict[str, Any] = {"status": "published", "finished_at": _now(), "error": None}
             if run.status == "held":  # only a held import had thresholds to override
-                values.update(overridden_by=overridden_by, override_reason=override_reason, overridden_at=_now())
+                values.update(
+                    overridden_by=overridden_by, override_reason=override_reason, overridden_at=_now()
+                )
             conn.execute(import_runs.update().where(import_runs.c.import_id == import_id).values(**values))
         self._refresh_published_statistics(results)
         return results
@@ -456,7 +482,9 @@ class Warehouse:
         a short lock_timeout skips instead."""
         if self.dialect != "postgresql":
             return
-        changed = [name for name, c in results.items() if c.added + c.updated + c.deleted >= ANALYZE_AFTER_ROWS]
+        changed = [
+            name for name, c in results.items() if c.added + c.updated + c.deleted >= ANALYZE_AFTER_ROWS
+        ]
         for name in changed:
             table = self.engine.dialect.identifier_preparer.quote(TABLES[name].published.name)
             try:
@@ -496,8 +524,16 @@ class Warehouse:
         """Roll the district back to exactly what was published before its latest published import, in ONE
         transaction; the import becomes ``undone``.  ``check`` sees the result before the commit and returns
         failures (refused unless ``force``); ``preview`` rolls back.  See ``warehouse.undo``."""
-        return undo.undo_last_import(self.engine, district_id, undone_by=undone_by, note=note, import_id=import_id,
-                                     check=check, force=force, preview=preview)
+        return undo.undo_last_import(
+            self.engine,
+            district_id,
+            undone_by=undone_by,
+            note=note,
+            import_id=import_id,
+            check=check,
+            force=force,
+            preview=preview,
+        )
 
     def undo_counts(self, import_id: int) -> dict[str, undo.ResourceUndo]:
         """What undoing the import did, per resource (empty unless it was undone)."""
@@ -584,7 +620,9 @@ class Warehouse:
             for res in self._staged_resources(conn, import_id):
                 expected = self._diff(conn, run, res)  # the classification's counts (classified if stale)
                 if expected.changed:
-                    total += field_diff.build_resource(conn, staging.for_import(import_id, res.name), scope, expected)
+                    total += field_diff.build_resource(
+                        conn, staging.for_import(import_id, res.name), scope, expected
+                    )
         return total
 
     def field_changes(self, import_id: int, limit: int | None = None) -> pd.DataFrame:
@@ -614,8 +652,10 @@ class Warehouse:
         with self.engine.connect() as conn:
             for res in RESOURCES:
                 p = TABLES[res.name].published
-                query = sa.select(sa.func.count()).select_from(p).where(
-                    p.c.district_id == district_id, p.c.deleted_at.is_(None)
+                query = (
+                    sa.select(sa.func.count())
+                    .select_from(p)
+                    .where(p.c.district_id == district_id, p.c.deleted_at.is_(None))
                 )
                 if res.year_scoped and school_year is not None:
                     query = query.where(p.c.school_year == school_year)
@@ -661,7 +701,9 @@ class Warehouse:
     ) -> None:
         with self.engine.begin() as conn:
             run = self._import(conn, import_id, lock=True)
-            if run.status in ("published", "discarded", "undone") or (allowed is not None and run.status not in allowed):
+            if run.status in ("published", "discarded", "undone") or (
+                allowed is not None and run.status not in allowed
+            ):
                 raise WarehouseError(f"import {import_id} is {run.status}; it cannot become {status}")
             values: dict[str, Any] = {"status": status}
             if error is not None:
@@ -672,7 +714,9 @@ class Warehouse:
 
     def _require_unpublished(self, run: ImportRun) -> None:
         if run.status in ("published", "discarded", "undone"):
-            raise WarehouseError(f"import {run.import_id} is {run.status}; its records can no longer be rejected")
+            raise WarehouseError(
+                f"import {run.import_id} is {run.status}; its records can no longer be rejected"
+            )
 
     def _purge(self, conn: sa.Connection, import_id: int, res: Resource) -> int:
         """Withdraw quarantined records from staging and count them on the resource's counts row, which
@@ -684,7 +728,10 @@ class Warehouse:
         conn.execute(
             import_resource_counts.update()
             .where(c.import_id == import_id, c.resource == res.name)
-            .values(quarantined=c.quarantined + removed, purged_reject_id=self._latest_error_reject(conn, import_id, res))
+            .values(
+                quarantined=c.quarantined + removed,
+                purged_reject_id=self._latest_error_reject(conn, import_id, res),
+            )
         )
         return removed
 
@@ -749,7 +796,9 @@ class Warehouse:
 
     def _withhold(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
         """additions_only: withdraw staged deletions of alive rows, counted as ``withheld``."""
-        removed = classify.withhold_deletions(conn, staging.for_import(run.import_id, res.name), self._scope(run))
+        removed = classify.withhold_deletions(
+            conn, staging.for_import(run.import_id, res.name), self._scope(run)
+        )
         if removed:
             self._ensure_counts_row(conn, run.import_id, res.name)
             c = import_resource_counts.c
@@ -765,7 +814,9 @@ class Warehouse:
         self._ensure_classified(conn, run, res)
         c = import_resource_counts.c
         counts = conn.execute(
-            sa.select(c.fetched, c.quarantined, c.withheld).where(c.import_id == run.import_id, c.resource == res.name)
+            sa.select(c.fetched, c.quarantined, c.withheld).where(
+                c.import_id == run.import_id, c.resource == res.name
+            )
         ).first()
         fetched, quarantined, withheld = (int(v) for v in counts) if counts is not None else (0, 0, 0)
         return classify.count(conn, tables, self._scope(run), fetched, quarantined, withheld)
@@ -783,13 +834,16 @@ class Warehouse:
     def _ensure_counts_row(self, conn: sa.Connection, import_id: int, resource_name: str) -> None:
         exists = conn.execute(
             sa.select(sa.literal(1)).where(
-                import_resource_counts.c.import_id == import_id, import_resource_counts.c.resource == resource_name
+                import_resource_counts.c.import_id == import_id,
+                import_resource_counts.c.resource == resource_name,
             )
         ).first()
         if exists is None:
             conn.execute(import_resource_counts.insert().values(import_id=import_id, resource=resource_name))
 
-    def _bump_counts(self, conn: sa.Connection, import_id: int, resource_name: str, batches: int, fetched: int) -> None:
+    def _bump_counts(
+        self, conn: sa.Connection, import_id: int, resource_name: str, batches: int, fetched: int
+    ) -> None:
         self._ensure_counts_row(conn, import_id, resource_name)
         c = import_resource_counts.c
         conn.execute(

@@ -28,14 +28,28 @@ from .schema import class_teachers, derived_warnings, student_logins
 DERIVED_TABLES: dict[str, sa.Table] = {"class_teachers": class_teachers, "student_logins": student_logins}
 PAGE_SIZE = 5_000  # students read per query
 
-_classes = sa.table(current_view_name("classes"), sa.column("district_id"), sa.column("school_year"),
-                    sa.column("sourced_id"))
-_enrollments = sa.table(current_view_name("enrollments"), sa.column("district_id"), sa.column("school_year"),
-                        sa.column("class_sourced_id"), sa.column("user_sourced_id"), sa.column("role"),
-                        sa.column("primary"))
-_users = sa.table(current_view_name("users"), sa.column("district_id"), sa.column("sourced_id"),
-                  sa.column("family_name"), sa.column("given_name"), sa.column("role"), sa.column("email"),
-                  sa.column("username"))
+_classes = sa.table(
+    current_view_name("classes"), sa.column("district_id"), sa.column("school_year"), sa.column("sourced_id")
+)
+_enrollments = sa.table(
+    current_view_name("enrollments"),
+    sa.column("district_id"),
+    sa.column("school_year"),
+    sa.column("class_sourced_id"),
+    sa.column("user_sourced_id"),
+    sa.column("role"),
+    sa.column("primary"),
+)
+_users = sa.table(
+    current_view_name("users"),
+    sa.column("district_id"),
+    sa.column("sourced_id"),
+    sa.column("family_name"),
+    sa.column("given_name"),
+    sa.column("role"),
+    sa.column("email"),
+    sa.column("username"),
+)
 
 
 @dataclass(frozen=True)
@@ -61,11 +75,15 @@ def rebuilding(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 def current_classes(conn: sa.Connection, district_id: str) -> list[tuple[str, int]]:
     """The district's current classes as (sourcedId, school year)."""
-    query = sa.select(_classes.c.sourced_id, _classes.c.school_year).where(_classes.c.district_id == district_id)
+    query = sa.select(_classes.c.sourced_id, _classes.c.school_year).where(
+        _classes.c.district_id == district_id
+    )
     return [(str(sourced_id), int(year)) for sourced_id, year in conn.execute(query)]
 
 
-def teaching_enrollments(conn: sa.Connection, district_id: str, roles: Sequence[str]) -> list[Mapping[str, Any]]:
+def teaching_enrollments(
+    conn: sa.Connection, district_id: str, roles: Sequence[str]
+) -> list[Mapping[str, Any]]:
     """The district's current enrollments in ``roles`` with the enrolled person's names (NULL when the
     user is not published: the reference checks normally quarantine such enrollments).
 
@@ -74,16 +92,28 @@ def teaching_enrollments(conn: sa.Connection, district_id: str, roles: Sequence[
     of the enrollments, each person found by the users' primary key; a few rows per class come back.
     """
     e, u = _enrollments.c, _users.c
-    joined = _enrollments.outerjoin(_users, sa.and_(u.district_id == e.district_id, u.sourced_id == e.user_sourced_id))
+    joined = _enrollments.outerjoin(
+        _users, sa.and_(u.district_id == e.district_id, u.sourced_id == e.user_sourced_id)
+    )
     query = (
-        sa.select(e.class_sourced_id, e.school_year, e.user_sourced_id, e.role, e.primary, u.family_name, u.given_name)
+        sa.select(
+            e.class_sourced_id,
+            e.school_year,
+            e.user_sourced_id,
+            e.role,
+            e.primary,
+            u.family_name,
+            u.given_name,
+        )
         .select_from(joined)
         .where(e.district_id == district_id, e.role.in_(list(roles)))
     )
     return list(conn.execute(query).mappings())
 
 
-def student_pages(conn: sa.Connection, district_id: str, page_size: int = PAGE_SIZE) -> Iterator[Sequence[sa.Row[Any]]]:
+def student_pages(
+    conn: sa.Connection, district_id: str, page_size: int = PAGE_SIZE
+) -> Iterator[Sequence[sa.Row[Any]]]:
     """The district's current students (sourced_id, family_name, given_name, email, username), a page at
     a time."""
     u = _users.c
@@ -129,27 +159,39 @@ def insert_rows(conn: sa.Connection, table_name: str, values: Sequence[tuple[Any
                     copy.write_row(value)
         return len(values)
     if conn.dialect.name != "sqlite":
-        conn.execute(table.insert(), [dict(zip(columns, value, strict=True)) for value in values])  # another driver
+        conn.execute(
+            table.insert(), [dict(zip(columns, value, strict=True)) for value in values]
+        )  # another driver
         return len(values)
     placeholders = ", ".join("?" * len(columns))
     cursor = driver.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(f"INSERT INTO {preparer.quote(table.name)} ({quoted}) VALUES ({placeholders})", values)
+        cursor.executemany(
+            f"INSERT INTO {preparer.quote(table.name)} ({quoted}) VALUES ({placeholders})", values
+        )
     finally:
         cursor.close()
     return len(values)
 
 
-def record_warnings(conn: sa.Connection, district_id: str, import_id: int, table_name: str,
-                    warnings: Sequence[DerivedWarning]) -> None:
+def record_warnings(
+    conn: sa.Connection, district_id: str, import_id: int, table_name: str, warnings: Sequence[DerivedWarning]
+) -> None:
     """The rebuild's findings for the import it read, replacing those of an earlier rebuild of that import."""
     w = derived_warnings.c
     conn.execute(sa.delete(derived_warnings).where(w.import_id == import_id, w.table_name == table_name))
     now = datetime.now(UTC)
     rows = [
-        {"district_id": district_id, "import_id": import_id, "table_name": table_name, "check_name": warning.check,
-         "count": warning.count, "sample_ids": json.dumps(warning.sample_ids), "message": warning.message,
-         "recorded_at": now}
+        {
+            "district_id": district_id,
+            "import_id": import_id,
+            "table_name": table_name,
+            "check_name": warning.check,
+            "count": warning.count,
+            "sample_ids": json.dumps(warning.sample_ids),
+            "message": warning.message,
+            "recorded_at": now,
+        }
         for warning in warnings
         if warning.count
     ]
@@ -163,7 +205,8 @@ def warnings_for_import(engine: sa.Engine, import_id: int) -> list[DerivedWarnin
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(w.table_name, w.check_name, w.count, w.sample_ids, w.message)
-            .where(w.import_id == import_id).order_by(w.table_name, w.warning_id)
+            .where(w.import_id == import_id)
+            .order_by(w.table_name, w.warning_id)
         ).all()
     return [DerivedWarning(t, c, int(n), list(json.loads(s)), m) for t, c, n, s, m in rows]
 
@@ -172,8 +215,15 @@ def derived_rows(engine: sa.Engine, table_name: str, district_id: str) -> list[d
     """A district's derived rows in their natural order (class, display order; student): for tests and
     the CLI; consumers query the table."""
     table = DERIVED_TABLES[table_name]
-    order = ([table.c.class_sourced_id, table.c.display_order] if table_name == "class_teachers"
-             else [table.c.student_sourced_id])
+    order = (
+        [table.c.class_sourced_id, table.c.display_order]
+        if table_name == "class_teachers"
+        else [table.c.student_sourced_id]
+    )
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.select(table).where(table.c.district_id == district_id)
-                                               .order_by(*order)).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.select(table).where(table.c.district_id == district_id).order_by(*order)
+            ).mappings()
+        ]

@@ -120,7 +120,12 @@ def deduplicate(conn: sa.Connection, t: ResourceTables, import_id: int) -> int:
 
 
 def count_changes(
-    conn: sa.Connection, t: ResourceTables, scope: Scope, fetched: int, quarantined: int = 0, withheld: int = 0
+    conn: sa.Connection,
+    t: ResourceTables,
+    scope: Scope,
+    fetched: int,
+    quarantined: int = 0,
+    withheld: int = 0,
 ) -> ChangeCounts:
     """What publishing would do, by joining staging with the published rows (call after ``deduplicate``
     and ``purge_quarantined``).  Not used by the pipeline any more (it reads the classification, see
@@ -155,7 +160,9 @@ def count_changes(
     ).one()
     vanished = 0
     if scope.full:
-        vanished = conn.execute(sa.select(sa.func.count()).select_from(t.published).where(_vanished(t, scope))).scalar_one()
+        vanished = conn.execute(
+            sa.select(sa.func.count()).select_from(t.published).where(_vanished(t, scope))
+        ).scalar_one()
     return ChangeCounts(
         fetched=fetched,
         added=int(row.added),
@@ -212,7 +219,15 @@ def apply_changes(
                 _history_columns(t),
                 sa.select(
                     *[p[k] for k in t.key],
-                    p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id, s.change,
+                    p.status,
+                    p.raw,
+                    p.record_hash,
+                    p.updated_at,
+                    at,
+                    p.deleted_at,
+                    p.last_import_id,
+                    import_id,
+                    s.change,
                 )
                 .select_from(t.published.join(t.staging, _joined(t, scope)))
                 .where(replaced),
@@ -234,19 +249,30 @@ def apply_changes(
     # 2. full pull: alive rows that vanished are soft-deleted, status and content kept.
     if scope.full and expected.deleted > 0:
         gone = sa.and_(
-            *published_scope(t, scope), p.deleted_at.is_(None), p.sourced_id.in_(classify.vanished_rows(t, scope))
+            *published_scope(t, scope),
+            p.deleted_at.is_(None),
+            p.sourced_id.in_(classify.vanished_rows(t, scope)),
         )
         conn.execute(
             t.history.insert().from_select(
                 _history_columns(t),
                 sa.select(
                     *[p[k] for k in t.key],
-                    p.status, p.raw, p.record_hash, p.updated_at, at, p.deleted_at, p.last_import_id, import_id,
+                    p.status,
+                    p.raw,
+                    p.record_hash,
+                    p.updated_at,
+                    at,
+                    p.deleted_at,
+                    p.last_import_id,
+                    import_id,
                     sa.literal("vanished"),
                 ).where(gone),
             )
         )
-        vanished = conn.execute(sa.update(t.published).where(gone).values(deleted_at=at, last_import_id=import_id)).rowcount
+        vanished = conn.execute(
+            sa.update(t.published).where(gone).values(deleted_at=at, last_import_id=import_id)
+        ).rowcount
 
     # 3. new records, and records first seen as tobedeleted (inserted soft-deleted: nothing the SIS sent
     #    is lost).  The classification says they have no published row; the primary key would refuse one.
@@ -257,7 +283,13 @@ def apply_changes(
         inserted = conn.execute(
             t.published.insert().from_select(
                 [
-                    *t.key, *t.data_columns, "raw", "record_hash", "first_seen_at", "updated_at", "deleted_at",
+                    *t.key,
+                    *t.data_columns,
+                    "raw",
+                    "record_hash",
+                    "first_seen_at",
+                    "updated_at",
+                    "deleted_at",
                     "last_import_id",
                 ],
                 sa.select(

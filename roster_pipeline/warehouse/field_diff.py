@@ -27,7 +27,14 @@ from .diff import Scope
 from .schema import ResourceTables, import_field_changes
 
 FIELD_CHANGE_COLUMNS: tuple[str, ...] = (
-    "import_id", "district_id", "resource", "sourced_id", "change", "field", "old_value", "new_value",
+    "import_id",
+    "district_id",
+    "resource",
+    "sourced_id",
+    "change",
+    "field",
+    "old_value",
+    "new_value",
 )
 _INSERT_COLUMNS = list(FIELD_CHANGE_COLUMNS)
 
@@ -64,8 +71,9 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
     unmarked = classify.unmarked_change(conn, scope.import_id, t.resource.name)
     if expected.added:
         insert(
-            sa.select(*head, s.sourced_id, classify.change_of(s, unmarked), star, null, null)
-            .where(staged_here, classify.is_change(s, unmarked, ("added", "readded")))
+            sa.select(*head, s.sourced_id, classify.change_of(s, unmarked), star, null, null).where(
+                staged_here, classify.is_change(s, unmarked, ("added", "readded"))
+            )
         )
     joined = t.staging.join(t.published, sql._joined(t, scope))
     updated = sa.and_(staged_here, s.change == "updated")
@@ -74,7 +82,9 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
             pairs = (
                 sa.select(
                     s.sourced_id,
-                    sa.func.unnest(postgresql.array([sa.literal(c, type_=sa.Text) for c in t.data_columns])).label("field"),
+                    sa.func.unnest(
+                        postgresql.array([sa.literal(c, type_=sa.Text) for c in t.data_columns])
+                    ).label("field"),
                     sa.func.unnest(postgresql.array([p[c] for c in t.data_columns])).label("old"),
                     sa.func.unnest(postgresql.array([s[c] for c in t.data_columns])).label("new"),
                 )
@@ -83,13 +93,16 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
                 .subquery("pairs")
             )
             insert(
-                sa.select(*head, pairs.c.sourced_id, sa.literal("updated"), pairs.c.field, pairs.c.old, pairs.c.new)
-                .where(pairs.c.old.is_distinct_from(pairs.c.new))
+                sa.select(
+                    *head, pairs.c.sourced_id, sa.literal("updated"), pairs.c.field, pairs.c.old, pairs.c.new
+                ).where(pairs.c.old.is_distinct_from(pairs.c.new))
             )
         else:
             for column in t.data_columns:
                 insert(
-                    sa.select(*head, s.sourced_id, sa.literal("updated"), sa.literal(column), p[column], s[column])
+                    sa.select(
+                        *head, s.sourced_id, sa.literal("updated"), sa.literal(column), p[column], s[column]
+                    )
                     .select_from(joined)
                     .where(updated, p[column].is_distinct_from(s[column]))
                 )
@@ -101,7 +114,11 @@ def build_resource(conn: sa.Connection, t: ResourceTables, scope: Scope, expecte
         )
     # deleted: arrived tobedeleted while alive, or (full pull) vanished
     if expected.tobedeleted:
-        insert(sa.select(*head, s.sourced_id, sa.literal("deleted"), star, null, null).where(staged_here, s.change == "deleted"))
+        insert(
+            sa.select(*head, s.sourced_id, sa.literal("deleted"), star, null, null).where(
+                staged_here, s.change == "deleted"
+            )
+        )
     if scope.full and expected.deleted:
         vanished = classify.vanished_rows(t, scope).subquery("vanished")
         insert(sa.select(*head, vanished.c.sourced_id, sa.literal("deleted"), star, null, null))

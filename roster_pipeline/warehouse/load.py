@@ -45,13 +45,21 @@ def without_hrefs(raw: bytes) -> bytes:
 
 
 def build_rows(
-    tables: ResourceTables, import_id: int, district_id: str, school_year: int, records: Sequence[Mapping[str, Any]]
+    tables: ResourceTables,
+    import_id: int,
+    district_id: str,
+    school_year: int,
+    records: Sequence[Mapping[str, Any]],
 ) -> list[tuple[Any, ...]]:
     """Flatten a batch into staging tuples. The only per-record Python work of the pipeline."""
     flatten = flattener(tables.resource.name)
-    prefix: tuple[Any, ...] = (import_id, district_id, school_year) if tables.resource.year_scoped else (
-        import_id,
-        district_id,
+    prefix: tuple[Any, ...] = (
+        (import_id, district_id, school_year)
+        if tables.resource.year_scoped
+        else (
+            import_id,
+            district_id,
+        )
     )
     md5 = hashlib.md5
     rows: list[tuple[Any, ...]] = []
@@ -63,7 +71,9 @@ def build_rows(
                 f"{tables.resource.name}: record #{index} of the batch has no sourcedId; it cannot be keyed"
             )
         raw = canonical_json(record)
-        append((*prefix, str(sourced_id), *flatten(record), raw.decode(), md5(without_hrefs(raw)).hexdigest()))
+        append(
+            (*prefix, str(sourced_id), *flatten(record), raw.decode(), md5(without_hrefs(raw)).hexdigest())
+        )
     return rows
 
 

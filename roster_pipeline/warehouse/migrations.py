@@ -97,7 +97,9 @@ def rebuild_sqlite_table(conn: sa.Connection, table: sa.Table) -> None:
     common = [c.name for c in table.columns if c.name in _columns(conn, table.name)]
     cols = ", ".join(preparer.quote(c) for c in common)
     conn.execute(
-        sa.text(f"INSERT INTO {preparer.quote(temp_name)} ({cols}) SELECT {cols} FROM {preparer.quote(table.name)}")
+        sa.text(
+            f"INSERT INTO {preparer.quote(temp_name)} ({cols}) SELECT {cols} FROM {preparer.quote(table.name)}"
+        )
     )
     conn.execute(sa.text(f"DROP TABLE {preparer.quote(table.name)}"))  # drops its indexes too
     conn.execute(sa.text(f"ALTER TABLE {preparer.quote(temp_name)} RENAME TO {preparer.quote(table.name)}"))
@@ -151,9 +153,15 @@ def upgrade_to_5(conn: sa.Connection) -> None:
     """Per-import staging tables: carry over the imports still in staging, drop the shared tables."""
     present = set(sa.inspect(conn).get_table_names())
     legacy = {name: t.staging for name, t in TABLES.items() if t.staging.name in present}
-    in_staging = conn.execute(
-        sa.select(import_runs.c.import_id).where(import_runs.c.status.in_(STAGED_STATUSES)).order_by(import_runs.c.import_id)
-    ).scalars().all()
+    in_staging = (
+        conn.execute(
+            sa.select(import_runs.c.import_id)
+            .where(import_runs.c.status.in_(STAGED_STATUSES))
+            .order_by(import_runs.c.import_id)
+        )
+        .scalars()
+        .all()
+    )
     have = staging.existing(conn)
     for import_id in in_staging:
         if import_id not in have:
@@ -161,11 +169,21 @@ def upgrade_to_5(conn: sa.Connection) -> None:
         for name, shared in legacy.items():
             own = staging.for_import(import_id, name).staging
             columns = [c.name for c in own.columns if c.name in _columns(conn, shared.name)]
-            rows = sa.select(*[shared.c[c] for c in columns]).where(shared.c.import_id == import_id).order_by(shared.c.row_id)
-            copied = conn.execute(own.insert().from_select(columns, rows), execution_options={"preserve_rowcount": True})
-            if copied.rowcount and conn.dialect.name == "postgresql":  # later batches continue after the copied ids
+            rows = (
+                sa.select(*[shared.c[c] for c in columns])
+                .where(shared.c.import_id == import_id)
+                .order_by(shared.c.row_id)
+            )
+            copied = conn.execute(
+                own.insert().from_select(columns, rows), execution_options={"preserve_rowcount": True}
+            )
+            if (
+                copied.rowcount and conn.dialect.name == "postgresql"
+            ):  # later batches continue after the copied ids
                 conn.execute(
-                    sa.text(f"SELECT setval(pg_get_serial_sequence(:t, 'row_id'), (SELECT max(row_id) FROM \"{own.name}\"))"),
+                    sa.text(
+                        f"SELECT setval(pg_get_serial_sequence(:t, 'row_id'), (SELECT max(row_id) FROM \"{own.name}\"))"
+                    ),
                     {"t": own.name},
                 )
     preparer = conn.dialect.identifier_preparer
@@ -194,5 +212,10 @@ def upgrade_to_7(conn: sa.Connection) -> None:
 
 # version -> the step that upgrades a database from version-1. Version 1 is the initial create_all.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
-    2: upgrade_to_2, 3: upgrade_to_3, 4: upgrade_to_4, 5: upgrade_to_5, 6: upgrade_to_6, 7: upgrade_to_7,
+    2: upgrade_to_2,
+    3: upgrade_to_3,
+    4: upgrade_to_4,
+    5: upgrade_to_5,
+    6: upgrade_to_6,
+    7: upgrade_to_7,
 }

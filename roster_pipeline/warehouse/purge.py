@@ -44,12 +44,21 @@ class PurgeCounts:
     @property
     def total(self) -> int:
         return (
-            self.published_rows + self.history_rows + self.staging_rows + self.rejected_rows + self.field_change_rows
+            self.published_rows
+            + self.history_rows
+            + self.staging_rows
+            + self.rejected_rows
+            + self.field_change_rows
         )
 
 
 def purge_resource(
-    conn: sa.Connection, district_id: str, resource_name: str, import_id: int | None, reason: str, now: datetime
+    conn: sa.Connection,
+    district_id: str,
+    resource_name: str,
+    import_id: int | None,
+    reason: str,
+    now: datetime,
 ) -> PurgeCounts:
     """Delete every row of ``resource_name`` the district has, in the caller's transaction; record it.
 
@@ -82,13 +91,15 @@ def purge_resource(
         ),
         field_change_rows=delete(
             sa.delete(import_field_changes).where(
-                import_field_changes.c.district_id == district_id, import_field_changes.c.resource == resource_name
+                import_field_changes.c.district_id == district_id,
+                import_field_changes.c.resource == resource_name,
             )
         ),
     )
     conn.execute(
         sa.delete(import_resource_counts).where(
-            import_resource_counts.c.resource == resource_name, import_resource_counts.c.import_id.in_(pending)
+            import_resource_counts.c.resource == resource_name,
+            import_resource_counts.c.import_id.in_(pending),
         )
     )
     if counts.total:
@@ -112,6 +123,8 @@ def purge_resource(
 def purges(conn: sa.Connection, district_id: str) -> list[dict[str, object]]:
     """The district's recorded purges, oldest first."""
     rows = conn.execute(
-        sa.select(data_purges).where(data_purges.c.district_id == district_id).order_by(data_purges.c.purge_id)
+        sa.select(data_purges)
+        .where(data_purges.c.district_id == district_id)
+        .order_by(data_purges.c.purge_id)
     ).mappings()
     return [dict(row) for row in rows]

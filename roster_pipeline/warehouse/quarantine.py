@@ -33,8 +33,18 @@ MESSAGE_MAX = 2_000
 # must land instead of aborting the COPY (see ``roster_pipeline.records.unstorable``).
 
 COLUMNS: tuple[str, ...] = (
-    "import_id", "district_id", "resource", "sourced_id", "record_key", "field", "check_name", "value",
-    "severity", "message", "raw", "recorded_at",
+    "import_id",
+    "district_id",
+    "resource",
+    "sourced_id",
+    "record_key",
+    "field",
+    "check_name",
+    "value",
+    "severity",
+    "message",
+    "raw",
+    "recorded_at",
 )
 
 
@@ -58,7 +68,9 @@ def record_key(reject: Reject, raw_json: str | None) -> str:
     return "#" + hashlib.md5(basis.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def build_rows(import_id: int, district_id: str, rejects: Sequence[Reject], now: datetime) -> list[tuple[Any, ...]]:
+def build_rows(
+    import_id: int, district_id: str, rejects: Sequence[Reject], now: datetime
+) -> list[tuple[Any, ...]]:
     """Rejects as tuples in ``COLUMNS`` order; resource names normalised (collection names accepted)."""
     rows = []
     for reject in rejects:
@@ -99,13 +111,18 @@ def insert_rows(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         return
     raw_index = COLUMNS.index("raw")
     params = [
-        {c: (orjson.loads(v) if i == raw_index and v is not None else v) for i, (c, v) in enumerate(zip(COLUMNS, row, strict=True))}
+        {
+            c: (orjson.loads(v) if i == raw_index and v is not None else v)
+            for i, (c, v) in enumerate(zip(COLUMNS, row, strict=True))
+        }
         for row in rows
     ]
     conn.execute(rejected_records.insert(), params)
 
 
-def staged_raw(conn: sa.Connection, import_id: int, resource_name: str, sourced_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def staged_raw(
+    conn: sa.Connection, import_id: int, resource_name: str, sourced_ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
     """The staged raw record of each sourcedId (last copy wins), for rejects that carry none."""
     stg = staging.for_import(import_id, resource_name).staging
     found: dict[str, dict[str, Any]] = {}
@@ -138,7 +155,9 @@ def with_staged_raw(conn: sa.Connection, import_id: int, rejects: Sequence[Rejec
     return out
 
 
-def read(conn: sa.Connection, import_id: int, severity: str | None = None, limit: int | None = None) -> list[Reject]:
+def read(
+    conn: sa.Connection, import_id: int, severity: str | None = None, limit: int | None = None
+) -> list[Reject]:
     """The import's rejects as ``Reject`` objects, in the order they were recorded."""
     c = rejected_records.c
     query = sa.select(rejected_records).where(c.import_id == import_id).order_by(c.reject_id)
@@ -166,14 +185,18 @@ def read(conn: sa.Connection, import_id: int, severity: str | None = None, limit
     return out
 
 
-def counts_by_check(conn: sa.Connection, import_id: int, severity: str | None = None) -> dict[str, dict[str, int]]:
+def counts_by_check(
+    conn: sa.Connection, import_id: int, severity: str | None = None
+) -> dict[str, dict[str, int]]:
     """{resource: {check_name: rejects}} (rows, not distinct records: one per failed check)."""
     c = rejected_records.c
     query = sa.select(c.resource, c.check_name, sa.func.count()).where(c.import_id == import_id)
     if severity is not None:
         query = query.where(c.severity == severity)
     out: dict[str, dict[str, int]] = defaultdict(dict)
-    for res, check, n in conn.execute(query.group_by(c.resource, c.check_name).order_by(c.resource, c.check_name)):
+    for res, check, n in conn.execute(
+        query.group_by(c.resource, c.check_name).order_by(c.resource, c.check_name)
+    ):
         out[res][check] = int(n)
     return dict(out)
 

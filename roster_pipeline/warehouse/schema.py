@@ -47,7 +47,14 @@ SCHEMA_VERSION = 7
 # held → published (approve, thresholds overridden) | discarded (reject);
 # published → undone (the district rolled back to the state before it; see undo.py).
 IMPORT_STATUSES: tuple[str, ...] = (
-    "running", "staged", "published", "failed", "discarded", "held", "dry_run", "undone"
+    "running",
+    "staged",
+    "published",
+    "failed",
+    "discarded",
+    "held",
+    "dry_run",
+    "undone",
 )
 SEVERITIES: tuple[str, ...] = ("error", "warning")
 FIELD_CHANGES: tuple[str, ...] = ("added", "updated", "deleted", "readded")
@@ -57,6 +64,7 @@ CHANGE_COLUMN = "change"
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
 
 metadata = sa.MetaData()
 # The staging templates: never created as such; each import gets its own copies (staging.py).
@@ -208,7 +216,9 @@ import_resource_counts = sa.Table(
     sa.Column("deleted", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("unchanged", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("tobedeleted", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("rejected", sa.BigInteger, nullable=False, server_default="0"),  # distinct error records (at publish)
+    sa.Column(
+        "rejected", sa.BigInteger, nullable=False, server_default="0"
+    ),  # distinct error records (at publish)
     # v2: staged rows withdrawn by the quarantine (keeps ``duplicates`` honest after reject_staged)
     sa.Column("quarantined", sa.BigInteger, nullable=False, server_default="0"),
     # v3: staged deletions held back by an additions_only import (see classify.withhold_deletions)
@@ -278,7 +288,9 @@ import_field_changes = sa.Table(
     sa.Column("resource", sa.Text, nullable=False),
     sa.Column("sourced_id", sa.Text, nullable=False),
     sa.Column("change", sa.Text, nullable=False),
-    sa.Column("field", sa.Text, nullable=False),  # flattened column name; '*' for a whole added/deleted record
+    sa.Column(
+        "field", sa.Text, nullable=False
+    ),  # flattened column name; '*' for a whole added/deleted record
     sa.Column("old_value", sa.Text, nullable=True),
     sa.Column("new_value", sa.Text, nullable=True),
     sa.CheckConstraint(_in("change", FIELD_CHANGES), name="ck_import_field_changes_change"),
@@ -319,8 +331,9 @@ class_teachers = sa.Table(
     sa.Column("is_primary", sa.Boolean, nullable=False),
     sa.Column("display_order", sa.Integer, nullable=False),  # 1.. per class: family, given name, sourcedId
     sa.Column("import_id", sa.BigInteger, nullable=False),  # the published import the rows reflect
-    sa.PrimaryKeyConstraint("district_id", "school_year", "class_sourced_id", "teacher_sourced_id",
-                            name="pk_class_teachers"),
+    sa.PrimaryKeyConstraint(
+        "district_id", "school_year", "class_sourced_id", "teacher_sourced_id", name="pk_class_teachers"
+    ),
 )
 
 student_logins = sa.Table(

@@ -57,11 +57,16 @@ def quarantined_ids(t: ResourceTables, import_id: int) -> sa.Select[tuple[str]]:
     )
 
 
-def _is_quarantined(t: ResourceTables, import_id: int, sourced_id: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+def _is_quarantined(
+    t: ResourceTables, import_id: int, sourced_id: sa.ColumnElement[str]
+) -> sa.ColumnElement[bool]:
     r = rejected_records.c
     return sa.exists(
         sa.select(sa.literal(1)).where(
-            r.import_id == import_id, r.resource == t.resource.name, r.severity == "error", r.sourced_id == sourced_id
+            r.import_id == import_id,
+            r.resource == t.resource.name,
+            r.severity == "error",
+            r.sourced_id == sourced_id,
         )
     )
 

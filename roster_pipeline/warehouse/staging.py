@@ -81,7 +81,9 @@ def for_import(import_id: int, resource_name: str) -> ResourceTables:
 def _loading_for(import_id: int) -> dict[str, ResourceTables]:
     metadata = sa.MetaData()
     return {
-        name: dataclasses.replace(t, staging=_table(t.staging, table_name(name, import_id), metadata, loaded_only=True))
+        name: dataclasses.replace(
+            t, staging=_table(t.staging, table_name(name, import_id), metadata, loaded_only=True)
+        )
         for name, t in TABLES.items()
     }
 
@@ -167,7 +169,9 @@ def existing(conn: sa.Connection) -> dict[int, set[str]]:
     return out
 
 
-def analyze(conn: sa.Connection, import_id: int, resources: Iterable[str] | None = None, only_new: bool = False) -> list[str]:
+def analyze(
+    conn: sa.Connection, import_id: int, resources: Iterable[str] | None = None, only_new: bool = False
+) -> list[str]:
     """Postgres: ANALYZE the import's own tables (all, or ``resources``); ``only_new``: those never analysed.
 
     Freshly COPYed staging has no statistics and the planner then guesses badly on the diff's joins

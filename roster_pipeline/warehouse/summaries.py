@@ -24,11 +24,28 @@ from .schema import TABLES, import_resource_counts, import_runs
 from .scope import Scope, unreadable_id_sql
 
 CHANGE_SUMMARY_COLUMNS: tuple[str, ...] = (
-    "resource", "published_before", "fetched", "added", "updated", "deleted", "unchanged", "tobedeleted",
-    "rejected", "added_pct", "updated_pct", "deleted_pct", "rejected_pct",
+    "resource",
+    "published_before",
+    "fetched",
+    "added",
+    "updated",
+    "deleted",
+    "unchanged",
+    "tobedeleted",
+    "rejected",
+    "added_pct",
+    "updated_pct",
+    "deleted_pct",
+    "rejected_pct",
 )
 SCHOOL_SUMMARY_COLUMNS: tuple[str, ...] = (
-    "school_sourced_id", "school_name", "resource", "published_before", "after", "drop", "drop_pct",
+    "school_sourced_id",
+    "school_name",
+    "resource",
+    "published_before",
+    "after",
+    "drop",
+    "drop_pct",
 )
 SCHOOL_RESOURCES: tuple[str, ...] = ("users", "enrollments")
 
@@ -84,7 +101,9 @@ def change_summary(
             }
         )
     frame = pd.DataFrame(rows, columns=list(CHANGE_SUMMARY_COLUMNS))
-    return frame.astype({c: "int64" for c in CHANGE_SUMMARY_COLUMNS[1:9]} | {c: "float64" for c in CHANGE_SUMMARY_COLUMNS[9:]})
+    return frame.astype(
+        {c: "int64" for c in CHANGE_SUMMARY_COLUMNS[1:9]} | {c: "float64" for c in CHANGE_SUMMARY_COLUMNS[9:]}
+    )
 
 
 def published_before_import(conn: sa.Connection, run_import_id: int, scope: Scope) -> dict[str, int]:
@@ -105,11 +124,15 @@ def published_before_import(conn: sa.Connection, run_import_id: int, scope: Scop
     alive = published_alive(conn, scope)
     runs, counts = import_runs, import_resource_counts
     query = (
-        sa.select(counts.c.resource, runs.c.school_year,
-                  sa.func.sum(counts.c.added - counts.c.deleted).label("net"))
+        sa.select(
+            counts.c.resource, runs.c.school_year, sa.func.sum(counts.c.added - counts.c.deleted).label("net")
+        )
         .join(runs, runs.c.import_id == counts.c.import_id)
-        .where(runs.c.district_id == scope.district_id, runs.c.status == "published",
-               runs.c.import_id >= run_import_id)
+        .where(
+            runs.c.district_id == scope.district_id,
+            runs.c.status == "published",
+            runs.c.import_id >= run_import_id,
+        )
         .group_by(counts.c.resource, runs.c.school_year)
     )
     year_scoped = {res.name for res in RESOURCES if res.year_scoped}
@@ -165,7 +188,9 @@ def _vanished_sql(import_id: int) -> str:
     )
 
 
-def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged: bool) -> tuple[dict[str, int], dict[str, int]]:
+def school_counts(
+    conn: sa.Connection, scope: Scope, resource_name: str, staged: bool
+) -> tuple[dict[str, int], dict[str, int]]:
     """({org: alive published records now}, {org: alive records after publishing}) for one resource.
 
     After = now, minus the published versions of the records the import replaces or deletes (``updated``,
@@ -173,8 +198,12 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
     ``readded``, ``updated``), read from the classification: ``unchanged`` records have the same hash, so
     the same schools, and are never read twice.
     """
-    params: dict[str, object] = {"district": scope.district_id, "year": scope.school_year, "import_id": scope.import_id,
-                                 "resource": resource_name}
+    params: dict[str, object] = {
+        "district": scope.district_id,
+        "year": scope.school_year,
+        "import_id": scope.import_id,
+        "resource": resource_name,
+    }
     p_from, p_school = _memberships(conn, resource_name, "p", scope.import_id)
     before = _per_school(
         conn,
@@ -203,7 +232,9 @@ def school_counts(conn: sa.Connection, scope: Scope, resource_name: str, staged:
         conn, f"SELECT {r_school}, count(DISTINCT p.sourced_id) FROM {r_from} GROUP BY {r_school}", params
     )
     s_from, s_school = _memberships(conn, resource_name, "s", scope.import_id)
-    unmarked_added = " OR s.change IS NULL" if unmarked_change(conn, scope.import_id, resource_name) == "added" else ""
+    unmarked_added = (
+        " OR s.change IS NULL" if unmarked_change(conn, scope.import_id, resource_name) == "added" else ""
+    )
     added = _per_school(
         conn,
         f"SELECT {s_school}, count(DISTINCT s.sourced_id) FROM {s_from}"
@@ -228,9 +259,11 @@ def school_names(conn: sa.Connection, scope: Scope) -> tuple[dict[str, str | Non
     published = sa.select(t.published.c.sourced_id, t.published.c.name, t.published.c.type).where(
         t.published.c.district_id == scope.district_id
     )
-    staged = sa.select(t.staging.c.sourced_id, t.staging.c.name, t.staging.c.type).where(
-        t.staging.c.import_id == scope.import_id
-    ).order_by(t.staging.c.row_id)
+    staged = (
+        sa.select(t.staging.c.sourced_id, t.staging.c.name, t.staging.c.type)
+        .where(t.staging.c.import_id == scope.import_id)
+        .order_by(t.staging.c.row_id)
+    )
     for query in (published, staged):
         for sourced_id, name, kind in conn.execute(query):
             names[sourced_id] = name
@@ -267,4 +300,6 @@ def school_summary(conn: sa.Connection, scope: Scope, staged: set[str]) -> pd.Da
                 }
             )
     frame = pd.DataFrame(rows, columns=list(SCHOOL_SUMMARY_COLUMNS))
-    return frame.astype({"published_before": "int64", "after": "int64", "drop": "int64", "drop_pct": "float64"})
+    return frame.astype(
+        {"published_before": "int64", "after": "int64", "drop": "int64", "drop_pct": "float64"}
+    )

@@ -140,7 +140,8 @@ def _lock_district(conn: sa.Connection, district_id: str) -> None:
         lock_district_writes(conn, district_id)
     else:
         conn.execute(
-            import_runs.update().where(import_runs.c.district_id == district_id)
+            import_runs.update()
+            .where(import_runs.c.district_id == district_id)
             .values(district_id=import_runs.c.district_id)
         )
 
@@ -175,8 +176,11 @@ def _target(conn: sa.Connection, district_id: str, import_id: int | None) -> dic
     ).first()
     if in_flight is not None:
         other, status = in_flight
-        hint = (f"reject it first (`roster-pipeline review {district_id} reject`)" if status == "held"
-                else "wait until its run has finished")
+        hint = (
+            f"reject it first (`roster-pipeline review {district_id} reject`)"
+            if status == "held"
+            else "wait until its run has finished"
+        )
         raise UndoRefusedError(
             f"district {district_id!r} has import {other} {status}, made against what is published now; "
             f"{hint}, then undo import {run['import_id']}"
@@ -187,7 +191,8 @@ def _target(conn: sa.Connection, district_id: str, import_id: int | None) -> dic
 def _previous_year(conn: sa.Connection, district_id: str, import_id: int) -> int | None:
     value = conn.execute(
         sa.select(sa.func.max(import_runs.c.school_year)).where(
-            import_runs.c.district_id == district_id, import_runs.c.status == "published",
+            import_runs.c.district_id == district_id,
+            import_runs.c.status == "published",
             import_runs.c.import_id != import_id,
         )
     ).scalar()
@@ -208,8 +213,11 @@ def _current(t: ResourceTables, district_id: str) -> list[sa.ColumnElement[bool]
 def _snapshot_table(conn: sa.Connection) -> sa.Table:
     """A temporary (sourcedId, hash) copy of the district's current views, to compare the undo with."""
     snapshot = sa.Table(
-        SNAPSHOT_TABLE, sa.MetaData(),
-        sa.Column("resource", sa.Text), sa.Column("sourced_id", sa.Text), sa.Column("record_hash", sa.Text),
+        SNAPSHOT_TABLE,
+        sa.MetaData(),
+        sa.Column("resource", sa.Text),
+        sa.Column("sourced_id", sa.Text),
+        sa.Column("record_hash", sa.Text),
         prefixes=["TEMPORARY"],
         **({"postgresql_on_commit": "DROP"} if conn.dialect.name == "postgresql" else {}),
     )
@@ -223,10 +231,14 @@ def _take_snapshot(conn: sa.Connection, snapshot: sa.Table, district_id: str) ->
     for res in RESOURCES:
         t = TABLES[res.name]
         p = t.published.c
-        conn.execute(snapshot.insert().from_select(
-            ["resource", "sourced_id", "record_hash"],
-            sa.select(sa.literal(res.name, type_=sa.Text), p.sourced_id, p.record_hash).where(*_current(t, district_id)),
-        ))
+        conn.execute(
+            snapshot.insert().from_select(
+                ["resource", "sourced_id", "record_hash"],
+                sa.select(sa.literal(res.name, type_=sa.Text), p.sourced_id, p.record_hash).where(
+                    *_current(t, district_id)
+                ),
+            )
+        )
 
 
 def _compare(conn: sa.Connection, snapshot: sa.Table, t: ResourceTables, district_id: str) -> dict[str, int]:
@@ -241,13 +253,20 @@ def _compare(conn: sa.Connection, snapshot: sa.Table, t: ResourceTables, distric
         sa.select(sa.func.count()).select_from(t.published).where(*current, sa.not_(sa.exists(was)))
     ).scalar_one()
     updated = conn.execute(
-        sa.select(sa.func.count()).select_from(t.published)
-        .join(snapshot, sa.and_(mine, b.sourced_id == p.sourced_id)).where(*current, b.record_hash != p.record_hash)
+        sa.select(sa.func.count())
+        .select_from(t.published)
+        .join(snapshot, sa.and_(mine, b.sourced_id == p.sourced_id))
+        .where(*current, b.record_hash != p.record_hash)
     ).scalar_one()
     is_now = sa.select(sa.literal(1)).select_from(t.published).where(*current, p.sourced_id == b.sourced_id)
     deleted = conn.execute(sa.select(sa.func.count()).where(mine, sa.not_(sa.exists(is_now)))).scalar_one()
-    return {"published_before": int(before), "published_after": int(after), "added": int(added),
-            "updated": int(updated), "deleted": int(deleted)}
+    return {
+        "published_before": int(before),
+        "published_after": int(after),
+        "added": int(added),
+        "updated": int(updated),
+        "deleted": int(deleted),
+    }
 
 
 def _school_counts(conn: sa.Connection, district_id: str, year: int | None) -> dict[str, dict[str, int]]:
@@ -260,15 +279,21 @@ def _school_names(conn: sa.Connection, district_id: str) -> tuple[dict[str, str 
     o = TABLES["orgs"].published.c
     names: dict[str, str | None] = {}
     schools: set[str] = set()
-    for sourced_id, name, kind in conn.execute(sa.select(o.sourced_id, o.name, o.type).where(o.district_id == district_id)):
+    for sourced_id, name, kind in conn.execute(
+        sa.select(o.sourced_id, o.name, o.type).where(o.district_id == district_id)
+    ):
         names[sourced_id] = name
         if (kind or "").lower() == "school":
             schools.add(sourced_id)
     return names, schools
 
 
-def _school_summary(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]],
-                    names: dict[str, str | None], schools: set[str]) -> pd.DataFrame:
+def _school_summary(
+    before: dict[str, dict[str, int]],
+    after: dict[str, dict[str, int]],
+    names: dict[str, str | None],
+    schools: set[str],
+) -> pd.DataFrame:
     """The same frame ``summaries.school_summary`` gives a staged import, for the undo."""
     schools = schools | set(before["enrollments"]) | set(after["enrollments"])
     rows = []
@@ -277,10 +302,21 @@ def _school_summary(before: dict[str, dict[str, int]], after: dict[str, dict[str
         for school in sorted((set(b_counts) | set(a_counts)) & schools):
             b, a = b_counts.get(school, 0), a_counts.get(school, 0)
             drop = max(b - a, 0)
-            rows.append({"school_sourced_id": school, "school_name": names.get(school), "resource": resource_name,
-                         "published_before": b, "after": a, "drop": drop, "drop_pct": pct(drop, b)})
+            rows.append(
+                {
+                    "school_sourced_id": school,
+                    "school_name": names.get(school),
+                    "resource": resource_name,
+                    "published_before": b,
+                    "after": a,
+                    "drop": drop,
+                    "drop_pct": pct(drop, b),
+                }
+            )
     frame = pd.DataFrame(rows, columns=list(SCHOOL_SUMMARY_COLUMNS))
-    return frame.astype({"published_before": "int64", "after": "int64", "drop": "int64", "drop_pct": "float64"})
+    return frame.astype(
+        {"published_before": "int64", "after": "int64", "drop": "int64", "drop_pct": "float64"}
+    )
 
 
 def _change_summary(resources: dict[str, ResourceUndo]) -> pd.DataFrame:
@@ -289,30 +325,54 @@ def _change_summary(resources: dict[str, ResourceUndo]) -> pd.DataFrame:
     for res in RESOURCES:
         r = resources[res.name]
         base = r.published_before
-        rows.append({
-            "resource": res.name, "published_before": base, "fetched": 0, "added": r.added, "updated": r.updated,
-            "deleted": r.deleted, "unchanged": max(base - r.updated - r.deleted, 0), "tobedeleted": 0, "rejected": 0,
-            "added_pct": pct(r.added, base), "updated_pct": pct(r.updated, base), "deleted_pct": pct(r.deleted, base),
-            "rejected_pct": 0.0,
-        })
+        rows.append(
+            {
+                "resource": res.name,
+                "published_before": base,
+                "fetched": 0,
+                "added": r.added,
+                "updated": r.updated,
+                "deleted": r.deleted,
+                "unchanged": max(base - r.updated - r.deleted, 0),
+                "tobedeleted": 0,
+                "rejected": 0,
+                "added_pct": pct(r.added, base),
+                "updated_pct": pct(r.updated, base),
+                "deleted_pct": pct(r.deleted, base),
+                "rejected_pct": 0.0,
+            }
+        )
     frame = pd.DataFrame(rows, columns=list(CHANGE_SUMMARY_COLUMNS))
-    return frame.astype({c: "int64" for c in CHANGE_SUMMARY_COLUMNS[1:9]} | {c: "float64" for c in CHANGE_SUMMARY_COLUMNS[9:]})
+    return frame.astype(
+        {c: "int64" for c in CHANGE_SUMMARY_COLUMNS[1:9]} | {c: "float64" for c in CHANGE_SUMMARY_COLUMNS[9:]}
+    )
 
 
 # -- restoring one resource -------------------------------------------------------------------------
 
 
 def _history_insert_columns(t: ResourceTables) -> list[str]:
-    return [*t.key, "status", "raw", "record_hash", "valid_from", "valid_to", "deleted_at", "import_id",
-            "superseded_by_import_id", "change"]
+    return [
+        *t.key,
+        "status",
+        "raw",
+        "record_hash",
+        "valid_from",
+        "valid_to",
+        "deleted_at",
+        "import_id",
+        "superseded_by_import_id",
+        "change",
+    ]
 
 
 def _same_key(t: ResourceTables, h: sa.Table) -> list[sa.ColumnElement[bool]]:
     return [t.published.c[k] == h.c[k] for k in t.key]
 
 
-def restore_resource(conn: sa.Connection, t: ResourceTables, district_id: str, import_id: int,
-                     now: datetime) -> tuple[int, int]:
+def restore_resource(
+    conn: sa.Connection, t: ResourceTables, district_id: str, import_id: int, now: datetime
+) -> tuple[int, int]:
     """Give every row the import changed its previous version back, remove the rows it inserted.
 
     Returns (restored, removed).  Raises WarehouseError (the transaction rolls back) when a history row
@@ -320,24 +380,40 @@ def restore_resource(conn: sa.Connection, t: ResourceTables, district_id: str, i
     be worse than refusing.
     """
     p, h = t.published, t.history
-    by_import = [h.c.superseded_by_import_id == import_id, h.c.district_id == district_id,
-                 h.c.change.in_(PUBLISH_CHANGES)]
+    by_import = [
+        h.c.superseded_by_import_id == import_id,
+        h.c.district_id == district_id,
+        h.c.change.in_(PUBLISH_CHANGES),
+    ]
     at = sa.literal(now, type_=p.c.updated_at.type)
     undone = sa.literal(import_id, type_=sa.BigInteger)
     restorable = conn.execute(sa.select(sa.func.count()).select_from(h).where(*by_import)).scalar_one()
     changed_by_import = sa.exists(sa.select(sa.literal(1)).select_from(h).where(*by_import, *_same_key(t, h)))
-    inserted = sa.and_(p.c.district_id == district_id, p.c.last_import_id == import_id, sa.not_(changed_by_import))
+    inserted = sa.and_(
+        p.c.district_id == district_id, p.c.last_import_id == import_id, sa.not_(changed_by_import)
+    )
 
     def audit(change: str) -> sa.Select[Any]:
         return sa.select(
-            *[p.c[k] for k in t.key], p.c.status, p.c.raw, p.c.record_hash, p.c.updated_at, at, p.c.deleted_at,
-            p.c.last_import_id, undone, sa.literal(change, type_=sa.Text),
+            *[p.c[k] for k in t.key],
+            p.c.status,
+            p.c.raw,
+            p.c.record_hash,
+            p.c.updated_at,
+            at,
+            p.c.deleted_at,
+            p.c.last_import_id,
+            undone,
+            sa.literal(change, type_=sa.Text),
         )
 
     # 1. the versions the undo replaces or removes go to history first (the undo is explained there)
-    conn.execute(h.insert().from_select(
-        _history_insert_columns(t), audit("undone").select_from(p.join(h, sa.and_(*_same_key(t, h)))).where(*by_import)
-    ))
+    conn.execute(
+        h.insert().from_select(
+            _history_insert_columns(t),
+            audit("undone").select_from(p.join(h, sa.and_(*_same_key(t, h)))).where(*by_import),
+        )
+    )
     removed_audit = conn.execute(
         h.insert().from_select(_history_insert_columns(t), audit("removed").where(inserted)),
         execution_options={"preserve_rowcount": True},
@@ -348,9 +424,15 @@ def restore_resource(conn: sa.Connection, t: ResourceTables, district_id: str, i
 
     # 3. everything else straight from history, in SQL
     restored = conn.execute(
-        sa.update(p).where(*_same_key(t, h), *by_import).values(
-            status=h.c.status, raw=h.c.raw, record_hash=h.c.record_hash, updated_at=h.c.valid_from,
-            deleted_at=h.c.deleted_at, last_import_id=h.c.import_id,
+        sa.update(p)
+        .where(*_same_key(t, h), *by_import)
+        .values(
+            status=h.c.status,
+            raw=h.c.raw,
+            record_hash=h.c.record_hash,
+            updated_at=h.c.valid_from,
+            deleted_at=h.c.deleted_at,
+            last_import_id=h.c.import_id,
         )
     ).rowcount
     if restored != restorable:
@@ -388,8 +470,12 @@ def _restore_columns(conn: sa.Connection, t: ResourceTables, by_import: list[sa.
         params = []
         for row in batch:
             values = dict(zip(t.data_columns, flatten(row.raw), strict=True))
-            params.append({**{param: row._mapping[k] for k, param in key_params.items()},
-                           **{f"v_{c}": v for c, v in values.items()}})
+            params.append(
+                {
+                    **{param: row._mapping[k] for k, param in key_params.items()},
+                    **{f"v_{c}": v for c, v in values.items()},
+                }
+            )
         conn.execute(statement, params)
 
 
@@ -403,12 +489,19 @@ def _unarchive(conn: sa.Connection, district_id: str, previous_year: int, undone
         if not t.resource.year_scoped:
             continue
         c = t.published.c
-        out[t.resource.name] = int(conn.execute(
-            sa.update(t.published).where(
-                c.district_id == district_id, c.school_year >= previous_year, c.school_year < undone_year,
-                c.archived_at.is_not(None),
-            ).values(archived_at=None)
-        ).rowcount or 0)
+        out[t.resource.name] = int(
+            conn.execute(
+                sa.update(t.published)
+                .where(
+                    c.district_id == district_id,
+                    c.school_year >= previous_year,
+                    c.school_year < undone_year,
+                    c.archived_at.is_not(None),
+                )
+                .values(archived_at=None)
+            ).rowcount
+            or 0
+        )
     return out
 
 
@@ -453,17 +546,29 @@ def undo_last_import(
                 for name, n in _unarchive(conn, district_id, previous_year, year).items():
                     counts[name] = replace(counts[name], unarchived=n)
             for res in RESOURCES:
-                counts[res.name] = replace(counts[res.name], **_compare(conn, snapshot, TABLES[res.name], district_id))
+                counts[res.name] = replace(
+                    counts[res.name], **_compare(conn, snapshot, TABLES[res.name], district_id)
+                )
             conn.execute(sa.text(f"DROP TABLE {SNAPSHOT_TABLE}"))
 
             after_names, after_ids = _school_names(conn, district_id)
             names = {**names, **after_names}
             result = UndoResult(
-                district_id=district_id, import_id=target, school_year=year, current_school_year=after_year,
-                undone_by=undone_by.strip(), undone_at=now, note=note or None, resources=counts,
+                district_id=district_id,
+                import_id=target,
+                school_year=year,
+                current_school_year=after_year,
+                undone_by=undone_by.strip(),
+                undone_at=now,
+                note=note or None,
+                resources=counts,
                 summary=_change_summary(counts),
-                schools=_school_summary(schools_before, _school_counts(conn, district_id, after_year), names,
-                                        school_ids | after_ids),
+                schools=_school_summary(
+                    schools_before,
+                    _school_counts(conn, district_id, after_year),
+                    names,
+                    school_ids | after_ids,
+                ),
             )
             failures = tuple(check(result)) if check is not None else ()
             result = replace(result, check_failures=failures, forced=bool(failures) and force)
@@ -472,14 +577,19 @@ def undo_last_import(
             if failures and not force:
                 raise UndoCheckError(district_id, target, failures)
             conn.execute(
-                import_runs.update().where(import_runs.c.import_id == target).values(
-                    status="undone", undone_by=result.undone_by, undone_at=now, undo_note=result.note,
+                import_runs.update()
+                .where(import_runs.c.import_id == target)
+                .values(
+                    status="undone",
+                    undone_by=result.undone_by,
+                    undone_at=now,
+                    undo_note=result.note,
                     undo_forced=result.forced,
                 )
             )
-            conn.execute(import_undo_counts.insert(), [
-                {"import_id": target, **asdict(r)} for r in counts.values()
-            ])
+            conn.execute(
+                import_undo_counts.insert(), [{"import_id": target, **asdict(r)} for r in counts.values()]
+            )
     except _Preview as done:
         return done.result
     return result
@@ -489,12 +599,15 @@ def undo_counts(conn: sa.Connection, import_id: int) -> dict[str, ResourceUndo]:
     """The recorded figures of an undone import, by resource (catalogue order)."""
     rows = {
         row["resource"]: row
-        for row in conn.execute(sa.select(import_undo_counts).where(import_undo_counts.c.import_id == import_id)).mappings()
+        for row in conn.execute(
+            sa.select(import_undo_counts).where(import_undo_counts.c.import_id == import_id)
+        ).mappings()
     }
     fields = [f for f in ResourceUndo.__dataclass_fields__ if f != "resource"]
     return {
         name: ResourceUndo(name, **{f: int(rows[name][f]) for f in fields})
-        for name in (r.name for r in RESOURCES) if name in rows
+        for name in (r.name for r in RESOURCES)
+        if name in rows
     }
 
 

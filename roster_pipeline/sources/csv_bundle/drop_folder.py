@@ -64,10 +64,14 @@ def scan(folder: Path, settle_seconds: float, now: float | None = None) -> Scan:
         stat = entry.stat()
         age = now - stat.st_mtime
         if age < settle_seconds:
-            waiting.append((entry, f"modified {age:.0f}s ago; taken once unchanged for {settle_seconds:.0f}s"))
+            waiting.append(
+                (entry, f"modified {age:.0f}s ago; taken once unchanged for {settle_seconds:.0f}s")
+            )
             continue
         if not zipfile.is_zipfile(entry):
-            waiting.append((entry, "not a complete zip yet (no central directory); still being written, or broken"))
+            waiting.append(
+                (entry, "not a complete zip yet (no central directory); still being written, or broken")
+            )
             continue
         ready.append(DroppedBundle(entry, stat.st_size, stat.st_mtime_ns))
     ready.sort(key=lambda b: (b.mtime_ns, b.path.name))

@@ -72,7 +72,9 @@ def parse_manifest(rows: Iterable[tuple[int, list[str]]]) -> Manifest:
             )
     version = properties.get("oneroster.version")
     if version is None:
-        raise ManifestProblem("property 'oneroster.version' is missing (this reader takes OneRoster 1.1 bundles)")
+        raise ManifestProblem(
+            "property 'oneroster.version' is missing (this reader takes OneRoster 1.1 bundles)"
+        )
     if version not in SUPPORTED_VERSIONS:
         raise ManifestProblem(
             f"oneroster.version is {version!r}; this import method reads OneRoster 1.1 CSV bundles "
@@ -88,8 +90,21 @@ def parse_manifest(rows: Iterable[tuple[int, list[str]]]) -> Manifest:
 def manifest_text(modes: Mapping[str, FileMode], system_name: str = "roster_pipeline simulator") -> str:
     """A manifest.csv for the given modes (the exporter's; every other file listed as absent)."""
     lines = ["propertyName,value", "manifest.version,1.0", "oneroster.version,1.1"]
-    for name in ("academicSessions", "categories", "classes", "classResources", "courses", "courseResources",
-                 "demographics", "enrollments", "lineItems", "orgs", "resources", "results", "users"):
+    for name in (
+        "academicSessions",
+        "categories",
+        "classes",
+        "classResources",
+        "courses",
+        "courseResources",
+        "demographics",
+        "enrollments",
+        "lineItems",
+        "orgs",
+        "resources",
+        "results",
+        "users",
+    ):
         lines.append(f"file.{name},{modes.get(name, 'absent')}")
     lines.append(f"source.systemName,{system_name}")
     lines.append("source.systemCode,")

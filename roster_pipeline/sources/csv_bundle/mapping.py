@@ -54,7 +54,9 @@ def parse_user_ids(value: str) -> list[Record]:
     leftover = _USER_ID.sub("", value).replace(",", "").strip()
     if leftover or not found:
         raise RowProblem(
-            "userIds", "csv_format", value,
+            "userIds",
+            "csv_format",
+            value,
             "column 'userIds' must list identifiers as {type:identifier}, separated by commas",
         )
     return found
@@ -168,9 +170,19 @@ def _enrollment(b: _Builder) -> None:
 
 
 _DEMOGRAPHIC_TEXT = (
-    "birthDate", "sex", "americanIndianOrAlaskaNative", "asian", "blackOrAfricanAmerican",
-    "nativeHawaiianOrOtherPacificIslander", "white", "demographicRaceTwoOrMoreRaces", "hispanicOrLatinoEthnicity",
-    "countryOfBirthCode", "stateOfBirthAbbreviation", "cityOfBirth", "publicSchoolResidenceStatus",
+    "birthDate",
+    "sex",
+    "americanIndianOrAlaskaNative",
+    "asian",
+    "blackOrAfricanAmerican",
+    "nativeHawaiianOrOtherPacificIslander",
+    "white",
+    "demographicRaceTwoOrMoreRaces",
+    "hispanicOrLatinoEthnicity",
+    "countryOfBirthCode",
+    "stateOfBirthAbbreviation",
+    "cityOfBirth",
+    "publicSchoolResidenceStatus",
 )
 
 
@@ -190,10 +202,15 @@ MAPPERS: dict[str, Callable[[_Builder], None]] = {
 }
 
 #: Collections whose records carry ``children`` in the JSON binding, derived from the rows' parents.
-CHILD_REFS: dict[str, tuple[str, str]] = {"orgs": ("orgs", "org"), "academicSessions": ("academicSessions", "academicSession")}
+CHILD_REFS: dict[str, tuple[str, str]] = {
+    "orgs": ("orgs", "org"),
+    "academicSessions": ("academicSessions", "academicSession"),
+}
 
 
-def map_row(collection: str, row: Row, default_stamp: str, children: Mapping[str, list[str]] | None = None) -> Record:
+def map_row(
+    collection: str, row: Row, default_stamp: str, children: Mapping[str, list[str]] | None = None
+) -> Record:
     """The record of one row of ``<collection>.csv`` (``children``: parent sourcedId → child ids, in file order)."""
     builder = _Builder(row, default_stamp)
     MAPPERS[collection](builder)

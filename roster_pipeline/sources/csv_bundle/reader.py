@@ -179,7 +179,9 @@ class CsvBundleSource:
             if row.get("type", "").strip() != "schoolYear" or row.get("status", "").strip() == "tobedeleted":
                 continue
             try:
-                years.append((int(row.get("schoolYear", "").strip()), row.get("startDate", ""), row.get("endDate", "")))
+                years.append(
+                    (int(row.get("schoolYear", "").strip()), row.get("startDate", ""), row.get("endDate", ""))
+                )
             except ValueError:
                 continue
         if not years:
@@ -191,8 +193,9 @@ class CsvBundleSource:
 
     # ------------------------------------------------------------------ reading
 
-    def error(self, problem: str, *, file: str | None = None, line: int | None = None,
-              column: str | None = None) -> CsvBundleError:
+    def error(
+        self, problem: str, *, file: str | None = None, line: int | None = None, column: str | None = None
+    ) -> CsvBundleError:
         return CsvBundleError(self.district_id, self.path.name, problem, file=file, line=line, column=column)
 
     def _open_member(self, file: str) -> IO[bytes]:
@@ -200,7 +203,9 @@ class CsvBundleSource:
         try:
             return self._zip.open(file)
         except KeyError:
-            raise self.error(f"the manifest delivers {file} but the zip has no such file", file=file) from None
+            raise self.error(
+                f"the manifest delivers {file} but the zip has no such file", file=file
+            ) from None
 
     def _text(self, file: str) -> tuple[io.TextIOWrapper, IO[bytes]]:
         """The member as text: UTF-8 with an optional BOM; a byte that is not UTF-8 is kept (surrogateescape)
@@ -209,7 +214,9 @@ class CsvBundleSource:
         head = raw.read(4)
         if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head[:4] in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00"):
             raw.close()
-            raise self.error("the file is UTF-16/UTF-32, not UTF-8; export the bundle as UTF-8", file=file, line=1)
+            raise self.error(
+                "the file is UTF-16/UTF-32, not UTF-8; export the bundle as UTF-8", file=file, line=1
+            )
         raw.close()
         raw = self._open_member(file)
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -246,7 +253,9 @@ class CsvBundleSource:
         for line, cells in self._lines(file):
             for index, cell in enumerate(cells):
                 if cell != visible(cell):
-                    raise self.error(f"not UTF-8 text: {visible(cell)!r}", file=file, line=line, column=str(index + 1))
+                    raise self.error(
+                        f"not UTF-8 text: {visible(cell)!r}", file=file, line=line, column=str(index + 1)
+                    )
             yield line, cells
 
     def _check_header(self, spec: CsvFile) -> list[str]:
@@ -263,7 +272,9 @@ class CsvBundleSource:
             if name != visible(name):
                 raise self.error(
                     f"the header is not UTF-8 text ({visible(name)!r}); export the bundle as UTF-8",
-                    file=spec.name, line=line, column=str(index + 1),
+                    file=spec.name,
+                    line=line,
+                    column=str(index + 1),
                 )
         seen: set[str] = set()
         for name in header:
@@ -275,7 +286,9 @@ class CsvBundleSource:
             raise self.error(
                 f"the header lacks required column(s) {', '.join(missing)} (OneRoster 1.1 CSV binding; "
                 f"header given: {','.join(header)})",
-                file=spec.name, line=line, column=missing[0],
+                file=spec.name,
+                line=line,
+                column=missing[0],
             )
         return header
 
@@ -310,7 +323,11 @@ class CsvBundleSource:
         stats.complete = True
 
     def _batches(
-        self, spec: CsvFile, stats: FetchStats, header: list[str], children: dict[str, list[str]] | None,
+        self,
+        spec: CsvFile,
+        stats: FetchStats,
+        header: list[str],
+        children: dict[str, list[str]] | None,
         rows: Generator[tuple[int, list[str]], None, None],
     ) -> Iterator[list[Record]]:
         seen = SeenRecords()
@@ -321,23 +338,42 @@ class CsvBundleSource:
         for line, cells in rows:
             stats.add(records=1)
             if len(cells) != len(header):
-                row_rejects.append(self._row_reject(
-                    spec, line, cells, header, "*", "column_count", str(len(cells)),
-                    f"expected {len(header)} cells as in the header, got {len(cells)}",
-                ))
+                row_rejects.append(
+                    self._row_reject(
+                        spec,
+                        line,
+                        cells,
+                        header,
+                        "*",
+                        "column_count",
+                        str(len(cells)),
+                        f"expected {len(header)} cells as in the header, got {len(cells)}",
+                    )
+                )
             else:
                 row = dict(zip(header, cells, strict=True))
                 if not row.get("sourcedId", "").strip():
-                    row_rejects.append(self._row_reject(
-                        spec, line, cells, header, "sourcedId", "required", None, "column 'sourcedId' is empty",
-                    ))
+                    row_rejects.append(
+                        self._row_reject(
+                            spec,
+                            line,
+                            cells,
+                            header,
+                            "sourcedId",
+                            "required",
+                            None,
+                            "column 'sourcedId' is empty",
+                        )
+                    )
                 else:
                     try:
                         record = map_row(spec.collection, row, self.default_stamp, children)
                     except RowProblem as exc:
-                        row_rejects.append(self._row_reject(
-                            spec, line, cells, header, exc.column, exc.check, exc.value, str(exc)
-                        ))
+                        row_rejects.append(
+                            self._row_reject(
+                                spec, line, cells, header, exc.column, exc.check, exc.value, str(exc)
+                            )
+                        )
                     else:
                         pending.append(record)
                         lines.setdefault(record["sourcedId"], line)
@@ -348,19 +384,35 @@ class CsvBundleSource:
             yield self._batch(spec, seen, stats, pending, lines, row_rejects)
 
     def _batch(
-        self, spec: CsvFile, seen: SeenRecords, stats: FetchStats, records: list[Record],
-        lines: dict[str, int], row_rejects: list[Reject],
+        self,
+        spec: CsvFile,
+        seen: SeenRecords,
+        stats: FetchStats,
+        records: list[Record],
+        lines: dict[str, int],
+        row_rejects: list[Reject],
     ) -> CsvBatch:
         sorted_out = seen.keep_new(records)
-        stats.add(pages=1, duplicates_dropped=sorted_out.duplicates, conflicting_duplicates=len(sorted_out.issues))
+        stats.add(
+            pages=1, duplicates_dropped=sorted_out.duplicates, conflicting_duplicates=len(sorted_out.issues)
+        )
         return CsvBatch(sorted_out.fresh, sorted_out.issues, spec.name, lines, row_rejects)
 
     def _row_reject(
-        self, spec: CsvFile, line: int, cells: list[str], header: list[str], column: str, check: str,
-        value: str | None, problem: str,
+        self,
+        spec: CsvFile,
+        line: int,
+        cells: list[str],
+        header: list[str],
+        column: str,
+        check: str,
+        value: str | None,
+        problem: str,
     ) -> Reject:
         index = header.index("sourcedId") if "sourcedId" in header else -1
-        sourced_id = visible(cells[index].strip()) if 0 <= index < len(cells) and cells[index].strip() else None
+        sourced_id = (
+            visible(cells[index].strip()) if 0 <= index < len(cells) and cells[index].strip() else None
+        )
         name = resource(spec.collection).name
         who = f"{name} {sourced_id!r}" if sourced_id else f"{name} row without a sourcedId"
         raw = {"file": spec.name, "line": line, "cells": [visible(c) for c in cells]}
