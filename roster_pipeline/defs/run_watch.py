@@ -17,14 +17,16 @@ How Dagster 1.13 finds out that a run worker died, with the instance's ``Default
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.launcher import WorkerStatus
-from dagster._core.storage.tags import WILL_RETRY_TAG
+from dagster._core.launcher import WorkerStatus  # no public API says whether a run worker is alive
 
 from roster_pipeline.control.dead_runs import RunObservation
-from roster_pipeline.pipeline.run_tags import ROOT_RUN_TAG
+from roster_pipeline.pipeline.run_tags import ROOT_RUN_TAG, WILL_RETRY_TAG
 
-_STEP_EVENTS = {DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+_STEP_EVENTS = {
+    dg.DagsterEventType.STEP_START,
+    dg.DagsterEventType.STEP_SUCCESS,
+    dg.DagsterEventType.STEP_FAILURE,
+}
 _CRASH_WORDS = ("terminated by signal", "unexpectedly exited", "terminated unexpectedly", "exit code")
 
 
@@ -38,10 +40,12 @@ def open_step(instance: dg.DagsterInstance, run_id: str) -> str | None:
         event = record.event_log_entry.dagster_event
         if event is None or not event.step_key:
             continue
-        if event.event_type == DagsterEventType.STEP_START:
+        if event.event_type == dg.DagsterEventType.STEP_START:
             started[event.step_key] = record.storage_id
         else:
-            (succeeded if event.event_type == DagsterEventType.STEP_SUCCESS else failed).add(event.step_key)
+            (succeeded if event.event_type == dg.DagsterEventType.STEP_SUCCESS else failed).add(
+                event.step_key
+            )
     running = [key for key in started if key not in succeeded and key not in failed]
     candidates = running or [key for key in started if key in failed]
     return max(candidates, key=started.__getitem__) if candidates else None
@@ -58,13 +62,13 @@ def _sentence(message: str) -> str:
 def end_detail(instance: dg.DagsterInstance, run_id: str) -> str | None:
     """What Dagster recorded about how the run ended: a crashed worker's exit, else the run's last word."""
     for record in reversed(
-        instance.get_records_for_run(run_id, of_type=DagsterEventType.ENGINE_EVENT).records
+        instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
     ):
         message = record.event_log_entry.message or ""
         if any(word in message for word in _CRASH_WORDS):
             return _sentence(message)
     ends = instance.get_records_for_run(
-        run_id, of_type={DagsterEventType.RUN_FAILURE, DagsterEventType.RUN_CANCELED}
+        run_id, of_type={dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}
     ).records
     message = ends[-1].event_log_entry.message if ends else None
     return _sentence(message) if message else None

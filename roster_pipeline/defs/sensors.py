@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from roster_pipeline.control import ledger
 from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, dead_run, step_label
@@ -38,6 +36,7 @@ from roster_pipeline.pipeline.run_tags import (
     REVIEW_ACTION_ID_TAG,
     REVIEW_ACTION_TAG,
     ROOT_RUN_TAG,
+    WILL_RETRY_TAG,
 )
 from roster_pipeline.registry.districts import Registry
 from roster_pipeline.warehouse import Warehouse
@@ -130,7 +129,7 @@ class RunFailureText:
 
 def run_failure_text(instance: dg.DagsterInstance, run_id: str) -> RunFailureText:
     """The first step failure is the cause (later ones are its consequences)."""
-    records = instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     for record in records:
         event = record.event_log_entry.dagster_event
         data = event.step_failure_data if event is not None else None
@@ -145,7 +144,7 @@ def run_failure_text(instance: dg.DagsterInstance, run_id: str) -> RunFailureTex
         return RunFailureText(
             event.step_key, f"{step}: {text[0] if text else getattr(deepest, 'cls_name', 'error')}"
         )
-    failures = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_FAILURE).records
+    failures = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE).records
     message = failures[-1].event_log_entry.message if failures else None
     return RunFailureText(None, message or "the run failed (no step reported an error)")
 
@@ -160,7 +159,7 @@ def _run_failure_lines(
 ) -> list[str]:
     instance = context.instance
     result = instance.fetch_run_status_changes(
-        DagsterEventType.RUN_FAILURE, limit=FAILURES_PER_TICK, cursor=cursor.failures, ascending=True
+        dg.DagsterEventType.RUN_FAILURE, limit=FAILURES_PER_TICK, cursor=cursor.failures, ascending=True
     )
     lines: list[str] = []
     for record in result.records:

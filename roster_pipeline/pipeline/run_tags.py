@@ -33,3 +33,4 @@ REVIEW_ACTION_ID_TAG = "roster/review_action_id"
 # Dagster's own tags the pipeline reads.
 PARTITION_TAG = "dagster/partition"
 ROOT_RUN_TAG = "dagster/root_run_id"
+WILL_RETRY_TAG = "dagster/will_retry"  # a failed run that Dagster will retry is not the import's end
