@@ -301,9 +301,9 @@ def sync_district(
     ``run_tags`` are the tags a Dagster run would carry (a drop-folder district's bundle: ``roster/csv_bundle``).
     """
     started = time.perf_counter()
-    admission(
-        district.id, district, warehouse.engine, run_tags
-    ).require()  # as roster_import: before any request
+    # Before any request, as roster_import: the registry, enabled, a rollover pause. Not the control loop's
+    # pause: a script or the benchmark runs beside Dagster, on a warehouse that may have no control tables.
+    admission(district.id, district, None, run_tags).require()
     with open_source(district, environ, client_overrides, run_tags) as client:
         opened = open_sync_import(warehouse, district, client, run_id, ModeRequest(sync_mode, "config"))
         import_id, since = opened.import_id, opened.mode.since
