@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -77,7 +78,15 @@ def _settled(engine: sa.Engine, run: ImportRun, settings: NotifySettings) -> boo
     return row is not None and (row.status in ("sent", "sending") or row.attempts >= settings.max_attempts)
 
 
-def email_check_your_data(
+#: What each email about an import is made of: the report built from the warehouse, and its renderer.
+EMAILS_ABOUT_AN_IMPORT: dict[str, tuple[Callable[..., Any], Callable[..., EmailMessage]]] = {
+    "check_your_data": (check_your_data_report, render_check_your_data),
+    "import_results": (import_results_report, render_import_results),
+}
+
+
+def email_about_import(
+    kind: str,
     warehouse: Warehouse,
     district: District,
     run: ImportRun,
@@ -85,9 +94,15 @@ def email_check_your_data(
     settings: NotifySettings,
     now: datetime | None = None,
 ) -> Delivery | None:
+    """Send the ``kind`` email (Check Your Data or Import Results) about ``run`` once, through the ledger.
+
+    The message is built only when the ledger says it is due, so an email already sent costs no report.
+    """
+    build_report, render = EMAILS_ABOUT_AN_IMPORT[kind]
+
     def build() -> EmailMessage:
-        return render_check_your_data(
-            check_your_data_report(warehouse, district, run),
+        return render(
+            build_report(warehouse, district, run),
             district.admin_emails,
             email_from(),
             secret_env_names=secret_env_names_for(district),
@@ -95,37 +110,8 @@ def email_check_your_data(
 
     return send_once(
         warehouse.engine,
-        idempotency_key(district.id, run.import_id, "check_your_data"),
-        kind="check_your_data",
-        district_id=district.id,
-        import_id=run.import_id,
-        build=build,
-        sender=sender,
-        settings=settings,
-        now=now,
-    )
-
-
-def email_import_results(
-    warehouse: Warehouse,
-    district: District,
-    run: ImportRun,
-    sender: Callable[[], Sender],
-    settings: NotifySettings,
-    now: datetime | None = None,
-) -> Delivery | None:
-    def build() -> EmailMessage:
-        return render_import_results(
-            import_results_report(warehouse, district, run),
-            district.admin_emails,
-            email_from(),
-            secret_env_names=secret_env_names_for(district),
-        )
-
-    return send_once(
-        warehouse.engine,
-        idempotency_key(district.id, run.import_id, "import_results"),
-        kind="import_results",
+        idempotency_key(district.id, run.import_id, kind),
+        kind=kind,
         district_id=district.id,
         import_id=run.import_id,
         build=build,
@@ -227,7 +213,7 @@ def process_imports(
             if line:
                 report.lines.append(line)
                 report.changed = True
-            delivery = email_check_your_data(warehouse, district, run, sender, settings, now)
+            delivery = email_about_import("check_your_data", warehouse, district, run, sender, settings, now)
         elif run.status == "published":
             line = resume_after_reprocess(warehouse, run)
             if line:
@@ -236,7 +222,9 @@ def process_imports(
             if observe is not None and run.run_id and still_running(observe(run.run_id)):
                 delivery = None  # the derived tables are still being rebuilt: email on a later tick
             else:
-                delivery = email_import_results(warehouse, district, run, sender, settings, now)
+                delivery = email_about_import(
+                    "import_results", warehouse, district, run, sender, settings, now
+                )
         else:
             delivery = None
         if delivery is not None:

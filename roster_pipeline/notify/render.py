@@ -184,6 +184,25 @@ def _failure_intro(report: CheckYourDataReport) -> str:
     )
 
 
+def _changes_by_resource(
+    headers: list[str], rows: list[list[m.Cell | str]], explain: str
+) -> tuple[list[str], list[str]]:
+    """The "Changes by resource" section both emails share: (plain-text lines, HTML parts)."""
+    text = [
+        "Changes by resource (% of published rows; rejected: % of fetched rows)",
+        "----------------------------------------------------------------------",
+        m.text_table(headers, rows),
+        textwrap.fill(explain, 100),
+        "",
+    ]
+    html = [
+        m.h2("Changes by resource"),
+        m.p(explain, style=f"margin:4px 0;{m.MUTED}"),
+        m.table(headers, rows),
+    ]
+    return text, html
+
+
 def render_check_your_data(
     report: CheckYourDataReport,
     recipients: Sequence[str],
@@ -295,21 +314,14 @@ def render_check_your_data(
             ]
             for r in report.resources
         ]
-        text += [
-            "Changes by resource (% of published rows; rejected: % of fetched rows)",
-            "----------------------------------------------------------------------",
-            m.text_table(headers, rows),
-            "",
-        ]
-        html += [
-            m.h2("Changes by resource"),
-            m.p(
-                "Added, updated and deleted are a share of the rows published before this import; rejected is "
-                "a share of the rows fetched. Cells over their limit are highlighted.",
-                style=f"margin:4px 0;{m.MUTED}",
-            ),
-            m.table(headers, rows),
-        ]
+        section_text, section_html = _changes_by_resource(
+            headers,
+            rows,
+            "Added, updated and deleted are a share of the rows published before this import; rejected is "
+            "a share of the rows fetched. Cells over their limit are highlighted.",
+        )
+        text += section_text
+        html += section_html
 
     if report.schools:
         headers = ["School", "Resource", "Before", "After", "Drop", "Drop %", "Limit"]
@@ -524,18 +536,9 @@ def render_import_results(
             "those no longer in the SIS). Percentages are of the rows published before this import "
             "(rejected: of the rows fetched), the figures the import's checks used."
         )
-        text += [
-            "Changes by resource (% of published rows; rejected: % of fetched rows)",
-            "----------------------------------------------------------------------",
-            m.text_table(headers, rows),
-            textwrap.fill(explain, 100),
-            "",
-        ]
-        html += [
-            m.h2("Changes by resource"),
-            m.p(explain, style=f"margin:4px 0;{m.MUTED}"),
-            m.table(headers, rows),
-        ]
+        section_text, section_html = _changes_by_resource(headers, rows, explain)
+        text += section_text
+        html += section_html
 
     none = "No record warnings." if report.derived_warnings else "No warnings."
     warn = f"{report.warnings_count:,} warning(s)" if report.warnings_count else none
