@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from roster_pipeline.control.state import pause_district
+from roster_pipeline.control.store import pause_district
 from roster_pipeline.definitions import build_definitions
 from roster_pipeline.defs.assets import build_roster_assets
 from roster_pipeline.defs.drop_folders import DROP_FOLDER_SENSOR_NAME

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 import yaml
 
 from roster_pipeline.control.dead_runs import RunObservation, dead_run, step_label
-from roster_pipeline.control.state import get_state
+from roster_pipeline.control.store import get_state
 from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.simulator import generate_district
 from roster_pipeline.warehouse import ImportRun, Warehouse, staging

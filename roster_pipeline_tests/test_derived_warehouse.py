@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.control.dead_runs import RunObservation
-from roster_pipeline.control.schema import create_control_schema
+from roster_pipeline.control.store import create_control_schema
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.derived.build import (
     CLASS_TEACHERS,

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.control.schema import control_metadata, create_control_schema
-from roster_pipeline.control.state import get_state
+from roster_pipeline.control.store import control_metadata, create_control_schema, get_state
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.notify.sender import OutboxSender
 from roster_pipeline.notify.settings import NotifySettings

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.control.state import all_states, pause_district
 from roster_pipeline.control.status import district_activity, status_markdown
+from roster_pipeline.control.store import all_states, create_control_schema, pause_district
 from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.warehouse import Warehouse
 

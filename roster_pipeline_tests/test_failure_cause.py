@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from roster_pipeline.cli.review import review
-from roster_pipeline.control.state import get_state
+from roster_pipeline.control.store import get_state
 from roster_pipeline.notify import CheckYourDataReport, FailedCheck, RunFailure, render_check_your_data
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.warehouse import Warehouse

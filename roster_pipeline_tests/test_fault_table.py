@@ -190,7 +190,7 @@ def test_smtp_down_leaves_the_import_as_it_is_and_the_email_is_sent_on_a_later_t
     recorded as failed, and is sent by a later control tick once the server answers."""
     from datetime import timedelta
 
-    from roster_pipeline.control import ledger
+    from roster_pipeline.control import store
     from roster_pipeline.control.tick import process_imports
     from roster_pipeline.notify import SmtpSender, SmtpSettings, idempotency_key
     from roster_pipeline.notify.settings import NotifySettings
@@ -216,7 +216,7 @@ def test_smtp_down_leaves_the_import_as_it_is_and_the_email_is_sent_on_a_later_t
 
     down = process_imports(rig.warehouse, rig.registry(), sender_at(free_port()), notify, None)
     assert [d.ok for d in down.deliveries] == [False] and smtp_server.messages == []
-    row = ledger.get(rig.engine, key)
+    row = store.get_notification(rig.engine, key)
     assert row is not None and row.status == "failed" and row.attempts == 1 and row.last_error
     assert rig.warehouse.get_import(published.import_id).status == "published"
     rig.assert_truth()
@@ -224,5 +224,5 @@ def test_smtp_down_leaves_the_import_as_it_is_and_the_email_is_sent_on_a_later_t
     up = process_imports(rig.warehouse, rig.registry(), sender_at(smtp_server.port), notify, down.floor)
     assert [d.ok for d in up.deliveries] == [True]
     assert [m["X-Roster-Idempotency-Key"] for m in smtp_server.messages] == [key]
-    assert ledger.get(rig.engine, key).status == "sent"
+    assert store.get_notification(rig.engine, key).status == "sent"
     rig.assert_truth()

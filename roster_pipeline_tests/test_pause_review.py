@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 
 from roster_pipeline.cli.review import review
-from roster_pipeline.control import audit, ledger
-from roster_pipeline.control.state import SENSOR_ACTOR, get_state
+from roster_pipeline.control import store
+from roster_pipeline.control.store import SENSOR_ACTOR, get_state
 from roster_pipeline.defs.schedules import schedule_name
 from roster_pipeline.defs.sensors import ControlCursor
 from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG
@@ -88,7 +88,7 @@ def test_held_import_pauses_the_district_and_sends_one_check_your_data_email(
     state = get_state(engine, "alpha")
     assert state.paused and state.import_id == held and state.paused_by == SENSOR_ACTOR
     assert "enrollments" in (state.reason or "") and state.run_id
-    assert [a.action for a in audit.actions_for(engine, "alpha")] == ["pause"]
+    assert [a.action for a in store.actions_for(engine, "alpha")] == ["pause"]
     cyd = [m for m in smtp_server.messages if m["X-Roster-Kind"] == "check_your_data"]
     assert len(cyd) == 1
     message = cyd[0]
@@ -113,9 +113,9 @@ def test_held_import_pauses_the_district_and_sends_one_check_your_data_email(
     tick(defs, instance, ControlCursor(import_floor=0).dump())  # a cursor rewound to the start
     assert len(smtp_server.messages) == 2
     assert second.skip_message and restarted.skip_message
-    row = ledger.get(engine, f"alpha:{held}:check_your_data")
+    row = store.get_notification(engine, f"alpha:{held}:check_your_data")
     assert row is not None and row.status == "sent" and row.attempts == 1
-    assert [a.action for a in audit.actions_for(engine, "alpha")] == ["pause"]
+    assert [a.action for a in store.actions_for(engine, "alpha")] == ["pause"]
 
 
 def test_paused_district_schedule_skips_manual_run_refused_other_district_goes_on(
@@ -179,7 +179,7 @@ def test_approve_publishes_the_held_snapshot_with_the_override_recorded(
     assert run.override_reason == "schedules were rebuilt on purpose"
     assert wh.current_counts("alpha")["enrollments"] < enrollments_before / 2
     assert not get_state(wh.engine, "alpha").paused
-    approve = audit.actions_for(wh.engine, "alpha")[-1]
+    approve = store.actions_for(wh.engine, "alpha")[-1]
     assert (approve.action, approve.actor, approve.import_id) == ("approve", "Dana Admin", held)
     assert "published" in (approve.outcome or "")
     assert_partition_shows_approval(instance, "alpha", held, "Dana Admin", wh)
@@ -262,7 +262,7 @@ def test_reject_discards_and_keeps_the_published_data(server, setup, instance, w
         review("approve", "alpha", reviewer="Sam", database_url=warehouse_url, districts_file=str(path))
     review("reject", "alpha", reviewer="Sam", database_url=warehouse_url, districts_file=str(path))
     assert not get_state(wh.engine, "alpha").paused
-    actions = [(a.action, a.actor, (a.outcome or "")[:7]) for a in audit.actions_for(wh.engine, "alpha")]
+    actions = [(a.action, a.actor, (a.outcome or "")[:7]) for a in store.actions_for(wh.engine, "alpha")]
     assert actions == [
         ("pause", SENSOR_ACTOR, "import "),
         ("reject", "Sam", "import "),
@@ -306,8 +306,8 @@ def test_reprocess_job_after_the_sis_is_fixed_publishes_fresh_data(
     assert not after.run_requests, "the launched run clears the request"
     assert not get_state(wh.engine, "alpha").paused
     assert ("alpha", str(new_import), "import_results") in kinds(smtp_server.messages)
-    assert [a.action for a in audit.actions_for(wh.engine, "alpha")] == ["pause", "reprocess", "resume"]
-    assert request.tags[REVIEW_ACTION_ID_TAG] == str(audit.actions_for(wh.engine, "alpha")[1].id)
+    assert [a.action for a in store.actions_for(wh.engine, "alpha")] == ["pause", "reprocess", "resume"]
+    assert request.tags[REVIEW_ACTION_ID_TAG] == str(store.actions_for(wh.engine, "alpha")[1].id)
     assert request.tags["roster/district_name"] == "District alpha"  # the run says which district in the UI
 
 
@@ -347,7 +347,7 @@ def test_smtp_down_is_retried_later_and_never_fails_the_import(
     held = hold_alpha(server, defs, instance, warehouse_url)
     down = tick(defs, instance)
     wh = Warehouse(warehouse_url)
-    row = ledger.get(wh.engine, f"alpha:{held}:check_your_data")
+    row = store.get_notification(wh.engine, f"alpha:{held}:check_your_data")
     assert row is not None and row.status == "failed" and row.attempts == 1 and row.last_error
     assert f"paused alpha (held import {held})" in (down.skip_message or "")
     assert (
@@ -361,7 +361,7 @@ def test_smtp_down_is_retried_later_and_never_fails_the_import(
     env.setenv("ROSTER_SMTP_PORT", str(smtp_server.port))  # SMTP is back
     tick(defs, instance, down.cursor)
     tick(defs, instance, down.cursor)
-    row = ledger.get(wh.engine, f"alpha:{held}:check_your_data")
+    row = store.get_notification(wh.engine, f"alpha:{held}:check_your_data")
     assert row is not None and row.status == "sent" and row.attempts == 2
     assert sorted(k for _, _, k in kinds(smtp_server.messages)) == ["check_your_data", "import_results"]
 
@@ -388,10 +388,10 @@ def test_a_crash_between_claim_and_send_never_sends_twice(
     defs, _ = setup
     held = hold_alpha(server, defs, instance, warehouse_url)
     engine = Warehouse(warehouse_url).engine
-    assert ledger.claim(
+    assert store.claim_notification(
         engine, f"alpha:{held}:check_your_data", district_id="alpha", import_id=held, kind="check_your_data"
     )  # the process dies here, before sending
     tick(defs, instance)
     tick(defs, instance, None)
     assert ("alpha", str(held), "check_your_data") not in kinds(smtp_server.messages)
-    assert ledger.get(engine, f"alpha:{held}:check_your_data").status == "sending"
+    assert store.get_notification(engine, f"alpha:{held}:check_your_data").status == "sending"

@@ -36,7 +36,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from roster_pipeline.control.state import get_state
+from roster_pipeline.control.store import get_state
 from roster_pipeline.defs.jobs import SYNC_JOB_NAME
 from roster_pipeline.defs.schedules import schedule_name
 from roster_pipeline.defs.sensors import CONTROL_SENSOR_INTERVAL_ENV, CONTROL_SENSOR_NAME

@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 from dagster._core.instance.ref import InstanceRef
 
-from roster_pipeline.control.state import get_state
+from roster_pipeline.control.store import get_state
 from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.registry.districts import Registry

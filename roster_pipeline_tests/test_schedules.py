@@ -18,8 +18,7 @@ import pytest
 import yaml
 from dagster._utils.schedules import cron_string_iterator  # the daemon's iterator: DST handling included
 
-from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.control.state import pause_district
+from roster_pipeline.control.store import create_control_schema, pause_district
 from roster_pipeline.pipeline.run_tags import DISTRICT_TAG, SCHOOL_YEAR_TAG, SYNC_MODE_TAG
 from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.warehouse import Warehouse

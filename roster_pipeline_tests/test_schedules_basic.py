@@ -10,8 +10,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.control.state import pause_district, resume_district
+from roster_pipeline.control.store import create_control_schema, pause_district, resume_district
 from roster_pipeline.definitions import build_definitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.defs.schedules import cron_for

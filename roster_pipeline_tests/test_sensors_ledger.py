@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.control import ledger
-from roster_pipeline.control.schema import create_control_schema
+from roster_pipeline.control import store
+from roster_pipeline.control.store import create_control_schema
 from roster_pipeline.defs.sensors import CONTROL_SENSOR_INTERVAL_ENV, ControlCursor, build_control_sensor
 
 KEY = "alpha:7:check_your_data"
@@ -26,7 +26,7 @@ def engine(warehouse_url: str):
 
 
 def claim(engine: sa.Engine, now: datetime, **kw: object) -> bool:
-    return ledger.claim(
+    return store.claim_notification(
         engine,
         KEY,
         district_id="alpha",
@@ -42,30 +42,32 @@ def claim(engine: sa.Engine, now: datetime, **kw: object) -> bool:
 def test_only_one_claim_wins_and_a_sent_email_is_never_claimed_again(engine) -> None:
     assert claim(engine, T0)
     assert not claim(engine, T0), "in flight: a second claimer loses"
-    ledger.mark_sent(engine, KEY, "<id@x>")
+    store.mark_sent(engine, KEY, "<id@x>")
     assert not claim(engine, T0 + timedelta(days=1))
-    row = ledger.get(engine, KEY)
+    row = store.get_notification(engine, KEY)
     assert row is not None and (row.status, row.attempts, row.message_path_or_id) == ("sent", 1, "<id@x>")
 
 
 def test_failed_sends_are_retried_after_the_delay_up_to_max_attempts(engine) -> None:
     assert claim(engine, T0)
-    ledger.mark_failed(engine, KEY, "ConnectionRefusedError")
+    store.mark_failed(engine, KEY, "ConnectionRefusedError")
     assert not claim(engine, T0 + timedelta(seconds=30)), "not due yet"
     assert claim(engine, T0 + timedelta(seconds=61))
-    ledger.mark_failed(engine, KEY, "ConnectionRefusedError")
+    store.mark_failed(engine, KEY, "ConnectionRefusedError")
     assert claim(engine, T0 + timedelta(seconds=200))
-    ledger.mark_failed(engine, KEY, "still down")
+    store.mark_failed(engine, KEY, "still down")
     assert not claim(engine, T0 + timedelta(days=1)), "3 attempts: given up"
-    row = ledger.get(engine, KEY)
+    row = store.get_notification(engine, KEY)
     assert row is not None and (row.status, row.attempts, row.last_error) == ("failed", 3, "still down")
 
 
 def test_a_crash_mid_send_is_reported_stuck_and_only_an_operator_releases_it(engine) -> None:
     assert claim(engine, T0)  # ... and the process dies
     assert not claim(engine, T0 + timedelta(hours=1))
-    assert [r.idempotency_key for r in ledger.stuck(engine, now=T0 + timedelta(hours=1))] == [KEY]
-    assert ledger.release_stuck(engine, KEY)
+    assert [r.idempotency_key for r in store.stuck_notifications(engine, now=T0 + timedelta(hours=1))] == [
+        KEY
+    ]
+    assert store.release_stuck(engine, KEY)
     assert claim(engine, T0 + timedelta(hours=2))
 
 

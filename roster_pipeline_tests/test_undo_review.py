@@ -17,9 +17,8 @@ import sqlalchemy as sa
 import yaml
 
 from roster_pipeline.cli import main
-from roster_pipeline.control import audit, ledger
-from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.control.state import get_state
+from roster_pipeline.control import store
+from roster_pipeline.control.store import create_control_schema, get_state
 from roster_pipeline.defs.sensors import ControlCursor
 from roster_pipeline.registry.districts import load_registry
 from roster_pipeline.warehouse import Warehouse
@@ -142,7 +141,7 @@ def test_review_undo_job_restores_records_pauses_and_emails_once(
     )
     assert wh.last_published_import("alpha").import_id == first
     # recorded like a review action, and the district stays paused so the next sync cannot bring it back
-    [action] = audit.actions_for(wh.engine, "alpha")
+    [action] = store.actions_for(wh.engine, "alpha")
     assert (action.action, action.actor, action.import_id, action.note) == (
         "undo",
         "Jo Admin",
@@ -189,7 +188,7 @@ def test_review_undo_job_restores_records_pauses_and_emails_once(
         "20",
     ]  # before, restored, removed, un-archived, after
     assert "alpha-secret-xyz" not in message.as_string()
-    row = ledger.get(wh.engine, f"alpha:{second}:import_undone")
+    row = store.get_notification(wh.engine, f"alpha:{second}:import_undone")
     assert row is not None and row.status == "sent" and row.attempts == 1
 
 
@@ -227,7 +226,7 @@ def test_cli_undo_refuses_over_thresholds_then_previews_then_forces(
     out = capsys.readouterr().out
     assert "import 1 undone" in out and "overridden" in out
     assert wh.current_counts("alpha")["users"] == 0 and wh.get_import(only).undo_forced is True
-    actions = audit.actions_for(wh.engine, "alpha")
+    actions = store.actions_for(wh.engine, "alpha")
     assert [a.action for a in actions] == ["undo", "undo", "undo"]  # failed attempts are audited too
     assert (actions[0].outcome or "").startswith("failed: UndoRefusedError")
     assert (actions[1].outcome or "").startswith("failed: UndoCheckError")
@@ -279,27 +278,27 @@ def test_control_schema_widens_the_checks_of_an_existing_database(wh: Warehouse)
                 "CONSTRAINT ck_notifications_status CHECK (status IN ('sending', 'sent', 'failed')))"
             )
         )
-    first = audit.record_action(wh.engine, "alpha", "pause", "sensor", outcome="held")
+    first = store.record_action(wh.engine, "alpha", "pause", "sensor", outcome="held")
     with pytest.raises(sa.exc.IntegrityError):
-        audit.record_action(wh.engine, "alpha", "undo", "Jo Admin")
+        store.record_action(wh.engine, "alpha", "undo", "Jo Admin")
     # the old kind CHECK makes the claim fail like a duplicate: the email would silently never go out
-    assert not ledger.claim(
+    assert not store.claim_notification(
         wh.engine, "alpha:1:import_undone", district_id="alpha", import_id=1, kind="import_undone"
     )
-    assert ledger.get(wh.engine, "alpha:1:import_undone") is None
+    assert store.get_notification(wh.engine, "alpha:1:import_undone") is None
 
     create_control_schema(wh.engine)
     create_control_schema(wh.engine)  # idempotent
-    second = audit.record_action(wh.engine, "alpha", "undo", "Jo Admin", import_id=1, outcome="ok")
+    second = store.record_action(wh.engine, "alpha", "undo", "Jo Admin", import_id=1, outcome="ok")
     assert second > first
-    assert [(a.id, a.action) for a in audit.actions_for(wh.engine, "alpha")] == [
+    assert [(a.id, a.action) for a in store.actions_for(wh.engine, "alpha")] == [
         (first, "pause"),
         (second, "undo"),
     ]
-    assert ledger.claim(
+    assert store.claim_notification(
         wh.engine, "alpha:1:import_undone", district_id="alpha", import_id=1, kind="import_undone"
     )
-    assert not ledger.claim(
+    assert not store.claim_notification(
         wh.engine, "alpha:1:import_undone", district_id="alpha", import_id=1, kind="import_undone"
     )
 

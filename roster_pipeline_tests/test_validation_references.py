@@ -11,12 +11,12 @@ import pytest
 
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator.generate import generate_district
-from roster_pipeline.validation import (
+from roster_pipeline.warehouse import Warehouse
+from roster_pipeline.warehouse.references import (
     CLASS_WITHOUT_TEACHER,
     find_reference_failures,
     find_reference_warnings,
 )
-from roster_pipeline.warehouse import Warehouse
 
 DISTRICT = "springfield"
 YEAR = 2027

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from roster_pipeline.control.schema import create_control_schema
+from roster_pipeline.control.store import create_control_schema
 from roster_pipeline.pipeline.sync import DistrictSyncResult, sync_district
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.registry.districts import District

@@ -179,7 +179,7 @@ def run_once(
     import dagster as dg
 
     from roster_pipeline.control.review import approve
-    from roster_pipeline.control.state import get_state
+    from roster_pipeline.control.store import get_state
     from roster_pipeline.definitions import build_definitions
     from roster_pipeline.registry.districts import load_registry
     from roster_pipeline.simulator.admin import apply_mutation
@@ -257,7 +257,7 @@ class ControlLoop:
     """The district_control sensor's work, run in-process for the headless demo (no daemon needed)."""
 
     def __init__(self, warehouse: object, registry: object) -> None:
-        from roster_pipeline.control.schema import create_control_schema
+        from roster_pipeline.control.store import create_control_schema
         from roster_pipeline.defs.sensors import smtp_sender_factory
         from roster_pipeline.notify.settings import NotifySettings
 

@@ -20,7 +20,7 @@ import dagster as dg
 
 from roster_pipeline.control import review as actions
 from roster_pipeline.control import undo as undo_action
-from roster_pipeline.control.schema import create_control_schema
+from roster_pipeline.control.store import create_control_schema
 from roster_pipeline.defs.publish_events import approved_materialization, undone_materialization
 from roster_pipeline.derived.build import rebuild_after_review
 from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_ID_TAG, REVIEW_ACTION_TAG

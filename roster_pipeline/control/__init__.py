@@ -11,10 +11,10 @@ It lives in the warehouse's own database (``warehouse.engine``) but in tables of
 Everything here is free of Dagster, so the sensor, the review jobs, the CLI and the demo share it.
 """
 
-from roster_pipeline.control.schema import create_control_schema
-from roster_pipeline.control.state import (
+from roster_pipeline.control.store import (
     DistrictState,
     all_states,
+    create_control_schema,
     get_state,
     pause_district,
     resume_district,

@@ -11,14 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from roster_pipeline.control import ledger
+from roster_pipeline.control import store
 from roster_pipeline.notify import IDEMPOTENCY_HEADER, deliver
 from roster_pipeline.notify.render import message_id_for
 from roster_pipeline.notify.sender import Sender
 from roster_pipeline.notify.settings import NotifySettings
+
+if TYPE_CHECKING:  # a type only: the SQL is in control.store and warehouse/
+    import sqlalchemy as sa
 
 log = logging.getLogger("roster_pipeline.control")
 
@@ -53,7 +55,7 @@ def send_once(
     detail: dict | None = None,
 ) -> Delivery | None:
     """None when there is nothing to do (already sent, in flight, given up, or a retry not yet due)."""
-    if not ledger.claim(
+    if not store.claim_notification(
         engine,
         key,
         district_id=district_id,
@@ -73,13 +75,13 @@ def send_once(
         outcome = deliver(message, sender())
     except Exception as exc:  # noqa: BLE001 - a notification never breaks the sensor or the import
         error = f"could not build or send the {kind} email: {type(exc).__name__}: {exc}"
-        ledger.mark_failed(engine, key, error)
+        store.mark_failed(engine, key, error)
         log.error("%s", error)
         return Delivery(key, kind, district_id, import_id, False, None, error)
     if outcome.ok:
-        ledger.mark_sent(engine, key, outcome.path_or_id, outcome.error_text)
+        store.mark_sent(engine, key, outcome.path_or_id, outcome.error_text)
     else:
-        ledger.mark_failed(engine, key, outcome.error_text or "unknown delivery error")
+        store.mark_failed(engine, key, outcome.error_text or "unknown delivery error")
     delivery = Delivery(key, kind, district_id, import_id, outcome.ok, outcome.path_or_id, outcome.error_text)
     (log.info if outcome.ok else log.warning)("%s", delivery.line())
     return delivery

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from roster_pipeline.control import audit
-from roster_pipeline.control.state import get_state, pause_district, request_action, resume_district
+from roster_pipeline.control import store
+from roster_pipeline.control.store import get_state, pause_district, request_action, resume_district
 from roster_pipeline.warehouse import ImportRun, Warehouse
 from roster_pipeline.warehouse.counts import ChangeCounts
 
@@ -84,7 +84,7 @@ def _audited(
     import_id: int | None,
     error: Exception,
 ) -> None:
-    audit.record_action(
+    store.record_action(
         warehouse.engine,
         district_id,
         action,
@@ -135,7 +135,7 @@ def approve(
         f"import {run.import_id} published with thresholds overridden "
         f"(+{totals['added']} ~{totals['updated']} -{totals['deleted']}); district resumed"
     )
-    audit_id = audit.record_action(
+    audit_id = store.record_action(
         warehouse.engine,
         district_id,
         "approve",
@@ -179,7 +179,7 @@ def reject(
     else:
         resumed = resume_district(warehouse.engine, district_id)
         outcome = f"{what}; district resumed"
-    audit_id = audit.record_action(
+    audit_id = store.record_action(
         warehouse.engine,
         district_id,
         "reject",
@@ -216,7 +216,7 @@ def reprocess(
     what = f"import {run.import_id} discarded" if run else "no held import"
     how = "the control sensor launches a new sync run" if leave_to_sensor else "a new sync runs now"
     outcome = f"{what}; {how} (the district stays paused until its import publishes)"
-    audit_id = audit.record_action(
+    audit_id = store.record_action(
         warehouse.engine,
         district_id,
         "reprocess",
@@ -245,7 +245,7 @@ def settle_reprocess(
     if run is not None and run.status == "published":
         resume_district(engine, district_id)
         outcome = f"reprocess: import {run.import_id} passed its checks and was published; district resumed"
-        audit.record_action(engine, district_id, "resume", actor, import_id=run.import_id, outcome=outcome)
+        store.record_action(engine, district_id, "resume", actor, import_id=run.import_id, outcome=outcome)
     elif run is not None and run.status == "held":
         pause_district(
             engine,
@@ -264,5 +264,5 @@ def settle_reprocess(
             "district stays paused"
         )
     if action_id is not None:
-        audit.set_outcome(engine, action_id, outcome)
+        store.set_outcome(engine, action_id, outcome)
     return outcome

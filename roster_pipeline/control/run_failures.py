@@ -13,11 +13,11 @@ from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 
-from roster_pipeline.control import audit, ledger
+from roster_pipeline.control import store
 from roster_pipeline.control.dead_runs import DeadRun
 from roster_pipeline.control.notifier import Delivery, send_once
 from roster_pipeline.control.reports import run_failure_report
-from roster_pipeline.control.state import SENSOR_ACTOR, pause_district
+from roster_pipeline.control.store import SENSOR_ACTOR, pause_district
 from roster_pipeline.notify import email_from, render_check_your_data
 from roster_pipeline.notify.scrub import secret_env_names_for
 from roster_pipeline.notify.sender import Sender
@@ -79,14 +79,14 @@ def handle_run_failure(
     reason: str | None = None,
 ) -> list[str]:
     key = run_failure_key(district.id, root_run_id)
-    if ledger.get(warehouse.engine, key) is not None:
+    if store.get_notification(warehouse.engine, key) is not None:
         return []
     reason = reason or f"sync run {run_id} failed{f' during {step}' if step else ''}: {error}"
     lines = []
     if pause_district(
         warehouse.engine, district.id, by=SENSOR_ACTOR, reason=reason, import_id=import_id, run_id=run_id
     ):
-        audit.record_action(
+        store.record_action(
             warehouse.engine, district.id, "pause", SENSOR_ACTOR, import_id=import_id, outcome=reason[:2000]
         )
         lines.append(f"district {district.id} paused: {reason}")
@@ -146,7 +146,7 @@ def retry_run_failure_emails(
 ) -> list[Delivery]:
     """Failed run_failure emails are rebuilt from the ledger's ``detail`` and retried when due."""
     out = []
-    for row in ledger.retryable(warehouse.engine, "run_failure", settings.max_attempts):
+    for row in store.retryable_notifications(warehouse.engine, "run_failure", settings.max_attempts):
         district = registry.districts.get(row.district_id)
         if district is None or not row.detail:
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from roster_pipeline.control.state import DistrictState
+from roster_pipeline.control.store import DistrictState
 from roster_pipeline.defs.freshness import is_overdue, next_scheduled_run
 from roster_pipeline.registry.districts import District, Registry, Thresholds
 from roster_pipeline.warehouse import Warehouse

@@ -22,23 +22,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from roster_pipeline.control import audit, ledger
+from roster_pipeline.control import store
 from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, RunObservation, dead_run, still_running
 from roster_pipeline.control.notifier import Delivery, send_once
 from roster_pipeline.control.reports import check_your_data_report, import_results_report
 from roster_pipeline.control.run_failures import settle_dead_run
-from roster_pipeline.control.state import SENSOR_ACTOR, get_state, now_utc, pause_district, resume_district
+from roster_pipeline.control.store import SENSOR_ACTOR, get_state, now_utc, pause_district, resume_district
 from roster_pipeline.notify import email_from, idempotency_key, render_check_your_data, render_import_results
 from roster_pipeline.notify.scrub import secret_env_names_for
 from roster_pipeline.notify.sender import Sender
 from roster_pipeline.notify.settings import NotifySettings
 from roster_pipeline.registry.districts import District, Registry
 from roster_pipeline.warehouse import ImportRun, Warehouse
-from roster_pipeline.warehouse.schema import import_runs
+
+if TYPE_CHECKING:  # a type only: the SQL is in control.store and warehouse/
+    import sqlalchemy as sa
 
 log = logging.getLogger("roster_pipeline.control")
 
@@ -58,23 +58,12 @@ class TickReport:
         return [d for d in self.deliveries if not d.ok]
 
 
-def _imports_from(engine: sa.Engine, floor: int | None, since: datetime) -> list[ImportRun]:
-    query = sa.select(import_runs).order_by(import_runs.c.import_id)
-    query = (
-        query.where(import_runs.c.import_id >= floor)
-        if floor is not None
-        else query.where(import_runs.c.started_at >= since)
-    )
-    with engine.connect() as conn:
-        return [ImportRun(**row) for row in conn.execute(query).mappings()]
-
-
 def _settled(engine: sa.Engine, run: ImportRun, settings: NotifySettings) -> bool:
     if run.status in UNSETTLED_STATUSES:
         return False
     if run.status != "published":
         return True
-    row = ledger.get(engine, idempotency_key(run.district_id, run.import_id, "import_results"))
+    row = store.get_notification(engine, idempotency_key(run.district_id, run.import_id, "import_results"))
     return row is not None and (row.status in ("sent", "sending") or row.attempts >= settings.max_attempts)
 
 
@@ -136,7 +125,7 @@ def pause_for_held(warehouse: Warehouse, run: ImportRun) -> str | None:
         run_id=run.run_id,
     ):
         return None
-    audit.record_action(
+    store.record_action(
         warehouse.engine,
         run.district_id,
         "pause",
@@ -160,7 +149,7 @@ def resume_after_reprocess(warehouse: Warehouse, run: ImportRun) -> str | None:
             return None
     resume_district(warehouse.engine, run.district_id)
     outcome = f"import {run.import_id} (reprocess) passed its checks and was published; district resumed"
-    audit.record_action(
+    store.record_action(
         warehouse.engine, run.district_id, "resume", SENSOR_ACTOR, import_id=run.import_id, outcome=outcome
     )
     return f"district {run.district_id}: {outcome}"
@@ -197,7 +186,7 @@ def process_imports(
     """``observe`` (the run's state in the orchestrator) lets open imports of dead runs be settled."""
     now = now or now_utc()
     report = TickReport(floor=floor)
-    runs = _imports_from(warehouse.engine, floor, now - settings.lookback)
+    runs = warehouse.imports_from(floor, now - settings.lookback)
     unsettled: list[int] = []
     for run in runs:
         district = registry.districts.get(run.district_id)

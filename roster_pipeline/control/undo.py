@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from roster_pipeline.control import audit
+from roster_pipeline.control import store
 from roster_pipeline.control.review import ReviewError, ReviewOutcome
-from roster_pipeline.control.state import pause_district, resume_district
+from roster_pipeline.control.store import pause_district, resume_district
 from roster_pipeline.pipeline.rollover import RolloverConfigError, rollover_policy, run_date
 from roster_pipeline.pipeline.snapshot_checks import CHANGE_MEASURES
 from roster_pipeline.registry.districts import District
@@ -137,7 +137,7 @@ def undo(
         )
     except WarehouseError as exc:
         if not preview:
-            audit.record_action(
+            store.record_action(
                 warehouse.engine,
                 district.id,
                 "undo",
@@ -174,7 +174,7 @@ def undo(
             + "; the SIS may still serve what it brought in",
         )
     outcome = _sentence(result, paused=not resume)
-    audit_id = audit.record_action(
+    audit_id = store.record_action(
         warehouse.engine,
         district.id,
         "undo",

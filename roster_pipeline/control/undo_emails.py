@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from roster_pipeline.control.notifier import Delivery, send_once
-from roster_pipeline.control.state import get_state, now_utc
+from roster_pipeline.control.store import get_state, now_utc
 from roster_pipeline.notify import email_from, idempotency_key
 from roster_pipeline.notify.scrub import secret_env_names_for
 from roster_pipeline.notify.sender import Sender
@@ -23,17 +22,13 @@ from roster_pipeline.notify.settings import NotifySettings
 from roster_pipeline.notify.undo_email import KIND, ImportUndoneReport, UndoCountsRow, render_import_undone
 from roster_pipeline.registry.districts import District, Registry
 from roster_pipeline.warehouse import ImportRun, Warehouse
-from roster_pipeline.warehouse.schema import import_runs
+
+if TYPE_CHECKING:  # a type only: the SQL is in control.store and warehouse/
+    pass
 
 
 def undone_imports(warehouse: Warehouse, since: datetime) -> list[ImportRun]:
-    query = (
-        sa.select(import_runs)
-        .where(import_runs.c.status == "undone", import_runs.c.undone_at >= since)
-        .order_by(import_runs.c.import_id)
-    )
-    with warehouse.engine.connect() as conn:
-        return [ImportRun(**row) for row in conn.execute(query).mappings()]
+    return warehouse.undone_since(since)
 
 
 def import_undone_report(warehouse: Warehouse, district: District, run: ImportRun) -> ImportUndoneReport:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from roster_pipeline.control.state import all_states
 from roster_pipeline.control.status import district_activity, status_markdown
+from roster_pipeline.control.store import all_states
 from roster_pipeline.registry.districts import Registry
 from roster_pipeline.warehouse import Warehouse
 

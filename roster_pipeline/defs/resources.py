@@ -10,7 +10,7 @@ import functools
 
 import dagster as dg
 
-from roster_pipeline.control.schema import create_control_schema
+from roster_pipeline.control.store import create_control_schema
 from roster_pipeline.registry.districts import Registry, load_registry
 from roster_pipeline.warehouse import Warehouse
 

@@ -6,7 +6,7 @@ Running by default, every 30 s (``ROSTER_CONTROL_SENSOR_INTERVAL_SECONDS``, read
 loads, changes that; Dagster's sensor daemon looks at its sensors every 5 s, so less than 5 s gains
 nothing).  Its cursor holds the lowest import not yet settled and the event
 storage cursor of RUN_FAILURE events; emails are exactly-once through the notifications ledger's unique
-idempotency keys (see ``roster_pipeline.control.ledger`` for the at-most-once choice), so a lost or reset
+idempotency keys (see ``roster_pipeline.control.store`` for the at-most-once choice), so a lost or reset
 cursor (sensor or daemon restart) never sends an email twice.  Email trouble never fails anything: it
 is a ``failed`` ledger row retried on later ticks, a warning in the sensor log and the skip reason.
 """
@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from roster_pipeline.control import ledger
+from roster_pipeline.control import store
 from roster_pipeline.control.dead_runs import OPEN_IMPORT_STATUSES, dead_run, step_label
 from roster_pipeline.control.notifier import Delivery
 from roster_pipeline.control.run_failures import handle_run_failure, retry_run_failure_emails, settle_dead_run
-from roster_pipeline.control.state import all_states, clear_pending, now_utc
+from roster_pipeline.control.store import all_states, clear_pending, now_utc
 from roster_pipeline.control.tick import process_imports
 from roster_pipeline.control.undo_emails import email_undone_imports
 from roster_pipeline.notify import SmtpSender, sender_from_env
@@ -323,11 +323,11 @@ def build_control_sensor(interval_seconds: int | None = None) -> dg.SensorDefini
         requests = _reprocess_requests(context, wh, reg)
         for line in lines:
             (context.log.warning if "NOT sent" in line else context.log.info)(line)
-        for row in ledger.stuck(wh.engine):
+        for row in store.stuck_notifications(wh.engine):
             context.log.warning(
                 f"{row.kind} email {row.idempotency_key} was being sent when the process stopped; it is not "
                 "re-sent automatically (at most once) — check the recipient's mailbox, then release it with "
-                "roster_pipeline.control.ledger.release_stuck if it never arrived"
+                "roster_pipeline.control.store.release_stuck if it never arrived"
             )
         states_now = all_states(wh.engine)
         paused_now = {d for d, s in states_now.items() if s.paused}

@@ -21,14 +21,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from roster_pipeline.control.guard import ALLOWED_WHILE_PAUSED, DistrictPausedError
-from roster_pipeline.control.state import get_state, review_hint
+from roster_pipeline.control.store import get_state, review_hint
 from roster_pipeline.pipeline.rollover import RolloverPolicy, policy_for_run, rollover_policy
 from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_TAG
 from roster_pipeline.registry.districts import District
+
+if TYPE_CHECKING:  # a type only: the SQL is in control.store and warehouse/
+    import sqlalchemy as sa
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from roster_pipeline.thresholds import (
     evaluate_change_thresholds,
     evaluate_school_thresholds,
 )
-from roster_pipeline.validation import find_reference_failures, find_reference_warnings
 from roster_pipeline.warehouse import Warehouse
+from roster_pipeline.warehouse.references import find_reference_failures, find_reference_warnings
 
 VALID_RECORDS = "valid_records"
 CHANGE_THRESHOLDS = "change_thresholds"

@@ -233,6 +233,27 @@ class Warehouse:
         """Fetched and checked for preview only: staging is kept for the diff, publish always refuses."""
         self._set_status(import_id, "dry_run", allowed=(*OPEN_STATUSES, "dry_run"))
 
+    def imports_from(self, first_import_id: int | None, started_since: datetime) -> list[ImportRun]:
+        """Every import from ``first_import_id`` on (the control loop's cursor) or, without one, every import
+        started since ``started_since`` (a first tick looks back, never over the whole history)."""
+        query = sa.select(import_runs).order_by(import_runs.c.import_id)
+        if first_import_id is not None:
+            query = query.where(import_runs.c.import_id >= first_import_id)
+        else:
+            query = query.where(import_runs.c.started_at >= started_since)
+        with self.engine.connect() as conn:
+            return [ImportRun(**row) for row in conn.execute(query).mappings()]
+
+    def undone_since(self, since: datetime) -> list[ImportRun]:
+        """The imports undone since ``since``, oldest first (each gets one Import Undone email)."""
+        query = (
+            sa.select(import_runs)
+            .where(import_runs.c.status == "undone", import_runs.c.undone_at >= since)
+            .order_by(import_runs.c.import_id)
+        )
+        with self.engine.connect() as conn:
+            return [ImportRun(**row) for row in conn.execute(query).mappings()]
+
     def held_import(self, district_id: str) -> ImportRun | None:
         """The district's latest held import (the one waiting for the admin), if any."""
         with self.engine.connect() as conn:

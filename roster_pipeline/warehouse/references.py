@@ -1,4 +1,5 @@
-"""Referential checks of a staged import, in SQL, once every resource of the import is staged.
+"""Referential checks of a staged import, in SQL, once every resource of the import is staged (here,
+with the rest of the warehouse's SQL; the per-record checks are in ``roster_pipeline.validation``).
 
 A page cannot know whether the class an enrollment names will arrive three resources later, so these
 run over the staging tables after the last page: each check is one set-based query (an anti-join on
@@ -23,10 +24,10 @@ import orjson
 import sqlalchemy as sa
 
 from roster_pipeline.records.rejects import Reject
-from roster_pipeline.warehouse import staging
-from roster_pipeline.warehouse.schema import import_runs
+from roster_pipeline.validation.messages import clip, record_label
 
-from .messages import clip, record_label
+from . import staging
+from .schema import import_runs
 
 REFERENCE_CHECK = "reference"
 CLASS_WITHOUT_TEACHER = "class_without_teacher"
