@@ -19,7 +19,8 @@ from roster_pipeline.records.rejects import Reject
 from roster_pipeline.registry.districts import District
 from roster_pipeline.warehouse import Warehouse
 
-YEAR = 2027
+from .warehouse_helpers import YEAR, enrollment, user
+
 DISTRICT = District(
     id="springfield",
     name="Springfield",
@@ -28,43 +29,6 @@ DISTRICT = District(
     admin_emails=["admin@springfield.example"],
 )
 SENDER = "roster@example.org"
-
-
-def ref(kind: str, sourced_id: str) -> dict[str, str]:
-    return {"href": f"/ims/oneroster/v1p1/{kind}s/{sourced_id}", "sourcedId": sourced_id, "type": kind}
-
-
-def user(n: int, **fields: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "sourcedId": f"usr-{n}",
-        "status": "active",
-        "dateLastModified": "2026-11-01T12:00:00.000Z",
-        "username": f"student{n}",
-        "enabledUser": "true",
-        "givenName": "Ada",
-        "familyName": f"Lovelace{n}",
-        "role": "student",
-        "email": f"student{n}@springfield.k12.us",
-        "orgs": [ref("org", "sch-1"), ref("org", "dist-1")],
-        "grades": ["05"],
-    }
-    return record | fields
-
-
-def enrollment(n: int, **fields: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "sourcedId": f"enr-{n}",
-        "status": "active",
-        "dateLastModified": "2026-11-01T12:00:00.000Z",
-        "class": ref("class", f"cls-{n % 4}"),
-        "user": ref("user", f"usr-{n}"),
-        "school": ref("org", "sch-1"),
-        "role": "student",
-        "primary": "false",
-        "beginDate": "2026-08-20",
-        "endDate": "2027-06-05",
-    }
-    return record | fields
 
 
 def bad_email(resource: str, sourced_id: str, severity: str = "error") -> Reject:
