@@ -187,7 +187,7 @@ def test_env_yaml_carries_every_variable_the_instance_and_the_code_read_and_no_s
     registry_path = Path(config_map["data"][ENV_FILE_VARIABLE])
     assert [m["mountPath"] for m in LAUNCHER["volume_mounts"]] == [str(registry_path.parent)]
 
-    example = load_yaml(REPOSITORY / "roster_pipeline" / "districts.example.yaml")
+    example = load_yaml(REPOSITORY / "roster_pipeline" / "registry" / "districts.example.yaml")
     credentials = {
         d[k] for d in example["districts"] for k in ("client_id_env", "client_secret_env") if k in d
     }
