@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from roster_pipeline.benchmark import dlt_run, limit, naive
 from roster_pipeline.benchmark.dagster_run import DagsterBench, JobRun
@@ -41,6 +42,9 @@ from roster_pipeline.benchmark.rig import (
     psycopg_dsn,
 )
 from roster_pipeline.records.catalogue import RESOURCES
+
+if TYPE_CHECKING:  # at run time imported only when a simulator starts (simulator.__init__)
+    from roster_pipeline.simulator.testing import SimulatorProcess
 
 DEFAULT_BENCH_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/roster_bench"
 
@@ -154,18 +158,18 @@ class Bench:
         print(self.figures.final_line(), flush=True)
         return 0
 
-    def bench_district(self, sim: object, secret: str, size: str, seed: int) -> BenchDistrict:
+    def bench_district(self, sim: SimulatorProcess, secret: str, size: str, seed: int) -> BenchDistrict:
         district = BenchDistrict(
             district_id=f"bench_{size}",
             size=size,
             seed=seed,
-            simulator_url=sim.url,  # type: ignore[attr-defined]
+            simulator_url=sim.url,
             token_url=sim.token_url,
-            base_url=sim.base_url,  # type: ignore[attr-defined]
+            base_url=sim.base_url,
             page_size=self.args.page_size,
             concurrency=self.args.concurrency,
             simulator_pid=sim.pid,
-            client_secret=secret,  # type: ignore[attr-defined]
+            client_secret=secret,
         )
         self.dagster.add_district(district)
         return district
@@ -296,7 +300,7 @@ class simulator:  # noqa: N801 - used as a context manager, reads like one
         )
         self.size = size
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> tuple[SimulatorProcess, str]:
         print(f"starting the simulator ({self.size}) ...", flush=True)
         started = time.perf_counter()
         self.process.start()

@@ -145,9 +145,9 @@ def read_event_log(home: Path, run: JobRun) -> None:
             run.stage_seconds[asset] = {
                 str(k): float(v) for k, v in stages.items() if isinstance(v, (int, float))
             }
-        fetched = metadata.get("rows_fetched")
-        if fetched is not None:
-            run.rows_fetched[asset] = int(getattr(fetched, "value", fetched))
+        fetched = metadata.get("rows_fetched")  # an int when recorded, so Dagster stores an IntMetadataValue
+        if isinstance(fetched, dg.IntMetadataValue) and fetched.value is not None:
+            run.rows_fetched[asset] = fetched.value
 
 
 def step_durations(entries: Iterable[Any]) -> dict[str, float]:

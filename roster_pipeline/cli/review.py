@@ -150,7 +150,7 @@ def review(
             warehouse, district.id, reviewer, note, import_id, stay_paused=stay_paused
         ).outcome
     if action == "undo":
-        outcome = undo_action.undo(
+        undone = undo_action.undo(
             warehouse,
             district,
             reviewer,
@@ -160,11 +160,11 @@ def review(
             resume=resume,
             preview=dry_run,
         )
-        assert outcome.result is not None
-        text = f"{outcome.outcome}\n{undo_action.describe(outcome.result)}"
+        assert undone.result is not None
+        text = f"{undone.outcome}\n{undo_action.describe(undone.result)}"
         if dry_run:
             return text
-        record_on_partition(instance, undone_materialization(district.id, outcome.result))
+        record_on_partition(instance, undone_materialization(district.id, undone.result))
         return f"{text}\n{rebuild_after_review(warehouse, district, 'undo')[1]}"
     if action != "reprocess":
         raise ValueError(f"unknown review action {action!r}; one of {', '.join(ACTIONS)}")

@@ -31,6 +31,7 @@ from roster_pipeline.control.reports import check_your_data_report, import_resul
 from roster_pipeline.control.run_failures import settle_dead_run
 from roster_pipeline.control.store import SENSOR_ACTOR, get_state, now_utc, pause_district, resume_district
 from roster_pipeline.notify import email_from, idempotency_key, render_check_your_data, render_import_results
+from roster_pipeline.notify.content import EmailKind
 from roster_pipeline.notify.scrub import secret_env_names_for
 from roster_pipeline.notify.sender import Sender
 from roster_pipeline.notify.settings import NotifySettings
@@ -68,14 +69,14 @@ def _settled(engine: sa.Engine, run: ImportRun, settings: NotifySettings) -> boo
 
 
 #: What each email about an import is made of: the report built from the warehouse, and its renderer.
-EMAILS_ABOUT_AN_IMPORT: dict[str, tuple[Callable[..., Any], Callable[..., EmailMessage]]] = {
+EMAILS_ABOUT_AN_IMPORT: dict[EmailKind, tuple[Callable[..., Any], Callable[..., EmailMessage]]] = {
     "check_your_data": (check_your_data_report, render_check_your_data),
     "import_results": (import_results_report, render_import_results),
 }
 
 
 def email_about_import(
-    kind: str,
+    kind: EmailKind,
     warehouse: Warehouse,
     district: District,
     run: ImportRun,

@@ -74,7 +74,7 @@ def email_import_undone(
 
     return send_once(
         warehouse.engine,
-        idempotency_key(district.id, run.import_id, KIND),  # type: ignore[arg-type]
+        idempotency_key(district.id, run.import_id, KIND),
         kind=KIND,
         district_id=district.id,
         import_id=run.import_id,

@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
@@ -54,6 +55,10 @@ from roster_pipeline.warehouse.core import OPEN_STATUSES
 
 from .district_status import district_status_event
 from .resources import DistrictRegistryResource, WarehouseResource
+
+if TYPE_CHECKING:
+    # Dagster's type of one metadata entry (a MetadataValue, or a plain value it wraps); not exported.
+    from dagster._core.definitions.metadata import RawMetadataValue
 
 GROUP = "roster_sync"
 # Who answers for these assets in the UI (Dagster owners are emails or "team:<name>").
@@ -115,7 +120,7 @@ def change_metadata(changes: ChangeCounts) -> dict[str, int]:
     }
 
 
-def mode_metadata(mode: ModeDecision) -> dict[str, object]:
+def mode_metadata(mode: ModeDecision) -> dict[str, "RawMetadataValue"]:
     """The run's sync mode as the UI shows it: mode, where the request came from, since, any fallback."""
     return {
         "sync_mode": mode.mode,
@@ -127,7 +132,7 @@ def mode_metadata(mode: ModeDecision) -> dict[str, object]:
     }
 
 
-def stage_metadata(result: ResourceStageResult, import_id: int) -> dict[str, object]:
+def stage_metadata(result: ResourceStageResult, import_id: int) -> dict[str, "RawMetadataValue"]:
     return {
         "district": result.district_id,
         "import_id": import_id,
@@ -155,7 +160,7 @@ def stage_metadata(result: ResourceStageResult, import_id: int) -> dict[str, obj
     }
 
 
-def skip_metadata(result: ResourceSkipResult, import_id: int) -> dict[str, object]:
+def skip_metadata(result: ResourceSkipResult, import_id: int) -> dict[str, "RawMetadataValue"]:
     """A switched-off resource: skipped, why, and how many stored rows this run purged (0 once gone)."""
     purged = result.purged
     return {
@@ -250,7 +255,9 @@ def column_schema(resource_name: str) -> dg.TableSchema:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # a beta API used on purpose; its output is tested
         dagster_type = pandera_schema_to_dagster_type(SCHEMAS[resource_name])
-    return dagster_type.metadata["schema"].schema
+    schema = dagster_type.metadata["schema"]
+    assert isinstance(schema, dg.TableSchemaMetadataValue)
+    return schema.schema
 
 
 def build_resource_asset(resource: Resource, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:

@@ -11,6 +11,7 @@ is published now.  The work is in ``roster_pipeline.derived``; here only metadat
 """
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -26,6 +27,9 @@ from roster_pipeline.warehouse import Warehouse
 
 from .assets import OWNERS, asset_tags
 from .resources import DistrictRegistryResource, WarehouseResource
+
+if TYPE_CHECKING:
+    from dagster._core.definitions.metadata import RawMetadataValue
 
 DERIVED_GROUP = "roster_derived"
 
@@ -46,7 +50,7 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def build_metadata(build: DerivedBuild) -> dict[str, object]:
+def build_metadata(build: DerivedBuild) -> dict[str, "RawMetadataValue"]:
     """Row and warning counts as the UI shows them (the email reads the same stored warnings)."""
     return {
         "district": build.district_id,

@@ -70,8 +70,8 @@ def end_detail(instance: dg.DagsterInstance, run_id: str) -> str | None:
     ends = instance.get_records_for_run(
         run_id, of_type={dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}
     ).records
-    message = ends[-1].event_log_entry.message if ends else None
-    return _sentence(message) if message else None
+    last_word = ends[-1].event_log_entry.message if ends else None
+    return _sentence(last_word) if last_word else None
 
 
 def _worker_gone(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:

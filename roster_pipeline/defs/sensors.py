@@ -110,7 +110,7 @@ def smtp_sender_factory(settings: NotifySettings) -> Callable[[], Sender]:
 
 
 def _error_chain(error: object) -> list[object]:
-    chain = []
+    chain: list[object] = []
     while error is not None and len(chain) < 10:
         chain.append(error)
         error = getattr(error, "cause", None)
@@ -132,7 +132,9 @@ def run_failure_text(instance: dg.DagsterInstance, run_id: str) -> RunFailureTex
     records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
     for record in records:
         event = record.event_log_entry.dagster_event
-        data = event.step_failure_data if event is not None else None
+        if event is None:
+            continue
+        data = event.step_failure_data
         if data is None or data.error is None:
             continue
         chain = _error_chain(data.error)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from roster_pipeline.pipeline.run_tags import SyncMode
 from roster_pipeline.records.rejects import Reject
 
-EmailKind = Literal["check_your_data", "import_results"]
+EmailKind = Literal["check_your_data", "import_results", "import_undone"]
 ThresholdStatus = Literal["OK", "EXCEEDED", "EXEMPT"]
 
 DAGSTER_URL_VARIABLE = "ROSTER_DAGSTER_URL"
@@ -140,18 +140,23 @@ def summarize_rejects(
     ]
 
 
+#: The ways out of a paused import that an email offers.
+ReviewActionName = Literal["approve", "reject", "reprocess"]
+REVIEW_ACTION_NAMES: tuple[ReviewActionName, ...] = ("approve", "reject", "reprocess")
+
+
 @dataclass(frozen=True)
 class ReviewAction:
     """One way out of a paused import, and how to launch it from the UI or the shell."""
 
-    action: Literal["approve", "reject", "reprocess"]
+    action: ReviewActionName
     what_it_does: str
     job_name: str
     launchpad_config: str  # YAML an admin pastes into the Dagster launchpad
     cli_command: str
 
 
-_ACTION_TEXT: dict[str, str] = {
+_ACTION_TEXT: dict[ReviewActionName, str] = {
     "approve": "Publish the held snapshot as it is (the thresholds are overridden for this import only, "
     "and the override is recorded), then resume scheduled imports.",
     "reject": "Discard the held snapshot and keep the roster as it is today, then resume scheduled imports "
@@ -161,13 +166,13 @@ _ACTION_TEXT: dict[str, str] = {
 
 
 # After a failed run nothing is held: approve has nothing to publish, so it is never offered.
-_FAILURE_ACTION_TEXT: dict[str, str] = {
+_FAILURE_ACTION_TEXT: dict[ReviewActionName, str] = {
     "reprocess": "Once the cause above is fixed, fetch everything again now and run every check; the district "
     "resumes when that import is published (a check that fails holds it for review).",
     "reject": "Resume scheduled imports without importing now: nothing is published or discarded, and the next "
     "scheduled sync runs as usual.",
 }
-FAILURE_ACTIONS = ("reprocess", "reject")
+FAILURE_ACTIONS: tuple[ReviewActionName, ...] = ("reprocess", "reject")
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,7 @@ def failure_actions(district_id: str, reviewer: str = "YOUR NAME") -> list[Revie
 def review_actions(district_id: str, import_id: int | str, reviewer: str = "YOUR NAME") -> list[ReviewAction]:
     """The three review actions with their launchpad config and CLI form."""
     actions: list[ReviewAction] = []
-    for action in ("approve", "reject", "reprocess"):
+    for action in REVIEW_ACTION_NAMES:
         job = f"review_{action}"
         config = (
             "ops:\n"
@@ -199,7 +204,7 @@ def review_actions(district_id: str, import_id: int | str, reviewer: str = "YOUR
             '      note: ""\n'
         )
         cli = f"roster-pipeline review {district_id} {action}"
-        actions.append(ReviewAction(action, _ACTION_TEXT[action], job, config, cli))  # type: ignore[arg-type]
+        actions.append(ReviewAction(action, _ACTION_TEXT[action], job, config, cli))
     return actions
 
 

@@ -8,7 +8,7 @@ the sensor that sends the email free of table plumbing.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, SupportsFloat
 
 from roster_pipeline.notify.content import (
     FailedCheck,
@@ -25,10 +25,10 @@ _EXCEEDED = "EXCEEDED"
 _EXEMPT = "EXEMPT (first import)"
 
 
-def _number(value: object) -> float | None:
+def _number(value: SupportsFloat | None) -> float | None:
     if value is None:
         return None
-    number = float(value)  # type: ignore[arg-type]
+    number = float(value)
     return None if math.isnan(number) else number
 
 
@@ -38,16 +38,17 @@ def resource_rows(change: ThresholdReport) -> list[ResourceThresholdRow]:
     table = change.table
     for resource in dict.fromkeys(table["resource"]):  # first-seen order
         part = table[table["resource"] == resource]
-        values: dict[str, object] = {}
+        counts: dict[str, int] = {}
+        pcts: dict[str, float | None] = {}  # "<measure>_pct" and its limit "max_<measure>_pct"
         exceeded: list[str] = []
         published_before = fetched = 0
         for _, row in part.iterrows():
             measure = str(row["measure"]).removesuffix("_pct")
             if measure not in _MEASURES:
                 continue
-            values[measure] = int(row["count"])
-            values[f"{measure}_pct"] = _number(row["pct"])
-            values[f"max_{measure}_pct"] = _number(row["threshold"])
+            counts[measure] = int(row["count"])
+            pcts[f"{measure}_pct"] = _number(row["pct"])
+            pcts[f"max_{measure}_pct"] = _number(row["threshold"])
             if measure == "rejected":
                 fetched = int(row["base"])
             else:
@@ -63,18 +64,18 @@ def resource_rows(change: ThresholdReport) -> list[ResourceThresholdRow]:
                 resource=str(resource),
                 published_before=published_before,
                 fetched=fetched,
-                added=int(values.get("added", 0)),
-                updated=int(values.get("updated", 0)),  # type: ignore[call-overload]
-                deleted=int(values.get("deleted", 0)),
-                rejected=int(values.get("rejected", 0)),  # type: ignore[call-overload]
-                max_added_pct=values.get("max_added_pct"),
-                max_updated_pct=values.get("max_updated_pct"),  # type: ignore[arg-type]
-                max_deleted_pct=values.get("max_deleted_pct"),
-                max_rejected_pct=values.get("max_rejected_pct"),  # type: ignore[arg-type]
-                added_pct=values.get("added_pct"),
-                updated_pct=values.get("updated_pct"),  # type: ignore[arg-type]
-                deleted_pct=values.get("deleted_pct"),
-                rejected_pct=values.get("rejected_pct"),  # type: ignore[arg-type]
+                added=counts.get("added", 0),
+                updated=counts.get("updated", 0),
+                deleted=counts.get("deleted", 0),
+                rejected=counts.get("rejected", 0),
+                max_added_pct=pcts.get("max_added_pct"),
+                max_updated_pct=pcts.get("max_updated_pct"),
+                max_deleted_pct=pcts.get("max_deleted_pct"),
+                max_rejected_pct=pcts.get("max_rejected_pct"),
+                added_pct=pcts.get("added_pct"),
+                updated_pct=pcts.get("updated_pct"),
+                deleted_pct=pcts.get("deleted_pct"),
+                rejected_pct=pcts.get("rejected_pct"),
                 status=status,
                 exceeded=tuple(exceeded),
             )

@@ -186,7 +186,7 @@ def _failure_intro(report: CheckYourDataReport) -> str:
 
 def _changes_by_resource(
     headers: list[str], rows: list[list[m.Cell | str]], explain: str
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[m.Raw]]:
     """The "Changes by resource" section both emails share: (plain-text lines, HTML parts)."""
     text = [
         "Changes by resource (% of published rows; rejected: % of fetched rows)",

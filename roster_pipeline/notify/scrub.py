@@ -101,7 +101,7 @@ def secret_env_names_for(district: District | None = None, smtp: SmtpSettings | 
     """The variables whose values must never appear in an email: the district's client secret and the
     SMTP password.  (The client id is not a secret on its own and may legitimately be quoted.)"""
     names: list[str] = []
-    if district is not None:
+    if district is not None and district.client_secret_env is not None:  # a csv_bundle district names none
         names.append(district.client_secret_env)
     if smtp is not None:
         names += smtp.secret_env_names()

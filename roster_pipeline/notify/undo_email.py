@@ -12,9 +12,10 @@ from datetime import datetime
 from email.message import EmailMessage
 
 from roster_pipeline.notify import markup as m
+from roster_pipeline.notify.content import EmailKind
 from roster_pipeline.notify.render import SUBJECT_PREFIX, _envelope, _finish, _overview
 
-KIND = "import_undone"
+KIND: EmailKind = "import_undone"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def render_import_undone(
 ) -> EmailMessage:
     """The Import Undone email (no attachments). Raises ValueError without recipients."""
     subject = import_undone_subject(report)
-    message = _envelope(KIND, report.district_id, report.import_id, subject, recipients, sender)  # type: ignore[arg-type]
+    message = _envelope(KIND, report.district_id, report.import_id, subject, recipients, sender)
     text: list[str] = []
     html: list[m.Raw] = []
 

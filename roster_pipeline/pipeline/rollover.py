@@ -123,6 +123,7 @@ def rollover_policy(district: District, today: date) -> RolloverPolicy:
     in_rollover = first_day is not None and start <= today < first_day
 
     window: tuple[date, date] | None = None
+    relaxed_until: date | None
     if settings.expected_change_window is not None:
         w_start = _latest_on_or_before(settings.expected_change_window.start, today)
         window = (w_start, _next_on_or_after(settings.expected_change_window.end, w_start, strictly=False))

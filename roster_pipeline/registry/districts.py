@@ -302,6 +302,10 @@ class CsvBundleSettings(_Model):
 TeachingRole = Literal["teacher", "administrator", "aide", "proctor"]
 
 
+def _teachers_only() -> list[TeachingRole]:
+    return ["teacher"]
+
+
 class ClassTeachers(_Model):
     """Which enrollment roles the ``class_teachers`` table lists as a class's teachers.
 
@@ -310,7 +314,7 @@ class ClassTeachers(_Model):
     and not to others, and the product shows exactly the list the district chose.
     """
 
-    include_roles: list[TeachingRole] = Field(default_factory=lambda: ["teacher"])
+    include_roles: list[TeachingRole] = Field(default_factory=_teachers_only)
 
     @field_validator("include_roles")
     @classmethod

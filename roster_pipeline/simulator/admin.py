@@ -88,7 +88,9 @@ def mutation_arguments(kind: str, params: dict[str, Any] | None) -> dict[str, An
         if isinstance(value, bool) or not isinstance(value, types):
             expected = " or ".join(t.__name__ for t in types)
             raise ValueError(f"{kind}: parameter {name!r} must be {expected}, got {value!r}")
-        arguments[name] = _parse_now(kind, value) if name == "now" else value
+        if name == "now" and isinstance(value, str):  # a str: checked against _PARAM_TYPES above
+            value = _parse_now(kind, value)
+        arguments[name] = value
     return arguments
 
 

@@ -225,7 +225,8 @@ class Faults:
         rules = self._fire_data("duplicate", method, path, lambda sid: sid in by_id)
         if not rules:
             return records
-        conflicting, identical = [], {}
+        conflicting: list[Record] = []
+        identical: dict[str | None, int] = {}  # sourcedId -> extra identical copies
         for rule in rules:
             copy = dict(by_id[rule.sourced_id])
             if rule.field:

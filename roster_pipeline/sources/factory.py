@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from roster_pipeline.oneroster import ClientConfig, OneRosterClient
 from roster_pipeline.pipeline.run_tags import CSV_BUNDLE_TAG
 from roster_pipeline.registry.districts import District
@@ -29,7 +31,7 @@ def client_config_for(district: District, environ: Mapping[str, str] | None = No
         token_url=None if oauth1 else district.token_url_resolved,
         auth_scheme="oauth1" if oauth1 else "oauth2",
         client_id=client_id,
-        client_secret=client_secret,
+        client_secret=SecretStr(client_secret),
         token_auth=district.token_auth,
         token_scope=district.token_scope,
         page_size=district.page_size,

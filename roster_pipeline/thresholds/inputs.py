@@ -162,6 +162,7 @@ def _describe(failures: pd.DataFrame, frame: pd.DataFrame, key_columns: tuple[st
     problems: list[str] = []
     seen: set[tuple[str, ...]] = set()
     for case in failures.itertuples(index=False):
+        key: tuple[str, ...]
         check, column, value, index = str(case.check), str(case.column), case.failure_case, case.index
         subject = _subject(index, frame, key_columns)
         if check == "column_in_dataframe":

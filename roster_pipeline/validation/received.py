@@ -25,6 +25,7 @@ def issue_rejects(district_id: str, resource_name: str, issues: Sequence[RecordI
     rejects: list[Reject] = []
     for issue in issues:
         sourced_id = visible(issue.sourced_id)
+        value: str | None
         label = record_label(district_id, resource_name, sourced_id)
         if issue.detail is None:
             message = f"{label}: {explain(issue.check, 'sourcedId', sourced_id)}"

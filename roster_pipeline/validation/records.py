@@ -127,7 +127,7 @@ def validate_batch(
                 )
     found.sort(key=lambda item: item[0])  # stable: batch order, then the order pandera reported
     rejects = [reject for _, reject in found]
-    valid = [records[i] for i in np.flatnonzero(~failed)] if failed.any() else list(records)
+    valid = [records[int(i)] for i in np.flatnonzero(~failed)] if failed.any() else list(records)
     warnings = record_warnings(district, name, frame, ~failed, records)
     return BatchValidation(valid=valid, rejects=rejects, warnings=warnings, rejected=int(failed.sum()))
 

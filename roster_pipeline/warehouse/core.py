@@ -36,7 +36,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from roster_pipeline.pipeline.run_tags import SYNC_MODES
+from roster_pipeline.pipeline.run_tags import SYNC_MODES, SyncMode
 from roster_pipeline.records.catalogue import RESOURCES, Resource, resource
 from roster_pipeline.records.rejects import Reject
 
@@ -67,7 +67,7 @@ class ImportRun:
     district_id: str
     run_id: str | None
     school_year: int
-    sync_mode: str
+    sync_mode: SyncMode  # the table's check constraint admits no other
     status: str
     started_at: datetime
     finished_at: datetime | None

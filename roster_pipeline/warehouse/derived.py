@@ -14,7 +14,7 @@ Postgres give identical results); this module only moves rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,9 +81,7 @@ def current_classes(conn: sa.Connection, district_id: str) -> list[tuple[str, in
     return [(str(sourced_id), int(year)) for sourced_id, year in conn.execute(query)]
 
 
-def teaching_enrollments(
-    conn: sa.Connection, district_id: str, roles: Sequence[str]
-) -> list[Mapping[str, Any]]:
+def teaching_enrollments(conn: sa.Connection, district_id: str, roles: Sequence[str]) -> list[sa.RowMapping]:
     """The district's current enrollments in ``roles`` with the enrolled person's names (NULL when the
     user is not published: the reference checks normally quarantine such enrollments).
 
@@ -113,7 +111,7 @@ def teaching_enrollments(
 
 def student_pages(
     conn: sa.Connection, district_id: str, page_size: int = PAGE_SIZE
-) -> Iterator[Sequence[sa.Row[Any]]]:
+) -> Iterator[Sequence[sa.Row]]:
     """The district's current students (sourced_id, family_name, given_name, email, username), a page at
     a time."""
     u = _users.c

@@ -111,7 +111,7 @@ def _replace_check(conn: sa.Connection, table: sa.Table, name: str) -> None:
     """Postgres: swap a named CHECK constraint for the one ``table`` now defines."""
     [check] = [c for c in table.constraints if isinstance(c, sa.CheckConstraint) and c.name == name]
     preparer = conn.dialect.identifier_preparer
-    sqltext = check.sqltext.compile(dialect=conn.dialect)  # type: ignore[union-attr]
+    sqltext = check.sqltext.compile(dialect=conn.dialect)
     conn.execute(
         sa.text(
             f"ALTER TABLE {preparer.quote(table.name)} DROP CONSTRAINT IF EXISTS {preparer.quote(name)}, "

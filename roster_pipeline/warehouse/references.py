@@ -203,9 +203,9 @@ def _session_failures(conn: sa.Connection, scope: _Scope) -> list[Reject]:
                 p.c.status == "active",
             )
         )
-        for row in published:
-            if row.sourced_id not in restaged:
-                nodes[row.sourced_id] = (row.type, row.parent_sourced_id)
+        for known in published:
+            if known.sourced_id not in restaged:
+                nodes[known.sourced_id] = (known.type, known.parent_sourced_id)
 
     reaches: dict[str, bool] = {}
 

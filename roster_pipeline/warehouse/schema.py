@@ -96,7 +96,7 @@ def _record_columns(resource: Resource, strict: bool) -> list[sa.Column]:
 
 
 def _key_columns(resource: Resource) -> list[sa.Column]:
-    cols = [sa.Column("district_id", sa.Text, nullable=False)]
+    cols: list[sa.Column] = [sa.Column("district_id", sa.Text, nullable=False)]
     if resource.year_scoped:
         cols.append(sa.Column("school_year", sa.Integer, nullable=False))
     cols.append(sa.Column("sourced_id", sa.Text, nullable=False))

@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 import sqlalchemy as sa
@@ -212,6 +212,9 @@ def _current(t: ResourceTables, district_id: str) -> list[sa.ColumnElement[bool]
 
 def _snapshot_table(conn: sa.Connection) -> sa.Table:
     """A temporary (sourcedId, hash) copy of the district's current views, to compare the undo with."""
+    dialect_options: dict[str, Any] = (
+        {"postgresql_on_commit": "DROP"} if conn.dialect.name == "postgresql" else {}
+    )
     snapshot = sa.Table(
         SNAPSHOT_TABLE,
         sa.MetaData(),
@@ -219,7 +222,7 @@ def _snapshot_table(conn: sa.Connection) -> sa.Table:
         sa.Column("sourced_id", sa.Text),
         sa.Column("record_hash", sa.Text),
         prefixes=["TEMPORARY"],
-        **({"postgresql_on_commit": "DROP"} if conn.dialect.name == "postgresql" else {}),
+        **dialect_options,
     )
     conn.execute(sa.text(f"DROP TABLE IF EXISTS {SNAPSHOT_TABLE}"))
     snapshot.create(conn)
@@ -241,7 +244,17 @@ def _take_snapshot(conn: sa.Connection, snapshot: sa.Table, district_id: str) ->
         )
 
 
-def _compare(conn: sa.Connection, snapshot: sa.Table, t: ResourceTables, district_id: str) -> dict[str, int]:
+class _Comparison(TypedDict):
+    """The current view after the undo against the snapshot taken before it (ResourceUndo's fields)."""
+
+    published_before: int
+    published_after: int
+    added: int
+    updated: int
+    deleted: int
+
+
+def _compare(conn: sa.Connection, snapshot: sa.Table, t: ResourceTables, district_id: str) -> _Comparison:
     p, b = t.published.c, snapshot.c
     name = t.resource.name
     mine = b.resource == name
