@@ -22,10 +22,10 @@ from roster_pipeline.benchmark.dagster_run import JobRun, metadata_dict, step_du
 from roster_pipeline.benchmark.limit import LimitLoader
 from roster_pipeline.benchmark.measure import Usage, run_measured
 from roster_pipeline.benchmark.report import FINAL_KEYS, TARGETS, Figures, parse_final_line
-from roster_pipeline.benchmark.rig import psycopg_dsn
 from roster_pipeline.oneroster.config import ClientConfig
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import running_simulator
+from roster_pipeline.warehouse.databases import libpq_url
 
 
 def simulator_counts(server) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -85,14 +85,14 @@ def test_limit_loader_stages_exactly_the_simulators_records(postgres_url: str) -
             page_size=7,
             max_concurrency=3,
         )
-        loader = LimitLoader(config, psycopg_dsn(postgres_url), schema="bench_limit_test")
+        loader = LimitLoader(config, libpq_url(postgres_url), schema="bench_limit_test")
         try:
             counts = loader.load()
         finally:
             loader.close()
         expected = simulator_counts(server)
     assert counts == expected
-    with psycopg.connect(psycopg_dsn(postgres_url)) as conn:
+    with psycopg.connect(libpq_url(postgres_url)) as conn:
         for resource in RESOURCES:
             stored, distinct = conn.execute(
                 f'SELECT count(*), count(DISTINCT sourced_id) FROM bench_limit_test."{resource.name}"'
@@ -129,7 +129,7 @@ def test_naive_script_loads_every_record(postgres_url: str, monkeypatch: pytest.
             == 0
         )
         expected = simulator_counts(server)
-    with psycopg.connect(psycopg_dsn(postgres_url)) as conn:
+    with psycopg.connect(libpq_url(postgres_url)) as conn:
         for resource in RESOURCES:
             stored = conn.execute(f'SELECT count(*) FROM naive_test."{resource.name}"').fetchone()
             assert stored is not None and stored[0] == expected[resource.name], resource.name

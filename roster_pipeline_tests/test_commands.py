@@ -28,6 +28,7 @@ def run_command(
 def assert_quiet(completed: subprocess.CompletedProcess[str]) -> None:
     """The demo's in-process runs log at INFO: no Dagster DEBUG events, and no stack trace for a hold."""
     output = completed.stdout + completed.stderr
+    assert " - INFO - " in output, "the runs' own progress is still shown"
     assert " - DEBUG - " not in output
     assert "Stack Trace" not in output and "Traceback" not in output, output[-3000:]
 

@@ -36,12 +36,10 @@ from roster_pipeline.benchmark.rig import (
     BenchDistrict,
     change_users,
     child_env,
-    drop_schema,
-    fresh_database,
     new_secret,
-    psycopg_dsn,
 )
 from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.warehouse.databases import drop_schema, fresh_database, libpq_url, url_for_display
 
 if TYPE_CHECKING:  # at run time imported only when a simulator starts (simulator.__init__)
     from roster_pipeline.simulator.testing import SimulatorProcess
@@ -118,7 +116,9 @@ class Bench:
     def run(self) -> int:
         args = self.args
         fresh_database(args.database_url)
-        print(f"warehouse: {sanitized(args.database_url)} (empty); work folder {self.workdir}", flush=True)
+        print(
+            f"warehouse: {url_for_display(args.database_url)} (empty); work folder {self.workdir}", flush=True
+        )
         with simulator(args.size, args.seed) as (sim, secret):
             district = self.bench_district(sim, secret, args.size, args.seed)
             expected = expected_counts(district)
@@ -207,7 +207,7 @@ class Bench:
             "--concurrency",
             str(district.concurrency),
             "--dsn",
-            psycopg_dsn(self.args.database_url),
+            libpq_url(self.args.database_url),
         ]
         usage, output = self.measured_child("limit", command, district)
         print_loader("machine's limit", usage, output["records"], expected, output.get("requests"))
@@ -312,9 +312,3 @@ class simulator:  # noqa: N801 - used as a context manager, reads like one
 
     def __exit__(self, *exc_info: object) -> None:
         self.process.stop()
-
-
-def sanitized(url: str) -> str:
-    import sqlalchemy as sa
-
-    return sa.engine.make_url(url).render_as_string(hide_password=True)

@@ -13,10 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from roster_pipeline.benchmark.measure import Usage, run_measured
-from roster_pipeline.benchmark.rig import BenchDistrict, child_env, psycopg_dsn
+from roster_pipeline.benchmark.rig import BenchDistrict, child_env
+from roster_pipeline.warehouse.databases import libpq_url, url_password
 
 DEFAULT_VENV = Path.home() / ".cache" / "roster_pipeline" / "dlt-venv"
 SCRIPT = Path(__file__).with_name("dlt_load.py")
@@ -73,13 +72,13 @@ def run_dlt(
         district.token_url,
         str(district.page_size),
         str(district.concurrency),
-        psycopg_dsn(database_url),
+        libpq_url(database_url),
         DATASET,
         str(pipelines_dir),
     ]
     log = workdir / "dlt.log"
     # dlt insists on a password even where the server trusts local connections (which ignore it).
-    password = sa.engine.make_url(database_url).password or "unused-under-trust-auth"
+    password = url_password(database_url) or "unused-under-trust-auth"
     env = child_env(
         {
             **district.credentials_env(),

@@ -22,10 +22,11 @@ import urllib.request
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from roster_pipeline.benchmark.rig import KEY_ENV, SECRET_ENV
 from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline.warehouse.databases import recreate_schema
+from roster_pipeline.warehouse.engine import make_engine
 
 SCHEMA = "bench_naive"
 PAGE_SIZE = 100
@@ -83,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schema", default=SCHEMA)
     args = parser.parse_args(argv)
     token = get_token(args.token_url, os.environ[KEY_ENV], os.environ[SECRET_ENV])
-    engine = sa.create_engine(args.database_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{args.schema}" CASCADE'))
-        conn.execute(sa.text(f'CREATE SCHEMA "{args.schema}"'))
+    recreate_schema(args.database_url, args.schema)
+    engine = make_engine(args.database_url)
     counts: dict[str, int] = {}
     requests = 0
     for resource in RESOURCES:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
 import roster_pipeline
 
@@ -93,66 +92,3 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-def is_postgres(url: str) -> bool:
-    return sa.engine.make_url(url).drivername.startswith("postgresql")
-
-
-def fresh_database(url: str) -> None:
-    """Make ``url``'s database an empty warehouse, so the first sync really is a first full sync.
-
-    A database whose name contains "bench" is the benchmark's own: dropped and created again. Any other
-    database must already be empty (e.g. one a test just created): the benchmark never drops what it
-    did not make.
-    """
-    parsed = sa.engine.make_url(url)
-    if not is_postgres(url):
-        raise SystemExit(
-            "the benchmark needs Postgres (COPY, unlogged tables): pass --database-url postgresql+psycopg://…"
-        )
-    admin = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    name = parsed.database or ""
-    try:
-        with admin.connect() as conn:
-            exists = conn.execute(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
-            ).scalar()
-            if exists and "bench" in name:
-                conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-                exists = None
-            if not exists:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-                return
-    finally:
-        admin.dispose()
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            tables = conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
-                )
-            ).scalar()
-    finally:
-        engine.dispose()
-    if tables:
-        raise SystemExit(
-            f"database {name!r} is not empty and its name has no 'bench' in it: the benchmark "
-            "syncs into an empty warehouse and drops only its own databases"
-        )
-
-
-def drop_schema(url: str, schema: str) -> None:
-    """Remove a scratch schema (limit, naive, dlt loads) so each phase starts from nothing."""
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    finally:
-        engine.dispose()
-
-
-def psycopg_dsn(url: str) -> str:
-    """A libpq URL (postgresql://…) from a SQLAlchemy one (postgresql+psycopg://…), for psycopg and dlt."""
-    return sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

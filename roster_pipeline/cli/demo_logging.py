@@ -11,9 +11,9 @@ keeps its first line and a plain word on what it means; any other error keeps it
 from __future__ import annotations
 
 import logging
+import sys
 
 import dagster as dg
-from dagster._loggers import create_console_logger
 
 CHECK_FAILED = "DagsterAssetCheckFailedError"
 HELD = "blocking checks failed: the import is held for review, nothing was published"
@@ -38,7 +38,10 @@ class ExpectedHoldFilter(logging.Filter):
     description="Dagster's console logger at INFO, with a held import told in one line (the demo's).",
 )
 def demo_console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    logger = create_console_logger("dagster", init_context.logger_config["log_level"])
-    for handler in logger.handlers:
-        handler.addFilter(ExpectedHoldFilter())
+    # A logger of its own per run (not registered by name), so runs never pile handlers on one another.
+    logger = logging.Logger("dagster", init_context.logger_config["log_level"])
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    handler.addFilter(ExpectedHoldFilter())
+    logger.addHandler(handler)
     return logger

@@ -20,7 +20,7 @@ from roster_pipeline.notify.sender import Sender
 from roster_pipeline.notify.settings import NotifySettings
 
 if TYPE_CHECKING:  # a type only: the SQL is in control.store and warehouse/
-    import sqlalchemy as sa
+    from roster_pipeline.warehouse.engine import Engine
 
 log = logging.getLogger("roster_pipeline.control")
 
@@ -42,7 +42,7 @@ class Delivery:
 
 
 def send_once(
-    engine: sa.Engine,
+    engine: Engine,
     key: str,
     *,
     kind: str,

@@ -39,7 +39,7 @@ from roster_pipeline.registry.districts import District, Registry
 from roster_pipeline.warehouse import ImportRun, Warehouse
 
 if TYPE_CHECKING:  # a type only: the SQL is in control.store and warehouse/
-    import sqlalchemy as sa
+    from roster_pipeline.warehouse.engine import Engine
 
 log = logging.getLogger("roster_pipeline.control")
 
@@ -59,7 +59,7 @@ class TickReport:
         return [d for d in self.deliveries if not d.ok]
 
 
-def _settled(engine: sa.Engine, run: ImportRun, settings: NotifySettings) -> bool:
+def _settled(engine: Engine, run: ImportRun, settings: NotifySettings) -> bool:
     if run.status in UNSETTLED_STATUSES:
         return False
     if run.status != "published":

@@ -30,7 +30,7 @@ from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_TAG
 from roster_pipeline.registry.districts import District
 
 if TYPE_CHECKING:  # a type only: the SQL is in control.store and warehouse/
-    import sqlalchemy as sa
+    from roster_pipeline.warehouse.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def disabled_reason(district_id: str) -> str:
 def admission(
     district_id: str,
     district: District | None,
-    engine: sa.Engine | None,
+    engine: Engine | None,
     tags: Mapping[str, str] | None = None,
     *,
     local_date: dt.date | None = None,

@@ -16,6 +16,10 @@ import sqlalchemy as sa
 ENV_DATABASE_URL = "ROSTER_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path(".roster_pipeline") / "warehouse.sqlite"
 
+# The connection type, named here so that code outside the warehouse can hint at it without importing
+# SQLAlchemy: every query it runs goes through warehouse/ or control/store.py.
+Engine = sa.Engine
+
 
 def resolve_url(url: str | None = None) -> str:
     """Explicit URL → ``ROSTER_DATABASE_URL`` → the embedded SQLite file (directories created)."""
