@@ -6,7 +6,6 @@ brief requires the Postgres tests to run in CI.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,12 +18,11 @@ import sqlalchemy as sa
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from roster_pipeline.warehouse import Warehouse
+from roster_pipeline_tests.databases import BOTH, IN_CI, POSTGRES_URL, one_database
 
 # The in-process SMTP server (aiosmtpd) fixtures: smtp_server, smtp_server_factory.
 pytest_plugins = ["roster_pipeline_tests.smtp_server"]
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-POSTGRES_URL = os.environ.get("ROSTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = PROJECT_ROOT.parent / "shared" / "oneroster-reference"
 
@@ -170,9 +168,40 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'warehouse.sqlite'}"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# Modules whose tests take a minute or more each (or share a set-up that does), started first so that
+# the suite's workers finish together instead of waiting on one of these at the end.
+LONGEST_FIRST = (
+    "test_readme_commands.py",
+    "test_production_e2e.py",
+    "test_load_daemon.py",
+    "test_run_worker_kill.py",
+    "test_rollover_e2e.py",
+    "test_production_instance.py",
+    "test_browser_ui.py",
+    "test_demo_commands.py",
+    "test_commands.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first (a stable sort: every other test keeps its place, the same in every worker)."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``warehouse_url`` on both databases, or on one for an ``end_to_end`` test (see databases.py)."""
+    if "warehouse_url" not in metafunc.fixturenames:
+        return
+    if any("warehouse_url" in m.args[0] for m in metafunc.definition.iter_markers("parametrize")):
+        return  # the test chooses its databases itself (the fault table)
+    end_to_end = metafunc.definition.get_closest_marker("end_to_end") is not None
+    metafunc.parametrize("warehouse_url", one_database() if end_to_end else BOTH, indirect=True)
+
+
+@pytest.fixture()
 def warehouse_url(request: pytest.FixtureRequest) -> str:
-    """Runs a test once on the embedded default and once on Postgres."""
+    """A fresh warehouse database: the embedded default's SQLite file or a new Postgres database."""
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")

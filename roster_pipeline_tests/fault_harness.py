@@ -62,7 +62,8 @@ class FaultRow:
     during: Action | None = None
     during_batch: int = 3
     settings: dict[str, Any] = field(default_factory=dict)
-    postgres_only: bool = False
+    postgres_only: bool = False  # the fault is the Postgres server's (a restart)
+    both_databases: bool = False  # representative rows that also prove the outcome on the embedded default
 
 
 def no_fault(rig: FaultRig) -> None:

@@ -19,6 +19,8 @@ from roster_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import monkeypatch_environ, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 APPS = ("alpha", "beta", "gamma")
 
 

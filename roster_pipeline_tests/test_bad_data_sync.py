@@ -22,6 +22,8 @@ from roster_pipeline.registry.districts import District
 from roster_pipeline.simulator import SimulatorServer, mutations, running_simulator
 from roster_pipeline.warehouse import TABLES, Warehouse
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 APP, CLIENT_ID, CLIENT_SECRET = "tiny", "tiny-client", "tiny-secret-Qx7"
 ENVIRON = {"TINY_ID": CLIENT_ID, "TINY_SECRET": CLIENT_SECRET}
 

@@ -33,6 +33,8 @@ from roster_pipeline.sources.csv_bundle.drop_folder import PROCESSED
 from roster_pipeline.warehouse import TABLES
 from roster_pipeline_tests.csv_bundle_helpers import write_zip
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 DISTRICT = "dropper"
 AN_HOUR_AGO = time.time() - 3600
 

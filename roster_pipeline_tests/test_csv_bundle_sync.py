@@ -23,6 +23,8 @@ from roster_pipeline.sources.csv_bundle.manifest import manifest_text
 from roster_pipeline.warehouse import TABLES, Warehouse
 from roster_pipeline_tests.csv_bundle_helpers import FILES, write_zip
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 APP, CLIENT_ID, CLIENT_SECRET = "rest", "rest-client", "rest-secret-Zq4"
 ENVIRON = {"REST_ID": CLIENT_ID, "REST_SECRET": CLIENT_SECRET}
 # Bookkeeping that differs between two districts by nature; everything else must be equal.

@@ -18,6 +18,8 @@ from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 
 from .pipeline_helpers import EnvSetter, sync, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 CHECK_KEYS = [
     dg.AssetCheckKey(dg.AssetKey("checked_snapshot"), name)
     for name in (VALID_RECORDS, CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS)

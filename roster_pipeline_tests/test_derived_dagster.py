@@ -27,6 +27,8 @@ from roster_pipeline.warehouse.derived import derived_rows, warnings_for_import
 
 from .pipeline_helpers import MonkeypatchedEnviron, materialization_metadata, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 DERIVED = (CLASS_TEACHERS, STUDENT_LOGINS)
 
 

@@ -18,6 +18,8 @@ from roster_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import failure, monkeypatch_environ, sync, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 
 @pytest.fixture()
 def server() -> Iterator[SimulatorServer]:

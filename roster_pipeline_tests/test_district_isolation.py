@@ -29,6 +29,8 @@ from roster_pipeline.warehouse.schema import import_resource_counts, import_runs
 
 from .pipeline_helpers import MonkeypatchedEnviron, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 
 @pytest.fixture()
 def twins() -> Iterator[SimulatorServer]:

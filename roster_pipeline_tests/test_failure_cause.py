@@ -24,6 +24,8 @@ from roster_pipeline.warehouse import Warehouse
 from .control_helpers import bound_definitions, kinds, run_sync, tick
 from .pipeline_helpers import EnvSetter, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 SECRET = "alpha-secret-xyz"
 
 

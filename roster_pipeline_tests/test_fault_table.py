@@ -1,7 +1,7 @@
 """The fault table of docs/operations.md, one parametrized case per row (harness: fault_harness.py, fixture ``fault_rig``).
 
-Each row syncs a tiny simulator district with the fault injected, on SQLite and on Postgres, as a first
-import and as a second import after a day's changes at the SIS, and requires either exactly the right
+Each row syncs a tiny simulator district with the fault injected (on the databases ``databases_for``
+gives it), as a first import and as a second import after a day's changes at the SIS, and requires either exactly the right
 data or an error naming the district and endpoint with the published tables untouched; then the fault
 clears and a rerun must land exactly the right data. How the client retries each fault is tested at
 the client level (test_oneroster_resilience.py); these add what gets published.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from roster_pipeline_tests.databases import BOTH, one_database
 from roster_pipeline_tests.fault_harness import (
     APP,
     FaultRig,
@@ -74,9 +75,17 @@ FAULT_ROWS: list[FaultRow] = [
         USERS,
     ),
     FaultRow("502", add(status=502, times=2, path_contains=ENROLLMENTS, after=1), "exact"),
-    FaultRow("503", add(status=503, times=2, path_contains=ENROLLMENTS, after=1), "exact"),
+    FaultRow(
+        "503", add(status=503, times=2, path_contains=ENROLLMENTS, after=1), "exact", both_databases=True
+    ),
     FaultRow("504", add(status=504, times=2, path_contains=ENROLLMENTS, after=1), "exact"),
-    FaultRow("503 that never clears", add(status=503, times=None, path_contains=CLASSES), "error", CLASSES),
+    FaultRow(
+        "503 that never clears",
+        add(status=503, times=None, path_contains=CLASSES),
+        "error",
+        CLASSES,
+        both_databases=True,
+    ),
     FaultRow(
         "slow past the timeout",
         add(kind="slow", delay_seconds=1.5, times=2, path_contains=USERS, after=1),
@@ -100,6 +109,7 @@ FAULT_ROWS: list[FaultRow] = [
         add(kind="incomplete", times=None, path_contains=ENROLLMENTS),
         "error",
         ENROLLMENTS,
+        both_databases=True,
     ),
     FaultRow("truncated JSON", add(kind="truncate", times=2, path_contains=USERS, after=1), "exact"),
     FaultRow("truncated JSON, always", add(kind="truncate", times=None, path_contains=USERS), "error", USERS),
@@ -168,12 +178,21 @@ FAULT_ROWS: list[FaultRow] = [
 ]
 
 
-# Each row on both warehouses, except a Postgres restart: an embedded SQLite file has no server to lose,
-# so those rows run on Postgres only (generated, not skipped: nothing in this table ever skips in CI).
+def databases_for(row: FaultRow) -> tuple[str, ...]:
+    """A fault at the SIS reaches the warehouse only as "stage this" or "abandon the import", which the
+    warehouse tests cover on both databases, so its row runs once, on the production database (see
+    databases.py); a few representative rows also run on the embedded default. A Postgres restart runs on
+    Postgres only: an embedded SQLite file has no server to lose. Generated, not skipped: nothing in this
+    table ever skips in CI."""
+    if row.postgres_only:
+        return ("postgres",)
+    return BOTH if row.both_databases else one_database()
+
+
 ROW_CASES = [
     pytest.param(row, database, id=f"{database}-{row.id}")
     for row in FAULT_ROWS
-    for database in (("postgres",) if row.postgres_only else ("sqlite", "postgres"))
+    for database in databases_for(row)
 ]
 
 

@@ -22,6 +22,8 @@ from roster_pipeline.warehouse import Warehouse
 from .control_helpers import published_dump
 from .pipeline_helpers import materialization_metadata, monkeypatch_environ, sync, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 
 @pytest.fixture(scope="module")
 def small_template():

@@ -26,6 +26,8 @@ from roster_pipeline.simulator.generate import generate_district
 from roster_pipeline.warehouse import TABLES, Warehouse
 from roster_pipeline.warehouse.schema import class_teachers, student_logins
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 APP, CLIENT_ID, CLIENT_SECRET = "campus", "methods-client", "methods-secret-Jw7"
 ENVIRON = {"METHODS_ID": CLIENT_ID, "METHODS_SECRET": CLIENT_SECRET}
 CREDENTIALS = {"client_id_env": "METHODS_ID", "client_secret_env": "METHODS_SECRET"}

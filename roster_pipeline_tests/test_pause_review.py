@@ -23,6 +23,8 @@ from roster_pipeline.warehouse import Warehouse
 from .control_helpers import bound_definitions, kinds, published_dump, run_review_job, run_sync, tick
 from .pipeline_helpers import monkeypatch_environ, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 
 @pytest.fixture(scope="module")
 def templates():

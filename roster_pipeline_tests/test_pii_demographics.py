@@ -33,6 +33,8 @@ from roster_pipeline.warehouse import TABLES, Warehouse, staging
 
 from .pipeline_helpers import MonkeypatchedEnviron, materialization_metadata, sync, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 DEMOGRAPHICS = TABLES["demographics"]
 
 

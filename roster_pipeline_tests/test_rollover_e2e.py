@@ -25,6 +25,8 @@ from roster_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import failure, materialization_metadata, monkeypatch_environ, write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 OLD, NEW = 2027, 2028
 STRICT = {"max_updated_pct": 10.0, "max_deleted_pct": 10.0, "min_changes": 5}
 RELAXED = {"max_updated_pct": 100.0, "max_deleted_pct": 100.0}

@@ -6,6 +6,11 @@ itself with SIGKILL at the chosen point (``killable_location``) or the run is ca
 and Dagster's code server notices the dead worker.  Then the control sensor ticks: the import is failed
 with the cause, its staging emptied, the published tables byte-identical to before, the district paused
 and Check Your Data sent exactly once; a review reprocess then lands the right data.
+
+A kill mid-publish runs on both databases: whether a transaction cut off by a dead process leaves
+nothing behind is the database's own behaviour (SQLite recovers it from its journal). The mid-load kill
+and the cancel run once, on Postgres (the ``end_to_end`` marker): what they test is Dagster's and the
+control sensor's handling of a run that died.
 """
 
 from __future__ import annotations
@@ -234,6 +239,7 @@ def reprocess_lands_the_sis(d: Deployment, server: SimulatorServer, cursor: str 
         assert alive_ids(d.warehouse_url, resource.name) == served, resource.name
 
 
+@pytest.mark.end_to_end  # staging is thrown away whole: Dagster's handling is the subject
 def test_sigkill_mid_load_fails_the_import_clears_staging_pauses_and_emails_once(
     server: SimulatorServer, deployment: Deployment, smtp_server
 ) -> None:
@@ -287,6 +293,7 @@ def test_sigkill_mid_publish_publishes_nothing_and_a_reprocess_lands_the_right_d
         assert names[sourced_id] == district.collections["users"][sourced_id]["givenName"]
 
 
+@pytest.mark.end_to_end  # staging is thrown away whole: Dagster's handling is the subject
 def test_a_run_canceled_mid_load_is_settled_like_a_dead_one(
     server: SimulatorServer, deployment: Deployment, smtp_server
 ) -> None:

@@ -42,6 +42,8 @@ from roster_pipeline.warehouse import Warehouse
 from .control_helpers import bound_definitions, run_sync, tick
 from .pipeline_helpers import write_registry
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 ALPHA_SECRET = "alpha-S3cret-q8Zt1vW"
 BETA_SECRET = "beta-S3cret-m4Kx7pR"
 WRONG_SECRET = "wrong-S3cret-h2Jn5cY"

@@ -26,6 +26,8 @@ from roster_pipeline.registry.districts import District
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import TABLES, Warehouse
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 CLIENT_ID, SECRET = "sync-v1p2-client", "sync-v1p2-secret-value"
 ENVIRON = {"SIS_CLIENT_ID": CLIENT_ID, "SIS_CLIENT_SECRET": SECRET}
 # Bookkeeping that differs per district and import by design; everything else must match.

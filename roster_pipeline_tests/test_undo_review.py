@@ -26,6 +26,8 @@ from roster_pipeline.warehouse.schema import TABLES
 
 from .control_helpers import bound_definitions, kinds, run_review_job, tick
 
+pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
+
 YEAR = 2027
 
 
