@@ -40,6 +40,8 @@ from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from .conftest import IN_CI, PROJECT_ROOT
 from .pipeline_helpers import write_registry
 
+pytestmark = pytest.mark.xdist_group("browser_ui")  # one worker builds the module's shared set-up once
+
 if TYPE_CHECKING:  # Playwright is a dev extra; a clone without it skips these tests instead of failing import
     from playwright.sync_api import Locator, Page
 

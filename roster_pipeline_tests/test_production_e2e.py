@@ -56,7 +56,7 @@ from .dagster_processes import DagsterProcess, GraphQL, executable, start_proces
 from .pipeline_helpers import write_registry
 from .smtp_server import free_port
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("production_e2e")]
 
 T = TypeVar("T")
 
@@ -72,7 +72,7 @@ SENSOR_INTERVAL_SECONDS = 5
 # Bounds against hangs, not timing checks. The schedule's tick must come after the daemon has first seen
 # the schedule (it then records when it started watching), so it is set this far ahead of start-up.
 STARTUP_TIMEOUT_SECONDS = 300
-SCHEDULE_LEAD_SECONDS = 90
+SCHEDULE_LEAD_SECONDS = 50
 RUN_TIMEOUT_SECONDS = 400
 FURTHER_TICKS = 3  # control sensor ticks after the email, each of which could have sent it again
 

@@ -37,8 +37,9 @@ README's ``source .roster_pipeline/demo.env`` in the same shell, as the README s
 environment the test adds is ``ROSTER_BENCH_DATABASE_URL`` (a fresh database, since the bench drops and
 recreates its own).
 
-The walkthrough runs once per module (a module-scoped fixture records each command's outcome); each
-command is then one test case that reads its outcome.  The table and the README must list the same
+The walkthrough runs in chapters that share nothing (``chapter_of``), each once per module (a
+module-scoped fixture records each command's outcome) and each on one of the suite's workers, side by side
+with the others; each command is then one test case that reads its outcome.  The table and the README must list the same
 commands: a README command the table does not cover, or a table entry the README no longer prints,
 fails ``test_the_table_covers_exactly_the_readme_commands``.
 """
@@ -290,17 +291,60 @@ def bench_database(postgres_server_url: str) -> Iterator[str]:
     admin.dispose()
 
 
+def chapter_of(command: str) -> str:
+    """The part of the walkthrough a command belongs to. Chapters share nothing (each has a repository root
+    of its own), so they run side by side on the suite's workers; within one, commands run in table order."""
+    spec = TABLE[command]
+    if spec.during:
+        return chapter_of(spec.during)
+    if command.startswith("roster-pipeline bench"):
+        return "bench"
+    if command == DEMO_NO_UI:
+        return "second_shell"  # the demo's simulator serving, and the commands of a second shell
+    if command.startswith(("roster-pipeline demo --once", "roster-pipeline review")):
+        return "demo_once"
+    return "cli"
+
+
+def in_chapter(command: str) -> object:
+    """A test case of one command, on the worker that walks its chapter (built once there)."""
+    return pytest.param(command, marks=pytest.mark.xdist_group(f"readme-{chapter_of(command)}"))
+
+
+class Chapters:
+    """Each chapter walked on first use, once per module (so once per worker: a chapter's tests are all
+    on the same worker)."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> None:
+        self.tmp_path_factory, self.request = tmp_path_factory, request
+        self.walked: dict[str, Walkthrough] = {}
+
+    def __getitem__(self, chapter: str) -> Walkthrough:
+        if chapter not in self.walked:
+            self.walked[chapter] = walk(chapter, self.tmp_path_factory, self.request)
+        return self.walked[chapter]
+
+
 @pytest.fixture(scope="module")
-def walkthrough(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Walkthrough:
-    """Every FOREGROUND and SERVER command of the table, once, in table order, in one repository root."""
-    w = Walkthrough(copy_repository_layout(tmp_path_factory.mktemp("readme") / "repository"))
-    try:  # the bench needs Postgres: without a server (never in CI) only the bench is skipped
-        env = {"ROSTER_BENCH_DATABASE_URL": request.getfixturevalue("bench_database")}
-        no_postgres = ""
-    except pytest.skip.Exception as exc:
-        env, no_postgres = {}, str(exc)
+def chapters(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Chapters:
+    return Chapters(tmp_path_factory, request)
+
+
+def walk(
+    chapter: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Walkthrough:
+    """Every FOREGROUND and SERVER command of one chapter, once, in table order, in a repository root of
+    its own."""
+    w = Walkthrough(copy_repository_layout(tmp_path_factory.mktemp(f"readme-{chapter}") / "repository"))
+    env: dict[str, str] = {}
+    no_postgres = ""
+    if chapter == "bench":  # the bench needs Postgres: without a server (never in CI) only it is skipped
+        try:
+            env = {"ROSTER_BENCH_DATABASE_URL": request.getfixturevalue("bench_database")}
+        except pytest.skip.Exception as exc:
+            no_postgres = str(exc)
     for command, spec in TABLE.items():
-        if spec.during or spec.how in (SKIP, BENCHMARK):
+        if spec.during or spec.how in (SKIP, BENCHMARK) or chapter_of(command) != chapter:
             continue
         if command.startswith("roster-pipeline bench") and no_postgres:
             w.outcomes[command] = Outcome(skipped=no_postgres)
@@ -366,9 +410,9 @@ def test_the_rule_for_inline_spans() -> None:
 RUNNABLE = [c for c, r in TABLE.items() if r.how in (FOREGROUND, SERVER)]
 
 
-@pytest.mark.parametrize("command", RUNNABLE)
-def test_readme_command_runs_as_printed(command: str, walkthrough: Walkthrough) -> None:
-    spec, outcome = TABLE[command], walkthrough.outcomes.get(command)
+@pytest.mark.parametrize("command", [in_chapter(c) for c in RUNNABLE])
+def test_readme_command_runs_as_printed(command: str, chapters: Chapters) -> None:
+    spec, outcome = TABLE[command], chapters[chapter_of(command)].outcomes.get(command)
     assert outcome is not None, f"the walkthrough never ran {command!r}"
     if outcome.skipped:
         pytest.skip(outcome.skipped)
@@ -392,7 +436,9 @@ def test_readme_benchmark_command(command: str, repository_root: Path, bench_dat
     print(completed.stdout[-3000:])
 
 
-def test_the_demo_folder_is_where_the_demo_says_and_nothing_else_is_left(walkthrough: Walkthrough) -> None:
+@pytest.mark.xdist_group("readme-second_shell")
+def test_the_demo_folder_is_where_the_demo_says_and_nothing_else_is_left(chapters: Chapters) -> None:
+    walkthrough = chapters["second_shell"]
     root, printed = walkthrough.root, walkthrough.demo_no_ui_printed
     home = demo_home(root)
     assert printed, "roster-pipeline demo --no-ui did not start"
