@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.message import EmailMessage
 
 import pytest
 
@@ -12,6 +13,7 @@ from roster_pipeline.notify import (
     SchoolThresholdRow,
     SecretInMessageError,
     TopError,
+    find_secret_leaks,
     render_check_your_data,
     render_import_results,
     secret_env_names_for,
@@ -215,6 +217,21 @@ def _district() -> District:
         client_id_env="SPRINGFIELD_CLIENT_ID",
         client_secret_env="SPRINGFIELD_CLIENT_SECRET",
     )
+
+
+def test_a_csv_bundle_district_has_no_client_secret_to_scrub_and_its_email_is_still_scanned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A csv_bundle district names no client secret: its list holds only real variable names (a None
+    in it made the scan of that district's emails fail with a TypeError)."""
+    district = District(id="c", name="C", import_method="csv_bundle", csv_bundle={"path": "/a.zip"})
+    assert district.client_secret_env is None
+    names = secret_env_names_for(district)
+    assert names == []
+    monkeypatch.setenv("SMTP_PASSWORD_FOR_TEST", "smtp-Secret-value-42")
+    message = EmailMessage()
+    message.set_content("the password is smtp-Secret-value-42")
+    assert find_secret_leaks(message, [*names, "SMTP_PASSWORD_FOR_TEST"]) == ["SMTP_PASSWORD_FOR_TEST"]
 
 
 @pytest.mark.parametrize("where", ["failed_check", "attachment_only", "field_change"])
