@@ -74,20 +74,20 @@ def fresh_database(url: str) -> None:
 
 def drop_schema(url: str, schema: str) -> None:
     """Remove a scratch schema (limit, naive, dlt loads) so each phase starts from nothing."""
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    finally:
-        engine.dispose()
+    _autocommit(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def recreate_schema(url: str, schema: str) -> None:
     """An empty scratch schema of that name, whatever was there before."""
-    drop_schema(url, schema)
+    _autocommit(url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', f'CREATE SCHEMA "{schema}"')
+
+
+def _autocommit(url: str, *statements: str) -> None:
+    """Run statements that take effect at once (schemas and databases are not a transaction's business)."""
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            for statement in statements:
+                conn.execute(sa.text(statement))
     finally:
         engine.dispose()
