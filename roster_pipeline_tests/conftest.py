@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from roster_pipeline.warehouse import Warehouse
-from roster_pipeline_tests.databases import BOTH, IN_CI, POSTGRES_URL, one_database
+from roster_pipeline_tests.databases import BOTH, IN_CI, POSTGRES_URL, one_database, postgres_problem
 
 # The in-process SMTP server (aiosmtpd) fixtures: smtp_server, smtp_server_factory.
 pytest_plugins = ["roster_pipeline_tests.smtp_server"]
@@ -46,16 +46,11 @@ def shared_reference() -> Path:
 @pytest.fixture(scope="session")
 def postgres_server_url() -> str:
     """The maintenance URL of the Postgres server, after proving it answers."""
-    engine = sa.create_engine(POSTGRES_URL)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+    problem = postgres_problem()
+    if problem is not None:
         if IN_CI:
-            pytest.fail(f"CI=true but Postgres is not reachable at {POSTGRES_URL}: {exc}")
-        pytest.skip(f"Postgres not reachable at {POSTGRES_URL}: {exc}")
-    finally:
-        engine.dispose()
+            pytest.fail(f"CI=true but Postgres is not reachable at {POSTGRES_URL}: {problem}")
+        pytest.skip(f"Postgres not reachable at {POSTGRES_URL}: {problem}")
     return POSTGRES_URL
 
 

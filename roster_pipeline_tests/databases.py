@@ -20,16 +20,21 @@ BOTH = ("sqlite", "postgres")
 
 
 @functools.cache
-def postgres_answers() -> bool:
+def postgres_problem() -> str | None:
+    """Why the Postgres server at ``POSTGRES_URL`` cannot be used, or None when it answers (asked once)."""
     engine = sa.create_engine(POSTGRES_URL)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "no server"
-        return False
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server"
+        return str(exc)
     finally:
         engine.dispose()
+
+
+def postgres_answers() -> bool:
+    return postgres_problem() is None
 
 
 def one_database() -> tuple[str]:

@@ -1,9 +1,9 @@
 """The fault table of docs/operations.md, one parametrized case per row (harness: fault_harness.py, fixture ``fault_rig``).
 
 Each row syncs a tiny simulator district with the fault injected (on the databases ``databases_for``
-gives it), as a first import and as a second import after a day's changes at the SIS, and requires either exactly the right
-data or an error naming the district and endpoint with the published tables untouched; then the fault
-clears and a rerun must land exactly the right data. How the client retries each fault is tested at
+gives it), as a first import and as a second import after a day's changes at the SIS, and requires
+either exactly the right data or an error naming the district and endpoint with the published tables
+untouched; then the fault clears and a rerun must land exactly the right data. How the client retries each fault is tested at
 the client level (test_oneroster_resilience.py); these add what gets published.
 """
 

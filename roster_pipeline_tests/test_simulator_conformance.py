@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -22,11 +21,11 @@ import pytest
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.simulator.district import SimulatedDistrict
 from roster_pipeline.simulator.query import parse_datetime
+from roster_pipeline_tests.databases import IN_CI
 from roster_pipeline_tests.simulator_checks import first_record, path_values, single_read_id
 
 pytestmark = pytest.mark.shared
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 COLLECTION = "sds-oneroster-v1p1-oauth2.postman_collection.json"
 OPENAPI = "oneroster-v1p1.openapi.json"
 CID, SECRET = "sds-conformance-client", "sds-conformance-secret"
