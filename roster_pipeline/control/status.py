@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from roster_pipeline.control.store import DistrictState
 from roster_pipeline.defs.freshness import is_overdue, next_scheduled_run
 from roster_pipeline.registry.districts import District, Registry, Thresholds
-from roster_pipeline.warehouse import Warehouse
-from roster_pipeline.warehouse.core import ImportRun
+from roster_pipeline.warehouse import ImportRun, Warehouse
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,7 @@ from roster_pipeline.records.catalogue import RESOURCES, Resource
 from roster_pipeline.records.rejects import Reject
 from roster_pipeline.sources import open_source
 from roster_pipeline.validation.schemas import SCHEMAS
-from roster_pipeline.warehouse import ChangeCounts, Warehouse
-from roster_pipeline.warehouse.core import OPEN_STATUSES
+from roster_pipeline.warehouse import OPEN_STATUSES, ChangeCounts, Warehouse
 
 from .district_status import district_status_event
 from .resources import DistrictRegistryResource, WarehouseResource

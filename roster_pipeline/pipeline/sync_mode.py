@@ -22,8 +22,7 @@ from typing import Literal, cast
 from roster_pipeline.pipeline.run_tags import REVIEW_ACTION_TAG, SYNC_MODE_TAG, SYNC_MODES, SyncMode
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.registry.districts import District
-from roster_pipeline.warehouse import Warehouse
-from roster_pipeline.warehouse.core import ImportRun
+from roster_pipeline.warehouse import ImportRun, Warehouse
 
 ModeSource = Literal["tag", "config", "review", "plan"]
 

@@ -8,6 +8,7 @@ from .core import ImportRun, Warehouse, WarehouseError
 from .counts import ChangeCounts
 from .engine import DEFAULT_SQLITE_PATH, ENV_DATABASE_URL
 from .field_diff import FIELD_CHANGE_COLUMNS
+from .lifecycle import OPEN_STATUSES
 from .load import StagingError
 from .schema import IMPORT_STATUSES, SCHEMA_VERSION, TABLES
 from .summaries import CHANGE_SUMMARY_COLUMNS, SCHOOL_SUMMARY_COLUMNS
@@ -19,6 +20,7 @@ __all__ = [
     "ENV_DATABASE_URL",
     "FIELD_CHANGE_COLUMNS",
     "IMPORT_STATUSES",
+    "OPEN_STATUSES",
     "RESOURCE_COLUMNS",
     "SCHEMA_VERSION",
     "SCHOOL_SUMMARY_COLUMNS",
