@@ -61,7 +61,7 @@ def test_backfill_after_rollover_runs_one_run_per_district(
     registry = load_registry(registry_path)
     ids, skipped = select_districts(registry, None, all_districts=True)
     assert ids == ["alpha", "beta"] and [s.district_id for s in skipped] == ["gamma"]
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         tags = {BACKFILL_TAG: "first", "roster/as_of": "2027-03-01"}
         first = run_backfill(
             registry,
@@ -114,7 +114,7 @@ def test_each_district_goes_through_its_own_checks(
     data["districts"][1]["thresholds"] = {"min_changes": 0}  # a tiny district: every % counts
     registry_path.write_text(yaml.safe_dump(data))
     registry = load_registry(registry_path)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         tags = {"roster/as_of": "2027-03-01"}
         run_backfill(
             registry,

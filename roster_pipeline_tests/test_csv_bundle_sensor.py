@@ -137,7 +137,7 @@ def tick(resources: dict, cursor: str | None) -> dg.SensorResult:
     """One evaluation of the drop-folder sensor, within the definitions of the test registry."""
     defs = build_definitions(resources["registry"].get())
     sensor = defs.resolve_sensor_def(DROP_FOLDER_SENSOR_NAME)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         with dg.build_sensor_context(
             instance=instance, cursor=cursor, definitions=defs, resources=resources
         ) as context:
@@ -216,7 +216,7 @@ def test_the_run_tag_reaches_every_asset_and_publishes_the_bundle(
     }
     request = tick(resources, None).run_requests[0]
     assets = build_roster_assets(district_partitions(load_registry(registry_file)))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(
             assets,
             partition_key=DISTRICT,

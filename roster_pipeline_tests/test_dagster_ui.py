@@ -42,7 +42,7 @@ def test_each_district_partition_keeps_its_own_latest_check_results(
     registry_path = tmp_path / "districts.yaml"
     registry = write_registry(registry_path, two_districts, EnvSetter(monkeypatch), ["alpha", "beta"])
     url = f"sqlite:///{tmp_path / 'wh.db'}"
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         alpha = sync(registry, registry_path, url, "alpha", instance)
         beta = sync(registry, registry_path, url, "beta", instance)
         assert alpha.success and beta.success

@@ -143,7 +143,7 @@ def test_the_sensor_settles_an_import_whose_run_no_longer_exists_once_and_leaves
         )
     defs = bound_definitions(load_registry(path), path, warehouse_url)
 
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         first = tick(defs, instance)
         tick(defs, instance, first.cursor)
         tick(defs, instance, None)

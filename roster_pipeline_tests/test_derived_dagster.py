@@ -84,7 +84,7 @@ def test_the_sync_job_builds_the_derived_tables_after_the_publish_and_a_held_imp
         assert {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys} == {"published_roster"}
     warehouse = Warehouse(sqlite_url)
 
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         first = run_sync(path, sqlite_url, instance)
         assert first.success
         import_id = materialization_metadata(first, "published_roster")["import_id"]

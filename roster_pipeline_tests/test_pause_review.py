@@ -1,5 +1,5 @@
 """Pause, emails and review, end to end: the simulator over HTTP, the real Dagster jobs and sensor
-(``instance_for_test``), the warehouse on SQLite and Postgres, and a real SMTP server (aiosmtpd)."""
+(an in-memory instance), the warehouse on Postgres, and a real SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def server(templates) -> Iterator[SimulatorServer]:
 
 @pytest.fixture()
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
+    with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 

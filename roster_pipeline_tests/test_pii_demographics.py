@@ -268,7 +268,7 @@ def test_the_demographics_asset_materializes_as_skipped_and_the_run_publishes(
     registry = write_registry(
         path, server, MonkeypatchedEnviron(monkeypatch), ["north"], pii={"demographics": False}
     )
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = sync(registry, path, sqlite_url, "north", instance)
     assert result.success
     meta = materialization_metadata(result, "demographics")
@@ -332,7 +332,7 @@ def test_a_dry_run_skips_demographics_but_leaves_the_purge_to_the_next_real_sync
             "registry": DistrictRegistryResource(districts_file=str(path)),
         },
     )
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = defs.resolve_job_def("dry_run_district").execute_in_process(
             partition_key="north", instance=instance
         )

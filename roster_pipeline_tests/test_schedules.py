@@ -67,7 +67,7 @@ def defs(tmp_path: Path, sqlite_url: str) -> dg.Definitions:
 
 @pytest.fixture()
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
+    with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 

@@ -106,7 +106,7 @@ def test_one_schedule_per_enabled_scheduled_district_in_its_timezone(setup) -> N
 def test_tick_requests_the_district_partition_with_an_idempotent_run_key(setup) -> None:
     defs, _, _ = setup
     when = datetime(2026, 11, 27, 2, 30, tzinfo=ZoneInfo("America/Chicago"))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = evaluate(defs, "sync_chicago", instance, when)
         again = evaluate(defs, "sync_chicago", instance, when)
     [request] = result.run_requests
@@ -130,7 +130,7 @@ def test_a_paused_district_is_skipped_with_the_reason_and_the_others_still_run(s
         run_id="r1",
     )
     when = datetime(2026, 11, 27, 8, 30, tzinfo=UTC)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         paused = evaluate(defs, "sync_chicago", instance, when)
         other = evaluate(defs, "sync_twice", instance, when)
         assert not paused.run_requests
@@ -151,14 +151,14 @@ def test_a_district_disabled_after_the_code_location_loaded_is_skipped(setup, tm
     data = yaml.safe_load(path.read_text())
     data["districts"][0]["enabled"] = False
     path.write_text(yaml.safe_dump(data))
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         result = evaluate(defs, "sync_chicago", instance, datetime(2026, 11, 27, 8, 30, tzinfo=UTC))
     assert not result.run_requests and "disabled" in result.skip_message
 
 
 def test_rollover_pause_skips_ticks_inside_the_window_and_runs_from_the_first_day(setup) -> None:
     defs, _, _ = setup
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.ephemeral() as instance:
         inside = evaluate(defs, "sync_rolling", instance, datetime(2027, 7, 15, 6, 0, tzinfo=UTC))
         assert not inside.run_requests
         assert "rollover" in inside.skip_message.lower() and "08-20" in inside.skip_message.replace(

@@ -42,7 +42,7 @@ def server(small_district_template) -> Iterator[SimulatorServer]:
 
 @pytest.fixture()
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
+    with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 

@@ -113,7 +113,7 @@ def wh(warehouse_url: str) -> Iterator[Warehouse]:
 
 @pytest.fixture()
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
+    with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 
