@@ -406,3 +406,34 @@ def test_a_bad_sourced_id_is_shown_visibly_on_every_reject_of_its_record(tiny: A
         ("t\\x00-1", "nul_character"),
         ("t\\x00-1", "enum"),
     }
+
+
+def test_an_absent_geopandas_is_looked_for_once_not_on_every_batch(
+    tiny: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pandera imports geopandas for every column it validates; where it is not installed, the failed
+    search must not run again for every batch (see validation/geopandas_probe.py)."""
+    import importlib.util
+    import sys
+    import types
+
+    from roster_pipeline.validation.geopandas_probe import remember_that_geopandas_is_absent
+
+    if sys.modules.get("geopandas", None) is not None:
+        pytest.skip("geopandas is installed here: nothing to remember")
+    assert "geopandas" in sys.modules and sys.modules["geopandas"] is None  # done when validation is imported
+    searched: list[str] = []
+    real_find_spec = importlib.machinery.PathFinder.find_spec
+
+    def counting_find_spec(name: str, *args: Any, **kwargs: Any) -> Any:
+        searched.append(name)
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec", counting_find_spec)
+    result = validate_batch(make_district(), "users", list(tiny.collections["users"].values())[:20])
+    assert result.valid and not [name for name in searched if name.startswith("geopandas")]
+
+    # Installed: nothing changes.
+    monkeypatch.setitem(sys.modules, "geopandas", types.ModuleType("geopandas"))
+    assert remember_that_geopandas_is_absent() is False
+    assert sys.modules["geopandas"] is not None

@@ -26,9 +26,12 @@ from roster_pipeline.records.unstorable import all_storable, problems, visible
 from roster_pipeline.registry.districts import District
 
 from .frames import FrameColumn, as_text, build_frame, frame_columns, served_value
+from .geopandas_probe import remember_that_geopandas_is_absent
 from .messages import clip, explain, record_label
 from .schemas import DATE_ORDER, SCHEMAS
 from .warnings import record_warnings
+
+remember_that_geopandas_is_absent()
 
 # Short names our custom checks carry already; pandera's built-ins are mapped in ``_check_name``.
 OWN_CHECKS = frozenset({"datetime_format", "date_format", "school_year_format", "email_format", "date_order"})
