@@ -18,15 +18,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from roster_pipeline.cli.demo_home import DemoHome, demo_home, write_settings
 from roster_pipeline.registry.districts import ENV_FILE_VARIABLE
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
+from roster_pipeline.simulator.generate import Size
 from roster_pipeline.warehouse.engine import ENV_DATABASE_URL, resolve_url
+
+if TYPE_CHECKING:  # heavy: imported where used, so that the demo's --help stays quick
+    import dagster as dg
+
+    from roster_pipeline.registry.districts import Registry
+    from roster_pipeline.warehouse import Warehouse
 
 # The running simulator's root URL, exported in demo.env so that a second shell can drive it
 # (`roster-pipeline simulator mutate --url "$ROSTER_DEMO_SIMULATOR_URL" ...`) without copying a port.
@@ -37,7 +46,7 @@ SIMULATOR_URL_ENV = "ROSTER_DEMO_SIMULATOR_URL"
 class DemoDistrict:
     id: str
     name: str
-    size: str
+    size: Size
     seed: int
     timezone: str
 
@@ -90,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dagster-port", type=int, default=3000, help="port of the Dagster UI")
 
 
-def write_registry(server: SimulatorServer, workdir: Path, environ: dict[str, str]) -> Path:
+def write_registry(server: SimulatorServer, workdir: Path, environ: MutableMapping[str, str]) -> Path:
     """Write the demo registry and put the demo credentials and the simulator's URL into ``environ``
     (names only in the file)."""
     districts = []
@@ -127,7 +136,7 @@ def start_simulator(port: int) -> SimulatorServer:
             d.app_name,
             f"{d.app_name}-client",
             secrets.token_urlsafe(24),
-            generate_district(d.size, d.seed, name=d.name),  # type: ignore[arg-type]
+            generate_district(d.size, d.seed, name=d.name),
         )
         for d in DEMO_DISTRICTS
     ]
@@ -144,24 +153,24 @@ SCENARIOS: dict[str, tuple[str, dict[str, object], str]] = {
 
 
 def sync_once(
-    job: object, instance: object, district_id: str
+    job: dg.JobDefinition, instance: dg.DagsterInstance, district_id: str
 ) -> tuple[bool, list[tuple[str, str, dict[str, object]]], str]:
     """One district through the real Dagster job; returns (published?, table rows, check summary)."""
     from roster_pipeline.cli.demo_logging import RUN_CONFIG
     from roster_pipeline.records.catalogue import RESOURCES
 
     # Full pulls: the demo shows what a whole snapshot does (a delta never infers deletions).
-    result = job.execute_in_process(  # type: ignore[attr-defined]
+    result = job.execute_in_process(
         partition_key=district_id,
         instance=instance,
         raise_on_error=False,
         tags={"roster/sync_mode": "full"},
         run_config=RUN_CONFIG,
     )
-    rows = []
+    rows: list[tuple[str, str, dict[str, object]]] = []
     for resource in RESOURCES:
         events = result.asset_materializations_for_node(resource.name)
-        metadata = {k: v.value for k, v in events[-1].metadata.items()} if events else {}
+        metadata: dict[str, object] = {k: v.value for k, v in events[-1].metadata.items()} if events else {}
         rows.append((district_id, resource.name, metadata))
     checks = [
         f"  check {e.check_name}: {'passed' if e.passed else 'FAILED'}"
@@ -256,7 +265,7 @@ def run_once(
 class ControlLoop:
     """The district_control sensor's work, run in-process for the headless demo (no daemon needed)."""
 
-    def __init__(self, warehouse: object, registry: object) -> None:
+    def __init__(self, warehouse: Warehouse, registry: Registry) -> None:
         from roster_pipeline.control.store import create_control_schema
         from roster_pipeline.defs.sensors import smtp_sender_factory
         from roster_pipeline.notify.settings import NotifySettings
@@ -266,12 +275,12 @@ class ControlLoop:
         self.sender = smtp_sender_factory(self.settings)
         self.floor: int | None = None
         self.seen: set[Path] = set(self.settings.outbox_dir.glob("*.eml"))
-        create_control_schema(warehouse.engine)  # type: ignore[attr-defined]
+        create_control_schema(warehouse.engine)
 
     def tick(self) -> None:
         from roster_pipeline.control.tick import process_imports
 
-        report = process_imports(self.warehouse, self.registry, self.sender, self.settings, self.floor)  # type: ignore[arg-type]
+        report = process_imports(self.warehouse, self.registry, self.sender, self.settings, self.floor)
         self.floor = report.floor
 
     def outbox_files(self) -> list[Path]:
@@ -303,7 +312,7 @@ def print_table(rows: list[tuple[str, str, dict[str, object]]]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def use_demo_home(home: DemoHome, registry_path: Path, environ: dict[str, str]) -> dict[str, str]:
+def use_demo_home(home: DemoHome, registry_path: Path, environ: MutableMapping[str, str]) -> dict[str, str]:
     """Point this process (and the Dagster it starts) at the demo folder; return the settings to share.
 
     The warehouse URL and the outbox are pinned as absolute paths, so every process (the UI's runs, the
@@ -380,8 +389,8 @@ def run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir).resolve()
     server = start_simulator(args.simulator_port)
     try:
-        registry_path = write_registry(server, workdir, os.environ)  # type: ignore[arg-type]
-        settings = use_demo_home(home, registry_path, os.environ)  # type: ignore[arg-type]
+        registry_path = write_registry(server, workdir, os.environ)
+        settings = use_demo_home(home, registry_path, os.environ)
         where = (
             settings[ENV_DATABASE_URL]
             if settings[ENV_DATABASE_URL].startswith("sqlite")

@@ -303,7 +303,7 @@ class SeenRecords:
         issues: list[RecordIssue] = []
         duplicates = rows = 0  # identical repeats dropped; rows of X-Total-Count received
         hash_id = self._hash_id
-        hashes = [hash_id(record.get("sourcedId")) for record in records]  # type: ignore[arg-type]
+        hashes = [hash_id(record.get("sourcedId")) for record in records]  # type: ignore[arg-type]  # a str: checked by the client (_id_of)
         stored = self._seen.get_many(np.array(hashes, dtype=np.int64)).tolist()
         changed: dict[int, int] = {}  # this page's writes, by id hash: what later records of the page see
         here: dict[int, Record] = {}  # first copies handed out from this very page

@@ -258,9 +258,10 @@ class Faults:
                 if record.get("sourcedId") != rule.sourced_id:
                     continue
                 copy = dict(record)
-                text = str(copy.get(rule.field) or "")  # type: ignore[arg-type]
+                assert rule.field is not None  # a data fault names its field (checked when it is added)
+                text = str(copy.get(rule.field) or "")
                 middle = len(text) // 2
-                copy[rule.field] = (  # type: ignore[index]
+                copy[rule.field] = (
                     text[:middle] + "\x00" + text[middle:] if rule.kind == "nul" else text + _MARK
                 )
                 out[index] = copy

@@ -19,8 +19,14 @@ class Response:
     auth_ok: bool | None = None  # None: endpoint needs no bearer token
 
 
-def json_response(status: int, payload: object, **kwargs: object) -> Response:
-    return Response(status, orjson.dumps(payload), **kwargs)  # type: ignore[arg-type]
+def json_response(
+    status: int,
+    payload: object,
+    *,
+    headers: list[tuple[str, str]] | None = None,
+    auth_ok: bool | None = None,
+) -> Response:
+    return Response(status, orjson.dumps(payload), headers=headers or [], auth_ok=auth_ok)
 
 
 def imsx_error(

@@ -316,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
                 path=path,
                 params={k.strip(): v for k, v in parse_qsl(split.query, keep_blank_values=True)},
                 raw_query=split.query,
-                headers=self.headers,  # type: ignore[arg-type]
+                headers=self.headers,  # type: ignore[arg-type]  # HTTPMessage reads as a Mapping but is not declared one
                 body=body,
                 host=self.headers.get("Host") or f"{sim.host}:{sim.port}",
                 client_ip=self.client_address[0],

@@ -18,10 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from roster_pipeline.simulator.district import SimulatedDistrict
 from roster_pipeline.simulator.server import SimulatorServer, Tenant
+
+if TYPE_CHECKING:
+    from roster_pipeline.simulator.generate import Size
 
 DEFAULT_APP = "demo"
 DEFAULT_CLIENT_ID = "demo-client"
@@ -30,7 +33,7 @@ DEFAULT_CLIENT_SECRET = "demo-secret"
 
 @contextmanager
 def running_simulator(
-    size: str = "tiny",
+    size: Size = "tiny",
     seed: int = 1,
     app_name: str = DEFAULT_APP,
     client_id: str = DEFAULT_CLIENT_ID,
@@ -46,7 +49,7 @@ def running_simulator(
     if district is None:
         from roster_pipeline.simulator.generate import generate_district
 
-        district = generate_district(size, seed)  # type: ignore[arg-type]
+        district = generate_district(size, seed)
     server_kwargs.setdefault("port", 0)
     server = SimulatorServer([Tenant(app_name, client_id, client_secret, district)], **server_kwargs)
     with server:

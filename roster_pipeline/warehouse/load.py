@@ -87,7 +87,7 @@ def copy_rows(conn: sa.Connection, tables: ResourceTables, rows: Sequence[tuple[
     quoted = ", ".join(preparer.quote(c) for c in columns)
     driver = conn.connection.driver_connection
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
+        with driver.cursor() as cursor:  # type: ignore[union-attr]  # Optional in SQLAlchemy's types; never None once checked out
             with cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
                 write_row = copy.write_row
                 for row in rows:
@@ -95,7 +95,7 @@ def copy_rows(conn: sa.Connection, tables: ResourceTables, rows: Sequence[tuple[
         return
     paramstyle = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
     placeholders = ", ".join([paramstyle] * len(columns))
-    cursor = driver.cursor()  # type: ignore[union-attr]
+    cursor = driver.cursor()  # type: ignore[union-attr]  # Optional in SQLAlchemy's types; never None once checked out
     try:
         cursor.executemany(f"INSERT INTO {table} ({quoted}) VALUES ({placeholders})", rows)
     finally:

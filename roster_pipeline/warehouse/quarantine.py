@@ -104,7 +104,7 @@ def insert_rows(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         preparer = conn.dialect.identifier_preparer
         cols = ", ".join(preparer.quote(c) for c in COLUMNS)
         driver = conn.connection.driver_connection
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
+        with driver.cursor() as cursor:  # type: ignore[union-attr]  # Optional in SQLAlchemy's types; never None once checked out
             with cursor.copy(f"COPY {preparer.quote(rejected_records.name)} ({cols}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
