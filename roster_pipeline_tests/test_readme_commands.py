@@ -46,6 +46,8 @@ fails ``test_the_table_covers_exactly_the_readme_commands``.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 import time
 import uuid
@@ -58,6 +60,7 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.cli.demo_home import demo_home
+from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline_tests.shell_helpers import (
     README_PATH,
     SOURCE_SETTINGS,
@@ -455,3 +458,81 @@ def test_without_the_demo_settings_dagster_stops_on_the_production_instance(repo
     completed = shell(EXECUTE, repository_root)
     assert completed.returncode != 0
     assert "DAGSTER_PG_USER" in completed.stderr
+
+
+# -- what the walkthrough's demo runs print, write and send (the demo is not run again for these) ----------
+
+DEMO_ONCE = "roster-pipeline demo --once"
+DEMO_SCENARIO = "roster-pipeline demo --once --scenario wipe_enrollments"
+
+
+def assert_quiet(outcome: Outcome) -> None:
+    """The demo's in-process runs log at INFO: no Dagster DEBUG events, and no stack trace for a hold."""
+    assert " - INFO - " in outcome.output, "the runs' own progress is still shown"
+    assert " - DEBUG - " not in outcome.output
+    assert "Stack Trace" not in outcome.output and "Traceback" not in outcome.output, outcome.output[-3000:]
+
+
+def table_rows(printed: str) -> list[list[str]]:
+    return [
+        line.split() for line in printed.splitlines() if line.startswith(("riverside_usd", "lakeside_isd"))
+    ]
+
+
+@pytest.mark.xdist_group("readme-demo_once")
+def test_demo_once_syncs_both_demo_districts_into_the_embedded_default(chapters: Chapters) -> None:
+    walkthrough = chapters["demo_once"]
+    outcome = walkthrough.outcomes[DEMO_ONCE]
+    assert outcome.returncode == 0, outcome.output[-3000:]
+    assert_quiet(outcome)
+    table = table_rows(outcome.output)
+    assert {(row[0], row[1]) for row in table} == {
+        (d, r.name) for d in ("riverside_usd", "lakeside_isd") for r in RESOURCES
+    }
+    assert all(int(row[2]) > 0 for row in table), "every resource of both districts fetched rows"
+
+    # The embedded SQLite file in the demo folder holds both districts.
+    engine = sa.create_engine(f"sqlite:///{walkthrough.root / '.roster_pipeline' / 'warehouse.sqlite'}")
+    with engine.connect() as conn:
+        districts = set(conn.execute(sa.text("SELECT DISTINCT district_id FROM enrollments")).scalars())
+    engine.dispose()
+    assert districts == {"riverside_usd", "lakeside_isd"}
+
+    # The registry it wrote names env vars, never secret values.
+    registry = (walkthrough.root / ".roster_pipeline" / "demo" / "districts.yaml").read_text()
+    assert "client_secret_env: ROSTER_DEMO_RIVERSIDE_USD_SECRET" in registry
+    assert "client_secret:" not in registry
+
+    # The next demo run (the scenario's, before it changes anything) finds nothing changed.
+    again = walkthrough.outcomes[DEMO_SCENARIO].output.split("\nscenario ")[0]
+    rows = table_rows(again)
+    assert rows and all(row[3:6] == ["0", "0", "0"] for row in rows), again
+
+
+@pytest.mark.xdist_group("readme-demo_once")
+def test_demo_scenario_shows_the_whole_review_loop_headless(chapters: Chapters) -> None:
+    """A wiped SIS is held and paused, Check Your Data lands in the outbox, approve publishes, Import Results follows."""
+    walkthrough = chapters["demo_once"]
+    outcome = walkthrough.outcomes[DEMO_SCENARIO]
+    assert outcome.returncode == 0, outcome.output[-3000:]
+    assert_quiet(outcome)
+    # the expected hold is told in one line each by Dagster and by the demo, no stack traces
+    assert "held for review, nothing was published" in outcome.output
+    assert "check change_thresholds: FAILED" in outcome.output
+    assert "riverside_usd: import held; published rows unchanged: True" in outcome.output
+    assert "riverside_usd: paused=True" in outcome.output
+    assert "review approve: import" in outcome.output and "district resumed" in outcome.output
+
+    listed = re.findall(r"^  (/\S+\.eml)$", outcome.output, flags=re.M)  # the outbox, as the demo lists it
+    held = {Path(p).name.split("_import-")[1] for p in listed if "riverside_usd_check_your_data" in p}
+    assert len(held) == 1, listed
+    (import_eml,) = held
+    assert any(f"riverside_usd_import_results_import-{import_eml}" in p for p in listed), listed
+    check_your_data = next(Path(p) for p in listed if "riverside_usd_check_your_data" in p)
+    message = email.message_from_bytes(check_your_data.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "roster-admin@riversideusd.example.org"
+    assert "Check Your Data" in message["Subject"]
+    assert {a.get_filename() for a in message.iter_attachments()} == {
+        "rejected_rows.csv",
+        "field_changes.csv",
+    }
