@@ -19,12 +19,10 @@ from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline_tests.databases import BOTH, IN_CI, POSTGRES_URL, one_database, postgres_problem
+from roster_pipeline_tests.paths import PROJECT_ROOT, SHARED_REFERENCE
 
 # The in-process SMTP server (aiosmtpd) fixtures: smtp_server, smtp_server_factory.
 pytest_plugins = ["roster_pipeline_tests.smtp_server"]
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_REFERENCE = PROJECT_ROOT.parent / "shared" / "oneroster-reference"
 
 
 def require_shared_reference() -> Path:

@@ -19,8 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-README_PATH = REPOSITORY / "README.md"
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
 # What the README tells a user to type in a second shell while `roster-pipeline demo` runs.
 SOURCE_SETTINGS = "source .roster_pipeline/demo.env"
@@ -64,7 +63,7 @@ def copy_repository_layout(folder: Path) -> Path:
     """
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("dagster.yaml", "workspace.yaml"):
-        shutil.copy(REPOSITORY / name, folder / name)
+        shutil.copy(PROJECT_ROOT / name, folder / name)
     return folder
 
 

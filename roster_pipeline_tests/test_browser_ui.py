@@ -37,8 +37,8 @@ from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
 from roster_pipeline.pipeline.snapshot_checks import CHANGE_THRESHOLDS, SCHOOL_THRESHOLDS, VALID_RECORDS
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 
-from .conftest import PROJECT_ROOT
 from .databases import IN_CI
+from .paths import PROJECT_ROOT
 from .pipeline_helpers import write_registry
 
 pytestmark = pytest.mark.xdist_group("browser_ui")  # one worker builds the module's shared set-up once

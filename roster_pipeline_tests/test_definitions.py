@@ -13,8 +13,7 @@ import pytest
 
 from roster_pipeline.definitions import build_definitions
 from roster_pipeline.registry.districts import load_registry
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
 # A snapshot of the graph: a change to it shows up in review (as dagster-open-platform's test_defs does).
 EXPECTED_ASSETS = [

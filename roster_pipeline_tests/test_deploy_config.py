@@ -28,9 +28,9 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 
 from roster_pipeline.registry.districts import ENV_FILE_VARIABLE
 from roster_pipeline.warehouse import ENV_DATABASE_URL
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-DEPLOY = REPOSITORY / "docs" / "deploy" / "k8s"
+DEPLOY = PROJECT_ROOT / "docs" / "deploy" / "k8s"
 PG_VARIABLES = (
     "DAGSTER_PG_HOST",
     "DAGSTER_PG_PORT",
@@ -60,7 +60,7 @@ def load_yaml(path: Path) -> Any:
 
 
 INSTANCE = load_yaml(DEPLOY / "dagster.yaml")
-PRODUCTION = load_yaml(REPOSITORY / "dagster.yaml")
+PRODUCTION = load_yaml(PROJECT_ROOT / "dagster.yaml")
 VALUES = load_yaml(DEPLOY / "values.yaml")
 ENV_DOCS = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all((DEPLOY / "env.yaml").read_text())}
 LAUNCHER = INSTANCE["run_launcher"]["config"]
@@ -163,7 +163,7 @@ def production_instance(k8s_dagster_home: Path) -> dg.DagsterInstance:
     """The top-level dagster.yaml, loaded the same way (same database), to compare against."""
     home = k8s_dagster_home.parent / "production_home"
     home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text((REPOSITORY / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     return dg.DagsterInstance.from_config(str(home))
 
 
@@ -187,7 +187,7 @@ def test_env_yaml_carries_every_variable_the_instance_and_the_code_read_and_no_s
     registry_path = Path(config_map["data"][ENV_FILE_VARIABLE])
     assert [m["mountPath"] for m in LAUNCHER["volume_mounts"]] == [str(registry_path.parent)]
 
-    example = load_yaml(REPOSITORY / "roster_pipeline" / "registry" / "districts.example.yaml")
+    example = load_yaml(PROJECT_ROOT / "roster_pipeline" / "registry" / "districts.example.yaml")
     credentials = {
         d[k] for d in example["districts"] for k in ("client_id_env", "client_secret_env") if k in d
     }
@@ -204,7 +204,7 @@ def test_the_helm_values_run_the_project_image_with_the_instance_files_settings(
     (deployment,) = VALUES["dagster-user-deployments"]["deployments"]
     assert VALUES["dagster-user-deployments"]["enabled"] is True
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "roster_pipeline.definitions"]
-    workspace = load_yaml(REPOSITORY / "workspace.yaml")
+    workspace = load_yaml(PROJECT_ROOT / "workspace.yaml")
     assert workspace["load_from"][0]["python_module"]["module_name"] == "roster_pipeline.definitions"
     assert deployment["image"]["pullPolicy"] == LAUNCHER["image_pull_policy"]
 
@@ -249,7 +249,7 @@ def test_the_helm_values_run_the_project_image_with_the_instance_files_settings(
 
 def test_the_image_installs_the_k8s_launcher_in_lockstep_with_dagster() -> None:
     """Every run's pod loads the instance, so the image needs dagster-k8s, pinned like the rest of Dagster."""
-    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     dagster_pin = next(d for d in project["dependencies"] if d.startswith("dagster-postgres=="))
     version = dagster_pin.split("==")[1]
     assert project["optional-dependencies"]["k8s"] == [f"dagster-k8s=={version}"]

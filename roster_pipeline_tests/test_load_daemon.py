@@ -31,12 +31,12 @@ import sqlalchemy as sa
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district
 from roster_pipeline.warehouse import Warehouse
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
 from .pipeline_helpers import write_registry
 
 pytestmark = pytest.mark.postgres
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Four districts side by side in every run of the suite (one district at a time once hid a deadlock);
 # the full twenty of a real backfill are a benchmark: `python3 -m pytest -m benchmark -s`.
 LOADS = [

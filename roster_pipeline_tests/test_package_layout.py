@@ -35,17 +35,31 @@ def modules_of(root: Path) -> dict[str, Path]:
     return {module_name(path, root): path for path in sorted(root.rglob("*.py"))}
 
 
+def absolute_module(importer: str, importer_path: Path, node: ast.ImportFrom) -> str:
+    """The module a ``from ... import`` names, relative imports (``from .x import y``) resolved."""
+    if node.level == 0:
+        return node.module or ""
+    package = importer.split(".")
+    if importer_path.name != "__init__.py":
+        package = package[:-1]
+    package = package[: len(package) - (node.level - 1)]
+    return ".".join([*package, *([node.module] if node.module else [])])
+
+
 def imports_in(path: Path, known: dict[str, Path]) -> Iterator[ImportOf]:
+    importer = next(name for name, known_path in known.items() if known_path == path)
+
     def visit(node: ast.AST, type_only: bool) -> Iterator[ImportOf]:
         for child in ast.iter_child_nodes(node):
             guarded = type_only or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
             if isinstance(child, ast.Import):
                 yield from (ImportOf(alias.name, guarded) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                submodules = [f"{child.module}.{a.name}" for a in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                module = absolute_module(importer, path, child)
+                submodules = [f"{module}.{a.name}" for a in child.names]
                 named = [m for m in submodules if m in known]
                 if len(named) < len(submodules):
-                    yield ImportOf(child.module, guarded)
+                    yield ImportOf(module, guarded)
                 yield from (ImportOf(m, guarded) for m in named)
             yield from visit(child, guarded)
 
@@ -130,12 +144,15 @@ def test_no_module_of_the_package_imports_itself_in_a_circle() -> None:
     assert import_cycles(graph) == []
 
 
-def test_no_test_module_imports_another() -> None:
+def test_no_test_module_imports_another_or_the_conftest() -> None:
+    """Shared code lives in helper modules; fixtures reach tests through pytest (a conftest imported as a
+    module is a second copy of it, with its own module-level state)."""
     known = modules_of(TESTS)
     offenders = sorted(
         f"{name} imports {found.module}"
         for name, path in known.items()
         for found in imports_in(path, known)
-        if found.module in known and found.module.rsplit(".", 1)[-1].startswith("test_")
+        if found.module in known
+        and (found.module.rsplit(".", 1)[-1].startswith("test_") or found.module.endswith(".conftest"))
     )
     assert offenders == []

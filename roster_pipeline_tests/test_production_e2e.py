@@ -51,6 +51,7 @@ from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import SimulatorServer, Tenant, mutations
 from roster_pipeline.simulator.generate import generate_district
 from roster_pipeline.warehouse import Warehouse
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
 from .dagster_processes import DagsterProcess, GraphQL, executable, start_process, wait_for
 from .pipeline_helpers import write_registry
@@ -60,7 +61,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("production_e2e")]
 
 T = TypeVar("T")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCATION = "roster_pipeline"  # workspace.yaml's location_name
 REPOSITORY = "__repository__"  # a module's Definitions form this one repository
 SCHEDULE_NAME_TAG = "dagster/schedule_name"

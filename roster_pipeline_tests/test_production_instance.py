@@ -29,12 +29,12 @@ from roster_pipeline.defs.sensors import CONTROL_SENSOR_NAME
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline.simulator import running_simulator
 from roster_pipeline.warehouse import Warehouse
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
 from .pipeline_helpers import write_registry
 
 pytestmark = pytest.mark.postgres
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG = logging.getLogger("roster_pipeline_tests.production_instance")
 RUN_TIMEOUT_SECONDS = 300
 

@@ -61,8 +61,8 @@ import sqlalchemy as sa
 
 from roster_pipeline.cli.demo_home import demo_home
 from roster_pipeline.records.catalogue import RESOURCES
+from roster_pipeline_tests.paths import README_PATH
 from roster_pipeline_tests.shell_helpers import (
-    README_PATH,
     SOURCE_SETTINGS,
     BackgroundCommand,
     copy_repository_layout,

@@ -37,12 +37,12 @@ from roster_pipeline.registry.districts import Registry
 from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse, staging
 from roster_pipeline.warehouse.schema import TABLES
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
 from .control_helpers import bound_definitions, kinds, run_review_job, run_sync, tick
 from .killable_location import KILL_AT_VARIABLE
 from .pipeline_helpers import EnvSetter, write_registry
 
-ROOT = Path(__file__).resolve().parents[1]
 SECRET = "alpha-secret-xyz"
 RUN_DEADLINE_SECONDS = 240  # how long to wait for Dagster to record the run's end (not a timed assertion)
 
@@ -67,7 +67,7 @@ class Deployment:
             "DAGSTER_HOME": str(self.home),
             "ROSTER_DATABASE_URL": self.warehouse_url,
             "ROSTER_DISTRICTS_FILE": str(self.registry_path),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         }
         env.pop(KILL_AT_VARIABLE, None)
         if kill_at:

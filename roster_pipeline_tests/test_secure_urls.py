@@ -18,6 +18,7 @@ from roster_pipeline.oneroster.secure_url import InsecureURLError, is_loopback_h
 from roster_pipeline.registry.districts import RegistryError, parse_registry
 from roster_pipeline.simulator import SimulatorServer, running_simulator
 from roster_pipeline.sources.factory import client_config_for
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
 from .smtp_server import make_self_signed_cert
 
@@ -330,7 +331,7 @@ def test_a_private_ca_is_trusted_through_ssl_cert_file(
 
 
 def test_no_code_turns_certificate_verification_off() -> None:
-    package = Path(__file__).resolve().parents[1] / "roster_pipeline"
+    package = PROJECT_ROOT / "roster_pipeline"
     offenders = [
         str(path.relative_to(package))
         for path in package.rglob("*.py")

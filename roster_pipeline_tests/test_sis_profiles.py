@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,9 @@ from roster_pipeline.registry.sis_profiles import (
 )
 from roster_pipeline.simulator import running_simulator
 from roster_pipeline.sources.factory import client_config_for
+from roster_pipeline_tests.paths import PROJECT_ROOT
 
-CONFIGURATION_DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+CONFIGURATION_DOC = PROJECT_ROOT / "docs" / "configuration.md"
 IMPORT_METHODS = ["oneroster_rest", "oneroster_rest_oauth1", "oneroster_v1p2_rest", "csv_bundle"]
 
 
