@@ -20,7 +20,7 @@ from roster_pipeline.defs.partitions import district_partitions
 from roster_pipeline.defs.resources import DistrictRegistryResource, WarehouseResource
 from roster_pipeline.pipeline.run_tags import AS_OF_TAG, ROLLOVER_OVERRIDE_TAG
 from roster_pipeline.registry.districts import Registry
-from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
+from roster_pipeline.simulator import SimulatedDistrict, SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import failure, materialization_metadata, monkeypatch_environ, write_registry
@@ -39,8 +39,10 @@ WINDOW = {
 
 
 @pytest.fixture(scope="module")
-def template():
-    return generate_district("small", seed=47)
+def template(request: pytest.FixtureRequest) -> SimulatedDistrict:
+    """The alpha district: tiny (generated once per module, deep-copied per test), or as large as a test asks
+    with ``@pytest.mark.parametrize("template", ["small"], indirect=True)`` where size is what it tests."""
+    return generate_district(getattr(request, "param", "tiny"), seed=47)
 
 
 @pytest.fixture()
@@ -169,6 +171,7 @@ def test_a_run_that_asks_for_a_past_school_year_is_refused(
     assert "PastSchoolYearError" in message and "school year 2027 is in the past" in message
 
 
+@pytest.mark.parametrize("template", ["small"], indirect=True)  # its mutations need more than a tiny district
 def test_additions_only_never_deletes_inside_the_window(
     server: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warehouse_url: str, instance
 ) -> None:

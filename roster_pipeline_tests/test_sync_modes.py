@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
 from roster_pipeline.pipeline.sync_mode import ModeRequest, requested_mode
 from roster_pipeline.records.catalogue import RESOURCES
-from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
+from roster_pipeline.simulator import SimulatedDistrict, SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import materialization_metadata, monkeypatch_environ, sync, write_registry
@@ -32,14 +32,16 @@ OVERLAP_MINUTES = 45
 
 
 @pytest.fixture(scope="module")
-def small_template():
-    return generate_district("small", seed=11)
+def alpha_template(request: pytest.FixtureRequest) -> SimulatedDistrict:
+    """The alpha district: tiny (generated once per module, deep-copied per test), or as large as a test asks
+    with ``@pytest.mark.parametrize("alpha_template", ["small"], indirect=True)`` where size is what it tests."""
+    return generate_district(getattr(request, "param", "tiny"), seed=11)
 
 
 @pytest.fixture()
-def server(small_template) -> Iterator[SimulatorServer]:
+def server(alpha_template) -> Iterator[SimulatorServer]:
     with SimulatorServer(
-        [Tenant("alpha", "alpha-client", "alpha-very-secret-1", copy.deepcopy(small_template))]
+        [Tenant("alpha", "alpha-client", "alpha-very-secret-1", copy.deepcopy(alpha_template))]
     ) as s:
         yield s
 
@@ -94,6 +96,7 @@ def fetched(result: dg.ExecuteInProcessResult) -> tuple[int, int]:
     return sum(m["rows_fetched"] for m in metas), sum(m["requests"] for m in metas)
 
 
+@pytest.mark.parametrize("alpha_template", ["small"], indirect=True)  # its 1% of users is someone
 def test_delta_asks_for_changes_since_the_last_import_and_never_deletes_what_it_did_not_see(
     server: SimulatorServer, setup, instance
 ) -> None:
@@ -174,6 +177,7 @@ def test_delta_without_a_published_import_falls_back_to_full_and_says_so(
     assert Warehouse(url).get_import(opened["import_id"]).sync_mode == "full"
 
 
+@pytest.mark.parametrize("alpha_template", ["small"], indirect=True)  # 1% of a tiny district is no record
 def test_a_delta_with_one_percent_changed_does_about_one_percent_of_the_work(
     server: SimulatorServer, setup, instance
 ) -> None:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.records.catalogue import RESOURCES
-from roster_pipeline.simulator import SimulatorServer, Tenant, generate_district, mutations
+from roster_pipeline.simulator import SimulatedDistrict, SimulatorServer, Tenant, generate_district, mutations
 from roster_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import materialization_metadata, monkeypatch_environ, sync, write_registry
@@ -23,17 +23,18 @@ pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subj
 
 
 @pytest.fixture(scope="module")
-def small_district_template():
-    """Generating 'small' takes a moment; tests deep-copy it instead of regenerating."""
-    return generate_district("small", seed=11)
+def alpha_template(request: pytest.FixtureRequest) -> SimulatedDistrict:
+    """The alpha district: tiny (generated once per module, deep-copied per test), or as large as a test asks
+    with ``@pytest.mark.parametrize("alpha_template", ["small"], indirect=True)`` where size is what it tests."""
+    return generate_district(getattr(request, "param", "tiny"), seed=11)
 
 
 @pytest.fixture()
-def server(small_district_template) -> Iterator[SimulatorServer]:
+def server(alpha_template) -> Iterator[SimulatorServer]:
     import copy
 
     tenants = [
-        Tenant("alpha", "alpha-client", "alpha-very-secret-1", copy.deepcopy(small_district_template)),
+        Tenant("alpha", "alpha-client", "alpha-very-secret-1", copy.deepcopy(alpha_template)),
         Tenant("beta", "beta-client", "beta-very-secret-2", generate_district("tiny", seed=22)),
     ]
     with SimulatorServer(tenants) as running:
@@ -94,6 +95,9 @@ def test_second_sync_without_change_reports_nothing_changed(
         assert meta["unchanged"] + meta["tobedeleted"] == total_count(server, "alpha", resource.collection)
 
 
+@pytest.mark.parametrize(
+    "alpha_template", ["small"], indirect=True
+)  # every mutation changes rows of each kind
 def test_counts_after_a_mutation_match_the_mutation_exactly(
     server: SimulatorServer, warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance
 ) -> None:
@@ -149,12 +153,13 @@ def test_two_districts_never_mix_rows(
     assert beta_users == set(server.tenant("beta").district.collections["users"])
 
 
+@pytest.mark.parametrize("alpha_template", ["small"], indirect=True)  # resources that outlive a token
 def test_token_expiry_mid_sync_is_survived(
-    small_district_template, warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance
+    alpha_template, warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance
 ) -> None:
     import copy
 
-    tenant = Tenant("alpha", "alpha-client", "alpha-very-secret-1", copy.deepcopy(small_district_template))
+    tenant = Tenant("alpha", "alpha-client", "alpha-very-secret-1", copy.deepcopy(alpha_template))
     # A 1-second token and 20 ms per request: every resource outlives several tokens.
     with SimulatorServer([tenant], token_ttl_seconds=1, latency_ms=20) as short_lived:
         registry_path = tmp_path / "districts.yaml"
