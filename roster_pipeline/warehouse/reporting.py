@@ -1,6 +1,7 @@
 """What an import did or would do, read for the threshold checks, the review and the emails: change and
-school summaries, the field diff, rejects and published counts.  Readers classify on demand, so a report
-of a staged import is right even before its publish."""
+school summaries, the field diff, rejects and published counts.  Readers classify on demand (again when
+the published rows changed since), so a report on a staged import always compares it with what is
+published now, however long it waited for review."""
 
 from __future__ import annotations
 
