@@ -66,7 +66,10 @@ class PublishPath(ImportLifecycle):
         ``resources``) that has none or a stale one, each in a short transaction of its own; then, on
         Postgres, ANALYZE the tables classified (in a transaction of its own: the planner needs to know
         how few rows changed).  Returns the resources classified.  Readers classify on demand anyway; this
-        keeps the pass out of their transactions, and lets the caller time it."""
+        keeps the pass out of their transactions, and lets the caller time it.
+
+        One probe first finds the resources with anything to do, so a call when all is current (the
+        threshold checks and every report call it) costs three queries, not a transaction per resource."""
         done: list[str] = []
         with self.engine.connect() as conn:
             run = self._import(conn, import_id)
@@ -77,6 +80,7 @@ class PublishPath(ImportLifecycle):
                 if resources is None
                 else list(resources)
             )
+            names = self._needing_classification(conn, run, names)
         for name in names:
             res = resource(name)
             with self.engine.begin() as conn:
@@ -344,6 +348,38 @@ class PublishPath(ImportLifecycle):
             .values(classified_watermark=mark, unmarked_change=unmarked)
         )
         return True
+
+    def _needing_classification(self, conn: sa.Connection, run: ImportRun, names: Sequence[str]) -> list[str]:
+        """The resources ``_ensure_classified`` would do anything for, by the same rules (no classification,
+        or a stale one, or error rejects recorded since the last withdrawal), read without locks: a change
+        after this probe is caught by the readers, who ensure the classification in their transactions."""
+        mark = classify.published_watermark(conn, run.district_id)
+        c = import_resource_counts.c
+        rows = {
+            row.resource: row
+            for row in conn.execute(
+                sa.select(c.resource, c.classified_watermark, c.purged_reject_id).where(
+                    c.import_id == run.import_id
+                )
+            )
+        }
+        r = rejected_records.c
+        latest: dict[str, int] = dict(
+            conn.execute(  # (resource, max id) rows
+                sa.select(r.resource, sa.func.max(r.reject_id))
+                .where(r.import_id == run.import_id, r.severity == "error")
+                .group_by(r.resource)
+            ).all()
+        )
+
+        def needs(name: str) -> bool:
+            row = rows.get(name)
+            if row is None or row.classified_watermark != mark:
+                return True
+            newest = latest.get(name)
+            return newest is not None and (row.purged_reject_id is None or newest > row.purged_reject_id)
+
+        return [name for name in names if needs(resource(name).name)]
 
     def _withhold(self, conn: sa.Connection, run: ImportRun, res: Resource) -> None:
         """additions_only: withdraw staged deletions of alive rows, counted as ``withheld``."""
