@@ -332,7 +332,7 @@ class PublishPath(ImportLifecycle):
         mark = classify.published_watermark(conn, run.district_id)
         if row is not None and row.classified_watermark == mark:
             latest = self._latest_error_reject(conn, run.import_id, res)
-            if latest is not None and (row.purged_reject_id is None or latest > row.purged_reject_id):
+            if _rejects_since_withdrawal(latest, row.purged_reject_id):
                 self._purge(conn, run.import_id, res)
             return False
         tables = staging.for_import(run.import_id, res.name)
@@ -376,8 +376,7 @@ class PublishPath(ImportLifecycle):
             row = rows.get(name)
             if row is None or row.classified_watermark != mark:
                 return True
-            newest = latest.get(name)
-            return newest is not None and (row.purged_reject_id is None or newest > row.purged_reject_id)
+            return _rejects_since_withdrawal(latest.get(name), row.purged_reject_id)
 
         return [name for name in names if needs(resource(name).name)]
 
@@ -407,3 +406,10 @@ class PublishPath(ImportLifecycle):
         ).first()
         fetched, quarantined, withheld = (int(v) for v in counts) if counts is not None else (0, 0, 0)
         return classify.count(conn, tables, self._scope(run), fetched, quarantined, withheld)
+
+
+def _rejects_since_withdrawal(latest_error_reject: int | None, purged_reject_id: int | None) -> bool:
+    """An error reject was recorded after the last withdrawal from staging (or none was ever withdrawn)."""
+    return latest_error_reject is not None and (
+        purged_reject_id is None or latest_error_reject > purged_reject_id
+    )
