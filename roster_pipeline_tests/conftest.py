@@ -209,6 +209,16 @@ def wh(warehouse_url: str) -> Iterator[Warehouse]:
     warehouse.dispose()
 
 
+@pytest.fixture(scope="module")
+def alpha_template(request: pytest.FixtureRequest):
+    """The end-to-end sync tests' district "alpha": tiny (generated once per module, deep-copied per test),
+    or as large as a test asks with ``@pytest.mark.parametrize("alpha_template", ["small"], indirect=True)``
+    where size is what it tests."""
+    from roster_pipeline.simulator import generate_district
+
+    return generate_district(getattr(request, "param", "tiny"), seed=11)
+
+
 @pytest.fixture(scope="session")
 def fault_template():
     """The fault table's district: tiny (one school, ~30 users), generated once and copied per rig."""

@@ -473,6 +473,15 @@ def assert_quiet(outcome: Outcome) -> None:
     assert "Stack Trace" not in outcome.output and "Traceback" not in outcome.output, outcome.output[-3000:]
 
 
+def demo_outcome(chapters: Chapters, command: str) -> tuple[Walkthrough, Outcome]:
+    """A demo command of the walkthrough, which must have exited 0 and logged quietly."""
+    walkthrough = chapters["demo_once"]
+    outcome = walkthrough.outcomes[command]
+    assert outcome.returncode == 0, outcome.output[-3000:]
+    assert_quiet(outcome)
+    return walkthrough, outcome
+
+
 def table_rows(printed: str) -> list[list[str]]:
     return [
         line.split() for line in printed.splitlines() if line.startswith(("riverside_usd", "lakeside_isd"))
@@ -481,10 +490,7 @@ def table_rows(printed: str) -> list[list[str]]:
 
 @pytest.mark.xdist_group("readme-demo_once")
 def test_demo_once_syncs_both_demo_districts_into_the_embedded_default(chapters: Chapters) -> None:
-    walkthrough = chapters["demo_once"]
-    outcome = walkthrough.outcomes[DEMO_ONCE]
-    assert outcome.returncode == 0, outcome.output[-3000:]
-    assert_quiet(outcome)
+    walkthrough, outcome = demo_outcome(chapters, DEMO_ONCE)
     table = table_rows(outcome.output)
     assert {(row[0], row[1]) for row in table} == {
         (d, r.name) for d in ("riverside_usd", "lakeside_isd") for r in RESOURCES
@@ -512,10 +518,7 @@ def test_demo_once_syncs_both_demo_districts_into_the_embedded_default(chapters:
 @pytest.mark.xdist_group("readme-demo_once")
 def test_demo_scenario_shows_the_whole_review_loop_headless(chapters: Chapters) -> None:
     """A wiped SIS is held and paused, Check Your Data lands in the outbox, approve publishes, Import Results follows."""
-    walkthrough = chapters["demo_once"]
-    outcome = walkthrough.outcomes[DEMO_SCENARIO]
-    assert outcome.returncode == 0, outcome.output[-3000:]
-    assert_quiet(outcome)
+    _, outcome = demo_outcome(chapters, DEMO_SCENARIO)
     # the expected hold is told in one line each by Dagster and by the demo, no stack traces
     assert "held for review, nothing was published" in outcome.output
     assert "check change_thresholds: FAILED" in outcome.output

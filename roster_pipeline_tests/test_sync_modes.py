@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from roster_pipeline.pipeline.run_tags import SYNC_MODE_TAG
 from roster_pipeline.pipeline.sync_mode import ModeRequest, requested_mode
 from roster_pipeline.records.catalogue import RESOURCES
-from roster_pipeline.simulator import SimulatedDistrict, SimulatorServer, Tenant, generate_district, mutations
+from roster_pipeline.simulator import SimulatorServer, Tenant, mutations
 from roster_pipeline.warehouse import Warehouse
 
 from .pipeline_helpers import materialization_metadata, monkeypatch_environ, sync, write_registry
@@ -29,13 +29,6 @@ from .pipeline_helpers import materialization_metadata, monkeypatch_environ, syn
 pytestmark = pytest.mark.end_to_end  # Dagster or the whole pipeline is the subject: once, on Postgres
 
 OVERLAP_MINUTES = 45
-
-
-@pytest.fixture(scope="module")
-def alpha_template(request: pytest.FixtureRequest) -> SimulatedDistrict:
-    """The alpha district: tiny (generated once per module, deep-copied per test), or as large as a test asks
-    with ``@pytest.mark.parametrize("alpha_template", ["small"], indirect=True)`` where size is what it tests."""
-    return generate_district(getattr(request, "param", "tiny"), seed=11)
 
 
 @pytest.fixture()
