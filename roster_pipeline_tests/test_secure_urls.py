@@ -15,6 +15,7 @@ import pytest
 
 from roster_pipeline.oneroster import ClientConfig, OneRosterClient, OneRosterError
 from roster_pipeline.oneroster.secure_url import InsecureURLError, is_loopback_host
+from roster_pipeline.oneroster.tls import verifying_context
 from roster_pipeline.registry.districts import RegistryError, parse_registry
 from roster_pipeline.simulator import SimulatorServer, running_simulator
 from roster_pipeline.sources.factory import client_config_for
@@ -339,3 +340,25 @@ def test_no_code_turns_certificate_verification_off() -> None:
         or "CERT_NONE" in path.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+def test_clients_share_one_context_per_trust_setting(
+    tls_simulator: tuple[SimulatorServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Building a verifying context parses the CA bundle (~25 ms): clients share one, yet a changed
+    SSL_CERT_FILE still takes effect for the next client, and a context never trusts what it should not."""
+    server, cert = tls_simulator
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    default = verifying_context()
+    assert verifying_context() is default
+    assert default.verify_mode == ssl.CERT_REQUIRED and default.check_hostname
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    private = verifying_context()
+    assert private is not default and verifying_context() is private
+    with OneRosterClient(https_config(server)) as client:
+        assert [r for batch in client.iter_batches("orgs") for r in batch]
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert verifying_context() is default
+    with OneRosterClient(https_config(server)) as client, pytest.raises(OneRosterError):
+        list(client.iter_batches("orgs"))

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from roster_pipeline.benchmark.rig import KEY_ENV, SECRET_ENV
 from roster_pipeline.oneroster.auth import TokenManager
 from roster_pipeline.oneroster.config import ClientConfig
+from roster_pipeline.oneroster.tls import verifying_context
 from roster_pipeline.records.catalogue import RESOURCES, Resource
 
 SCHEMA = "bench_limit"
@@ -45,7 +46,7 @@ class LimitLoader:
         limits = httpx.Limits(
             max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
         )
-        self.http = httpx.Client(timeout=config.timeout_seconds, limits=limits)
+        self.http = httpx.Client(timeout=config.timeout_seconds, limits=limits, verify=verifying_context())
         # The project's token helper: the same token request (client_secret_basic) the sync's client sends.
         self.token = TokenManager(config, self.http).access_token()
 

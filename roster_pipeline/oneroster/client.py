@@ -84,6 +84,7 @@ from roster_pipeline.oneroster.parse_gate import ParseGate
 from roster_pipeline.oneroster.retry import RetryPolicy, TransientFailure, parse_retry_after
 from roster_pipeline.oneroster.secure_url import transport_reason
 from roster_pipeline.oneroster.stats import FetchStats
+from roster_pipeline.oneroster.tls import verifying_context
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,9 @@ class OneRosterClient:
         if config.auth_scheme == "oauth1":
             self._auth = OAuth1Auth(config.client_id, config.client_secret.get_secret_value())
         else:
-            self._token_http = httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+            self._token_http = httpx.Client(
+                timeout=timeout, headers=headers, follow_redirects=False, verify=verifying_context()
+            )
             self._tokens = TokenManager(config, self._token_http)
             self._auth = BearerAuth(self._tokens)
         self._http = httpx.Client(
@@ -134,6 +137,7 @@ class OneRosterClient:
             timeout=timeout,
             headers=headers,
             follow_redirects=False,  # a redirect to another host must not carry our credentials
+            verify=verifying_context(),
             limits=httpx.Limits(
                 max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
             ),
