@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,13 +227,29 @@ def fault_template():
     return generate_district("tiny", seed=3)
 
 
+@pytest.fixture(scope="session")
+def fault_first_imports(fault_template, tmp_path_factory: pytest.TempPathFactory):
+    """The fault table's first import, synced once per worker and database when first asked for."""
+    from roster_pipeline_tests.fault_harness import FirstImports
+
+    with ExitStack() as databases:
+
+        def new_postgres_database() -> str:
+            return databases.enter_context(postgres_databases(POSTGRES_URL))()
+
+        yield FirstImports(
+            fault_template, tmp_path_factory.mktemp("fault-first-imports"), new_postgres_database
+        )
+
+
 @pytest.fixture()
-def fault_rig(fault_template, tmp_path: Path, warehouse_url: str):
+def fault_rig(fault_template, fault_first_imports, tmp_path: Path, warehouse_url: str):
     """``fault_rig(**registry_settings)``: a simulator district + registry + warehouse for one fault row
-    (on SQLite and on Postgres); see roster_pipeline_tests/fault_harness.py."""
+    (on SQLite and on Postgres); ``fault_rig.after_first_import(...)`` the same with the first import
+    already published. See roster_pipeline_tests/fault_harness.py."""
     from roster_pipeline_tests.fault_harness import rig_factory
 
-    yield from rig_factory(fault_template, tmp_path, warehouse_url)
+    yield from rig_factory(fault_template, tmp_path, warehouse_url, fault_first_imports)
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +33,7 @@ from roster_pipeline.simulator import SimulatorServer, Tenant, mutations
 from roster_pipeline.simulator.district import SimulatedDistrict
 from roster_pipeline.warehouse import Warehouse
 from roster_pipeline.warehouse.columns import canonical_json
+from roster_pipeline.warehouse.databases import is_postgres_url
 from roster_pipeline.warehouse.load import without_hrefs
 
 from .pipeline_helpers import write_registry
@@ -253,10 +256,12 @@ class RowOutcome:
 
 
 def run_fault_row(rig: FaultRig, row: FaultRow, variant: Literal["first", "second"]) -> RowOutcome:
-    """Sync under the fault, check the outcome the row promises, clear the fault, sync again: the truth."""
+    """Sync under the fault, check the outcome the row promises, clear the fault, sync again: the truth.
+
+    The second-import variant expects a rig whose first import is in place (``RigFactory.after_first_import``).
+    """
     if variant == "second":
-        rig.sync()
-        rig.assert_truth()
+        assert rig.runs == 1, "a second import needs a rig with its first import published"
         rig.mutate()
     before = rig.published()
     row.inject(rig)
@@ -332,23 +337,103 @@ def kill_connection_at(
 
 
 @dataclass
+class FirstImports:
+    """The fault table's first import, synced and checked once per database, copied into every rig that
+    needs one (the second-import variant of each row).
+
+    Every row's first import is the same sync of the same district (the row's fault comes after it), so
+    syncing it once per worker is the same test: each rig gets a copy of the warehouse it
+    left (a SQLite backup; a Postgres database created from it as a template) and the district as it
+    was served, then applies the day's changes and its fault as before.
+    """
+
+    template: SimulatedDistrict
+    folder: Path
+    new_postgres_database: Callable[[], str]
+    synced: dict[str, str] = field(default_factory=dict)  # "sqlite"/"postgres" -> the synced warehouse's URL
+
+    def copy_into(self, url: str) -> None:
+        """Make ``url``'s warehouse (an empty database or a file not yet written) a copy of the first import."""
+        kind = "postgres" if is_postgres_url(url) else "sqlite"
+        if kind not in self.synced:
+            self.synced[kind] = self._sync_first_import(kind)
+        source = self.synced[kind]
+        if kind == "sqlite":  # SQLite's backup API: a consistent copy whatever its write-ahead log holds
+            with (
+                closing(sqlite3.connect(_sqlite_path(source))) as read,
+                closing(sqlite3.connect(_sqlite_path(url))) as write,
+            ):
+                read.backup(write)
+            return
+        target = sa.engine.make_url(url)
+        admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:  # the test's database is brand-new and unused: replace it
+                conn.execute(sa.text(f'DROP DATABASE "{target.database}"'))
+                conn.execute(
+                    sa.text(
+                        f'CREATE DATABASE "{target.database}" '
+                        f'TEMPLATE "{sa.engine.make_url(source).database}"'
+                    )
+                )
+        finally:
+            admin.dispose()
+
+    def _sync_first_import(self, kind: str) -> str:
+        url = (
+            self.new_postgres_database()
+            if kind == "postgres"
+            else f"sqlite:///{self.folder / 'first-import.sqlite'}"
+        )
+        factory = RigFactory(self.template, self.folder, url)
+        try:
+            rig = factory()
+            rig.sync()
+            rig.assert_truth()
+        finally:
+            factory.close()  # no connection may stay open on a Postgres template
+        return url
+
+
+def _sqlite_path(url: str) -> Path:
+    database = sa.engine.make_url(url).database
+    assert database, url
+    return Path(database)
+
+
+@dataclass
 class RigFactory:
     template: SimulatedDistrict
     tmp_path: Path
     url: str
+    first_imports: FirstImports | None = None
     started: list[SimulatorServer] = field(default_factory=list)
     rigs: list[FaultRig] = field(default_factory=list)
 
     def __call__(self, **settings: Any) -> FaultRig:
+        """A rig with an empty warehouse: its first sync is a first import."""
+        rig = self._rig(settings)
+        rig.warehouse.create_schema()
+        create_control_schema(rig.engine)  # pause state and the email ledger, as the Dagster resource does
+        return rig
+
+    def after_first_import(self, **settings: Any) -> FaultRig:
+        """A rig whose warehouse already holds the district's first import (run ``fault-run-1``), published
+        from the district exactly as the rig's simulator serves it."""
+        assert self.first_imports is not None, "no first imports to copy from"
+        assert not self.rigs, "the copy replaces the rig's warehouse: take it first"
+        self.first_imports.copy_into(self.url)
+        rig = self._rig(settings)
+        rig.runs = 1
+        assert rig.import_statuses(rig.run_id) == ["published"], "the copy holds the first import"
+        return rig
+
+    def _rig(self, settings: dict[str, Any]) -> FaultRig:
         server = SimulatorServer(
             [Tenant(APP, CLIENT_ID, CLIENT_SECRET, copy.deepcopy(self.template))]
         ).start()
         self.started.append(server)
         warehouse = HookedWarehouse(self.url)
-        warehouse.create_schema()
-        create_control_schema(
-            warehouse.engine
-        )  # pause state and the email ledger, as the Dagster resource does
         folder = self.tmp_path / f"rig-{uuid.uuid4().hex[:6]}"
         folder.mkdir()
         rig = FaultRig(server, warehouse, folder / "districts.yaml", {}, dict(settings))
@@ -363,8 +448,10 @@ class RigFactory:
             rig.warehouse.dispose()
 
 
-def rig_factory(template: SimulatedDistrict, tmp_path: Path, url: str) -> Iterator[RigFactory]:
-    factory = RigFactory(template, tmp_path, url)
+def rig_factory(
+    template: SimulatedDistrict, tmp_path: Path, url: str, first_imports: FirstImports | None = None
+) -> Iterator[RigFactory]:
+    factory = RigFactory(template, tmp_path, url, first_imports)
     try:
         yield factory
     finally:
