@@ -171,7 +171,6 @@ LONGEST_FIRST = (
     "test_rollover_e2e.py",
     "test_production_instance.py",
     "test_browser_ui.py",
-    "test_demo_commands.py",
     "test_commands.py",
 )
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import math
 import re
 import time
 import uuid
@@ -59,6 +60,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from roster_pipeline.benchmark.report import FINAL_KEYS, TARGETS, parse_final_line
 from roster_pipeline.cli.demo_home import demo_home
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline_tests.paths import README_PATH
@@ -76,9 +78,11 @@ FOREGROUND, SERVER, SKIP, BENCHMARK = "foreground", "server", "skip", "benchmark
 # import thresholds"), for the first review command.
 LEAVE_HELD = "roster-pipeline demo --once --scenario wipe_enrollments --leave-held"
 
+REJECT = 'roster-pipeline review riverside_usd reject    --reviewer "Jo Admin"'
 DEMO_NO_UI = "roster-pipeline demo --no-ui"
 SIMULATOR_8000 = "roster-pipeline simulator --size small --seed 1 --port 8000   # prints the token URL and the API base URL"
 EXECUTE = """dagster job execute -m roster_pipeline.definitions -j sync_district --tags '{"dagster/partition": "lakeside_isd"}'"""
+BENCH_SMOKE = "roster-pipeline bench --size tiny --skip-naive --skip-dlt --skip-small   # a smoke run"
 BENCH_LARGE = "roster-pipeline bench --size large --seed 5 --with-dlt           # everything (the naive script takes a while)"
 
 
@@ -121,7 +125,7 @@ TABLE: dict[str, Run] = {
     "roster-pipeline simulator --auth oauth1": Run(
         SERVER, "picks a free port", ready="ready", expect=("auth:         OAuth 1.0a, HMAC-SHA256",)
     ),
-    "roster-pipeline bench --size tiny --skip-naive --skip-dlt --skip-small   # a smoke run": Run(
+    BENCH_SMOKE: Run(
         FOREGROUND, "into a fresh database named by ROSTER_BENCH_DATABASE_URL", expect=("full_s=",)
     ),
     BENCH_LARGE: Run(BENCHMARK, "1.33M records and dlt's own virtualenv: minutes; run with -m benchmark"),
@@ -130,7 +134,7 @@ TABLE: dict[str, Run] = {
         FOREGROUND,
         expect=("check change_thresholds: FAILED", "riverside_usd: paused=True", "district resumed"),
     ),
-    'roster-pipeline review riverside_usd reject    --reviewer "Jo Admin"': Run(
+    REJECT: Run(
         FOREGROUND,
         "the held import of the set-up: discarded, the district resumed",
         setup=LEAVE_HELD,
@@ -232,6 +236,7 @@ class Walkthrough:
     root: Path
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     demo_no_ui_printed: str = ""
+    setup_printed: dict[str, str] = field(default_factory=dict)  # set-up command -> its standard output
 
 
 def run_statuses(root: Path) -> dict[str, str]:
@@ -356,6 +361,7 @@ def walk(
             started = time.monotonic()
             completed = shell(spec.setup, w.root, env)
             print(f"{time.monotonic() - started:7.1f}s  (set-up) {spec.setup}")
+            w.setup_printed[spec.setup] = completed.stdout
             if completed.returncode != 0:
                 w.outcomes[command] = Outcome(
                     error=f"set-up {spec.setup!r} failed:\n{completed.stdout[-2000:]}"
@@ -539,3 +545,60 @@ def test_demo_scenario_shows_the_whole_review_loop_headless(chapters: Chapters) 
         "rejected_rows.csv",
         "field_changes.csv",
     }
+
+
+@pytest.mark.xdist_group("readme-demo_once")
+def test_the_review_command_a_check_your_data_email_prints_works_when_pasted(chapters: Chapters) -> None:
+    """The set-up's held import emailed Check Your Data; the README's reject line is the command that email
+    prints (plus the reviewer), and it worked pasted in the folder the demo ran in, nothing exported."""
+    walkthrough = chapters["demo_once"]
+    root, printed = walkthrough.root, walkthrough.setup_printed[LEAVE_HELD]
+    home = demo_home(root)
+    assert "riverside_usd: paused=True" in printed, printed[-3000:]
+
+    # One outbox, at the printed absolute path; every email path it logs is absolute and inside it.
+    assert [p for p in root.rglob("outbox") if p.is_dir()] == [home.outbox]
+    listed = [line.strip() for line in printed.split("emails written to the outbox:\n", 1)[1].splitlines()]
+    assert listed and all(Path(p).is_absolute() and Path(p).parent == home.outbox for p in listed), printed
+    (held,) = [Path(p) for p in listed if "riverside_usd_check_your_data" in p]
+    message = email.message_from_bytes(held.read_bytes(), policy=email.policy.default)
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    pasted = re.search(r"roster-pipeline review riverside_usd reject[^\n`]*", body.get_content())
+    assert pasted, body.get_content()
+    assert " ".join(REJECT.split()) == f'{pasted.group(0).strip()} --reviewer "Jo Admin"'
+    outcome = walkthrough.outcomes[REJECT]  # run by shell(): a fresh bash in the demo's folder
+    assert outcome.returncode == 0 and "district resumed" in outcome.output, outcome.output[-3000:]
+
+    # The demo's syncs are on its stable instance, where the UI and `dagster job launch` look.
+    with dg.DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        runs = [r for r in instance.get_runs() if r.tags.get("dagster/partition") == "riverside_usd"]
+    # demo --once syncs riverside_usd once; each scenario run twice (a clean sync, then the wiped one)
+    assert len(runs) == 5, [r.status for r in runs]
+
+
+@pytest.mark.xdist_group("readme-bench")
+def test_the_bench_smoke_run_measures_the_real_job_and_reports_every_figure(chapters: Chapters) -> None:
+    """The figures themselves are not asserted (the machine is shared and noisy): the bench ran the real
+    job, every loader it compares fetched exactly the simulator's records, and the final line carries every
+    key, the skipped ones as nan."""
+    outcome = chapters["bench"].outcomes[BENCH_SMOKE]
+    if outcome.skipped:
+        pytest.skip(outcome.skipped)
+    assert outcome.returncode == 0, outcome.output[-3000:]
+    out = outcome.output
+    figures = parse_final_line(out.strip().splitlines()[-1])
+    assert tuple(figures) == FINAL_KEYS
+    for measured in ("full_s", "limit_s", "ratio_limit", "nochange_ratio", "delta_ratio"):
+        assert figures[measured] > 0, measured
+    assert 20 < figures["rss_mb"] < 2000
+    for skipped in ("dlt_s", "ratio_dlt", "naive_ratio", "rss_small_mb"):
+        assert math.isnan(figures[skipped]), skipped
+    # The limit loader staged exactly the simulator's records; the job's run is read from its event log.
+    assert "record counts match the simulator" in out
+    assert "Dagster job sync_district, run " in out and "WARNING" not in out
+    assert "records/s" in out and "peak RSS: sync process" in out
+    for resource in RESOURCES:
+        assert f"\n{resource.name} " in out
+    for target in TARGETS:
+        assert target.label in out
