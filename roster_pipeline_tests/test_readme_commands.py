@@ -61,7 +61,7 @@ import pytest
 import sqlalchemy as sa
 
 from roster_pipeline.benchmark.report import FINAL_KEYS, TARGETS, parse_final_line
-from roster_pipeline.cli.demo_home import demo_home
+from roster_pipeline.cli.demo_home import apply_demo_settings, demo_home
 from roster_pipeline.records.catalogue import RESOURCES
 from roster_pipeline_tests.paths import README_PATH
 from roster_pipeline_tests.shell_helpers import (
@@ -456,6 +456,20 @@ def test_the_demo_folder_is_where_the_demo_says_and_nothing_else_is_left(chapter
     assert f"demo settings:       {home.settings_file} " in printed
     assert home.settings_file.stat().st_mode & 0o077 == 0, "demo.env holds the demo credentials: user-only"
     assert not list(root.glob(".tmp_dagster_home_*")), "no temporary Dagster instance left behind"
+
+
+@pytest.mark.xdist_group("readme-second_shell")
+def test_no_command_of_the_second_shell_prints_a_demo_secret(chapters: Chapters) -> None:
+    """The second shell's Dagster and review commands read the demo's client secrets from demo.env; none
+    shows them (stdout and stderr alike), and they did sync: ``dagster job execute`` recorded a successful run."""
+    walkthrough = chapters["second_shell"]
+    settings: dict[str, str] = {}
+    assert apply_demo_settings(settings, walkthrough.root) is not None
+    secrets = [value for name, value in settings.items() if name.endswith("_SECRET")]
+    assert len(secrets) == 2 and all(len(s) > 16 for s in secrets)
+    assert walkthrough.outcomes[EXECUTE].new_runs == ("SUCCESS",)
+    for command, outcome in walkthrough.outcomes.items():
+        assert not any(secret in outcome.output for secret in secrets), command
 
 
 def test_without_the_demo_settings_dagster_stops_on_the_production_instance(repository_root: Path) -> None:
