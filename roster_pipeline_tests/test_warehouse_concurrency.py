@@ -265,7 +265,7 @@ def rejects_of(wh: Warehouse, import_id: int) -> set[tuple[str, str | None, str,
     return {(r.resource, r.sourced_id, r.field, r.check, r.value) for r in wh.rejects(import_id)}
 
 
-@pytest.mark.parametrize(("healthy", "rounds"), [(1, 6), (5, 3)], ids=["two-districts", "six-districts"])
+@pytest.mark.parametrize(("healthy", "rounds"), [(1, 4), (5, 2)], ids=["two-districts", "six-districts"])
 def test_districts_side_by_side_publish_and_hold_exactly_as_alone(
     postgres_url: str, template: SimulatedDistrict, healthy: int, rounds: int
 ) -> None:
