@@ -601,7 +601,9 @@ def test_the_bench_smoke_run_measures_the_real_job_and_reports_every_figure(chap
         pytest.skip(outcome.skipped)
     assert outcome.returncode == 0, outcome.output[-3000:]
     out = outcome.output
-    figures = parse_final_line(out.strip().splitlines()[-1])
+    final = [line for line in out.splitlines() if line.startswith("full_s=")]  # stdout's last line
+    assert len(final) == 1, out[-3000:]
+    figures = parse_final_line(final[0])
     assert tuple(figures) == FINAL_KEYS
     for measured in ("full_s", "limit_s", "ratio_limit", "nochange_ratio", "delta_ratio"):
         assert figures[measured] > 0, measured
