@@ -258,7 +258,8 @@ class RowOutcome:
 def run_fault_row(rig: FaultRig, row: FaultRow, variant: Literal["first", "second"]) -> RowOutcome:
     """Sync under the fault, check the outcome the row promises, clear the fault, sync again: the truth.
 
-    The second-import variant expects a rig whose first import is in place (``RigFactory.after_first_import``).
+    The second-import variant expects a rig whose first import is in place
+    (``RigFactory.after_first_import``).
     """
     if variant == "second":
         assert rig.runs == 1, "a second import needs a rig with its first import published"
@@ -342,9 +343,9 @@ class FirstImports:
     needs one (the second-import variant of each row).
 
     Every row's first import is the same sync of the same district (the row's fault comes after it), so
-    syncing it once per worker is the same test: each rig gets a copy of the warehouse it
-    left (a SQLite backup; a Postgres database created from it as a template) and the district as it
-    was served, then applies the day's changes and its fault as before.
+    syncing it once per worker is the same test: each rig gets a copy of the warehouse it left (a SQLite
+    backup; a Postgres database created from it as a template) and the district as it was served, then
+    applies the day's changes and its fault as before.
     """
 
     template: SimulatedDistrict
@@ -353,7 +354,8 @@ class FirstImports:
     synced: dict[str, str] = field(default_factory=dict)  # "sqlite"/"postgres" -> the synced warehouse's URL
 
     def copy_into(self, url: str) -> None:
-        """Make ``url``'s warehouse (an empty database or a file not yet written) a copy of the first import."""
+        """Make ``url``'s warehouse (an empty database, or a file not yet written) a copy of the first
+        import."""
         kind = "postgres" if is_postgres_url(url) else "sqlite"
         if kind not in self.synced:
             self.synced[kind] = self._sync_first_import(kind)

@@ -4,10 +4,11 @@ per resource into staging, then held, failed, discarded or left for the publish 
 An import is the unit the rest of the product reasons about.  Its status moves ``running`` → ``staged``
 → (``held`` | ``dry_run`` | ``published`` | ``failed`` | ``discarded``, later ``undone``).  Every method
 opens its own short transaction, and one that changes an import's status locks its ``import_runs`` row
-first, so the object can be shared by Dagster steps running in separate processes against one database.  Each import stages into
-tables of its own (``staging.py``): no statement of one import reads, writes, analyses or locks anything
-another import touches.  The publish path (``publishing.py``) and the reports (``reporting.py``) build on
-this class; ``Warehouse`` (``core.py``) is the facade the rest of the product uses.
+first, so the object can be shared by Dagster steps running in separate processes against one database.
+Each import stages into tables of its own (``staging.py``): no statement of one import reads, writes,
+analyses or locks anything another import touches.  The publish path (``publishing.py``) and the reports
+(``reporting.py``) build on this class; ``Warehouse`` (``core.py``) is the facade the rest of the product
+uses.
 """
 
 from __future__ import annotations
